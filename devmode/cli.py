@@ -1,0 +1,320 @@
+"""The command line: everything the pages do, from a terminal.
+
+    $ python -m devmode ingest ../shared/data/financial_phrasebank/sentences_allagree.csv --name phrasebank
+    $ python -m devmode datasets list
+
+Each command is a few lines over the library; devmode's errors become ``click.ClickException``
+(a one-line message, exit code 1), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from devmode import __version__, config, ingest, readers
+from devmode.db import open_db
+from devmode.errors import DevmodeError
+
+
+def _friendly_errors(fn):
+    """Turn devmode's errors (and a missing database folder) into a clean CLI message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DevmodeError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(__version__, prog_name="devmode")
+@click.option(
+    "--db",
+    "db_path",
+    envvar="DEVMODE_DB",
+    default=config.DEFAULT_DB_PATH,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="SQLite file holding everything (also $DEVMODE_DB).",
+)
+@click.pass_context
+def cli(ctx: click.Context, db_path: str) -> None:
+    """devmode: fine-tune, monitor and probe language models on financial text."""
+    ctx.obj = {"db_path": db_path}
+
+
+def _db(ctx: click.Context):
+    return open_db(ctx.obj["db_path"])
+
+
+# ----------------------------------------------------------------------------------------------
+# ingest
+
+
+def _role_options(fn):
+    for role in reversed(ingest.ROLES):
+        fn = click.option(
+            f"--{role}-column", help=f"Column holding the {role} (default: suggested)."
+        )(fn)
+    return fn
+
+
+@cli.command("ingest")
+@click.argument("source")
+@click.option("--name", help="Dataset name (default: from the file name).")
+@_role_options
+@click.option(
+    "--no-label", is_flag=True, help="Unlabelled data (e.g. headlines to score): no label column."
+)
+@click.option(
+    "--format", "format_", type=click.Choice(readers.FORMATS), help="Skip format detection."
+)
+@click.option("--encoding", help="Skip encoding detection (e.g. utf-8, cp1252).")
+@click.option(
+    "--split",
+    "split_fractions",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    help="Train,validation,test fractions, drawn within each label.",
+)
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the split.")
+@click.option("--hf-config", help="With hf:ID, the dataset's configuration name.")
+@click.option(
+    "--hf-split", default="train", show_default=True, help="With hf:ID, which split to take."
+)
+@click.pass_context
+@_friendly_errors
+def ingest_command(
+    ctx,
+    source,
+    name,
+    text_column,
+    label_column,
+    date_column,
+    ticker_column,
+    no_label,
+    format_,
+    encoding,
+    split_fractions,
+    seed,
+    hf_config,
+    hf_split,
+):
+    """Store a CSV/TSV/JSON/JSONL/Parquet file, or hf:ID (a Hugging Face dataset), as a dataset.
+
+    Column roles are suggested from names and values; the split is stratified by label and
+    stored with its seed, so every later run holds out the same test rows.
+    """
+    if source.startswith("hf:"):
+        upload = readers.read_hf_dataset(source[3:], config_name=hf_config, split=hf_split)
+        default_name = source[3:].rstrip("/").rsplit("/", 1)[-1]
+    else:
+        upload = readers.read_upload(source, format=format_, encoding=encoding)
+        default_name = Path(source).name
+    suggested = ingest.suggest_mapping(upload.columns, upload.preview(200))
+    mapping = ingest.ColumnMapping(
+        text=text_column or suggested.text,
+        label=None if no_label else (label_column or suggested.label),
+        date=date_column or suggested.date,
+        ticker=ticker_column or suggested.ticker,
+    )
+    split = ingest.SplitSpec(*_parse_fractions(split_fractions), seed=seed)
+    name = name or ingest.suggest_name(default_name)
+    click.echo(
+        f"Reading {upload.source}: {upload.format}"
+        + (f", {upload.encoding}" if upload.encoding else "")
+        + f", columns {', '.join(upload.columns)}",
+        err=True,
+    )
+    with (
+        _db(ctx) as db,
+        click.progressbar(
+            length=1000, label="Ingesting", file=click.get_text_stream("stderr")
+        ) as bar,
+    ):
+
+        def on_progress(rows_done: int, fraction: float) -> None:
+            bar.update(int(fraction * 1000) - bar.pos)
+
+        dataset = ingest.insert_upload(db, upload, name, mapping, split, on_progress=on_progress)
+        stats = ingest.dataset_stats(db, dataset.name)
+    click.echo(f"Stored {dataset.row_count:,} rows as dataset {dataset.name!r}.")
+    _echo_dataset(dataset, stats)
+
+
+def _parse_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise ingest.InvalidSplit(
+            f"--split expects three fractions for train,validation,test such as 0.8,0.1,0.1; "
+            f"found {text!r}."
+        )
+    return parts
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets
+
+
+@cli.group()
+def datasets():
+    """List, inspect, re-map, re-split, rename and drop stored datasets."""
+
+
+@datasets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@_friendly_errors
+def datasets_list(ctx, as_json):
+    """List datasets, newest first."""
+    with _db(ctx) as db:
+        found = ingest.list_datasets(db)
+    if as_json:
+        click.echo(json.dumps([_dataset_dict(d) for d in found], indent=2))
+        return
+    if not found:
+        click.echo("No datasets yet. Add one with: python -m devmode ingest FILE --name NAME")
+        return
+    click.echo(f"{'name':<28} {'rows':>10}  {'text':<14} {'label':<14} source")
+    for d in found:
+        click.echo(
+            f"{d.name:<28} {d.row_count:>10,}  {d.mapping.text or '-':<14} "
+            f"{d.mapping.label or '-':<14} {d.source}"
+        )
+
+
+@datasets.command("show")
+@click.argument("name")
+@click.option("--rows", "n_rows", default=5, show_default=True, help="How many rows to preview.")
+@click.pass_context
+@_friendly_errors
+def datasets_show(ctx, name, n_rows):
+    """Show a dataset's columns, roles, split, label counts and first rows."""
+    with _db(ctx) as db:
+        dataset = ingest.get_dataset(db, name)
+        stats = ingest.dataset_stats(db, name)
+        rows = ingest.preview(db, name, limit=n_rows)
+    _echo_dataset(dataset, stats)
+    for row in rows:
+        click.echo(json.dumps(row, ensure_ascii=False, default=str))
+
+
+@datasets.command("map")
+@click.argument("name")
+@_role_options
+@click.option("--no-label", is_flag=True, help="Unset the label column.")
+@click.pass_context
+@_friendly_errors
+def datasets_map(ctx, name, text_column, label_column, date_column, ticker_column, no_label):
+    """Change which column is the text, label, date or ticker (a new label re-draws the split)."""
+    with _db(ctx) as db:
+        current = ingest.get_dataset(db, name).mapping
+        mapping = ingest.ColumnMapping(
+            text=text_column or current.text,
+            label=None if no_label else (label_column or current.label),
+            date=date_column or current.date,
+            ticker=ticker_column or current.ticker,
+        )
+        dataset = ingest.set_mapping(db, name, mapping)
+        stats = ingest.dataset_stats(db, name)
+    _echo_dataset(dataset, stats)
+
+
+@datasets.command("split")
+@click.argument("name")
+@click.option(
+    "--split",
+    "split_fractions",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    help="Train,validation,test fractions.",
+)
+@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the split.")
+@click.pass_context
+@_friendly_errors
+def datasets_split(ctx, name, split_fractions, seed):
+    """Draw the train / validation / test split again with other fractions or seed."""
+    split = ingest.SplitSpec(*_parse_fractions(split_fractions), seed=seed)
+    with _db(ctx) as db:
+        dataset = ingest.resplit(db, name, split)
+        stats = ingest.dataset_stats(db, name)
+    _echo_dataset(dataset, stats)
+
+
+@datasets.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@click.pass_context
+@_friendly_errors
+def datasets_rename(ctx, name, new_name):
+    """Rename a dataset."""
+    with _db(ctx) as db:
+        dataset = ingest.rename_dataset(db, name, new_name)
+    click.echo(f"Renamed {name!r} to {dataset.name!r}.")
+
+
+@datasets.command("drop")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@_friendly_errors
+def datasets_drop(ctx, name, yes):
+    """Delete a dataset and its rows."""
+    with _db(ctx) as db:
+        dataset = ingest.get_dataset(db, name)
+        if not yes:
+            click.confirm(
+                f"Delete dataset {dataset.name!r} ({dataset.row_count:,} rows)?", abort=True
+            )
+        ingest.drop_dataset(db, dataset.name)
+    click.echo(f"Dropped dataset {dataset.name!r}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# output helpers
+
+
+def _dataset_dict(d: ingest.Dataset) -> dict:
+    return {
+        "name": d.name,
+        "rows": d.row_count,
+        "source": d.source,
+        "format": d.format,
+        "encoding": d.encoding,
+        "columns": d.columns,
+        "mapping": d.mapping.to_dict(),
+        "split": {"fractions": d.split.fractions, "seed": d.split.seed},
+        "sha256": d.sha256,
+        "created_at": d.created_at,
+    }
+
+
+def _echo_dataset(d: ingest.Dataset, stats: ingest.DatasetStats) -> None:
+    roles = ", ".join(f"{r}={c}" for r, c in d.mapping.to_dict().items() if c)
+    click.echo(f"Dataset {d.name}: {d.row_count:,} rows from {d.source} ({d.format})")
+    click.echo(f"  columns: {', '.join(d.columns)}")
+    click.echo(f"  roles:   {roles}")
+    click.echo(
+        "  split:   "
+        + " / ".join(f"{s} {stats.split_counts[s]:,}" for s in ingest.SPLITS)
+        + f" (fractions {'/'.join(f'{f:g}' for f in d.split.fractions)}, seed {d.split.seed})"
+    )
+    click.echo(
+        f"  checks:  {stats.empty_texts:,} empty texts, {stats.duplicate_texts:,} duplicate texts, "
+        f"{stats.blank_labels:,} blank labels"
+    )
+    if stats.label_counts:
+        totals: dict[str, int] = {}
+        for c in stats.label_counts:
+            totals[c["label"]] = totals.get(c["label"], 0) + c["count"]
+        click.echo("  labels:  " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))

@@ -1,0 +1,111 @@
+"""The SQLite store: one file, WAL on, schema kept by named migrations.
+
+    with open_db("devmode.db") as db:
+        print(summary(db))
+
+Open one ``Database`` per unit of work (a page run, a CLI command, a worker job) and close it:
+a sqlite3 connection belongs to the thread that opened it, so never cache one across threads.
+devmode's own tables are prefixed ``devmode_``; every other table is a user's dataset.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database, Migrations
+
+# devmode's own tables start with this; ingest refuses dataset names that do.
+TABLE_PREFIX = "devmode_"
+# How long a writer waits for another writer's transaction before "database is locked".
+BUSY_TIMEOUT_MS = 30_000
+
+migrations = Migrations("devmode")
+
+
+@migrations(name="0001_datasets")
+def _create_datasets(db: Database) -> None:
+    db["devmode_datasets"].create(
+        {
+            "id": int,
+            "name": str,  # also the name of the table holding the rows
+            "source": str,  # file name or "hf:<id>" the rows came from
+            "format": str,
+            "encoding": str,
+            "delimiter": str,
+            "size_bytes": int,
+            "sha256": str,  # of the uploaded bytes: a run records it to prove which data it saw
+            "row_count": int,
+            "columns": str,  # JSON list, in file order
+            "text_column": str,
+            "label_column": str,
+            "date_column": str,
+            "ticker_column": str,
+            "split_seed": int,
+            "split_fractions": str,  # JSON [train, validation, test]
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"name", "row_count", "columns", "created_at", "updated_at"},
+    )
+    db["devmode_datasets"].create_index(["name"], unique=True)
+
+
+def shuffle_key(seed: int, rowid: int) -> int:
+    """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
+
+    Registered in every connection as SQL ``devmode_shuffle_key(seed, rowid)``; ordering rows by
+    it gives the same shuffle on every machine and every Python, unlike ``random()``.
+    """
+    mask = (1 << 64) - 1
+    x = (int(seed) * 0x9E3779B97F4A7C15 + int(rowid) + 0x9E3779B97F4A7C15) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    return (x ^ (x >> 31)) >> 1  # SQLite integers are signed 64-bit
+
+
+def open_db(path: str | Path) -> Database:
+    """Open (creating if needed) the devmode database at ``path``, in WAL mode, migrated.
+
+    WAL lets pages read while a worker writes; the busy timeout lets two writers queue instead of
+    failing at once. Use it as a context manager so the connection is closed::
+
+        with open_db("devmode.db") as db:
+            ...
+    """
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(
+            f"The folder for the database does not exist: {path.parent}. "
+            "Create it, or point DEVMODE_DB (or --db) at a file in an existing folder."
+        )
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
+    db = Database(conn)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.enable_wal()  # a no-op when the file is already in WAL mode
+        db.conn.create_function("devmode_shuffle_key", 2, shuffle_key, deterministic=True)
+        if migrations.pending(db):
+            migrations.apply(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def count_rows(db: Database, table: str, where: str | None = None) -> int:
+    """Rows in ``table`` matching ``where``; 0 when the table does not exist (yet)."""
+    if not db[table].exists():
+        return 0
+    return db[table].count_where(where) if where else db[table].count
+
+
+def summary(db: Database) -> dict[str, int]:
+    """Counts for the home page. Tables that a feature has not created yet count as empty."""
+    return {
+        "datasets": count_rows(db, "devmode_datasets"),
+        "runs": count_rows(db, "devmode_runs"),
+        "active_models": count_rows(db, "devmode_models", "is_active = 1"),
+        "open_alerts": count_rows(db, "devmode_alert_events", "acknowledged_at is null"),
+    }

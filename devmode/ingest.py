@@ -1,0 +1,590 @@
+"""Datasets: uploads stored as SQLite tables, with column roles and a stored, seeded split.
+
+    $ python -m devmode ingest sentences_allagree.csv --name phrasebank
+
+    upload = readers.read_upload("sentences_allagree.csv")
+    mapping = suggest_mapping(upload.columns, upload.preview(200))
+    dataset = insert_upload(db, upload, "phrasebank", mapping)
+
+A dataset named ``phrasebank`` is the table ``phrasebank`` (the file's columns as they were, plus
+``devmode_split``) and a row in ``devmode_datasets`` (source, hash, column roles, split seed).
+Every write is one transaction: a bad file, a crash or a kill leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.db import quote_identifier
+
+from devmode.db import TABLE_PREFIX
+from devmode.errors import DevmodeError
+from devmode.readers import Upload
+
+# The column devmode adds to every dataset table: 'train', 'validation', 'test', or NULL for rows
+# that cannot be used for training (blank label).
+SPLIT_COLUMN = "devmode_split"
+SPLITS = ("train", "validation", "test")
+ROLES = ("text", "label", "date", "ticker")
+# Dataset names are table names: a letter, then letters, digits and underscores.
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+# Names SQLite or devmode keep for themselves.
+RESERVED_PREFIXES = (TABLE_PREFIX, "sqlite_", "_")
+# Rows per INSERT batch: large enough to amortise Python overhead, small enough to bound memory.
+DEFAULT_BATCH_SIZE = 5000
+
+# Column names that suggest a role, in order of preference (compared case-insensitively).
+_ROLE_NAMES = {
+    "text": (
+        "text",
+        "sentence",
+        "headline",
+        "title",
+        "content",
+        "body",
+        "tweet",
+        "message",
+        "review",
+        "news",
+        "document",
+        "summary",
+    ),
+    "label": (
+        "label",
+        "labels",
+        "sentiment",
+        "class",
+        "category",
+        "topic",
+        "target",
+        "y",
+        "tag",
+        "polarity",
+    ),
+    "date": (
+        "date",
+        "timestamp",
+        "datetime",
+        "time",
+        "published",
+        "published_at",
+        "created_at",
+        "day",
+        "publish_date",
+        "pub_date",
+    ),
+    "ticker": ("ticker", "symbol", "stock", "tickers", "company", "instrument"),
+}
+_DATE_LIKE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+class InvalidDatasetName(DevmodeError):
+    """The name cannot be used as a dataset (table) name."""
+
+
+class DatasetExists(DevmodeError):
+    """A dataset or table of that name is already in the database."""
+
+
+class NoSuchDataset(DevmodeError):
+    """No dataset has that name."""
+
+
+class InvalidMapping(DevmodeError):
+    """The column roles do not fit the data: a missing column, or a role with nothing in it."""
+
+
+class InvalidSplit(DevmodeError):
+    """Split fractions or seed that cannot make a train / validation / test split."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Value objects
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which of a dataset's columns plays which role. Only ``text`` is required."""
+
+    text: str | None = None
+    label: str | None = None
+    date: str | None = None
+    ticker: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Fractions of each label's rows for train / validation / test, and the shuffle seed."""
+
+    train: float = 0.8
+    validation: float = 0.1
+    test: float = 0.1
+    seed: int = 42
+
+    def __post_init__(self):
+        parts = (self.train, self.validation, self.test)
+        if any(not 0 <= p <= 1 for p in parts) or abs(sum(parts) - 1) > 1e-6 or self.train <= 0:
+            raise InvalidSplit(
+                f"Split fractions must be between 0 and 1, add up to 1, and leave rows to train "
+                f"on; found train {self.train}, validation {self.validation}, test {self.test} "
+                f"(sum {sum(parts):g}). Use e.g. 0.8 / 0.1 / 0.1."
+            )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise InvalidSplit(f"The split seed must be a whole number >= 0; found {self.seed!r}.")
+
+    @property
+    def fractions(self) -> list[float]:
+        return [self.train, self.validation, self.test]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A stored dataset's record in ``devmode_datasets``."""
+
+    id: int
+    name: str
+    source: str
+    format: str
+    encoding: str | None
+    delimiter: str | None
+    size_bytes: int
+    sha256: str
+    row_count: int
+    columns: list[str]
+    mapping: ColumnMapping
+    split: SplitSpec
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Dataset:
+        train, validation, test = json.loads(row["split_fractions"])
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            source=row["source"],
+            format=row["format"],
+            encoding=row["encoding"],
+            delimiter=row["delimiter"],
+            size_bytes=row["size_bytes"],
+            sha256=row["sha256"],
+            row_count=row["row_count"],
+            columns=json.loads(row["columns"]),
+            mapping=ColumnMapping(**{r: row[f"{r}_column"] for r in ROLES}),
+            split=SplitSpec(train, validation, test, row["split_seed"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    """What a person checks before training: size, gaps, duplicates and the label balance."""
+
+    rows: int
+    empty_texts: int
+    duplicate_texts: int  # rows whose text already appeared in an earlier row
+    blank_labels: int
+    split_counts: dict[str, int]  # {'train': 1807, 'validation': 226, 'test': 226}
+    label_counts: list[dict[str, Any]]  # [{'label': 'neutral', 'split': 'train', 'count': 1109}]
+
+
+# ----------------------------------------------------------------------------------------------
+# Suggestions
+
+
+def suggest_name(filename: str) -> str:
+    """A valid dataset name from a file name: ``'Sentences AllAgree.csv'`` -> ``'sentences_allagree'``."""
+    stem = re.sub(r"\.[A-Za-z0-9]+$", "", filename.rsplit("/", 1)[-1]).strip().lower()
+    name = re.sub(r"[^a-z0-9_]+", "_", stem).strip("_") or "dataset"
+    if not name[0].isalpha():
+        name = f"data_{name}"
+    if name.startswith(RESERVED_PREFIXES):
+        name = f"data_{name.lstrip('_')}"
+    return name[:63]
+
+
+def suggest_mapping(columns: list[str], rows: list[dict[str, Any]]) -> ColumnMapping:
+    """Guess each column's role from its name, then from its values.
+
+    Names win ('headline' is text, 'symbol' is ticker); otherwise the text is the string column
+    with the longest values, the label a column with few distinct values, the date one whose
+    values look like ISO dates. Every guess can be overridden.
+    """
+    taken: set[str] = set()
+    chosen: dict[str, str | None] = {}
+    by_lower = {c.lower().strip(): c for c in columns}
+    for role in ROLES:
+        chosen[role] = next(
+            (by_lower[n] for n in _ROLE_NAMES[role] if n in by_lower and by_lower[n] not in taken),
+            None,
+        )
+        if chosen[role]:
+            taken.add(chosen[role])
+
+    def values(column):
+        return [r.get(column) for r in rows if r.get(column) not in (None, "")]
+
+    free = [c for c in columns if c not in taken]
+    if chosen["date"] is None:
+        for c in free:
+            vals = values(c)
+            if vals and all(isinstance(v, str) and _DATE_LIKE.match(v.strip()) for v in vals):
+                chosen["date"] = c
+                taken.add(c)
+                break
+    free = [c for c in columns if c not in taken]
+    if chosen["text"] is None:
+        lengths = {c: _mean_length(values(c)) for c in free}
+        best = max(free, key=lambda c: lengths[c], default=None)
+        if best is not None and lengths[best] >= 15:
+            chosen["text"] = best
+            taken.add(best)
+    free = [c for c in columns if c not in taken]
+    if chosen["label"] is None and rows:
+        for c in free:
+            vals = values(c)
+            distinct = {str(v) for v in vals}
+            if (
+                vals
+                and 2 <= len(distinct) <= max(2, min(50, len(vals) // 2))
+                and _mean_length(vals) < 40
+            ):
+                chosen["label"] = c
+                break
+    return ColumnMapping(**chosen)
+
+
+def _mean_length(vals: list[Any]) -> float:
+    strings = [v for v in vals if isinstance(v, str)]
+    return sum(map(len, strings)) / len(strings) if strings else 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate_name(db: Database, name: str) -> None:
+    """Raise unless ``name`` can become a new dataset's table name."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidDatasetName(
+            f"{name!r} is not a valid dataset name. Expected a letter followed by up to 62 "
+            "letters, digits or underscores (it becomes a table name). Try "
+            f"{suggest_name(str(name or 'dataset'))!r}."
+        )
+    if name.lower().startswith(RESERVED_PREFIXES):
+        raise InvalidDatasetName(
+            f"{name!r} starts with {name[: name.find('_') + 1]!r}, which is reserved for devmode's "
+            "and SQLite's own tables. Pick a name that does not."
+        )
+    clash = next((t for t in db.table_names() if t.lower() == name.lower()), None)
+    if clash:
+        existing = _dataset_row(db, clash)
+        detail = (
+            f"dataset {clash!r} ({existing['row_count']:,} rows from {existing['source']}, "
+            f"uploaded {existing['created_at'][:16].replace('T', ' ')})"
+            if existing
+            else f"table {clash!r}"
+        )
+        raise DatasetExists(
+            f"A {detail} already exists, and names ignore case. Pick another name, or drop it "
+            f"first (python -m devmode datasets drop {clash})."
+        )
+
+
+def validate_mapping(columns: list[str], mapping: ColumnMapping) -> None:
+    """Raise ``InvalidMapping`` if a role names a missing column, two roles share one, or no text."""
+    if not mapping.text:
+        raise InvalidMapping(
+            f"No text column is mapped. Expected one of the columns ({', '.join(columns)}) to "
+            "hold the text. Pick it as the text column (or pass --text-column)."
+        )
+    missing = {r: c for r, c in mapping.to_dict().items() if c and c not in columns}
+    if missing:
+        described = ", ".join(f"{role} column {col!r}" for role, col in missing.items())
+        raise InvalidMapping(
+            f"The {described} {'is' if len(missing) == 1 else 'are'} not in the data. Columns are "
+            f"{columns}. Pick one of those (or pass --{next(iter(missing))}-column)."
+        )
+    used = [c for c in mapping.to_dict().values() if c]
+    if len(used) != len(set(used)):
+        raise InvalidMapping(
+            f"One column is mapped to two roles ({mapping.to_dict()}). Expected a different "
+            "column for each role; leave a role empty if the data has no column for it."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def insert_upload(
+    db: Database,
+    upload: Upload,
+    name: str,
+    mapping: ColumnMapping,
+    split: SplitSpec | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> Dataset:
+    """Stream ``upload`` into a new table ``name``, record it, and split it; all or nothing.
+
+    Rows are inserted ``batch_size`` at a time, so memory stays bounded for any file size;
+    ``on_progress(rows_done, fraction_done)`` is called after each batch. Everything happens in
+    one transaction: if the file turns out to be bad on its millionth row, nothing is kept.
+
+    :raises InvalidDatasetName, DatasetExists, InvalidMapping, readers.InvalidUpload:
+    """
+    split = split or SplitSpec()
+    validate_name(db, name)
+    validate_mapping(upload.columns, mapping)
+    now = _now()
+    table = db[name]
+    total = 0
+    with db.atomic():
+        for rows, fraction in upload.batches(batch_size):
+            # alter=True: a JSONL line further down may bring a new key
+            table.insert_all(rows, batch_size=batch_size, alter=True)
+            total += len(rows)
+            if on_progress:
+                on_progress(total, fraction)
+        columns = [c.name for c in table.columns]
+        table.add_column(SPLIT_COLUMN, str)
+        _check_roles_have_values(db, name, mapping)
+        db["devmode_datasets"].insert(
+            {
+                "name": name,
+                "source": upload.source,
+                "format": upload.format,
+                "encoding": upload.encoding,
+                "delimiter": upload.delimiter,
+                "size_bytes": upload.size_bytes,
+                "sha256": upload.sha256,
+                "row_count": total,
+                "columns": json.dumps(columns),
+                **{f"{role}_column": col for role, col in mapping.to_dict().items()},
+                "split_seed": split.seed,
+                "split_fractions": json.dumps(split.fractions),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        _assign_split(db, name, mapping.label, split)
+    return get_dataset(db, name)
+
+
+def set_mapping(db: Database, name: str, mapping: ColumnMapping) -> Dataset:
+    """Change a dataset's column roles; a new label column re-draws the split (same seed)."""
+    dataset = get_dataset(db, name)
+    validate_mapping(dataset.columns, mapping)
+    with db.atomic():
+        _check_roles_have_values(db, name, mapping)
+        _update_record(db, dataset, {f"{r}_column": c for r, c in mapping.to_dict().items()})
+        if mapping.label != dataset.mapping.label:
+            _assign_split(db, name, mapping.label, dataset.split)
+    return get_dataset(db, name)
+
+
+def resplit(db: Database, name: str, split: SplitSpec) -> Dataset:
+    """Draw the train / validation / test split again with new fractions or seed.
+
+    Runs trained on the old split keep the seed they recorded; a new split changes which rows
+    later runs hold out.
+    """
+    dataset = get_dataset(db, name)
+    with db.atomic():
+        _update_record(
+            db, dataset, {"split_seed": split.seed, "split_fractions": json.dumps(split.fractions)}
+        )
+        _assign_split(db, name, dataset.mapping.label, split)
+    return get_dataset(db, name)
+
+
+def rename_dataset(db: Database, name: str, new_name: str) -> Dataset:
+    """Rename a dataset and its table together."""
+    dataset = get_dataset(db, name)
+    if new_name.lower() != dataset.name.lower() or not NAME_PATTERN.match(new_name):
+        validate_name(db, new_name)  # a change of case alone is not a clash with itself
+    with db.atomic():
+        # SQLite refuses a rename that only changes case, so go through a temporary name
+        temporary = f"{TABLE_PREFIX}renaming_{dataset.id}"
+        db.execute(
+            f"ALTER TABLE {quote_identifier(dataset.name)} RENAME TO {quote_identifier(temporary)}"
+        )
+        db.execute(
+            f"ALTER TABLE {quote_identifier(temporary)} RENAME TO {quote_identifier(new_name)}"
+        )
+        _update_record(db, dataset, {"name": new_name})
+    return get_dataset(db, new_name)
+
+
+def drop_dataset(db: Database, name: str) -> None:
+    """Delete a dataset's rows and its record."""
+    dataset = get_dataset(db, name)
+    with db.atomic():
+        db[dataset.name].drop()
+        db["devmode_datasets"].delete(dataset.id)
+
+
+def _update_record(db: Database, dataset: Dataset, values: dict[str, Any]) -> None:
+    db["devmode_datasets"].update(dataset.id, {**values, "updated_at": _now()})
+
+
+def _check_roles_have_values(db: Database, name: str, mapping: ColumnMapping) -> None:
+    for role in ("text", "label"):
+        column = getattr(mapping, role)
+        if (
+            column
+            and not db.execute(
+                f"select 1 from {quote_identifier(name)} where {_is_filled(column)} limit 1"
+            ).fetchone()
+        ):
+            raise InvalidMapping(
+                f"The {role} column {column!r} is blank in every row. Expected a {role} in at least "
+                f"some rows. Pick another column as the {role}"
+                + (", or leave the label empty for unlabelled data." if role == "label" else ".")
+            )
+
+
+def _is_filled(column: str) -> str:
+    quoted = quote_identifier(column)
+    return f"{quoted} is not null and trim({quoted}) != ''"
+
+
+def _assign_split(db: Database, name: str, label: str | None, split: SplitSpec) -> None:
+    """Stratified split in SQL: within each label, rows ordered by a seeded hash of their rowid.
+
+    Each label keeps round(n * test) rows for test and round(n * validation) for validation, so
+    every class is represented in proportion, and the same seed gives the same rows anywhere.
+    Rows with a blank label get NULL: they cannot be trained or evaluated on.
+    """
+    table = quote_identifier(name)
+    split_column = quote_identifier(SPLIT_COLUMN)
+    partition = f"partition by {quote_identifier(label)}" if label else ""
+    where = f"where {_is_filled(label)}" if label else ""
+    db.execute(f"update {table} set {split_column} = null")
+    db.execute(
+        f"""
+        with ranked as (
+            select rowid as rid,
+                   row_number() over (
+                       {partition} order by devmode_shuffle_key(:seed, rowid)
+                   ) as position,
+                   count(*) over ({partition}) as n
+            from {table} {where}
+        )
+        update {table} set {split_column} = (
+            select case
+                when position <= cast(n * :test + 0.5 as integer) then 'test'
+                when position <= cast(n * :test + 0.5 as integer)
+                                 + cast(n * :validation + 0.5 as integer) then 'validation'
+                else 'train' end
+            from ranked where ranked.rid = {table}.rowid
+        )
+        where rowid in (select rid from ranked)
+        """,
+        {"seed": split.seed, "test": split.test, "validation": split.validation},
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def list_datasets(db: Database) -> list[Dataset]:
+    """Every dataset, newest first."""
+    return [Dataset.from_row(r) for r in db["devmode_datasets"].rows_where(order_by="id desc")]
+
+
+def get_dataset(db: Database, name: str) -> Dataset:
+    """The dataset called ``name`` (case-insensitive), or ``NoSuchDataset`` listing what there is."""
+    row = _dataset_row(db, name)
+    if row is None:
+        names = [d.name for d in list_datasets(db)]
+        raise NoSuchDataset(
+            f"No dataset called {name!r}. "
+            + (f"Datasets are: {', '.join(names)}." if names else "There are no datasets yet.")
+            + " Upload one on the Datasets page or with python -m devmode ingest FILE --name NAME."
+        )
+    return Dataset.from_row(row)
+
+
+def _dataset_row(db: Database, name: str) -> dict[str, Any] | None:
+    return next(db["devmode_datasets"].rows_where("lower(name) = lower(?)", [name]), None)
+
+
+def preview(
+    db: Database, name: str, limit: int = 20, split: str | None = None
+) -> list[dict[str, Any]]:
+    """The first ``limit`` rows in file order, with their split; optionally of one split only."""
+    dataset = get_dataset(db, name)
+    where, args = (f"{quote_identifier(SPLIT_COLUMN)} = ?", [split]) if split else (None, [])
+    return list(db[dataset.name].rows_where(where, args, order_by="rowid", limit=limit))
+
+
+def iter_rows(
+    db: Database, name: str, split: str | None = None, columns: list[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Stream a dataset's rows in file order, optionally one split and some columns only."""
+    dataset = get_dataset(db, name)
+    where, args = (f"{quote_identifier(SPLIT_COLUMN)} = ?", [split]) if split else (None, [])
+    select = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
+    yield from db[dataset.name].rows_where(where, args, select=select, order_by="rowid")
+
+
+def dataset_stats(db: Database, name: str) -> DatasetStats:
+    """Counts of rows, empty texts, duplicate texts, blank labels, and rows per split and label."""
+    dataset = get_dataset(db, name)
+    table = quote_identifier(dataset.name)
+    split = quote_identifier(SPLIT_COLUMN)
+    text = dataset.mapping.text
+    empty = duplicates = blank = 0
+    if text:
+        empty, duplicates = db.execute(
+            f"""select sum(not ({_is_filled(text)})),
+                       count({quote_identifier(text)}) - count(distinct {quote_identifier(text)})
+                from {table}"""
+        ).fetchone()
+    label = dataset.mapping.label
+    if label:
+        blank = db.execute(
+            f"select count(*) from {table} where not ({_is_filled(label)})"
+        ).fetchone()[0]
+        label_counts = [
+            {"label": str(lab), "split": s, "count": n}
+            for lab, s, n in db.execute(
+                f"""select {quote_identifier(label)}, {split}, count(*) from {table}
+                    where {_is_filled(label)} group by 1, 2 order by 1, 2"""
+            )
+        ]
+    else:
+        label_counts = []
+    split_counts = dict.fromkeys(SPLITS, 0)
+    for s, n in db.execute(
+        f"select {split}, count(*) from {table} where {split} is not null group by 1"
+    ):
+        split_counts[s] = n
+    return DatasetStats(
+        rows=dataset.row_count,
+        empty_texts=empty or 0,
+        duplicate_texts=duplicates or 0,
+        blank_labels=blank,
+        split_counts=split_counts,
+        label_counts=label_counts,
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

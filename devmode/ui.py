@@ -1,0 +1,32 @@
+"""Shared page helpers: the only devmode module that imports Streamlit.
+
+They live here because every file in ``pages/`` becomes a page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from devmode import config
+from devmode.db import open_db
+
+PAGES = [
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Datasets.py", "Datasets", ":material/table:"),
+]
+
+
+def page_setup(title: str, icon: str = ":material/bolt:") -> None:
+    """Page config, and the database in use shown in the sidebar."""
+    st.set_page_config(page_title=f"{title} · devmode", page_icon=icon, layout="wide")
+    st.sidebar.caption(f"Database: `{config.db_path()}`")
+
+
+@contextmanager
+def page_db() -> Iterator:
+    """A database connection for this script run only (connections cannot cross threads)."""
+    with open_db(config.db_path()) as db:
+        yield db
