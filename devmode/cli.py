@@ -66,6 +66,25 @@ def _role_options(fn):
     return fn
 
 
+def _split_options(fn):
+    fn = click.option("--seed", default=42, show_default=True, type=int, help="Seed of the split.")(
+        fn
+    )
+    return click.option(
+        "--split",
+        "split_fractions",
+        default="0.8,0.1,0.1",
+        show_default=True,
+        help="Train,validation,test fractions, drawn within each label.",
+    )(fn)
+
+
+def _mapping(base: ingest.ColumnMapping, no_label: bool, **columns) -> ingest.ColumnMapping:
+    """``base`` with the roles given on the command line put over it."""
+    chosen = {role: columns[f"{role}_column"] or getattr(base, role) for role in ingest.ROLES}
+    return ingest.ColumnMapping(**{**chosen, "label": None if no_label else chosen["label"]})
+
+
 @cli.command("ingest")
 @click.argument("source")
 @click.option("--name", help="Dataset name (default: from the file name).")
@@ -77,14 +96,7 @@ def _role_options(fn):
     "--format", "format_", type=click.Choice(readers.FORMATS), help="Skip format detection."
 )
 @click.option("--encoding", help="Skip encoding detection (e.g. utf-8, cp1252).")
-@click.option(
-    "--split",
-    "split_fractions",
-    default="0.8,0.1,0.1",
-    show_default=True,
-    help="Train,validation,test fractions, drawn within each label.",
-)
-@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the split.")
+@_split_options
 @click.option("--hf-config", help="With hf:ID, the dataset's configuration name.")
 @click.option(
     "--hf-split", default="train", show_default=True, help="With hf:ID, which split to take."
@@ -119,11 +131,13 @@ def ingest_command(
         upload = readers.read_upload(source, format=format_, encoding=encoding)
         default_name = Path(source).name
     suggested = ingest.suggest_mapping(upload.columns, upload.preview(200))
-    mapping = ingest.ColumnMapping(
-        text=text_column or suggested.text,
-        label=None if no_label else (label_column or suggested.label),
-        date=date_column or suggested.date,
-        ticker=ticker_column or suggested.ticker,
+    mapping = _mapping(
+        suggested,
+        no_label,
+        text_column=text_column,
+        label_column=label_column,
+        date_column=date_column,
+        ticker_column=ticker_column,
     )
     split = ingest.SplitSpec(*_parse_fractions(split_fractions), seed=seed)
     name = name or ingest.suggest_name(default_name)
@@ -219,11 +233,13 @@ def datasets_map(ctx, name, text_column, label_column, date_column, ticker_colum
     """Change which column is the text, label, date or ticker (a new label re-draws the split)."""
     with _db(ctx) as db:
         current = ingest.get_dataset(db, name).mapping
-        mapping = ingest.ColumnMapping(
-            text=text_column or current.text,
-            label=None if no_label else (label_column or current.label),
-            date=date_column or current.date,
-            ticker=ticker_column or current.ticker,
+        mapping = _mapping(
+            current,
+            no_label,
+            text_column=text_column,
+            label_column=label_column,
+            date_column=date_column,
+            ticker_column=ticker_column,
         )
         dataset = ingest.set_mapping(db, name, mapping)
         stats = ingest.dataset_stats(db, name)
@@ -232,14 +248,7 @@ def datasets_map(ctx, name, text_column, label_column, date_column, ticker_colum
 
 @datasets.command("split")
 @click.argument("name")
-@click.option(
-    "--split",
-    "split_fractions",
-    default="0.8,0.1,0.1",
-    show_default=True,
-    help="Train,validation,test fractions.",
-)
-@click.option("--seed", default=42, show_default=True, type=int, help="Seed of the split.")
+@_split_options
 @click.pass_context
 @_friendly_errors
 def datasets_split(ctx, name, split_fractions, seed):

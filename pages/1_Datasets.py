@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from devmode import charts, ingest, readers, ui
+from devmode import charts, config, ingest, readers, ui
 from devmode.errors import DevmodeError
 
 ui.page_setup("Datasets", ":material/table:")
@@ -25,6 +25,23 @@ def role_select(container, label, options, default, key, optional=True):
     )
 
 
+def mapping_inputs(columns, current, prefix):
+    """Four selects, one per role, defaulting to ``current``; returns the chosen mapping."""
+    cols = st.columns(4)
+    chosen = {
+        role: role_select(
+            col,
+            role.capitalize(),
+            columns,
+            getattr(current, role),
+            f"{prefix}_{role}",
+            optional=role != "text",
+        )
+        for col, role in zip(cols, ingest.ROLES, strict=True)
+    }
+    return ingest.ColumnMapping(**chosen)
+
+
 def split_inputs(prefix, current=None):
     current = current or ingest.SplitSpec()
     cols = st.columns(4)
@@ -35,6 +52,13 @@ def split_inputs(prefix, current=None):
     test = cols[2].number_input("Test", 0.0, 1.0, current.test, 0.05, key=f"{prefix}_test")
     seed = cols[3].number_input("Seed", 0, 2**31 - 1, current.seed, 1, key=f"{prefix}_seed")
     return train, validation, test, int(seed)
+
+
+@st.cache_data(show_spinner="Counting rows, gaps and labels…", max_entries=64)
+def stats_of(db_path, dataset_id, name, mapping, split, updated_at):
+    """Counting a million rows takes seconds; redo it only when what it depends on changes."""
+    with ui.page_db() as db:
+        return ingest.dataset_stats(db, name)
 
 
 def read_uploaded(uploaded, format_, encoding):
@@ -99,17 +123,7 @@ with tab_upload, ui.page_db() as db:
                     help="Letters, digits and underscores; it becomes a table name.",
                 )
                 st.markdown("**Column roles** (suggested from names and values)")
-                r = st.columns(4)
-                text = role_select(
-                    r[0], "Text", upload.columns, suggested.text, "datasets_text", optional=False
-                )
-                label = role_select(
-                    r[1], "Label", upload.columns, suggested.label, "datasets_label"
-                )
-                date = role_select(r[2], "Date", upload.columns, suggested.date, "datasets_date")
-                ticker = role_select(
-                    r[3], "Ticker", upload.columns, suggested.ticker, "datasets_ticker"
-                )
+                mapping = mapping_inputs(upload.columns, suggested, "datasets")
                 st.markdown("**Split** (drawn within each label)")
                 fractions = split_inputs("datasets_split")
                 save = st.form_submit_button("Save dataset", type="primary")
@@ -120,7 +134,7 @@ with tab_upload, ui.page_db() as db:
                         db,
                         upload,
                         name,
-                        ingest.ColumnMapping(text, label, date, ticker),
+                        mapping,
                         ingest.SplitSpec(*fractions[:3], seed=fractions[3]),
                         on_progress=lambda n, f: progress.progress(f, text=f"{n:,} rows stored"),
                     )
@@ -146,7 +160,14 @@ with tab_stored, ui.page_db() as db:
             st.session_state["datasets_selected"] = names[0]
         selected = st.selectbox("Dataset", names, key="datasets_selected")
         dataset = ingest.get_dataset(db, selected)
-        stats = ingest.dataset_stats(db, selected)
+        stats = stats_of(
+            config.db_path(),
+            dataset.id,
+            dataset.name,
+            dataset.mapping,
+            dataset.split,
+            dataset.updated_at,
+        )
 
         st.caption(
             f"From {dataset.source} · {dataset.format} · uploaded {dataset.created_at[:16]} UTC · "
@@ -178,25 +199,10 @@ with tab_stored, ui.page_db() as db:
         st.dataframe(ingest.preview(db, selected, 50), hide_index=True)
 
         with st.expander("Column roles"), st.form("datasets_map_form"):
-            r = st.columns(4)
-            current = dataset.mapping
-            new_text = role_select(
-                r[0], "Text", dataset.columns, current.text, "datasets_map_text", optional=False
-            )
-            new_label = role_select(
-                r[1], "Label", dataset.columns, current.label, "datasets_map_label"
-            )
-            new_date = role_select(r[2], "Date", dataset.columns, current.date, "datasets_map_date")
-            new_ticker = role_select(
-                r[3], "Ticker", dataset.columns, current.ticker, "datasets_map_ticker"
-            )
+            new_mapping = mapping_inputs(dataset.columns, dataset.mapping, "datasets_map")
             if st.form_submit_button("Save roles"):
                 try:
-                    ingest.set_mapping(
-                        db,
-                        selected,
-                        ingest.ColumnMapping(new_text, new_label, new_date, new_ticker),
-                    )
+                    ingest.set_mapping(db, selected, new_mapping)
                 except DevmodeError as e:
                     st.error(str(e))
                 else:
