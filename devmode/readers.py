@@ -438,14 +438,27 @@ def _delimited_upload(opener, name, size, sha256, encoding, head_text, format) -
 
 
 def _sniff_delimiter(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:50])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters="".join(CSV_DELIMITERS)).delimiter
-    except csv.Error:
-        first = sample.splitlines()[0] if sample else ""
-        counts = {d: first.count(d) for d in CSV_DELIMITERS}
-        best = max(CSV_DELIMITERS, key=lambda d: counts[d])
-        return best if counts[best] else ","
+    """The delimiter that splits the header and the first rows into the same number of fields.
+
+    Judged on the header first: a delimiter must appear there to count (csv.Sniffer, which looks
+    at character frequencies everywhere, is fooled by a ';' inside a quoted sentence).
+    """
+    header_line = text.lstrip("\r\n").splitlines()[0]
+    best, best_score = ",", (-1, 0)
+    for delimiter in CSV_DELIMITERS:
+        rows = list(_take(csv.reader(io.StringIO(text), delimiter=delimiter), 51))
+        if len(rows) > 50:
+            rows = rows[:50]  # the last row read may be cut off by the end of the sample
+        elif len(rows) > 1 and not text.endswith(("\n", "\r")):
+            rows = rows[:-1]
+        width = len(rows[0]) if rows else 0
+        if delimiter not in header_line or width < 2:
+            continue
+        consistent = sum(1 for r in rows[1:] if len(r) == width or not r)
+        score = (consistent, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
 
 
 def _delimiter_name(delimiter: str) -> str:

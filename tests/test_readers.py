@@ -3,7 +3,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from devmode import readers
@@ -185,7 +185,8 @@ def test_hugging_face_errors_are_explained(tmp_path):
         readers.read_hf_dataset(str(tmp_path / "missing"), split="train")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
+@example(texts=['";'])  # a semicolon inside quotes once fooled csv.Sniffer into ';'
 @given(
     texts=st.lists(
         st.text(
