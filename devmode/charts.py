@@ -42,6 +42,6 @@ def label_distribution_figure(
         xaxis_title="rows",
         height=max(260, 60 + 28 * len(labels)),
         margin=dict(l=10, r=10, t=50, b=40),
-        legend=dict(orientation="h", y=-0.2),
+        legend=dict(orientation="h", y=-0.2, traceorder="normal"),
     )
     return fig
