@@ -45,3 +45,131 @@ def label_distribution_figure(
         legend=dict(orientation="h", y=-0.2, traceorder="normal"),
     )
     return fig
+
+
+def training_figure(metrics: list[dict[str, Any]], title: str = "Training") -> go.Figure:
+    """Train loss per log step and validation loss per epoch on one axis, the learning rate on a
+    second: the three curves a person watches during a run.
+
+    :param metrics: long-format rows ``{"step", "epoch", "name", "value"}`` (runs.metrics_for_run)
+    """
+    fig = go.Figure()
+    series = _series(metrics)
+    if "train_loss" in series:
+        x, y = series["train_loss"]
+        fig.add_scatter(x=x, y=y, name="train loss", mode="lines", line=dict(color="#4C78A8"))
+    if "eval_loss" in series:
+        x, y = series["eval_loss"]
+        fig.add_scatter(
+            x=x, y=y, name="validation loss", mode="lines+markers", line=dict(color="#F58518")
+        )
+    if "learning_rate" in series:
+        x, y = series["learning_rate"]
+        fig.add_scatter(
+            x=x,
+            y=y,
+            name="learning rate",
+            mode="lines",
+            yaxis="y2",
+            line=dict(color="#BAB0AC", dash="dot"),
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="step",
+        yaxis_title="loss",
+        height=320,
+        yaxis2=dict(
+            title="learning rate", overlaying="y", side="right", showgrid=False, exponentformat="e"
+        ),
+        margin=dict(l=10, r=10, t=50, b=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+def validation_figure(metrics: list[dict[str, Any]], title: str = "Validation") -> go.Figure:
+    """Validation accuracy and macro-F1 after each epoch."""
+    series = _series(metrics, by="epoch")
+    fig = go.Figure()
+    for name, label, colour in [
+        ("eval_accuracy", "accuracy", "#54A24B"),
+        ("eval_macro_f1", "macro-F1", "#E45756"),
+    ]:
+        if name in series:
+            x, y = series[name]
+            fig.add_scatter(x=x, y=y, name=label, mode="lines+markers", line=dict(color=colour))
+    fig.update_layout(
+        title=title,
+        xaxis_title="epoch",
+        yaxis=dict(title="score", range=[0, 1]),
+        height=320,
+        xaxis=dict(dtick=1),
+        margin=dict(l=10, r=10, t=50, b=40),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    return fig
+
+
+def confusion_figure(
+    report: dict[str, Any], title: str = "Confusion matrix (test split)"
+) -> go.Figure:
+    """Heatmap of true (rows) against predicted (columns) labels, each cell with its count."""
+    labels = report["labels"]
+    matrix = report["confusion_matrix"]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=labels,
+            y=labels,
+            colorscale="Blues",
+            showscale=False,
+            text=matrix,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    size = max(300, 60 + 40 * len(labels))
+    fig.update_layout(
+        title=title,
+        xaxis_title="predicted",
+        yaxis_title="true",
+        height=size,
+        yaxis=dict(autorange="reversed"),
+        margin=dict(l=10, r=10, t=50, b=40),
+    )
+    return fig
+
+
+def before_after_figure(
+    rows: list[dict[str, Any]], title: str = "Test split: before vs after"
+) -> go.Figure:
+    """Grouped bars of accuracy and macro-F1 for baselines, the fine-tuned model and published figures."""
+    names = [r["model"] for r in rows]
+    fig = go.Figure()
+    for metric, colour in [("accuracy", "#4C78A8"), ("macro_f1", "#E45756")]:
+        fig.add_bar(
+            name=metric.replace("_", "-").replace("macro-f1", "macro-F1"),
+            x=names,
+            y=[r.get(metric) for r in rows],
+            marker_color=colour,
+            text=[f"{r[metric]:.3f}" if r.get(metric) is not None else "" for r in rows],
+            textposition="outside",
+        )
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        yaxis=dict(range=[0, 1.1], title="score"),
+        height=340,
+        margin=dict(l=10, r=10, t=50, b=40),
+        legend=dict(orientation="h", y=-0.3),
+    )
+    return fig
+
+
+def _series(metrics: list[dict[str, Any]], by: str = "step") -> dict[str, tuple[list, list]]:
+    out: dict[str, tuple[list, list]] = {}
+    for row in metrics:
+        xs, ys = out.setdefault(row["name"], ([], []))
+        xs.append(row[by])
+        ys.append(row["value"])
+    return out

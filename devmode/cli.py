@@ -9,13 +9,14 @@ Each command is a few lines over the library; devmode's errors become ``click.Cl
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
 
 import click
 
-from devmode import __version__, config, ingest, readers
+from devmode import __version__, config, ingest, models, readers, reports, runs, worker
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 
@@ -327,3 +328,264 @@ def _echo_dataset(d: ingest.Dataset, stats: ingest.DatasetStats) -> None:
         for c in stats.label_counts:
             totals[c["label"]] = totals.get(c["label"], 0) + c["count"]
         click.echo("  labels:  " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))
+
+
+# ----------------------------------------------------------------------------------------------
+# train, runs, models
+
+
+def _train_options(fn):
+    """One option per TrainConfig field (a test keeps them in step): --learning-rate 1e-4 ..."""
+    choices = {
+        "optimizer": config.OPTIMIZERS,
+        "schedule": config.SCHEDULES,
+        "freeze": config.FREEZE_MODES,
+        "pooling": config.POOLINGS,
+        "adversarial": config.ADVERSARIAL,
+        "device": config.DEVICES,
+        "precision": config.PRECISIONS,
+    }
+    defaults = config.TrainConfig("x")
+    for field in reversed(dataclasses.fields(config.TrainConfig)):
+        if field.name == "dataset":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        if isinstance(default, bool):
+            option = click.option(f"{flag}/--no-{flag[2:]}", default=default, show_default=True)
+        elif field.name in choices:
+            option = click.option(
+                flag, type=click.Choice(choices[field.name]), default=default, show_default=True
+            )
+        else:
+            option = click.option(flag, type=type(default), default=default, show_default=True)
+        fn = option(fn)
+    return fn
+
+
+@cli.command("train")
+@click.argument("dataset")
+@_train_options
+@click.option("--background", is_flag=True, help="Start a worker process and return at once.")
+@click.pass_context
+@_friendly_errors
+def train_command(ctx, dataset, background, **settings):
+    """Fine-tune a classifier on DATASET's label column, on its stored split.
+
+    Prints progress, then the test report next to the baselines. Ctrl-C cancels (the run can be
+    resumed with `runs resume`).
+    """
+    train_config = config.TrainConfig(dataset=dataset, **settings)
+    with _db(ctx) as db:
+        run = runs.create_run(db, train_config)
+    click.echo(f"Run {run.id}: {run.config.base_model} on {run.dataset}", err=True)
+    if background:
+        pid = worker.start_job(ctx.obj["db_path"], run.id)
+        click.echo(
+            f"Started run {run.id} in process {pid}. Follow it: python -m devmode runs show {run.id}"
+        )
+        return
+    _execute(ctx, run.id)
+
+
+def _execute(ctx, run_id: int) -> None:
+    try:
+        status = worker.execute_run(
+            ctx.obj["db_path"], run_id, echo=lambda m: click.echo(m, err=True)
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"Cancelled run {run_id}. Resume it: python -m devmode runs resume {run_id}"
+        ) from None
+    with _db(ctx) as db:
+        _echo_run(runs.get_run(db, run_id))
+    if status != "completed":
+        raise click.ClickException(f"Run {run_id} ended {status}.")
+
+
+@cli.command("worker", hidden=True)
+@click.argument("run_id", type=int)
+@click.pass_context
+@_friendly_errors
+def worker_command(ctx, run_id):
+    """Internal: run RUN_ID in this process (started by the pages and `train --background`)."""
+    worker.execute_run(ctx.obj["db_path"], run_id, echo=print)
+
+
+@cli.group("runs")
+def runs_group():
+    """List, inspect, cancel, resume and compare training runs."""
+
+
+@runs_group.command("list")
+@click.option("--dataset", help="Only runs on this dataset.")
+@click.pass_context
+@_friendly_errors
+def runs_list(ctx, dataset):
+    """List runs, newest first, with their status and test scores."""
+    with _db(ctx) as db:
+        runs.reconcile(db)
+        found = runs.list_runs(db, dataset)
+    if not found:
+        click.echo("No runs yet. Start one: python -m devmode train DATASET")
+        return
+    click.echo(
+        f"{'id':>4} {'status':<12} {'dataset':<20} {'progress':>9} {'test acc':>9} {'macro-F1':>9}"
+    )
+    for run in found:
+        acc = f"{run.test['accuracy']:.3f}" if run.test else "-"
+        f1 = f"{run.test['macro_f1']:.3f}" if run.test else "-"
+        click.echo(
+            f"{run.id:>4} {run.status:<12} {run.dataset:<20} {run.fraction_done:>8.0%} {acc:>9} {f1:>9}"
+        )
+
+
+@runs_group.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole run as JSON.")
+@click.pass_context
+@_friendly_errors
+def runs_show(ctx, run_id, as_json):
+    """Show a run: status, progress, settings, and the before/after report."""
+    with _db(ctx) as db:
+        runs.reconcile(db)
+        run = runs.get_run(db, run_id)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {**dataclasses.asdict(run), "config": run.config.to_dict()}, indent=2, default=str
+            )
+        )
+        return
+    _echo_run(run)
+
+
+@runs_group.command("cancel")
+@click.argument("run_id", type=int)
+@click.pass_context
+@_friendly_errors
+def runs_cancel(ctx, run_id):
+    """Ask a running run to stop after its current step."""
+    with _db(ctx) as db:
+        run = runs.request_cancel(db, run_id)
+    click.echo(f"Run {run_id}: {'cancel requested' if run.is_active else run.status}.")
+
+
+@runs_group.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--background", is_flag=True, help="Resume in a worker process and return at once.")
+@click.pass_context
+@_friendly_errors
+def runs_resume(ctx, run_id, background):
+    """Continue an interrupted, cancelled or failed run from its last checkpoint."""
+    with _db(ctx) as db:
+        runs.reconcile(db)
+        run = runs.get_run(db, run_id)
+        if run.status not in ("interrupted", "cancelled", "failed"):
+            raise DevmodeError(
+                f"Run {run_id} is {run.status}; only interrupted, cancelled or failed runs resume."
+            )
+    if background:
+        pid = worker.start_job(ctx.obj["db_path"], run_id)
+        click.echo(f"Resumed run {run_id} in process {pid}.")
+        return
+    _execute(ctx, run_id)
+
+
+@runs_group.command("compare")
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.pass_context
+@_friendly_errors
+def runs_compare(ctx, run_ids):
+    """Compare runs side by side: the settings that differ and the test metrics."""
+    with _db(ctx) as db:
+        table = reports.compare_runs([runs.get_run(db, i) for i in run_ids])
+    width = max(len(row["setting"]) for row in table)
+    click.echo(f"{'':<{width}} " + " ".join(f"{'run ' + str(i):>12}" for i in run_ids))
+    for row in table:
+        click.echo(f"{row['setting']:<{width}} " + " ".join(f"{str(v):>12}" for v in row["values"]))
+
+
+@cli.group("models")
+def models_group():
+    """The model registry: list, promote to active, export, delete."""
+
+
+@models_group.command("list")
+@click.pass_context
+@_friendly_errors
+def models_list(ctx):
+    """List saved models with their labels and which task each is active for."""
+    with _db(ctx) as db:
+        found = models.list_models(db)
+    if not found:
+        click.echo("No models yet: a completed training run saves one.")
+        return
+    for m in found:
+        active = f"  [active {m.active_as}]" if m.active_as else ""
+        click.echo(f"run {m.run_id:<4} {m.dataset:<20} {', '.join(m.labels)}{active}")
+
+
+@models_group.command("promote")
+@click.argument("run_id", type=int)
+@click.option(
+    "--as", "task", type=click.Choice(models.TASKS), required=True, help="The task it serves."
+)
+@click.pass_context
+@_friendly_errors
+def models_promote(ctx, run_id, task):
+    """Make a run's model the active sentiment or topic model."""
+    with _db(ctx) as db:
+        models.promote(db, run_id, task)
+    click.echo(f"Run {run_id}'s model is now the active {task} model.")
+
+
+@models_group.command("export")
+@click.argument("run_id", type=int)
+@click.option(
+    "--to",
+    "destination",
+    type=click.Path(),
+    default=".",
+    show_default=True,
+    help="A .zip path, or a folder to write devmode-run-ID.zip into.",
+)
+@click.pass_context
+@_friendly_errors
+def models_export(ctx, run_id, destination):
+    """Export a run's model folder (Hugging Face encoder + head + label map) as a zip."""
+    with _db(ctx) as db:
+        path = models.export_zip(db, run_id, destination)
+    click.echo(f"Wrote {path}")
+
+
+@models_group.command("delete")
+@click.argument("run_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@_friendly_errors
+def models_delete(ctx, run_id, yes):
+    """Delete a run's saved model (the run and its metrics stay)."""
+    if not yes:
+        click.confirm(f"Delete the model of run {run_id}?", abort=True)
+    with _db(ctx) as db:
+        models.delete_model(db, run_id)
+    click.echo(f"Deleted the model of run {run_id}.")
+
+
+def _echo_run(run) -> None:
+    click.echo(
+        f"Run {run.id} on {run.dataset}: {run.status}" + (f" ({run.error})" if run.error else "")
+    )
+    click.echo(
+        f"  progress: step {run.step}/{run.total_steps}, epoch {run.epoch}/{run.config.epochs}"
+        + (
+            f", {run.samples_per_second:,.0f} samples/s on {run.device} ({run.precision})"
+            if run.samples_per_second
+            else ""
+        )
+    )
+    for row in reports.before_after(run):
+        click.echo(
+            f"  {row['model']:<28} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}"
+        )

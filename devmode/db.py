@@ -10,6 +10,7 @@ devmode's own tables are prefixed ``devmode_``; every other table is a user's da
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
@@ -50,6 +51,71 @@ def _create_datasets(db: Database) -> None:
         not_null={"name", "row_count", "columns", "created_at", "updated_at"},
     )
     db["devmode_datasets"].create_index(["name"], unique=True)
+
+
+@migrations(name="0002_runs")
+def _create_runs(db: Database) -> None:
+    db["devmode_runs"].create(
+        {
+            "id": int,
+            "dataset": str,
+            "dataset_sha256": str,  # of the data the run trained on: a changed dataset is refused
+            "split_seed": int,
+            "config": str,  # JSON of TrainConfig
+            "status": str,  # one of runs.RUN_STATUSES
+            "pid": int,  # of the worker process while it runs
+            "cancel_requested": int,
+            "error": str,
+            "step": int,
+            "total_steps": int,
+            "epoch": int,
+            "device": str,
+            "precision": str,
+            "versions": str,  # JSON: python, torch, transformers, devmode
+            "baseline": str,  # JSON: {"zero_shot": report, "majority": report} on the test split
+            "validation": str,  # JSON report of the best epoch
+            "test": str,  # JSON report of the fine-tuned model on the test split
+            "best_epoch": int,
+            "train_seconds": float,
+            "samples_per_second": float,
+            "model_dir": str,
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "heartbeat_at": str,
+        },
+        pk="id",
+        not_null={"dataset", "config", "status", "created_at"},
+        defaults={"cancel_requested": 0},
+    )
+    db["devmode_run_metrics"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "step": int,
+            "epoch": int,
+            "name": str,
+            "value": float,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "devmode_runs", "id")],
+    )
+    db["devmode_run_metrics"].create_index(["run_id", "name", "step"])
+    db["devmode_models"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "dataset": str,
+            "labels": str,  # JSON list, in the model's class order
+            "path": str,
+            "active_as": str,  # 'sentiment' | 'topic' | NULL: at most one model per task
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "devmode_runs", "id")],
+    )
+    db["devmode_models"].create_index(["run_id"], unique=True)
 
 
 def shuffle_key(seed: int, rowid: int) -> int:
@@ -94,6 +160,11 @@ def open_db(path: str | Path) -> Database:
     return db
 
 
+def utc_now() -> str:
+    """The time as ISO-8601 UTC text with milliseconds: how every ``*_at`` column is written."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
 def count_rows(db: Database, table: str, where: str | None = None) -> int:
     """Rows in ``table`` matching ``where``; 0 when the table does not exist (yet)."""
     if not db[table].exists():
@@ -106,6 +177,6 @@ def summary(db: Database) -> dict[str, int]:
     return {
         "datasets": count_rows(db, "devmode_datasets"),
         "runs": count_rows(db, "devmode_runs"),
-        "active_models": count_rows(db, "devmode_models", "is_active = 1"),
+        "active_models": count_rows(db, "devmode_models", "active_as is not null"),
         "open_alerts": count_rows(db, "devmode_alert_events", "acknowledged_at is null"),
     }

@@ -13,7 +13,6 @@ Every write is one transaction: a bad file, a crash or a kill leaves the databas
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
-from devmode.db import TABLE_PREFIX
+from devmode.db import TABLE_PREFIX, utc_now
 from devmode.errors import DevmodeError
 from devmode.readers import Upload
 
@@ -350,7 +349,7 @@ def insert_upload(
     split = split or SplitSpec()
     validate_name(db, name)
     validate_mapping(upload.columns, mapping)
-    now = _now()
+    now = utc_now()
     table = db[name]
     total = 0
     with db.atomic():
@@ -439,7 +438,7 @@ def drop_dataset(db: Database, name: str) -> None:
 
 
 def _update_record(db: Database, dataset: Dataset, values: dict[str, Any]) -> None:
-    db["devmode_datasets"].update(dataset.id, {**values, "updated_at": _now()})
+    db["devmode_datasets"].update(dataset.id, {**values, "updated_at": utc_now()})
 
 
 def _check_roles_have_values(db: Database, name: str, mapping: ColumnMapping) -> None:
@@ -584,7 +583,3 @@ def dataset_stats(db: Database, name: str) -> DatasetStats:
         split_counts=split_counts,
         label_counts=label_counts,
     )
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

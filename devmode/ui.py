@@ -16,6 +16,7 @@ from devmode.db import open_db
 PAGES = [
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Datasets.py", "Datasets", ":material/table:"),
+    ("pages/2_Fine_tune.py", "Fine-tune", ":material/model_training:"),
 ]
 
 

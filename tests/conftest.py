@@ -63,3 +63,96 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ",", encoding: str 
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Training fixtures: a tiny offline BERT and a task it can learn in seconds
+
+TINY_VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "good",
+    "bad",
+    "movie",
+    "great",
+    "awful",
+    "shares",
+    "rose",
+    "fell",
+    "profit",
+    "loss",
+    "flat",
+    "steady",
+    "sales",
+]
+WORDS = {
+    "positive": ["good", "great", "rose", "profit"],
+    "negative": ["bad", "awful", "fell", "loss"],
+    "neutral": ["flat", "steady", "movie", "sales"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A 2-layer BERT with hidden size 16, saved like any Hugging Face model folder."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    # transformers 5 takes the vocabulary as `vocab` (a vocab_file= keyword is silently ignored,
+    # leaving every word [UNK])
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(TINY_VOCAB)}).save_pretrained(path)
+    config = BertConfig(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+def tiny_rows(n: int = 90, seed: int = 0) -> list[dict]:
+    """Rows whose label is given away by their words, split 60/20/20 within each label."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    labels = sorted(WORDS)
+    for i in range(n):
+        label = labels[i % 3]
+        words = [rng.choice(WORDS[label]) for _ in range(rng.randint(1, 6))] + [
+            "shares"
+        ] * rng.randint(0, 3)
+        rng.shuffle(words)
+        position = i // 3
+        split = "test" if position % 5 == 0 else "validation" if position % 5 == 1 else "train"
+        rows.append({"text": " ".join(words), "label": label, "split": split})
+    return rows
+
+
+@pytest.fixture
+def tiny_data():
+    from devmode.training import TrainData
+
+    return TrainData.from_rows(tiny_rows())
+
+
+def tiny_config(tiny_model_dir, **overrides):
+    from devmode.config import TrainConfig
+
+    settings = dict(
+        dataset="tiny",
+        base_model=str(tiny_model_dir),
+        epochs=3,
+        batch_size=8,
+        learning_rate=5e-3,
+        warmup_fraction=0.0,
+        log_every_steps=1,
+        eval_batch_size=16,
+    )
+    return TrainConfig(**{**settings, **overrides})

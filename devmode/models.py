@@ -1,0 +1,120 @@
+"""The model registry: every finished run's model, which one is active per task, export, delete.
+
+    $ python -m devmode models promote 3 --as sentiment
+
+A model is a folder under ``<database>_files/models/run-<id>/`` (the encoder and tokenizer in
+Hugging Face format, ``head.safetensors``, ``devmode_model.json``) and a row in
+``devmode_models``. At most one model is active per task (sentiment, topic); the Monitor scores
+with the active ones.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from devmode.db import utc_now
+from devmode.errors import DevmodeError
+
+TASKS = ("sentiment", "topic")
+
+
+class ModelNotFound(DevmodeError):
+    """No model has that id or run."""
+
+
+@dataclass(frozen=True)
+class Model:
+    id: int
+    run_id: int
+    dataset: str
+    labels: list[str]
+    path: str
+    active_as: str | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Model:
+        return cls(**{**row, "labels": json.loads(row["labels"])})
+
+
+def models_dir(files_dir: str | Path) -> Path:
+    return Path(files_dir) / "models"
+
+
+def register_model(
+    db: Database, run_id: int, dataset: str, labels: list[str], path: str | Path
+) -> Model:
+    """Record a finished run's saved model folder."""
+    db["devmode_models"].insert(
+        {
+            "run_id": run_id,
+            "dataset": dataset,
+            "labels": json.dumps(labels),
+            "path": str(path),
+            "created_at": utc_now(),
+        },
+        replace=False,
+    )
+    return get_model_for_run(db, run_id)
+
+
+def list_models(db: Database) -> list[Model]:
+    return [Model.from_row(r) for r in db["devmode_models"].rows_where(order_by="id desc")]
+
+
+def get_model_for_run(db: Database, run_id: int) -> Model:
+    row = next(db["devmode_models"].rows_where("run_id = ?", [run_id]), None)
+    if row is None:
+        raise ModelNotFound(
+            f"Run {run_id} has no saved model; only completed runs do. List them with "
+            "python -m devmode models list."
+        )
+    return Model.from_row(row)
+
+
+def active_model(db: Database, task: str) -> Model | None:
+    row = next(db["devmode_models"].rows_where("active_as = ?", [task]), None)
+    return Model.from_row(row) if row else None
+
+
+def promote(db: Database, run_id: int, task: str) -> Model:
+    """Make run ``run_id``'s model the active one for ``task``; the previous one steps down."""
+    if task not in TASKS:
+        raise DevmodeError(f"task must be one of {', '.join(TASKS)}; found {task!r}.")
+    model = get_model_for_run(db, run_id)
+    with db.atomic():
+        db.execute("update devmode_models set active_as = null where active_as = ?", [task])
+        db["devmode_models"].update(model.id, {"active_as": task})
+    return get_model_for_run(db, run_id)
+
+
+def export_zip(db: Database, run_id: int, destination: str | Path) -> Path:
+    """Write run ``run_id``'s model folder to a zip file (paths inside are relative)."""
+    model = get_model_for_run(db, run_id)
+    source = Path(model.path)
+    destination = Path(destination)
+    if destination.is_dir():
+        destination = destination / f"devmode-run-{run_id}.zip"
+    tmp = destination.with_suffix(".partial")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(source.rglob("*")):
+            if file.is_file():
+                archive.write(file, Path(f"devmode-run-{run_id}") / file.relative_to(source))
+    tmp.replace(destination)
+    return destination
+
+
+def delete_model(db: Database, run_id: int) -> None:
+    """Delete a run's model folder and registry row (the run and its metrics stay)."""
+    model = get_model_for_run(db, run_id)
+    with db.atomic():
+        db["devmode_models"].delete(model.id)
+        db["devmode_runs"].update(run_id, {"model_dir": None})
+    shutil.rmtree(model.path, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""Reading runs for people: before vs after on the test split, published references, comparisons.
+
+rows = before_after(run)        # majority, zero-shot, fine-tuned, and published figures
+table = compare_runs([a, b])    # the settings that differ, the metrics, the deltas
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Published results on the shared datasets, recognised by the sha256 of the uploaded file.
+_PHRASEBANK_NOTE = "FinBERT (Araci 2019), 110M parameters"
+REFERENCES: dict[str, list[dict[str, Any]]] = {
+    # Financial PhraseBank, sentences_50agree.csv ("all data" in the FinBERT paper)
+    "4d7df276a674d3af05399e730f989ba84f5444dafdff0d55947caecf6ce8ad8b": [
+        {"model": _PHRASEBANK_NOTE, "accuracy": 0.86, "macro_f1": 0.84},
+    ],
+    # Financial PhraseBank, sentences_allagree.csv
+    "10a722eb08223f5b3abfb7aaa805e2de9fa70b54827d27ff0213977d8a239fbd": [
+        {"model": _PHRASEBANK_NOTE, "accuracy": 0.97, "macro_f1": 0.95},
+    ],
+    # Twitter financial news topic, train.csv
+    "ffa39696baaf6a4ecdce52951f1131b16a01790179df25c61237ad42ca839490": [
+        {
+            "model": "finbert-tone fine-tune (published model card)",
+            "accuracy": 0.91,
+            "macro_f1": None,
+        },
+    ],
+}
+
+
+def references_for(dataset_sha256: str | None) -> list[dict[str, Any]]:
+    """Published figures for a dataset recognised by its file hash; empty when unknown."""
+    return REFERENCES.get(dataset_sha256 or "", [])
+
+
+def before_after(run) -> list[dict[str, Any]]:
+    """One row per model judged on the run's test split, baselines first, then published figures.
+
+    Rows: ``{"model", "accuracy", "macro_f1", "kind"}`` with kind ``baseline``, ``fine-tuned`` or
+    ``published`` (published figures come from the papers' own splits, not this one).
+    """
+    rows = []
+    if run.baseline:
+        majority = run.baseline["majority"]
+        rows.append(
+            {
+                "model": f"majority class ({majority.get('predicts')})",
+                "kind": "baseline",
+                "accuracy": majority["accuracy"],
+                "macro_f1": majority["macro_f1"],
+            }
+        )
+        zero = run.baseline["zero_shot"]
+        rows.append(
+            {
+                "model": "base model, zero-shot",
+                "kind": "baseline",
+                "accuracy": zero["accuracy"],
+                "macro_f1": zero["macro_f1"],
+            }
+        )
+    if run.test:
+        rows.append(
+            {
+                "model": f"fine-tuned (best epoch {run.best_epoch})",
+                "kind": "fine-tuned",
+                "accuracy": run.test["accuracy"],
+                "macro_f1": run.test["macro_f1"],
+            }
+        )
+    for ref in references_for(run.dataset_sha256):
+        rows.append({**ref, "kind": "published"})
+    return rows
+
+
+def compare_runs(runs_to_compare: list) -> list[dict[str, Any]]:
+    """Rows of a side-by-side table: every setting that differs, then scores and speed.
+
+    Metric rows after the first run carry the change against it, e.g. ``0.951 (+0.012)``.
+    """
+    configs = [r.config.to_dict() for r in runs_to_compare]
+    rows = [
+        {"setting": "dataset", "values": [r.dataset for r in runs_to_compare]},
+        {"setting": "status", "values": [r.status for r in runs_to_compare]},
+    ]
+    for name in configs[0]:
+        values = [c.get(name) for c in configs]
+        if name != "dataset" and len({repr(v) for v in values}) > 1:
+            rows.append({"setting": name, "values": values})
+
+    def metric(name, getter, digits=3):
+        values = [getter(r) for r in runs_to_compare]
+        first = values[0]
+        shown = []
+        for i, v in enumerate(values):
+            if v is None:
+                shown.append("-")
+            elif i == 0 or first is None:
+                shown.append(f"{v:.{digits}f}")
+            else:
+                shown.append(f"{v:.{digits}f} ({v - first:+.{digits}f})")
+        rows.append({"setting": name, "values": shown})
+
+    metric("test accuracy", lambda r: r.test["accuracy"] if r.test else None)
+    metric("test macro-F1", lambda r: r.test["macro_f1"] if r.test else None)
+    metric("best epoch", lambda r: r.best_epoch, 0)
+    metric("samples/s", lambda r: r.samples_per_second, 0)
+    return rows

@@ -1,0 +1,841 @@
+"""Fine-tuning loop for text classification (sentiment, topic, any label), on CUDA or the CPU.
+
+    $ python -m devmode train phrasebank --epochs 5
+
+    data = TrainData.from_rows(train_rows, validation_rows, test_rows)
+    result = train(TrainConfig("phrasebank"), data, output_dir="models/1", on_progress=print)
+
+Knows nothing of Streamlit or SQLite: rows in, a saved model and a report out, progress through
+a callback. The loop reads top to bottom (nanoGPT style): seed, model, batches, optimizer; then
+per step: learning rate, forward, backward, (adversarial step), clip, step, log; per epoch:
+evaluate, keep the best, checkpoint, maybe stop early.
+
+What makes it fast is what the plain Trainer recipe does not do: every text is tokenized once,
+batches are drawn from length-sorted buckets and padded only to their longest text, the GPU
+never waits on a ``.item()`` outside log steps, and evaluation runs in large sorted batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from devmode.config import EMBEDDED_BASE_MODEL, TrainConfig, embedded_classifier_dir
+from devmode.errors import DevmodeError
+
+# Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
+MODEL_CARD = "devmode_model.json"
+HEAD_WEIGHTS = "head.safetensors"
+# A class needs this many labelled rows in all to appear in train, validation and test.
+MIN_ROWS_PER_CLASS = 3
+# Batches per sorted bucket: larger buckets pad less, smaller ones shuffle more.
+BUCKET_BATCHES = 50
+
+
+class InvalidTrainingData(DevmodeError):
+    """The data cannot train a classifier: too few classes or rows, blanks, unseen labels."""
+
+
+class InvalidBaseModel(DevmodeError):
+    """The base model is not a folder (or hub id) holding a usable Hugging Face model."""
+
+
+class OutOfMemory(DevmodeError):
+    """The accelerator ran out of memory; the message says which settings would fit."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Texts and labels of the three splits; ``labels`` fixes the class order (sorted names)."""
+
+    train: list[tuple[str, str]]
+    validation: list[tuple[str, str]]
+    test: list[tuple[str, str]]
+    labels: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_rows(
+        cls,
+        rows: Sequence[dict[str, Any]],
+        *,
+        text_column: str = "text",
+        label_column: str = "label",
+        split_column: str = "split",
+    ) -> TrainData:
+        """Group rows by their split ('train' / 'validation' / 'test'); other rows are ignored."""
+        splits: dict[str, list[tuple[str, str]]] = {"train": [], "validation": [], "test": []}
+        for row in rows:
+            if row.get(split_column) in splits:
+                text, label = row.get(text_column), row.get(label_column)
+                splits[row[split_column]].append(
+                    (text if text is None else str(text), label if label is None else str(label))
+                )
+        return cls(**splits, labels=sorted({label for _, label in splits["train"] if label}))
+
+
+def check_data(data: TrainData) -> None:
+    """Refuse data that cannot train or be judged, before any model is loaded."""
+    for split in ("train", "validation", "test"):
+        examples = getattr(data, split)
+        blank = [i for i, (text, label) in enumerate(examples) if not (text or "").strip()]
+        if blank:
+            raise InvalidTrainingData(
+                f"{len(blank)} {split} rows have a blank text. Expected text in every labelled "
+                "row. Fill or delete those rows in the file and upload it again, or map another "
+                "text column on the Datasets page."
+            )
+        unlabelled = sum(1 for _, label in examples if not (label or "").strip())
+        if unlabelled:
+            raise InvalidTrainingData(
+                f"{unlabelled} {split} rows have a blank label; expected every split row to be "
+                "labelled. Split the dataset again on the Datasets page."
+            )
+    counts = Counter(label for _, label in data.train + data.validation + data.test)
+    if len(data.labels) < 2:
+        raise InvalidTrainingData(
+            f"The training split has {len(data.labels)} class{'es' if len(data.labels) != 1 else ''} "
+            f"({', '.join(data.labels) or 'none'}); a classifier needs at least two. Map a label "
+            "column with two or more values on the Datasets page."
+        )
+    small = {label: n for label, n in counts.items() if n < MIN_ROWS_PER_CLASS}
+    if small:
+        shown = ", ".join(f"{label!r} ({n})" for label, n in sorted(small.items()))
+        raise InvalidTrainingData(
+            f"These classes have fewer than {MIN_ROWS_PER_CLASS} rows, too few to appear in "
+            f"train, validation and test: {shown}. Add examples, merge them into another class, "
+            "or drop those rows, and upload again."
+        )
+    for split in ("validation", "test"):
+        unseen = sorted({label for _, label in getattr(data, split)} - set(data.labels))
+        if unseen:
+            raise InvalidTrainingData(
+                f"The {split} split has labels the training split never shows: {unseen}. The "
+                "model could never predict them. Split the dataset again (the split is drawn "
+                "within each label) or add training examples of those classes."
+            )
+    if not data.validation or not data.test:
+        raise InvalidTrainingData(
+            f"The split has {len(data.validation)} validation and {len(data.test)} test rows; "
+            "both are needed (validation picks the best epoch, test gives the honest score). "
+            "Split the dataset again with non-zero validation and test fractions."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+
+
+class TextClassifier(nn.Module):
+    """A Hugging Face encoder, a pooling of its token vectors, dropout and a linear head.
+
+    Mean pooling is how all-MiniLM-L6-v2 was trained (as a sentence encoder), so it is the
+    default; ``cls`` uses the first token, as BERT's own classification head does.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
+
+
+def resolve_base_model(base_model: str) -> str:
+    """The folder (or hub id) to load: ``embedded:...`` means the packaged all-MiniLM-L6-v2."""
+    if base_model == EMBEDDED_BASE_MODEL or base_model == "embedded":
+        return str(embedded_classifier_dir())
+    path = Path(base_model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InvalidBaseModel(
+                f"{path} has no config.json, so it is not a Hugging Face model folder. Expected a "
+                "folder written by save_pretrained (config.json, model.safetensors, tokenizer "
+                f"files). Pick such a folder, or use the embedded model ({EMBEDDED_BASE_MODEL})."
+            )
+        return str(path)
+    return base_model  # a hub id: from_pretrained downloads it, or explains why it cannot
+
+
+def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
+    """Load a Hugging Face encoder and its tokenizer from a folder or hub id."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per load clutters worker logs and the CLI
+
+    source = resolve_base_model(base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise InvalidBaseModel(
+            f"Could not load the base model {base_model!r}: {e}. Expected a local Hugging Face "
+            "model folder, or a hub id when the machine is online. Use the embedded model "
+            f"({EMBEDDED_BASE_MODEL}) to work offline."
+        ) from e
+    return encoder, tokenizer
+
+
+def save_classifier(
+    model: TextClassifier, tokenizer, labels: list[str], config: TrainConfig, path
+) -> None:
+    """Write the classifier as a folder: the encoder and tokenizer in Hugging Face format,
+    ``head.safetensors`` and ``devmode_model.json`` (labels, pooling, the training config)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+        path / HEAD_WEIGHTS,
+    )
+    card = {
+        "format": 1,
+        "labels": labels,
+        "pooling": model.pooling,
+        "max_length_tokens": config.max_length_tokens,
+        "base_model": config.base_model,
+        "train_config": config.to_dict(),
+    }
+    (path / MODEL_CARD).write_text(json.dumps(card, indent=2))
+
+
+def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
+    """Load a classifier saved by ``save_classifier``: (model in eval mode, tokenizer, card)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path)
+    if not (path / MODEL_CARD).is_file():
+        raise InvalidBaseModel(
+            f"{path} is not a devmode classifier (no {MODEL_CARD}). Expected a folder saved by a "
+            "finished training run; pick a model from the registry."
+        )
+    card = json.loads((path / MODEL_CARD).read_text())
+    encoder = AutoModel.from_pretrained(path)
+    model = TextClassifier(encoder, len(card["labels"]), card["pooling"], dropout=0.0)
+    model.head.load_state_dict(load_file(path / HEAD_WEIGHTS))
+    return model.eval(), AutoTokenizer.from_pretrained(path), card
+
+
+def freeze_layers(model: TextClassifier, config: TrainConfig) -> None:
+    """Apply ``config.freeze``: train everything, only the top N encoder layers, or the head."""
+    if config.freeze == "none":
+        return
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad = False
+    if config.freeze == "top_layers":
+        layers = _encoder_layers(model.encoder)
+        for layer in layers[-config.train_top_layers :]:
+            for parameter in layer.parameters():
+                parameter.requires_grad = True
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's stack of transformer layers (BERT: encoder.layer; DistilBERT: transformer.layer)."""
+    depth = getattr(encoder.config, "num_hidden_layers", None)
+    for module in encoder.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth:
+            return module
+    raise InvalidBaseModel(
+        f"Could not find the layer stack of {type(encoder).__name__} to freeze. Use freeze=none "
+        "or head_only with this model."
+    )
+
+
+def add_lora(model: TextClassifier, config: TrainConfig) -> None:
+    """Swap the encoder for a peft LoRA wrapper: only the adapters (and the head) train."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.encoder.named_modules()
+            if isinstance(m, nn.Linear)
+            and name.rsplit(".", 1)[-1]
+            in ("query", "key", "value", "dense", "q_lin", "k_lin", "v_lin")
+        }
+    )
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.1, target_modules=targets
+    )
+    model.encoder = get_peft_model(model.encoder, lora)
+
+
+def merge_lora(model: TextClassifier) -> None:
+    """Fold trained adapters back into plain weights, so the saved model needs no peft."""
+    if hasattr(model.encoder, "merge_and_unload"):
+        model.encoder = model.encoder.merge_and_unload()
+
+
+# ----------------------------------------------------------------------------------------------
+# Batching
+
+
+@dataclass
+class Encoded:
+    """Token ids of every text (unpadded), their class ids, and lengths for bucketing."""
+
+    ids: list[list[int]]
+    labels: torch.Tensor
+    lengths: np.ndarray
+
+
+def encode(
+    tokenizer, examples: list[tuple[str, str]], labels: list[str], max_length: int
+) -> Encoded:
+    """Tokenize every text once; padding happens per batch, to that batch's longest text."""
+    index = {label: i for i, label in enumerate(labels)}
+    ids = tokenizer([text for text, _ in examples], truncation=True, max_length=max_length)[
+        "input_ids"
+    ]
+    return Encoded(
+        ids=ids,
+        labels=torch.tensor([index.get(label, -1) for _, label in examples], dtype=torch.long),
+        lengths=np.array([len(x) for x in ids]),
+    )
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int
+) -> list[np.ndarray]:
+    """Shuffle, cut into buckets of ``BUCKET_BATCHES`` batches, sort each bucket by length, batch,
+    and shuffle the batches. Padding drops to near zero while every epoch stays random;
+    the order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    bucket = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order), bucket):
+        chunk = order[start : start + bucket]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(encoded: Encoded, indices: Sequence[int], pad_id: int, device: torch.device):
+    """Pad one batch to its longest text; returns (input_ids, attention_mask, labels) on device."""
+    width = int(encoded.lengths[indices].max())
+    input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    for row, i in enumerate(indices):
+        input_ids[row, : encoded.lengths[i]] = torch.as_tensor(encoded.ids[i])
+    attention_mask = (
+        torch.arange(width)[None, :] < torch.as_tensor(encoded.lengths[indices])[:, None]
+    ).long()
+    labels = encoded.labels[indices]
+    non_blocking = device.type == "cuda"
+    if non_blocking:
+        input_ids, attention_mask, labels = (
+            input_ids.pin_memory(),
+            attention_mask.pin_memory(),
+            labels.pin_memory(),
+        )
+    return (
+        input_ids.to(device, non_blocking=non_blocking),
+        attention_mask.to(device, non_blocking=non_blocking),
+        labels.to(device, non_blocking=non_blocking),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.inference_mode()
+def predict_probabilities(
+    model: TextClassifier,
+    encoded: Encoded,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> np.ndarray:
+    """Class probabilities for every encoded text, in input order (batches run sorted by length)."""
+    model.eval()
+    order = np.argsort(encoded.lengths, kind="stable")
+    out = np.zeros((len(order), model.head.out_features), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
+        with _autocast(device, use_bf16):
+            logits = model(input_ids, attention_mask)
+        out[indices] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return out
+
+
+def classification_report(
+    labels: list[str],
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    texts: list[str] | None = None,
+    n_mistakes: int = 10,
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix, confident mistakes."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y_pred = probabilities.argmax(1)
+    classes = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    report: dict[str, Any] = {
+        "accuracy": float((y_pred == y_true).mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class": [
+            {
+                "label": labels[i],
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i in classes
+        ],
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "labels": labels,
+        "n": int(len(y_true)),
+    }
+    if texts is not None:
+        wrong = np.flatnonzero(y_pred != y_true)
+        confident = wrong[np.argsort(-probabilities[wrong, y_pred[wrong]])][:n_mistakes]
+        report["mistakes"] = [
+            {
+                "text": texts[i],
+                "label": labels[y_true[i]],
+                "predicted": labels[y_pred[i]],
+                "confidence": float(probabilities[i, y_pred[i]]),
+            }
+            for i in confident
+        ]
+    return report
+
+
+def majority_report(data: TrainData) -> dict[str, Any]:
+    """The baseline every classifier must beat: always predict the commonest training label."""
+    majority = Counter(label for _, label in data.train).most_common(1)[0][0]
+    index = {label: i for i, label in enumerate(data.labels)}
+    y_true = np.array([index[label] for _, label in data.test])
+    probabilities = np.zeros((len(y_true), len(data.labels)), dtype=np.float32)
+    probabilities[:, index[majority]] = 1.0
+    report = classification_report(data.labels, y_true, probabilities)
+    report["predicts"] = majority
+    return report
+
+
+def zero_shot_report(config: TrainConfig, data: TrainData) -> dict[str, Any]:
+    """The base model before any training, used as a sentence encoder: each test text gets the
+    label whose name it is most similar to (cosine of mean-pooled embeddings)."""
+    device, use_bf16 = pick_device(config)
+    encoder, tokenizer = load_encoder(config.base_model)
+    model = TextClassifier(encoder, len(data.labels), "mean", 0.0).to(device).eval()
+    pad_id = tokenizer.pad_token_id or 0
+    texts = [text for text, _ in data.test]
+    test = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
+    names = encode(
+        tokenizer, [(label, label) for label in data.labels], data.labels, config.max_length_tokens
+    )
+    text_vectors = _embeddings(model, test, config.eval_batch_size, pad_id, device, use_bf16)
+    label_vectors = _embeddings(model, names, config.eval_batch_size, pad_id, device, use_bf16)
+    similarity = text_vectors @ label_vectors.T
+    probabilities = torch.softmax(torch.from_numpy(similarity) / 0.05, dim=-1).numpy()
+    return classification_report(data.labels, test.labels.numpy(), probabilities, texts)
+
+
+@torch.inference_mode()
+def _embeddings(model, encoded, batch_size, pad_id, device, use_bf16) -> np.ndarray:
+    order = np.argsort(encoded.lengths, kind="stable")
+    out = np.zeros((len(order), model.encoder.config.hidden_size), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
+        with _autocast(device, use_bf16):
+            vectors = model.embed(input_ids, attention_mask).float()
+        out[indices] = F.normalize(vectors, dim=-1).cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report from the loop: a log step (train_loss, learning_rate, samples_per_s) or an
+    evaluation (eval_loss, eval_accuracy, eval_macro_f1)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | cancelled
+    steps: int
+    epochs_run: int
+    best_epoch: int | None
+    validation: dict[str, Any] | None
+    test: dict[str, Any] | None
+    labels: list[str]
+    device: str
+    precision: str
+    train_seconds: float
+    samples_per_second: float
+    output_dir: str | None
+
+
+def pick_device(config: TrainConfig) -> tuple[torch.device, bool]:
+    """(device, use bf16 autocast) from the config and what the machine has."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise InvalidTrainingData(
+            "device=cuda was asked for, but this machine has no CUDA GPU (found "
+            f"torch {torch.__version__}). Use device=auto or cpu."
+        )
+    device = torch.device(
+        "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    )
+    if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InvalidTrainingData("precision=bf16 needs a GPU with bfloat16 support; use fp32.")
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    return device, use_bf16
+
+
+def _autocast(device: torch.device, use_bf16: bool):
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warmup to ``learning_rate``, then linear or cosine decay to zero (or constant)."""
+    warmup = int(config.warmup_fraction * total_steps)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    if config.schedule == "constant":
+        return config.learning_rate
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if config.schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.learning_rate * max(0.0, 1 - progress)
+
+
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+
+
+class FGM:
+    """Fast Gradient Method (Miyato et al. 2017): after the normal backward pass, push the word
+    embeddings ``epsilon`` along their gradient, add the loss there, then restore them."""
+
+    def __init__(self, model: TextClassifier, epsilon: float):
+        self.weight = model.encoder.get_input_embeddings().weight
+        self.epsilon = epsilon
+        self.backup: torch.Tensor | None = None
+
+    def attack(self) -> None:
+        grad = self.weight.grad
+        if grad is None:
+            return
+        norm = torch.linalg.vector_norm(grad)
+        self.backup = self.weight.data.clone()
+        self.weight.data.add_(self.epsilon * grad / (norm + 1e-12))
+
+    def restore(self) -> None:
+        if self.backup is not None:
+            self.weight.data.copy_(self.backup)
+            self.backup = None
+
+
+def class_weight_tensor(encoded: Encoded, num_labels: int, device: torch.device) -> torch.Tensor:
+    """Inverse-frequency weights, scaled so that the average example weighs 1."""
+    counts = torch.bincount(encoded.labels, minlength=num_labels).float().clamp(min=1)
+    return (counts.sum() / (num_labels * counts)).to(device)
+
+
+def train(
+    config: TrainConfig,
+    data: TrainData,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    """Fine-tune ``config.base_model`` on ``data.train``; keep the epoch with the best validation
+    macro-F1; report on ``data.test``; save the model to ``output_dir``.
+
+    With ``checkpoint_dir``, the state is saved after every epoch, and a run started again with
+    the same folder resumes from there. ``should_stop`` is polled after every step; when it says
+    yes the result is ``cancelled`` and no model is saved (the checkpoint stays, for a resume).
+    CUDA out-of-memory becomes an ``OutOfMemory`` error that says what would fit.
+    """
+    check_data(data)
+    try:
+        return _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop)
+    except torch.cuda.OutOfMemoryError as e:
+        torch.cuda.empty_cache()
+        longest = config.max_length_tokens
+        raise OutOfMemory(
+            f"The GPU ran out of memory with batch_size={config.batch_size} and "
+            f"max_length_tokens={longest} ({e}). Try batch_size={max(1, config.batch_size // 2)} "
+            f"or max_length_tokens={max(8, longest // 2)}, or freeze layers / use LoRA."
+        ) from None
+
+
+def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -> TrainResult:
+    # -- setup: seed, device, model, data ---------------------------------------------------
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    device, use_bf16 = pick_device(config)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    encoder, tokenizer = load_encoder(config.base_model)
+    _set_dropout(encoder, config.dropout)
+    model = TextClassifier(encoder, len(data.labels), config.pooling, config.dropout)
+    freeze_layers(model, config)
+    if config.lora:
+        add_lora(model, config)
+    model.to(device)
+    pad_id = tokenizer.pad_token_id or 0
+    train_set = encode(tokenizer, data.train, data.labels, config.max_length_tokens)
+    validation_set = encode(tokenizer, data.validation, data.labels, config.max_length_tokens)
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = make_optimizer(model, config, device)
+    weights = (
+        class_weight_tensor(train_set, len(data.labels), device) if config.class_weights else None
+    )
+    fgm = FGM(model, config.adversarial_epsilon) if config.adversarial == "fgm" else None
+
+    # -- resume from a checkpoint, if there is one ------------------------------------------
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "best_f1": -1.0,
+        "best_epoch": None,
+        "bad_epochs": 0,
+        "train_seconds": 0.0,
+        "samples": 0,
+        "validation": None,
+    }
+    checkpoint = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    if checkpoint and checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+    best_path = Path(checkpoint_dir) / "best.pt" if checkpoint_dir else None
+    best_weights = (
+        torch.load(best_path, map_location="cpu") if best_path and best_path.is_file() else None
+    )
+
+    # -- the loop ---------------------------------------------------------------------------
+    status = "completed"
+    step = state["step"]
+    for epoch in range(state["epoch"], config.epochs):
+        model.train()
+        epoch_start = time.perf_counter()
+        window_loss = torch.zeros((), device=device)
+        window_steps = window_samples = 0
+        for indices in bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch):
+            lr = lr_at(step, total_steps, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            input_ids, attention_mask, labels = collate(train_set, indices, pad_id, device)
+            with _autocast(device, use_bf16):
+                loss = F.cross_entropy(
+                    model(input_ids, attention_mask).float(), labels, weight=weights
+                )
+            loss.backward()
+            if fgm:
+                fgm.attack()
+                with _autocast(device, use_bf16):
+                    adversarial_loss = F.cross_entropy(
+                        model(input_ids, attention_mask).float(), labels, weight=weights
+                    )
+                adversarial_loss.backward()
+                fgm.restore()
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_loss += loss.detach()
+            window_steps += 1
+            window_samples += len(indices)
+            if step % config.log_every_steps == 0 or step == total_steps:
+                # .item() waits for the GPU: only on log steps
+                elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
+                on_progress(
+                    Progress(
+                        step,
+                        total_steps,
+                        epoch + 1,
+                        {
+                            "train_loss": window_loss.item() / window_steps,
+                            "learning_rate": lr,
+                            "samples_per_second": (state["samples"] + window_samples)
+                            / max(elapsed, 1e-9),
+                        },
+                    )
+                )
+                state["samples"] += window_samples
+                state["train_seconds"] = elapsed
+                epoch_start = time.perf_counter()
+                window_loss.zero_()
+                window_steps = window_samples = 0
+            if should_stop():
+                status = "cancelled"
+                break
+        state["samples"] += window_samples
+        state["train_seconds"] += time.perf_counter() - epoch_start
+        if status == "cancelled":
+            break
+
+        # -- evaluate, keep the best, checkpoint, maybe stop early ----------------------------
+        probabilities = predict_probabilities(
+            model, validation_set, config.eval_batch_size, pad_id, device, use_bf16
+        )
+        y_true = validation_set.labels.numpy()
+        validation = classification_report(data.labels, y_true, probabilities)
+        eval_loss = float(-np.log(probabilities[np.arange(len(y_true)), y_true] + 1e-12).mean())
+        on_progress(
+            Progress(
+                step,
+                total_steps,
+                epoch + 1,
+                {
+                    "eval_loss": eval_loss,
+                    "eval_accuracy": validation["accuracy"],
+                    "eval_macro_f1": validation["macro_f1"],
+                },
+            )
+        )
+        if validation["macro_f1"] > state["best_f1"]:
+            state.update(
+                best_f1=validation["macro_f1"],
+                best_epoch=epoch + 1,
+                bad_epochs=0,
+                validation=validation,
+            )
+            best_weights = {
+                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+            }
+            if best_path:
+                best_path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(best_weights, best_path)
+        else:
+            state["bad_epochs"] += 1
+        state.update(epoch=epoch + 1, step=step)
+        if checkpoint:
+            _save_checkpoint(checkpoint, model, optimizer, state)
+        if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
+            break
+
+    result = TrainResult(
+        status=status,
+        steps=step,
+        epochs_run=state["epoch"],
+        best_epoch=state["best_epoch"],
+        validation=state["validation"],
+        test=None,
+        labels=data.labels,
+        device=device.type,
+        precision="bf16" if use_bf16 else "fp32",
+        train_seconds=state["train_seconds"],
+        samples_per_second=state["samples"] / max(state["train_seconds"], 1e-9),
+        output_dir=None,
+    )
+    if status == "cancelled" or best_weights is None:
+        return result
+
+    # -- the best epoch's weights, judged once on the held-out test split ---------------------
+    model.load_state_dict(best_weights)
+    test_set = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
+    probabilities = predict_probabilities(
+        model, test_set, config.eval_batch_size, pad_id, device, use_bf16
+    )
+    result.test = classification_report(
+        data.labels, test_set.labels.numpy(), probabilities, [t for t, _ in data.test]
+    )
+    if output_dir is not None:
+        merge_lora(model)
+        tmp = Path(str(output_dir) + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_classifier(model, tokenizer, data.labels, config, tmp)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        tmp.rename(output_dir)  # a model folder is complete or absent, never half-written
+        result.output_dir = str(output_dir)
+    return result
+
+
+def _save_checkpoint(path: Path, model, optimizer, state) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp
+    )
+    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint
+    brief = {"epoch": state["epoch"], "step": state["step"], "best_epoch": state["best_epoch"]}
+    path.with_suffix(".json").write_text(json.dumps(brief))
+
+
+def checkpoint_position(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Where a run's last checkpoint stands (epoch, step, best_epoch), without loading weights."""
+    brief = Path(checkpoint_dir) / "last.json"
+    return json.loads(brief.read_text()) if brief.is_file() else None
+
+
+def _set_dropout(encoder: nn.Module, p: float) -> None:
+    for module in encoder.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p

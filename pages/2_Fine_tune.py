@@ -1,0 +1,355 @@
+"""Fine-tune: train a classifier on a labelled dataset, watch it live, read the before/after report,
+and promote the model."""
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from devmode import charts, config, ingest, models, reports, runs, ui, worker
+from devmode.errors import DevmodeError
+
+ui.page_setup("Fine-tune", ":material/model_training:")
+st.title("Fine-tune")
+st.caption(
+    "Turn a labelled dataset into a classifier: the run trains in its own process (a reload "
+    "re-attaches to it), keeps the epoch with the best validation macro-F1, and is judged on the "
+    "dataset's held-out test split against the untrained base model."
+)
+
+DEFAULTS = config.TrainConfig("x")
+
+
+def fmt_seconds(seconds):
+    if seconds is None:
+        return "estimating…"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+with ui.page_db() as db:
+    runs.reconcile(db)
+    labelled = [d for d in ingest.list_datasets(db) if d.mapping.label]
+    all_runs = runs.list_runs(db)
+
+tab_new, tab_runs, tab_models = st.tabs(["New run", "Runs", "Models"])
+
+# ----------------------------------------------------------------------------------------------
+with tab_new:
+    if not labelled:
+        st.info(
+            "No labelled dataset yet. Upload one on the **Datasets** page and map its label column."
+        )
+    else:
+        with st.form("train_form"):
+            c = st.columns([2, 2])
+            dataset = c[0].selectbox("Dataset", [d.name for d in labelled], key="train_dataset")
+            base_model = c[1].text_input(
+                "Base model",
+                DEFAULTS.base_model,
+                key="train_base_model",
+                help="The embedded all-MiniLM-L6-v2, a local Hugging Face model folder, or a hub id (online only).",
+            )
+            c = st.columns(4)
+            epochs = c[0].number_input("Epochs", 1, 1000, DEFAULTS.epochs, key="train_epochs")
+            batch_size = c[1].number_input(
+                "Batch size", 1, 65536, DEFAULTS.batch_size, key="train_batch_size"
+            )
+            learning_rate = c[2].number_input(
+                "Learning rate",
+                1e-7,
+                0.9,
+                DEFAULTS.learning_rate,
+                format="%.0e",
+                key="train_learning_rate",
+            )
+            max_length = c[3].number_input(
+                "Max length (tokens)", 8, 8192, DEFAULTS.max_length_tokens, key="train_max_length"
+            )
+            with st.expander("Optimizer and schedule"):
+                c = st.columns(3)
+                optimizer = c[0].selectbox("Optimizer", config.OPTIMIZERS, key="train_optimizer")
+                momentum = c[1].number_input(
+                    "Momentum (SGD)", 0.0, 0.999, DEFAULTS.momentum, key="train_momentum"
+                )
+                schedule = c[2].selectbox("Schedule", config.SCHEDULES, key="train_schedule")
+                c = st.columns(3)
+                warmup = c[0].number_input(
+                    "Warmup fraction", 0.0, 0.99, DEFAULTS.warmup_fraction, key="train_warmup"
+                )
+                weight_decay = c[1].number_input(
+                    "Weight decay", 0.0, 0.99, DEFAULTS.weight_decay, key="train_weight_decay"
+                )
+                max_grad_norm = c[2].number_input(
+                    "Gradient clipping (0 = off)",
+                    0.0,
+                    100.0,
+                    DEFAULTS.max_grad_norm,
+                    key="train_clip",
+                )
+            with st.expander("Regularisation and robustness"):
+                c = st.columns(3)
+                dropout = c[0].number_input(
+                    "Dropout", 0.0, 0.9, DEFAULTS.dropout, key="train_dropout"
+                )
+                patience = c[1].number_input(
+                    "Early stopping patience (epochs, 0 = off)",
+                    0,
+                    100,
+                    DEFAULTS.early_stopping_patience,
+                    key="train_patience",
+                )
+                class_weights = c[2].checkbox(
+                    "Class weights (for imbalance)",
+                    DEFAULTS.class_weights,
+                    key="train_class_weights",
+                )
+                c = st.columns(3)
+                adversarial = c[0].selectbox(
+                    "Adversarial training",
+                    config.ADVERSARIAL,
+                    key="train_adversarial",
+                    help="fgm: perturb the word embeddings along the gradient each step.",
+                )
+                epsilon = c[1].number_input(
+                    "Adversarial epsilon",
+                    0.01,
+                    100.0,
+                    DEFAULTS.adversarial_epsilon,
+                    key="train_epsilon",
+                )
+            with st.expander("What to train"):
+                c = st.columns(3)
+                freeze = c[0].selectbox(
+                    "Freeze",
+                    config.FREEZE_MODES,
+                    key="train_freeze",
+                    help="none: train all; top_layers: only the top N layers and the head; head_only.",
+                )
+                top_layers = c[1].number_input(
+                    "Top layers to train", 1, 100, DEFAULTS.train_top_layers, key="train_top_layers"
+                )
+                pooling = c[2].selectbox("Pooling", config.POOLINGS, key="train_pooling")
+                c = st.columns(3)
+                lora = c[0].checkbox("LoRA adapters (peft)", DEFAULTS.lora, key="train_lora")
+                lora_rank = c[1].number_input(
+                    "LoRA rank", 1, 1024, DEFAULTS.lora_rank, key="train_lora_rank"
+                )
+                lora_alpha = c[2].number_input(
+                    "LoRA alpha", 1, 4096, DEFAULTS.lora_alpha, key="train_lora_alpha"
+                )
+            with st.expander("Hardware and logging"):
+                c = st.columns(5)
+                device = c[0].selectbox("Device", config.DEVICES, key="train_device")
+                precision = c[1].selectbox("Precision", config.PRECISIONS, key="train_precision")
+                eval_batch = c[2].number_input(
+                    "Eval batch size", 1, 65536, DEFAULTS.eval_batch_size, key="train_eval_batch"
+                )
+                seed = c[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed")
+                log_every = c[4].number_input(
+                    "Log every (steps)", 1, 10000, DEFAULTS.log_every_steps, key="train_log_every"
+                )
+            start = st.form_submit_button("Start training", type="primary")
+        if start:
+            try:
+                train_config = config.TrainConfig(
+                    dataset=dataset,
+                    base_model=base_model,
+                    epochs=int(epochs),
+                    batch_size=int(batch_size),
+                    learning_rate=float(learning_rate),
+                    optimizer=optimizer,
+                    momentum=float(momentum),
+                    schedule=schedule,
+                    warmup_fraction=float(warmup),
+                    weight_decay=float(weight_decay),
+                    dropout=float(dropout),
+                    max_grad_norm=float(max_grad_norm),
+                    early_stopping_patience=int(patience),
+                    freeze=freeze,
+                    train_top_layers=int(top_layers),
+                    lora=lora,
+                    lora_rank=int(lora_rank),
+                    lora_alpha=int(lora_alpha),
+                    adversarial=adversarial,
+                    adversarial_epsilon=float(epsilon),
+                    class_weights=class_weights,
+                    pooling=pooling,
+                    max_length_tokens=int(max_length),
+                    eval_batch_size=int(eval_batch),
+                    log_every_steps=int(log_every),
+                    seed=int(seed),
+                    device=device,
+                    precision=precision,
+                )
+                with ui.page_db() as db:
+                    run = runs.create_run(db, train_config)
+                worker.start_job(config.db_path(), run.id)
+            except DevmodeError as e:
+                st.error(str(e))
+            else:
+                st.session_state["train_selected_run"] = run.id
+                st.success(
+                    f"Started run {run.id}. Follow it in the **Runs** tab; reloading the page is safe."
+                )
+                with ui.page_db() as db:
+                    all_runs = runs.list_runs(db)
+
+# ----------------------------------------------------------------------------------------------
+with tab_runs:
+    if not all_runs:
+        st.info("No runs yet. Start one in the *New run* tab.")
+    else:
+        ids = [r.id for r in all_runs]
+        if st.session_state.get("train_selected_run") not in ids:
+            st.session_state["train_selected_run"] = ids[0]
+        labels = {r.id: f"run {r.id} · {r.dataset} · {r.status}" for r in all_runs}
+        run_id = st.selectbox("Run", ids, key="train_selected_run", format_func=labels.get)
+        selected = next(r for r in all_runs if r.id == run_id)
+
+        @st.fragment(run_every=2 if selected.is_active else None)
+        def live_panel():
+            with ui.page_db() as db:
+                runs.reconcile(db)
+                run = runs.get_run(db, run_id)
+                metrics = runs.metrics_for_run(db, run_id)
+            if selected.is_active and not run.is_active:
+                st.rerun()  # finished while watched: redraw the whole page with the report
+            status_line = f"**{run.status}** · step {run.step:,}/{run.total_steps:,} · epoch {run.epoch}/{run.config.epochs}"
+            if run.is_active:
+                status_line += f" · about {fmt_seconds(run.eta_seconds)} left"
+            st.markdown(status_line)
+            if run.is_active or run.total_steps:
+                st.progress(run.fraction_done, text=f"{run.fraction_done:.0%}")
+            if run.error:
+                (st.warning if run.status == "interrupted" else st.error)(run.error)
+            if metrics:
+                c = st.columns(2)
+                c[0].plotly_chart(charts.training_figure(metrics), key=f"train_loss_chart_{run_id}")
+                c[1].plotly_chart(
+                    charts.validation_figure(metrics), key=f"train_val_chart_{run_id}"
+                )
+            if run.is_active:
+                if st.button("Cancel run", key="train_cancel"):
+                    with ui.page_db() as db:
+                        runs.request_cancel(db, run_id)
+                    st.toast(f"Cancelling run {run_id} after its current step…")
+
+        live_panel()
+
+        if selected.status in ("interrupted", "cancelled", "failed"):
+            if st.button("Resume from the last checkpoint", key="train_resume"):
+                try:
+                    worker.start_job(config.db_path(), selected.id)
+                except DevmodeError as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()
+
+        if selected.baseline or selected.test:
+            st.subheader("Before vs after")
+            rows = reports.before_after(selected)
+            st.plotly_chart(charts.before_after_figure(rows), key="train_before_after")
+            st.dataframe(
+                [
+                    {
+                        "model": r["model"],
+                        "accuracy": r["accuracy"],
+                        "macro-F1": r["macro_f1"],
+                        "kind": r["kind"],
+                    }
+                    for r in rows
+                ],
+                hide_index=True,
+            )
+            if reports.references_for(selected.dataset_sha256):
+                st.caption(
+                    "Published figures come from the papers' own splits and are a reference line, not a like-for-like score."
+                )
+        if selected.test:
+            c = st.columns([1, 1])
+            c[0].plotly_chart(charts.confusion_figure(selected.test), key="train_confusion")
+            c[1].markdown("**Per class** (test split)")
+            c[1].dataframe(selected.test["per_class"], hide_index=True)
+            st.markdown("**Most confident mistakes**")
+            st.dataframe(selected.test.get("mistakes", []), hide_index=True)
+            st.caption(
+                f"Trained {selected.train_seconds or 0:.0f} s on {selected.device} ({selected.precision}), "
+                f"{selected.samples_per_second or 0:,.0f} samples/s; versions {selected.versions}."
+            )
+
+        with st.expander("Settings of this run"):
+            st.json(selected.config.to_dict())
+
+        if len(all_runs) > 1:
+            st.subheader("Compare runs")
+            chosen = st.multiselect(
+                "Runs", ids, default=ids[:2], format_func=labels.get, key="train_compare"
+            )
+            if len(chosen) >= 2:
+                table = reports.compare_runs(
+                    [next(r for r in all_runs if r.id == i) for i in chosen]
+                )
+                st.dataframe(
+                    [
+                        {
+                            "setting": row["setting"],
+                            **{
+                                f"run {i}": str(v)
+                                for i, v in zip(chosen, row["values"], strict=True)
+                            },
+                        }
+                        for row in table
+                    ],
+                    hide_index=True,
+                )
+
+# ----------------------------------------------------------------------------------------------
+with tab_models:
+    with ui.page_db() as db:
+        registry = models.list_models(db)
+    if not registry:
+        st.info("No models yet: every completed run saves one here.")
+    else:
+        by_run = {r.id: r for r in all_runs}
+        st.dataframe(
+            [
+                {
+                    "run": m.run_id,
+                    "dataset": m.dataset,
+                    "labels": ", ".join(m.labels),
+                    "active as": m.active_as or "",
+                    "test accuracy": (by_run[m.run_id].test or {}).get("accuracy")
+                    if m.run_id in by_run
+                    else None,
+                    "created": m.created_at[:16],
+                }
+                for m in registry
+            ],
+            hide_index=True,
+        )
+        model_run = st.selectbox(
+            "Model of run", [m.run_id for m in registry], key="train_model_run"
+        )
+        c = st.columns(4)
+        for column, task in zip(c[:2], models.TASKS, strict=True):
+            if column.button(f"Make active {task} model", key=f"train_promote_{task}"):
+                with ui.page_db() as db:
+                    models.promote(db, model_run, task)
+                st.rerun()
+        if c[2].button("Prepare zip export", key="train_export"):
+            with ui.page_db() as db:
+                path = models.export_zip(
+                    db, model_run, Path(tempfile.mkdtemp()) / f"devmode-run-{model_run}.zip"
+                )
+            st.session_state["train_export_bytes"] = (model_run, path.read_bytes())
+        export = st.session_state.get("train_export_bytes")
+        if export and export[0] == model_run:
+            c[2].download_button(
+                "Download zip", export[1], f"devmode-run-{model_run}.zip", key="train_download"
+            )
+        confirm = c[3].checkbox("Confirm delete", key="train_confirm_delete")
+        if c[3].button("Delete model", disabled=not confirm, key="train_delete"):
+            with ui.page_db() as db:
+                models.delete_model(db, model_run)
+            st.rerun()

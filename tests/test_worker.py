@@ -1,0 +1,165 @@
+"""Runs end to end: statuses, metrics, reports and models in SQLite; worker processes that are
+cancelled, killed and resumed."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from devmode import ingest, models, runs, worker
+from devmode.db import open_db
+from devmode.readers import read_upload
+from tests.conftest import tiny_config, tiny_rows, write_csv
+
+
+@pytest.fixture
+def tiny_db(db_path, tmp_path):
+    """A database holding the tiny dataset, split 60/20/20 within each label."""
+    rows = [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
+    path = write_csv(tmp_path / "tiny.csv", rows)
+    with open_db(db_path) as db:
+        ingest.insert_upload(
+            db,
+            read_upload(path),
+            "tiny",
+            ingest.ColumnMapping("text", "label"),
+            ingest.SplitSpec(0.6, 0.2, 0.2),
+        )
+    return db_path
+
+
+def create(db_path, config):
+    with open_db(db_path) as db:
+        return runs.create_run(db, config)
+
+
+def get(db_path, run_id):
+    with open_db(db_path) as db:
+        return runs.get_run(db, run_id)
+
+
+def test_execute_run_records_everything(tiny_db, tiny_model_dir):
+    run = create(tiny_db, tiny_config(tiny_model_dir, epochs=2))
+    assert run.status == "queued" and run.split_seed == 42
+    lines = []
+    assert worker.execute_run(tiny_db, run.id, echo=lines.append) == "completed"
+    done = get(tiny_db, run.id)
+    assert done.status == "completed" and done.pid is None and done.error is None
+    assert done.step == done.total_steps == 2 * 7 and done.epoch == 2
+    assert set(done.baseline) == {"majority", "zero_shot"}
+    assert done.test["n"] == 18 and done.validation["n"] == 18
+    assert done.versions["torch"] and done.started_at <= done.finished_at
+    with open_db(tiny_db) as db:
+        names = {m["name"] for m in runs.metrics_for_run(db, run.id)}
+        model = models.get_model_for_run(db, run.id)
+    assert names == {
+        "train_loss",
+        "learning_rate",
+        "samples_per_second",
+        "eval_loss",
+        "eval_accuracy",
+        "eval_macro_f1",
+    }
+    assert model.labels == ["negative", "neutral", "positive"] and os.path.isdir(model.path)
+    assert any(line.startswith("step 14/14") for line in lines)
+
+
+def test_failed_run_keeps_the_error(tiny_db, tmp_path):
+    run = create(tiny_db, tiny_config(tmp_path))  # an empty folder is not a model
+    with pytest.raises(Exception, match="has no config.json"):
+        worker.execute_run(tiny_db, run.id)
+    failed = get(tiny_db, run.id)
+    assert failed.status == "failed" and "has no config.json" in failed.error
+
+
+def test_cancel_flag_stops_the_run(tiny_db, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(worker, "CANCEL_POLL_SECONDS", 0.0)
+    run = create(tiny_db, tiny_config(tiny_model_dir, epochs=50))
+
+    def cancel_on_step_3(message):
+        if message.startswith("step 3/"):
+            with open_db(tiny_db) as db:
+                runs.request_cancel(db, run.id)
+
+    assert worker.execute_run(tiny_db, run.id, echo=cancel_on_step_3) == "cancelled"
+    cancelled = get(tiny_db, run.id)
+    assert cancelled.status == "cancelled" and cancelled.step in (3, 4) and cancelled.test is None
+
+
+def test_a_changed_dataset_is_refused(tiny_db, tiny_model_dir):
+    run = create(tiny_db, tiny_config(tiny_model_dir))
+    with open_db(tiny_db) as db:
+        ingest.resplit(db, "tiny", ingest.SplitSpec(0.6, 0.2, 0.2, seed=7))
+    with pytest.raises(worker.DatasetChanged, match="changed after run"):
+        worker.execute_run(tiny_db, run.id)
+
+
+def test_unlabelled_dataset_cannot_start_a_run(tiny_db, tiny_model_dir):
+    with open_db(tiny_db) as db:
+        ingest.set_mapping(db, "tiny", ingest.ColumnMapping("text"))
+        with pytest.raises(Exception, match="has no label column"):
+            runs.create_run(db, tiny_config(tiny_model_dir))
+
+
+def test_registry_promote_export_delete(tiny_db, tiny_model_dir, tmp_path):
+    first = create(tiny_db, tiny_config(tiny_model_dir, epochs=1))
+    second = create(tiny_db, tiny_config(tiny_model_dir, epochs=1, seed=1))
+    for run in (first, second):
+        worker.execute_run(tiny_db, run.id)
+    with open_db(tiny_db) as db:
+        models.promote(db, first.id, "sentiment")
+        models.promote(db, second.id, "sentiment")  # takes over from the first
+        assert models.active_model(db, "sentiment").run_id == second.id
+        assert [m.active_as for m in models.list_models(db)] == ["sentiment", None]
+        archive = models.export_zip(db, second.id, tmp_path)
+        import zipfile
+
+        names = zipfile.ZipFile(archive).namelist()
+        assert f"devmode-run-{second.id}/devmode_model.json" in names
+        assert f"devmode-run-{second.id}/model.safetensors" in names
+        path = models.get_model_for_run(db, first.id).path
+        models.delete_model(db, first.id)
+        assert not os.path.exists(path)
+        with pytest.raises(models.ModelNotFound):
+            models.get_model_for_run(db, first.id)
+
+
+def wait_for(predicate, timeout=90, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")
+
+
+def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_dir):
+    """kill -9 mid-run: the run says interrupted, resumes from its checkpoint, and completes
+    with each step's metrics recorded once."""
+    config = tiny_config(
+        tiny_model_dir, epochs=40, batch_size=2, early_stopping_patience=0, log_every_steps=5
+    )
+    run = create(tiny_db, config)
+    pid = worker.start_job(tiny_db, run.id)
+    with pytest.raises(runs.JobAlreadyRunning):
+        worker.start_job(tiny_db, run.id)
+    checkpoint = worker.run_dir(tiny_db, run.id)
+    wait_for(lambda: (checkpoint / "last.json").exists())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not runs.pid_alive(pid), timeout=10)
+    with open_db(tiny_db) as db:
+        assert runs.reconcile(db) == [run.id]
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+    interrupted = get(tiny_db, run.id)
+    assert interrupted.status == "interrupted" and "Resume" in interrupted.error
+
+    worker.start_job(tiny_db, run.id)
+    final = wait_for(
+        lambda: (r := get(tiny_db, run.id)).status in runs.FINISHED_STATUSES and r, timeout=180
+    )
+    assert final.status == "completed", final.error
+    with open_db(tiny_db) as db:
+        losses = [m["step"] for m in runs.metrics_for_run(db, run.id, ["train_loss"])]
+    assert losses == sorted(set(losses)) and losses[-1] == final.total_steps
