@@ -11,7 +11,6 @@ the same rows the worker keeps writing.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import platform
@@ -90,13 +89,12 @@ class Run:
     def fraction_done(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
-    @property
-    def eta_seconds(self) -> float | None:
-        """Seconds left at the speed so far, or None before there is a speed to go by."""
-        if not (self.started_at and self.heartbeat_at and self.step and self.total_steps):
+    def eta_seconds(self, samples_per_second: float | None) -> float | None:
+        """Seconds of training left at ``samples_per_second`` (the latest logged speed), or
+        None before the first log step. Evaluation time is not included."""
+        if not samples_per_second or not self.total_steps:
             return None
-        elapsed = (_parse(self.heartbeat_at) - _parse(self.started_at)).total_seconds()
-        return max(0.0, elapsed / self.step * (self.total_steps - self.step))
+        return (self.total_steps - self.step) * self.config.batch_size / samples_per_second
 
 
 def library_versions() -> dict[str, str]:
@@ -271,7 +269,3 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _parse(stamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(stamp)

@@ -217,7 +217,10 @@ with tab_runs:
                 st.rerun()  # finished while watched: redraw the whole page with the report
             status_line = f"**{run.status}** · step {run.step:,}/{run.total_steps:,} · epoch {run.epoch}/{run.config.epochs}"
             if run.is_active:
-                status_line += f" · about {fmt_seconds(run.eta_seconds)} left"
+                speeds = [m["value"] for m in metrics if m["name"] == "samples_per_second"]
+                status_line += (
+                    f" · about {fmt_seconds(run.eta_seconds(speeds[-1] if speeds else None))} left"
+                )
             st.markdown(status_line)
             if run.is_active or run.total_steps:
                 st.progress(run.fraction_done, text=f"{run.fraction_done:.0%}")

@@ -124,3 +124,60 @@ def test_remap_rename_and_delete_from_the_page(app_db):
     assert any("No datasets yet" in i.value for i in at.info)
     with open_db(app_db) as db:
         assert ingest.list_datasets(db) == []
+
+
+FINE_TUNE_PAGE = str(ROOT / "pages" / "2_Fine_tune.py")
+
+
+def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
+    app_db, tmp_path, tiny_model_dir
+):
+    import time
+
+    from devmode import models, runs
+    from tests.conftest import tiny_rows, write_csv
+
+    path = write_csv(
+        tmp_path / "tiny.csv", [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
+    )
+    with open_db(app_db) as db:
+        from devmode.readers import read_upload
+
+        ingest.insert_upload(
+            db,
+            read_upload(path),
+            "tiny",
+            ingest.ColumnMapping("text", "label"),
+            ingest.SplitSpec(0.6, 0.2, 0.2),
+        )
+    at = AppTest.from_file(FINE_TUNE_PAGE, default_timeout=60).run()
+    assert not at.exception
+    at.text_input(key="train_base_model").set_value(str(tiny_model_dir))
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_learning_rate").set_value(5e-3)
+    at.number_input(key="train_batch_size").set_value(8)
+    at.button[0].click().run()  # "Start training"
+    assert not at.exception and not at.error
+    assert "Started run 1" in at.success[0].value
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with open_db(app_db) as db:
+            run = runs.get_run(db, 1)
+        if run.status in runs.FINISHED_STATUSES:
+            break
+        time.sleep(0.5)
+    assert run.status == "completed", run.error
+
+    at = AppTest.from_file(FINE_TUNE_PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("**completed** · step 14/14" in m.value for m in at.markdown)
+    figures = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Confusion matrix (test split)" in f for f in figures)
+    assert any("Test split: before vs after" in f for f in figures)
+    before_after = at.dataframe[0].value
+    assert list(before_after["kind"]) == ["baseline", "baseline", "fine-tuned"]
+
+    at.button(key="train_promote_sentiment").click().run()
+    with open_db(app_db) as db:
+        assert models.active_model(db, "sentiment").run_id == 1
