@@ -252,7 +252,10 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
 
 
 def freeze_layers(model: TextClassifier, config: TrainConfig) -> None:
-    """Apply ``config.freeze``: train everything, only the top N encoder layers, or the head."""
+    """Apply ``config.freeze``: train everything, only the top N encoder layers, or the head;
+    and keep the word embeddings fixed when ``config.freeze_embeddings``."""
+    if config.freeze_embeddings:
+        model.encoder.get_input_embeddings().weight.requires_grad = False
     if config.freeze == "none":
         return
     for parameter in model.encoder.parameters():
@@ -572,26 +575,39 @@ def make_optimizer(
 
 
 class FGM:
-    """Fast Gradient Method (Miyato et al. 2017): after the normal backward pass, push the word
-    embeddings ``epsilon`` along their gradient, add the loss there, then restore them."""
+    """Fast Gradient Method (Miyato et al. 2017): after the normal backward pass, move the
+    batch's word-embedding vectors ``epsilon`` along the loss gradient, and add the loss there.
+
+    It perturbs the embedding layer's output through a forward hook, so it works whether the
+    embedding matrix trains or is frozen (``freeze_embeddings``).
+    """
 
     def __init__(self, model: TextClassifier, epsilon: float):
-        self.weight = model.encoder.get_input_embeddings().weight
         self.epsilon = epsilon
-        self.backup: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        model.encoder.get_input_embeddings().register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.delta is not None:
+            return output + self.delta
+        if torch.is_grad_enabled():
+            if not output.requires_grad:
+                output.requires_grad_(True)  # a frozen matrix: make its output a leaf with a .grad
+            else:
+                output.retain_grad()
+            self.output = output
+        return output
 
     def attack(self) -> None:
-        grad = self.weight.grad
-        if grad is None:
-            return
-        norm = torch.linalg.vector_norm(grad)
-        self.backup = self.weight.data.clone()
-        self.weight.data.add_(self.epsilon * grad / (norm + 1e-12))
+        """Call after ``loss.backward()``: the next forward pass sees perturbed embeddings."""
+        grad = self.output.grad if self.output is not None else None
+        if grad is not None:
+            self.delta = (self.epsilon * grad / (torch.linalg.vector_norm(grad) + 1e-12)).detach()
+        self.output = None
 
     def restore(self) -> None:
-        if self.backup is not None:
-            self.weight.data.copy_(self.backup)
-            self.backup = None
+        self.delta = None
 
 
 def class_weight_tensor(encoded: Encoded, num_labels: int, device: torch.device) -> torch.Tensor:
@@ -673,10 +689,13 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
+    # best.pt holds the best epoch's weights only while a later, worse epoch is in last.pt
     best_path = Path(checkpoint_dir) / "best.pt" if checkpoint_dir else None
-    best_weights = (
-        torch.load(best_path, map_location="cpu") if best_path and best_path.is_file() else None
-    )
+    best_weights = None
+    if checkpoint and checkpoint.is_file() and state["best_epoch"] == state["epoch"]:
+        best_weights = _cpu_copy(model)
+    elif best_path and best_path.is_file():
+        best_weights = torch.load(best_path, map_location="cpu")
 
     # -- the loop ---------------------------------------------------------------------------
     status = "completed"
@@ -767,17 +786,16 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
                 bad_epochs=0,
                 validation=validation,
             )
-            best_weights = {
-                k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-            }
-            if best_path:
-                best_path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(best_weights, best_path)
+            best_weights = _cpu_copy(model)
         else:
             state["bad_epochs"] += 1
+            if best_path and not best_path.is_file():
+                torch.save(best_weights, best_path)  # last.pt is about to stop holding them
         state.update(epoch=epoch + 1, step=step)
         if checkpoint:
             _save_checkpoint(checkpoint, model, optimizer, state)
+            if state["best_epoch"] == state["epoch"] and best_path:
+                best_path.unlink(missing_ok=True)  # last.pt holds the best weights now
         if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
             break
 
@@ -816,6 +834,10 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         tmp.rename(output_dir)  # a model folder is complete or absent, never half-written
         result.output_dir = str(output_dir)
     return result
+
+
+def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _save_checkpoint(path: Path, model, optimizer, state) -> None:

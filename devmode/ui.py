@@ -31,3 +31,10 @@ def page_db() -> Iterator:
     """A database connection for this script run only (connections cannot cross threads)."""
     with open_db(config.db_path()) as db:
         yield db
+
+
+def keep_choice_valid(key: str, options: list) -> None:
+    """Point a select widget's remembered value at an existing option (the first one) when what
+    it remembers was deleted or renamed since; call it before the widget is drawn."""
+    if options and st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]

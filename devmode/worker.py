@@ -164,6 +164,9 @@ def execute_run(
             runs.set_status(
                 db, run_id, "completed", pid=None, model_dir=result.output_dir, **figures
             )
+        # the saved model is what stays; resume checkpoints (weights + optimizer state) do not
+        for checkpoint in run_dir(db_path, run_id).glob("*.pt"):
+            checkpoint.unlink()
         _say(
             echo,
             f"Test accuracy {result.test['accuracy']:.3f}, macro-F1 {result.test['macro_f1']:.3f}",

@@ -156,8 +156,7 @@ with tab_stored, ui.page_db() as db:
         st.info("No datasets yet. Upload a file in the *Upload* tab.")
     else:
         names = [d.name for d in stored]
-        if st.session_state.get("datasets_selected") not in names:
-            st.session_state["datasets_selected"] = names[0]
+        ui.keep_choice_valid("datasets_selected", names)
         selected = st.selectbox("Dataset", names, key="datasets_selected")
         dataset = ingest.get_dataset(db, selected)
         stats = stats_of(

@@ -18,6 +18,117 @@ st.caption(
 )
 
 DEFAULTS = config.TrainConfig("x")
+# The form, section by section: (TrainConfig field, label, choices or (min, max), help).
+FORM = [
+    (
+        None,
+        [
+            ("epochs", "Epochs", (1, 1000), None),
+            ("batch_size", "Batch size", (1, 65536), None),
+            ("learning_rate", "Learning rate", (1e-7, 0.9), "Peak, reached after warmup."),
+            ("max_length_tokens", "Max length (tokens)", (8, 8192), "Longer texts are truncated."),
+        ],
+    ),
+    (
+        "Optimizer and schedule",
+        [
+            (
+                "optimizer",
+                "Optimizer",
+                config.OPTIMIZERS,
+                "AdamW (fused on CUDA) or SGD with momentum.",
+            ),
+            ("momentum", "Momentum (SGD)", (0.0, 0.999), None),
+            (
+                "schedule",
+                "Schedule",
+                config.SCHEDULES,
+                "How the learning rate decays after warmup.",
+            ),
+            ("warmup_fraction", "Warmup fraction", (0.0, 0.99), None),
+            ("weight_decay", "Weight decay", (0.0, 0.99), None),
+            ("max_grad_norm", "Gradient clipping (0 = off)", (0.0, 100.0), None),
+        ],
+    ),
+    (
+        "Regularisation and robustness",
+        [
+            ("dropout", "Dropout", (0.0, 0.9), None),
+            (
+                "early_stopping_patience",
+                "Early stopping patience (epochs, 0 = off)",
+                (0, 100),
+                "Stop when validation macro-F1 has not improved for this many epochs; the best epoch is kept.",
+            ),
+            ("class_weights", "Class weights (for imbalance)", None, None),
+            (
+                "adversarial",
+                "Adversarial training",
+                config.ADVERSARIAL,
+                "fgm: perturb the word embeddings along the gradient each step.",
+            ),
+            ("adversarial_epsilon", "Adversarial epsilon", (0.01, 100.0), None),
+        ],
+    ),
+    (
+        "What to train",
+        [
+            (
+                "freeze_embeddings",
+                "Keep word embeddings fixed",
+                None,
+                "Half of all-MiniLM-L6-v2's weights: training is faster and unseen words keep their meaning.",
+            ),
+            (
+                "freeze",
+                "Freeze",
+                config.FREEZE_MODES,
+                "none: train all; top_layers: only the top N layers and the head; head_only.",
+            ),
+            ("train_top_layers", "Top layers to train", (1, 100), None),
+            (
+                "pooling",
+                "Pooling",
+                config.POOLINGS,
+                "mean: how all-MiniLM-L6-v2 was trained; cls: BERT's way.",
+            ),
+            (
+                "lora",
+                "LoRA adapters (peft)",
+                None,
+                "Train small adapters instead of the encoder's weights.",
+            ),
+            ("lora_rank", "LoRA rank", (1, 1024), None),
+            ("lora_alpha", "LoRA alpha", (1, 4096), None),
+        ],
+    ),
+    (
+        "Hardware and logging",
+        [
+            ("device", "Device", config.DEVICES, None),
+            ("precision", "Precision", config.PRECISIONS, "auto: bf16 on CUDA, fp32 on the CPU."),
+            ("eval_batch_size", "Eval batch size", (1, 65536), None),
+            ("seed", "Seed", (0, 2**31 - 1), None),
+            ("log_every_steps", "Log every (steps)", (1, 10000), None),
+        ],
+    ),
+]
+
+
+def config_input(container, field, label, spec, help):
+    """One widget for one TrainConfig field, defaulting to TrainConfig's own default."""
+    default = getattr(DEFAULTS, field)
+    key = f"train_{field}"
+    if isinstance(default, bool):
+        return container.checkbox(label, default, key=key, help=help)
+    if isinstance(default, str):
+        return container.selectbox(label, spec, index=spec.index(default), key=key, help=help)
+    low, high = spec
+    number_format = "%.0e" if field == "learning_rate" else None
+    value = container.number_input(
+        label, low, high, default, key=key, help=help, format=number_format
+    )
+    return type(default)(value)
 
 
 def fmt_seconds(seconds):
@@ -42,148 +153,28 @@ with tab_new:
         )
     else:
         with st.form("train_form"):
-            c = st.columns([2, 2])
+            c = st.columns(2)
             dataset = c[0].selectbox("Dataset", [d.name for d in labelled], key="train_dataset")
-            base_model = c[1].text_input(
-                "Base model",
-                DEFAULTS.base_model,
-                key="train_base_model",
-                help="The embedded all-MiniLM-L6-v2, a local Hugging Face model folder, or a hub id (online only).",
-            )
-            c = st.columns(4)
-            epochs = c[0].number_input("Epochs", 1, 1000, DEFAULTS.epochs, key="train_epochs")
-            batch_size = c[1].number_input(
-                "Batch size", 1, 65536, DEFAULTS.batch_size, key="train_batch_size"
-            )
-            learning_rate = c[2].number_input(
-                "Learning rate",
-                1e-7,
-                0.9,
-                DEFAULTS.learning_rate,
-                format="%.0e",
-                key="train_learning_rate",
-            )
-            max_length = c[3].number_input(
-                "Max length (tokens)", 8, 8192, DEFAULTS.max_length_tokens, key="train_max_length"
-            )
-            with st.expander("Optimizer and schedule"):
-                c = st.columns(3)
-                optimizer = c[0].selectbox("Optimizer", config.OPTIMIZERS, key="train_optimizer")
-                momentum = c[1].number_input(
-                    "Momentum (SGD)", 0.0, 0.999, DEFAULTS.momentum, key="train_momentum"
+            settings = {
+                "base_model": c[1].text_input(
+                    "Base model",
+                    DEFAULTS.base_model,
+                    key="train_base_model",
+                    help="The embedded all-MiniLM-L6-v2, a local Hugging Face model folder, or a hub id (online only).",
                 )
-                schedule = c[2].selectbox("Schedule", config.SCHEDULES, key="train_schedule")
-                c = st.columns(3)
-                warmup = c[0].number_input(
-                    "Warmup fraction", 0.0, 0.99, DEFAULTS.warmup_fraction, key="train_warmup"
-                )
-                weight_decay = c[1].number_input(
-                    "Weight decay", 0.0, 0.99, DEFAULTS.weight_decay, key="train_weight_decay"
-                )
-                max_grad_norm = c[2].number_input(
-                    "Gradient clipping (0 = off)",
-                    0.0,
-                    100.0,
-                    DEFAULTS.max_grad_norm,
-                    key="train_clip",
-                )
-            with st.expander("Regularisation and robustness"):
-                c = st.columns(3)
-                dropout = c[0].number_input(
-                    "Dropout", 0.0, 0.9, DEFAULTS.dropout, key="train_dropout"
-                )
-                patience = c[1].number_input(
-                    "Early stopping patience (epochs, 0 = off)",
-                    0,
-                    100,
-                    DEFAULTS.early_stopping_patience,
-                    key="train_patience",
-                )
-                class_weights = c[2].checkbox(
-                    "Class weights (for imbalance)",
-                    DEFAULTS.class_weights,
-                    key="train_class_weights",
-                )
-                c = st.columns(3)
-                adversarial = c[0].selectbox(
-                    "Adversarial training",
-                    config.ADVERSARIAL,
-                    key="train_adversarial",
-                    help="fgm: perturb the word embeddings along the gradient each step.",
-                )
-                epsilon = c[1].number_input(
-                    "Adversarial epsilon",
-                    0.01,
-                    100.0,
-                    DEFAULTS.adversarial_epsilon,
-                    key="train_epsilon",
-                )
-            with st.expander("What to train"):
-                c = st.columns(3)
-                freeze = c[0].selectbox(
-                    "Freeze",
-                    config.FREEZE_MODES,
-                    key="train_freeze",
-                    help="none: train all; top_layers: only the top N layers and the head; head_only.",
-                )
-                top_layers = c[1].number_input(
-                    "Top layers to train", 1, 100, DEFAULTS.train_top_layers, key="train_top_layers"
-                )
-                pooling = c[2].selectbox("Pooling", config.POOLINGS, key="train_pooling")
-                c = st.columns(3)
-                lora = c[0].checkbox("LoRA adapters (peft)", DEFAULTS.lora, key="train_lora")
-                lora_rank = c[1].number_input(
-                    "LoRA rank", 1, 1024, DEFAULTS.lora_rank, key="train_lora_rank"
-                )
-                lora_alpha = c[2].number_input(
-                    "LoRA alpha", 1, 4096, DEFAULTS.lora_alpha, key="train_lora_alpha"
-                )
-            with st.expander("Hardware and logging"):
-                c = st.columns(5)
-                device = c[0].selectbox("Device", config.DEVICES, key="train_device")
-                precision = c[1].selectbox("Precision", config.PRECISIONS, key="train_precision")
-                eval_batch = c[2].number_input(
-                    "Eval batch size", 1, 65536, DEFAULTS.eval_batch_size, key="train_eval_batch"
-                )
-                seed = c[3].number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train_seed")
-                log_every = c[4].number_input(
-                    "Log every (steps)", 1, 10000, DEFAULTS.log_every_steps, key="train_log_every"
-                )
+            }
+            for section, fields in FORM:
+                box = st.expander(section) if section else st.container()
+                columns = box.columns(len(fields) if section is None else 3)
+                for i, (field, label, spec, help_text) in enumerate(fields):
+                    settings[field] = config_input(
+                        columns[i % len(columns)], field, label, spec, help_text
+                    )
             start = st.form_submit_button("Start training", type="primary")
         if start:
             try:
-                train_config = config.TrainConfig(
-                    dataset=dataset,
-                    base_model=base_model,
-                    epochs=int(epochs),
-                    batch_size=int(batch_size),
-                    learning_rate=float(learning_rate),
-                    optimizer=optimizer,
-                    momentum=float(momentum),
-                    schedule=schedule,
-                    warmup_fraction=float(warmup),
-                    weight_decay=float(weight_decay),
-                    dropout=float(dropout),
-                    max_grad_norm=float(max_grad_norm),
-                    early_stopping_patience=int(patience),
-                    freeze=freeze,
-                    train_top_layers=int(top_layers),
-                    lora=lora,
-                    lora_rank=int(lora_rank),
-                    lora_alpha=int(lora_alpha),
-                    adversarial=adversarial,
-                    adversarial_epsilon=float(epsilon),
-                    class_weights=class_weights,
-                    pooling=pooling,
-                    max_length_tokens=int(max_length),
-                    eval_batch_size=int(eval_batch),
-                    log_every_steps=int(log_every),
-                    seed=int(seed),
-                    device=device,
-                    precision=precision,
-                )
                 with ui.page_db() as db:
-                    run = runs.create_run(db, train_config)
+                    run = runs.create_run(db, config.TrainConfig(dataset=dataset, **settings))
                 worker.start_job(config.db_path(), run.id)
             except DevmodeError as e:
                 st.error(str(e))
@@ -201,8 +192,7 @@ with tab_runs:
         st.info("No runs yet. Start one in the *New run* tab.")
     else:
         ids = [r.id for r in all_runs]
-        if st.session_state.get("train_selected_run") not in ids:
-            st.session_state["train_selected_run"] = ids[0]
+        ui.keep_choice_valid("train_selected_run", ids)
         labels = {r.id: f"run {r.id} · {r.dataset} · {r.status}" for r in all_runs}
         run_id = st.selectbox("Run", ids, key="train_selected_run", format_func=labels.get)
         selected = next(r for r in all_runs if r.id == run_id)

@@ -145,9 +145,11 @@ def tiny_data():
 def tiny_config(tiny_model_dir, **overrides):
     from devmode.config import TrainConfig
 
+    # a random tiny model has no pre-trained word embeddings worth keeping fixed
     settings = dict(
         dataset="tiny",
         base_model=str(tiny_model_dir),
+        freeze_embeddings=False,
         epochs=3,
         batch_size=8,
         learning_rate=5e-3,
@@ -156,3 +158,20 @@ def tiny_config(tiny_model_dir, **overrides):
         eval_batch_size=16,
     )
     return TrainConfig(**{**settings, **overrides})
+
+
+def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
+    """Ingest ``tiny_rows`` as a dataset split 60/20/20 within each label, as a person would."""
+    from devmode import ingest
+    from devmode.readers import read_upload
+
+    rows = [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
+    path = write_csv(tmp_path / f"{name}.csv", rows)
+    with open_db(db_path) as db:
+        ingest.insert_upload(
+            db,
+            read_upload(path),
+            name,
+            ingest.ColumnMapping("text", "label"),
+            ingest.SplitSpec(0.6, 0.2, 0.2),
+        )

@@ -140,6 +140,7 @@ def test_train_runs_models_from_the_cli(db_path, tmp_path, tiny_model_dir):
     args = [
         "--base-model",
         tiny_model_dir,
+        "--no-freeze-embeddings",
         "--learning-rate",
         "5e-3",
         "--warmup-fraction",

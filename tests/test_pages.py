@@ -135,27 +135,16 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
     import time
 
     from devmode import models, runs
-    from tests.conftest import tiny_rows, write_csv
+    from tests.conftest import store_tiny_dataset
 
-    path = write_csv(
-        tmp_path / "tiny.csv", [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
-    )
-    with open_db(app_db) as db:
-        from devmode.readers import read_upload
-
-        ingest.insert_upload(
-            db,
-            read_upload(path),
-            "tiny",
-            ingest.ColumnMapping("text", "label"),
-            ingest.SplitSpec(0.6, 0.2, 0.2),
-        )
+    store_tiny_dataset(app_db, tmp_path)
     at = AppTest.from_file(FINE_TUNE_PAGE, default_timeout=60).run()
     assert not at.exception
     at.text_input(key="train_base_model").set_value(str(tiny_model_dir))
     at.number_input(key="train_epochs").set_value(2)
     at.number_input(key="train_learning_rate").set_value(5e-3)
     at.number_input(key="train_batch_size").set_value(8)
+    at.checkbox(key="train_freeze_embeddings").uncheck()
     at.button[0].click().run()  # "Start training"
     assert not at.exception and not at.error
     assert "Started run 1" in at.success[0].value

@@ -4,6 +4,7 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from devmode import training
 from devmode.config import InvalidConfig, TrainConfig
@@ -26,7 +27,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 def test_train_reports_progress_and_learns(tiny_model_dir, tiny_data, tmp_path):
     seen = []
     result = train(
-        tiny_config(tiny_model_dir, epochs=4),
+        tiny_config(tiny_model_dir, epochs=4, early_stopping_patience=0),
         tiny_data,
         output_dir=tmp_path / "m",
         on_progress=seen.append,
@@ -157,17 +158,33 @@ def test_training_options_run_and_learn(tiny_model_dir, tiny_data, overrides):
     assert result.test["accuracy"] > 0.5  # chance is 1/3
 
 
-def test_fgm_perturbs_and_restores_embeddings(tiny_model_dir):
+@pytest.mark.parametrize("frozen", [True, False])
+def test_fgm_perturbs_the_embeddings_along_the_gradient_and_restores(tiny_model_dir, frozen):
+    encoder, _ = training.load_encoder(str(tiny_model_dir))
+    encoder.get_input_embeddings().weight.requires_grad = not frozen
+    model = training.TextClassifier(encoder, 3).eval()
+    fgm = training.FGM(model, epsilon=1.0)
+    ids, mask = torch.tensor([[2, 5, 7, 3]]), torch.ones(1, 4, dtype=torch.long)
+    clean = model(ids, mask)
+    loss = F.cross_entropy(clean, torch.tensor([0]))
+    loss.backward()
+    fgm.attack()
+    assert torch.linalg.vector_norm(fgm.delta).item() == pytest.approx(1.0, rel=1e-4)
+    with torch.no_grad():
+        attacked = model(ids, mask)
+    # a step along the gradient raises the loss
+    assert F.cross_entropy(attacked, torch.tensor([0])).item() > loss.item()
+    fgm.restore()
+    with torch.no_grad():
+        assert torch.allclose(model(ids, mask), clean)
+
+
+def test_word_embeddings_are_frozen_by_default(tiny_model_dir):
     encoder, _ = training.load_encoder(str(tiny_model_dir))
     model = training.TextClassifier(encoder, 3)
-    fgm = training.FGM(model, epsilon=1.0)
-    before = fgm.weight.detach().clone()
-    model(torch.tensor([[2, 5, 3]]), torch.ones(1, 3, dtype=torch.long)).sum().backward()
-    fgm.attack()
-    moved = fgm.weight.detach() - before
-    assert torch.linalg.vector_norm(moved).item() == pytest.approx(1.0, rel=1e-4)
-    fgm.restore()
-    assert torch.equal(fgm.weight.detach(), before)
+    training.freeze_layers(model, TrainConfig("d", base_model=str(tiny_model_dir)))
+    assert not model.encoder.get_input_embeddings().weight.requires_grad
+    assert model.encoder.embeddings.position_embeddings.weight.requires_grad
 
 
 def test_class_weights_favour_rare_classes():

@@ -9,23 +9,13 @@ import pytest
 
 from devmode import ingest, models, runs, worker
 from devmode.db import open_db
-from devmode.readers import read_upload
-from tests.conftest import tiny_config, tiny_rows, write_csv
+from tests.conftest import store_tiny_dataset, tiny_config
 
 
 @pytest.fixture
 def tiny_db(db_path, tmp_path):
     """A database holding the tiny dataset, split 60/20/20 within each label."""
-    rows = [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
-    path = write_csv(tmp_path / "tiny.csv", rows)
-    with open_db(db_path) as db:
-        ingest.insert_upload(
-            db,
-            read_upload(path),
-            "tiny",
-            ingest.ColumnMapping("text", "label"),
-            ingest.SplitSpec(0.6, 0.2, 0.2),
-        )
+    store_tiny_dataset(db_path, tmp_path)
     return db_path
 
 
@@ -63,6 +53,9 @@ def test_execute_run_records_everything(tiny_db, tiny_model_dir):
     }
     assert model.labels == ["negative", "neutral", "positive"] and os.path.isdir(model.path)
     assert any(line.startswith("step 14/14") for line in lines)
+    assert (
+        list(worker.run_dir(tiny_db, run.id).glob("*.pt")) == []
+    )  # checkpoints go once the model is saved
 
 
 def test_failed_run_keeps_the_error(tiny_db, tmp_path):
