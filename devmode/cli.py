@@ -16,7 +16,17 @@ from pathlib import Path
 
 import click
 
-from devmode import __version__, config, ingest, models, readers, reports, runs, worker
+from devmode import (
+    __version__,
+    config,
+    distributed,
+    ingest,
+    models,
+    readers,
+    reports,
+    runs,
+    worker,
+)
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 
@@ -376,6 +386,9 @@ def train_command(ctx, dataset, background, **settings):
     resumed with `runs resume`).
     """
     train_config = config.TrainConfig(dataset=dataset, **settings)
+    if distributed.is_launched():
+        _train_distributed(ctx, train_config, background)
+        return
     with _db(ctx) as db:
         run = runs.create_run(db, train_config)
     click.echo(f"Run {run.id}: {run.config.base_model} on {run.dataset}", err=True)
@@ -386,6 +399,26 @@ def train_command(ctx, dataset, background, **settings):
         )
         return
     _execute(ctx, run.id)
+
+
+def _train_distributed(ctx, train_config, background: bool) -> None:
+    """Under accelerate launch / torchrun: the main process creates and records the run, every
+    process trains its share."""
+    if background:
+        raise DevmodeError(
+            "--background starts one worker process; drop it under accelerate launch."
+        )
+    peers = distributed.cluster()
+    run_id = None
+    if peers.is_main:
+        with _db(ctx) as db:
+            run_id = runs.create_run(db, train_config).id
+        click.echo(f"Run {run_id} on {peers.world_size} processes", err=True)
+    run_id = peers.broadcast(run_id)
+    if peers.is_main:
+        _execute(ctx, run_id)
+    else:
+        worker.follow_run(ctx.obj["db_path"], run_id)
 
 
 def _execute(ctx, run_id: int) -> None:

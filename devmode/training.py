@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from devmode.config import EMBEDDED_BASE_MODEL, TrainConfig, embedded_classifier_dir
+from devmode.distributed import cluster
 from devmode.errors import DevmodeError
 
 # Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
@@ -159,6 +160,11 @@ class TextClassifier(nn.Module):
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        # BERT's pooler (a dense layer over [CLS]) is not used by either pooling: leave it out
+        # of training, or the optimizer updates it for nothing and DDP waits for its gradients
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(False)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -652,8 +658,11 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
     device, use_bf16 = pick_device(config)
-    if device.type == "cpu":
+    peers = cluster()  # one process, or one of several under accelerate launch / torchrun
+    device = peers.device(device)
+    if device.type == "cpu" and peers.world_size == 1:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
+    report = on_progress if peers.is_main else (lambda p: None)
     encoder, tokenizer = load_encoder(config.base_model)
     _set_dropout(encoder, config.dropout)
     model = TextClassifier(encoder, len(data.labels), config.pooling, config.dropout)
@@ -664,7 +673,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     pad_id = tokenizer.pad_token_id or 0
     train_set = encode(tokenizer, data.train, data.labels, config.max_length_tokens)
     validation_set = encode(tokenizer, data.validation, data.labels, config.max_length_tokens)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    steps_per_epoch = peers.steps_per_epoch(math.ceil(len(data.train) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
     optimizer = make_optimizer(model, config, device)
     weights = (
@@ -696,6 +705,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         best_weights = _cpu_copy(model)
     elif best_path and best_path.is_file():
         best_weights = torch.load(best_path, map_location="cpu")
+    core = model  # the plain module: evaluated, checkpointed and saved
+    model, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
 
     # -- the loop ---------------------------------------------------------------------------
     status = "completed"
@@ -705,7 +716,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         epoch_start = time.perf_counter()
         window_loss = torch.zeros((), device=device)
         window_steps = window_samples = 0
-        for indices in bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch):
+        batches = bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch)
+        for indices in peers.shard(batches):
             lr = lr_at(step, total_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -730,11 +742,12 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
             step += 1
             window_loss += loss.detach()
             window_steps += 1
-            window_samples += len(indices)
-            if step % config.log_every_steps == 0 or step == total_steps:
+            window_samples += len(indices) * peers.world_size
+            is_log_step = step % config.log_every_steps == 0 or step == total_steps
+            if is_log_step:
                 # .item() waits for the GPU: only on log steps
                 elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
-                on_progress(
+                report(
                     Progress(
                         step,
                         total_steps,
@@ -752,7 +765,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
                 epoch_start = time.perf_counter()
                 window_loss.zero_()
                 window_steps = window_samples = 0
-            if should_stop():
+            # several processes must agree to stop, which costs a collective: on log steps only
+            if (peers.world_size == 1 or is_log_step) and peers.any(should_stop()):
                 status = "cancelled"
                 break
         state["samples"] += window_samples
@@ -761,13 +775,14 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
             break
 
         # -- evaluate, keep the best, checkpoint, maybe stop early ----------------------------
+        # every process evaluates the whole validation split, so all make the same decisions
         probabilities = predict_probabilities(
-            model, validation_set, config.eval_batch_size, pad_id, device, use_bf16
+            core, validation_set, config.eval_batch_size, pad_id, device, use_bf16
         )
         y_true = validation_set.labels.numpy()
         validation = classification_report(data.labels, y_true, probabilities)
         eval_loss = float(-np.log(probabilities[np.arange(len(y_true)), y_true] + 1e-12).mean())
-        on_progress(
+        report(
             Progress(
                 step,
                 total_steps,
@@ -786,16 +801,17 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
                 bad_epochs=0,
                 validation=validation,
             )
-            best_weights = _cpu_copy(model)
+            best_weights = _cpu_copy(core)
         else:
             state["bad_epochs"] += 1
-            if best_path and not best_path.is_file():
+            if best_path and peers.is_main and not best_path.is_file():
                 torch.save(best_weights, best_path)  # last.pt is about to stop holding them
         state.update(epoch=epoch + 1, step=step)
-        if checkpoint:
-            _save_checkpoint(checkpoint, model, optimizer, state)
+        if checkpoint and peers.is_main:
+            _save_checkpoint(checkpoint, core, optimizer, state)
             if state["best_epoch"] == state["epoch"] and best_path:
                 best_path.unlink(missing_ok=True)  # last.pt holds the best weights now
+        peers.wait()
         if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
             break
 
@@ -813,10 +829,12 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         samples_per_second=state["samples"] / max(state["train_seconds"], 1e-9),
         output_dir=None,
     )
-    if status == "cancelled" or best_weights is None:
+    if status == "cancelled" or best_weights is None or not peers.is_main:
+        peers.wait()
         return result
 
     # -- the best epoch's weights, judged once on the held-out test split ---------------------
+    model = core
     model.load_state_dict(best_weights)
     test_set = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
     probabilities = predict_probabilities(
@@ -833,6 +851,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         shutil.rmtree(output_dir, ignore_errors=True)
         tmp.rename(output_dir)  # a model folder is complete or absent, never half-written
         result.output_dir = str(output_dir)
+    peers.wait()
     return result
 
 

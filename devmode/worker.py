@@ -174,6 +174,20 @@ def execute_run(
         return "completed"
 
 
+def follow_run(db_path: str | Path, run_id: int) -> None:
+    """Train run ``run_id`` as a non-main process under accelerate launch / torchrun.
+
+    It reads the run and its data but writes nothing: the main process (``execute_run``)
+    records progress, checkpoints and saves the model.
+    """
+    from devmode import training
+
+    with open_db(db_path) as db:
+        run = runs.get_run(db, run_id)
+        data = load_training_data(db, run)
+    training.train(run.config, data, checkpoint_dir=run_dir(db_path, run_id))
+
+
 def start_job(db_path: str | Path, run_id: int) -> int:
     """Start a worker process for run ``run_id`` and return its pid; the caller does not wait.
 
