@@ -70,6 +70,26 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+class InvalidBaseModel(DevmodeError):
+    """The base model is not a folder (or hub id) holding a usable Hugging Face model."""
+
+
+def resolve_base_model(base_model: str) -> str:
+    """The folder (or hub id) to load: ``embedded:...`` means the packaged all-MiniLM-L6-v2."""
+    if base_model == EMBEDDED_BASE_MODEL or base_model == "embedded":
+        return str(embedded_classifier_dir())
+    path = Path(base_model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InvalidBaseModel(
+                f"{path} has no config.json, so it is not a Hugging Face model folder. Expected a "
+                "folder written by save_pretrained (config.json, model.safetensors, tokenizer "
+                f"files). Pick such a folder, or use the embedded model ({EMBEDDED_BASE_MODEL})."
+            )
+        return str(path)
+    return base_model  # a hub id: from_pretrained downloads it, or explains why it cannot
+
+
 class InvalidConfig(DevmodeError):
     """A training setting that cannot work; the message names the field and a value that would."""
 

@@ -21,9 +21,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from devmode import __version__, ingest
-from devmode.config import TrainConfig
+from devmode.config import TrainConfig, resolve_base_model
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
+from devmode.trainset import check_data, load_examples
 
 # queued: created, no worker yet; interrupted: its worker died without saying so (resumable).
 RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
@@ -111,14 +112,14 @@ def library_versions() -> dict[str, str]:
 
 
 def create_run(db: Database, config: TrainConfig) -> Run:
-    """Queue a run of ``config`` on its dataset, pinning the dataset's hash and split seed."""
+    """Queue a run of ``config`` on its dataset, pinning the dataset's hash and split seed.
+
+    Everything that can be judged without loading a model is judged here, so a bad dataset or
+    base model is refused before a run exists: InvalidTrainingData, InvalidBaseModel.
+    """
     dataset = ingest.get_dataset(db, config.dataset)
-    if not dataset.mapping.label:
-        raise DevmodeError(
-            f"Dataset {dataset.name!r} has no label column, so there is nothing to learn. Map its "
-            "label column on the Datasets page (or python -m devmode datasets map NAME "
-            "--label-column COLUMN) first."
-        )
+    resolve_base_model(config.base_model)
+    check_data(load_examples(db, dataset.name))
     config = TrainConfig.from_dict({**config.to_dict(), "dataset": dataset.name})
     row_id = (
         db["devmode_runs"]

@@ -26,7 +26,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,110 +35,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from devmode.config import EMBEDDED_BASE_MODEL, TrainConfig, embedded_classifier_dir
+from devmode.config import (
+    EMBEDDED_BASE_MODEL,
+    InvalidBaseModel,
+    TrainConfig,
+    resolve_base_model,
+)
 from devmode.distributed import cluster
 from devmode.errors import DevmodeError
+from devmode.trainset import InvalidTrainingData, TrainData, check_data  # noqa: F401 (re-exported)
 
 # Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
 MODEL_CARD = "devmode_model.json"
 HEAD_WEIGHTS = "head.safetensors"
-# A class needs this many labelled rows in all to appear in train, validation and test.
-MIN_ROWS_PER_CLASS = 3
 # Batches per sorted bucket: larger buckets pad less, smaller ones shuffle more.
 BUCKET_BATCHES = 50
 
 
-class InvalidTrainingData(DevmodeError):
-    """The data cannot train a classifier: too few classes or rows, blanks, unseen labels."""
-
-
-class InvalidBaseModel(DevmodeError):
-    """The base model is not a folder (or hub id) holding a usable Hugging Face model."""
-
-
 class OutOfMemory(DevmodeError):
     """The accelerator ran out of memory; the message says which settings would fit."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Data
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """Texts and labels of the three splits; ``labels`` fixes the class order (sorted names)."""
-
-    train: list[tuple[str, str]]
-    validation: list[tuple[str, str]]
-    test: list[tuple[str, str]]
-    labels: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_rows(
-        cls,
-        rows: Sequence[dict[str, Any]],
-        *,
-        text_column: str = "text",
-        label_column: str = "label",
-        split_column: str = "split",
-    ) -> TrainData:
-        """Group rows by their split ('train' / 'validation' / 'test'); other rows are ignored."""
-        splits: dict[str, list[tuple[str, str]]] = {"train": [], "validation": [], "test": []}
-        for row in rows:
-            if row.get(split_column) in splits:
-                text, label = row.get(text_column), row.get(label_column)
-                splits[row[split_column]].append(
-                    (text if text is None else str(text), label if label is None else str(label))
-                )
-        return cls(**splits, labels=sorted({label for _, label in splits["train"] if label}))
-
-
-def check_data(data: TrainData) -> None:
-    """Refuse data that cannot train or be judged, before any model is loaded."""
-    for split in ("train", "validation", "test"):
-        examples = getattr(data, split)
-        blank = [i for i, (text, label) in enumerate(examples) if not (text or "").strip()]
-        if blank:
-            raise InvalidTrainingData(
-                f"{len(blank)} {split} rows have a blank text. Expected text in every labelled "
-                "row. Fill or delete those rows in the file and upload it again, or map another "
-                "text column on the Datasets page."
-            )
-        unlabelled = sum(1 for _, label in examples if not (label or "").strip())
-        if unlabelled:
-            raise InvalidTrainingData(
-                f"{unlabelled} {split} rows have a blank label; expected every split row to be "
-                "labelled. Split the dataset again on the Datasets page."
-            )
-    counts = Counter(label for _, label in data.train + data.validation + data.test)
-    if len(data.labels) < 2:
-        raise InvalidTrainingData(
-            f"The training split has {len(data.labels)} class{'es' if len(data.labels) != 1 else ''} "
-            f"({', '.join(data.labels) or 'none'}); a classifier needs at least two. Map a label "
-            "column with two or more values on the Datasets page."
-        )
-    small = {label: n for label, n in counts.items() if n < MIN_ROWS_PER_CLASS}
-    if small:
-        shown = ", ".join(f"{label!r} ({n})" for label, n in sorted(small.items()))
-        raise InvalidTrainingData(
-            f"These classes have fewer than {MIN_ROWS_PER_CLASS} rows, too few to appear in "
-            f"train, validation and test: {shown}. Add examples, merge them into another class, "
-            "or drop those rows, and upload again."
-        )
-    for split in ("validation", "test"):
-        unseen = sorted({label for _, label in getattr(data, split)} - set(data.labels))
-        if unseen:
-            raise InvalidTrainingData(
-                f"The {split} split has labels the training split never shows: {unseen}. The "
-                "model could never predict them. Split the dataset again (the split is drawn "
-                "within each label) or add training examples of those classes."
-            )
-    if not data.validation or not data.test:
-        raise InvalidTrainingData(
-            f"The split has {len(data.validation)} validation and {len(data.test)} test rows; "
-            "both are needed (validation picks the best epoch, test gives the honest score). "
-            "Split the dataset again with non-zero validation and test fractions."
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,22 +90,6 @@ class TextClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))
-
-
-def resolve_base_model(base_model: str) -> str:
-    """The folder (or hub id) to load: ``embedded:...`` means the packaged all-MiniLM-L6-v2."""
-    if base_model == EMBEDDED_BASE_MODEL or base_model == "embedded":
-        return str(embedded_classifier_dir())
-    path = Path(base_model).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise InvalidBaseModel(
-                f"{path} has no config.json, so it is not a Hugging Face model folder. Expected a "
-                "folder written by save_pretrained (config.json, model.safetensors, tokenizer "
-                f"files). Pick such a folder, or use the embedded model ({EMBEDDED_BASE_MODEL})."
-            )
-        return str(path)
-    return base_model  # a hub id: from_pretrained downloads it, or explains why it cannot
 
 
 def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
@@ -686,6 +585,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         "epoch": 0,
         "step": 0,
         "best_f1": -1.0,
+        "best_loss": float("inf"),
         "best_epoch": None,
         "bad_epochs": 0,
         "train_seconds": 0.0,
@@ -794,9 +694,15 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
                 },
             )
         )
-        if validation["macro_f1"] > state["best_f1"]:
+        # better: a higher validation macro-F1, or the same with a lower loss (ties are common
+        # on small validation splits, and the later, more confident model is then the better one)
+        if (validation["macro_f1"], -eval_loss) > (
+            state["best_f1"],
+            -state.get("best_loss", float("inf")),
+        ):
             state.update(
                 best_f1=validation["macro_f1"],
+                best_loss=eval_loss,
                 best_epoch=epoch + 1,
                 bad_epochs=0,
                 validation=validation,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devmode import config as settings
-from devmode import ingest, models, runs
+from devmode import ingest, models, runs, trainset
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 
@@ -42,9 +42,7 @@ def model_dir(db_path: str | Path, run_id: int) -> Path:
 
 
 def load_training_data(db, run: runs.Run):
-    """The run's dataset as ``training.TrainData``, checked against the hash the run pinned."""
-    from devmode import training  # torch loads only where training happens, not for every CLI call
-
+    """The run's dataset as ``TrainData``, checked against the hash and split seed the run pinned."""
     dataset = ingest.get_dataset(db, run.dataset)
     if (dataset.sha256, dataset.split.seed) != (run.dataset_sha256, run.split_seed):
         raise DatasetChanged(
@@ -52,16 +50,7 @@ def load_training_data(db, run: runs.Run):
             "split seed differ), so the run could not be compared with its own baseline. Start "
             "a new run on the dataset as it is now."
         )
-    mapping = dataset.mapping
-    rows = ingest.iter_rows(
-        db, dataset.name, columns=[mapping.text, mapping.label, ingest.SPLIT_COLUMN]
-    )
-    return training.TrainData.from_rows(
-        list(rows),
-        text_column=mapping.text,
-        label_column=mapping.label,
-        split_column=ingest.SPLIT_COLUMN,
-    )
+    return trainset.load_examples(db, dataset.name)
 
 
 def execute_run(

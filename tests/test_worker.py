@@ -58,12 +58,35 @@ def test_execute_run_records_everything(tiny_db, tiny_model_dir):
     )  # checkpoints go once the model is saved
 
 
-def test_failed_run_keeps_the_error(tiny_db, tmp_path):
-    run = create(tiny_db, tiny_config(tmp_path))  # an empty folder is not a model
-    with pytest.raises(Exception, match="has no config.json"):
+def test_failed_run_keeps_the_error(tiny_db, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id that cannot be fetched here
+    run = create(tiny_db, tiny_config(tiny_model_dir, base_model="no-such-org/no-such-model"))
+    with pytest.raises(Exception, match="Could not load the base model"):
         worker.execute_run(tiny_db, run.id)
     failed = get(tiny_db, run.id)
-    assert failed.status == "failed" and "has no config.json" in failed.error
+    assert failed.status == "failed" and "Could not load the base model" in failed.error
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"base_model": "."}, "has no config.json"),
+        ({"dataset": "nope"}, "No dataset called 'nope'"),
+    ],
+)
+def test_bad_runs_are_refused_before_they_exist(tiny_db, tiny_model_dir, overrides, message):
+    with open_db(tiny_db) as db:
+        with pytest.raises(Exception, match=message):
+            runs.create_run(db, tiny_config(tiny_model_dir, **overrides))
+        assert runs.list_runs(db) == []
+
+
+def test_data_that_cannot_train_is_refused_before_a_run_exists(tiny_db, tiny_model_dir):
+    with open_db(tiny_db) as db:
+        ingest.resplit(db, "tiny", ingest.SplitSpec(1.0, 0.0, 0.0))
+        with pytest.raises(Exception, match="0 validation and 0 test rows"):
+            runs.create_run(db, tiny_config(tiny_model_dir))
+        assert runs.list_runs(db) == []
 
 
 def test_cancel_flag_stops_the_run(tiny_db, tiny_model_dir, monkeypatch):
