@@ -422,9 +422,10 @@ class TrainResult:
     labels: list[str]
     device: str
     precision: str
-    train_seconds: float
-    samples_per_second: float
+    train_seconds: float  # forward, backward and optimizer steps only
+    samples_per_second: float  # training samples per train_second
     output_dir: str | None
+    loop_seconds: float = 0.0  # wall time of the epochs, with evaluation and checkpoints
 
 
 def pick_device(config: TrainConfig) -> tuple[torch.device, bool]:
@@ -611,6 +612,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     # -- the loop ---------------------------------------------------------------------------
     status = "completed"
     step = state["step"]
+    loop_start = time.perf_counter()
     for epoch in range(state["epoch"], config.epochs):
         model.train()
         epoch_start = time.perf_counter()
@@ -734,6 +736,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         train_seconds=state["train_seconds"],
         samples_per_second=state["samples"] / max(state["train_seconds"], 1e-9),
         output_dir=None,
+        loop_seconds=time.perf_counter() - loop_start,
     )
     if status == "cancelled" or best_weights is None or not peers.is_main:
         peers.wait()
