@@ -22,6 +22,7 @@ from devmode import (
     distributed,
     ingest,
     models,
+    monitoring,
     readers,
     reports,
     runs,
@@ -621,4 +622,88 @@ def _echo_run(run) -> None:
     for row in reports.before_after(run):
         click.echo(
             f"  {row['model']:<28} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}"
+        )
+
+
+@models_group.command("map-sentiment")
+@click.argument("run_id", type=int)
+@click.option(
+    "--negative", multiple=True, required=True, help="A label that means negative (repeatable)."
+)
+@click.option(
+    "--positive", multiple=True, required=True, help="A label that means positive (repeatable)."
+)
+@click.pass_context
+@_friendly_errors
+def models_map_sentiment(ctx, run_id, negative, positive):
+    """Say which of a model's labels are negative and positive (the rest count as neutral)."""
+    with _db(ctx) as db:
+        mapping = monitoring.set_sentiment_map(db, run_id, list(negative), list(positive))
+    click.echo(", ".join(f"{label} = {polarity}" for label, polarity in mapping.items()))
+
+
+# ----------------------------------------------------------------------------------------------
+# score, trends
+
+
+@cli.command("score")
+@click.argument("dataset")
+@click.option(
+    "--task",
+    type=click.Choice(models.TASKS),
+    default="sentiment",
+    show_default=True,
+    help="Score with the active model of this task.",
+)
+@click.pass_context
+@_friendly_errors
+def score_command(ctx, dataset, task):
+    """Score DATASET's rows with the active model; rows it already scored are skipped."""
+    with (
+        _db(ctx) as db,
+        click.progressbar(
+            length=1000, label="Scoring", file=click.get_text_stream("stderr")
+        ) as bar,
+    ):
+        summary = monitoring.score_dataset(
+            db,
+            dataset,
+            task=task,
+            on_progress=lambda done, total: bar.update(int(done / max(total, 1) * 1000) - bar.pos),
+        )
+    click.echo(
+        f"Scored {summary.scored:,} rows with run {summary.model_run_id}'s model "
+        f"({summary.already_scored:,} were already scored by it)."
+    )
+    if summary.unparseable_dates:
+        click.echo(
+            f"{summary.unparseable_dates:,} rows have a date that could not be read (e.g. "
+            f"{', '.join(map(repr, summary.date_examples))}); they are scored but left out of "
+            "trends. Expected dates like 2020-05-22 or 2020-05-22 11:38:00-04:00."
+        )
+
+
+@cli.command("trends")
+@click.argument("dataset")
+@click.option("--period", type=click.Choice(monitoring.PERIODS), default="week", show_default=True)
+@click.option("--ticker", help="Only texts filed under this ticker.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+@_friendly_errors
+def trends_command(ctx, dataset, period, ticker, as_json):
+    """Print the sentiment index (P(positive) - P(negative)), share negative and volume per period."""
+    with _db(ctx) as db:
+        points = monitoring.sentiment_trend(db, dataset, period=period, ticker=ticker)
+    if as_json:
+        click.echo(json.dumps(points, indent=2))
+        return
+    if not points:
+        click.echo(
+            f"No scored, dated rows in {dataset}. Score them first: python -m devmode score {dataset}"
+        )
+        return
+    click.echo(f"{period:<12} {'sentiment':>10} {'negative':>9} {'volume':>7}")
+    for p in points:
+        click.echo(
+            f"{p['period']:<12} {p['sentiment']:>+10.3f} {p['share_negative']:>8.0%} {p['volume']:>7,}"
         )

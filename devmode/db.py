@@ -118,6 +118,31 @@ def _create_runs(db: Database) -> None:
     db["devmode_models"].create_index(["run_id"], unique=True)
 
 
+@migrations(name="0003_monitor")
+def _create_monitor(db: Database) -> None:
+    db["devmode_predictions"].create(
+        {
+            "dataset_id": int,
+            "task": str,  # sentiment | topic
+            "row_id": int,  # rowid in the dataset's table
+            "model_id": int,  # devmode_models.id: a new active model re-scores the row
+            "label": str,
+            "probabilities": str,  # JSON, in the model's label order
+            "sentiment": float,  # P(positive) - P(negative); sentiment task only
+            "is_negative": int,
+            "date": str,  # 'YYYY-MM-DD' read from the dataset's date column; NULL if unreadable
+            "ticker": str,
+            "created_at": str,
+        },
+        pk=("dataset_id", "task", "row_id"),
+    )
+    db["devmode_predictions"].create_index(["dataset_id", "task", "date"])
+    db["devmode_predictions"].create_index(["dataset_id", "task", "ticker", "date"])
+    db["devmode_sentiment_maps"].create(
+        {"model_id": int, "label": str, "polarity": str}, pk=("model_id", "label")
+    )
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 

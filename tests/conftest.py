@@ -175,3 +175,18 @@ def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
             ingest.ColumnMapping("text", "label"),
             ingest.SplitSpec(0.6, 0.2, 0.2),
         )
+
+
+def tiny_train_args(tiny_model_dir) -> list[str]:
+    """``tiny_config``'s settings as ``python -m devmode train`` options."""
+    return [
+        "--base-model",
+        str(tiny_model_dir),
+        "--no-freeze-embeddings",
+        "--learning-rate",
+        "5e-3",
+        "--warmup-fraction",
+        "0",
+        "--batch-size",
+        "8",
+    ]

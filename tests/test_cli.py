@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from devmode.cli import cli
-from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, write_csv
+from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, tiny_train_args, write_csv
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -137,19 +137,7 @@ def test_train_runs_models_from_the_cli(db_path, tmp_path, tiny_model_dir):
         tmp_path / "tiny.csv", [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
     )
     assert run(db_path, "ingest", path, "--name", "tiny", "--split", "0.6,0.2,0.2").exit_code == 0
-    args = [
-        "--base-model",
-        tiny_model_dir,
-        "--no-freeze-embeddings",
-        "--learning-rate",
-        "5e-3",
-        "--warmup-fraction",
-        "0",
-        "--batch-size",
-        "8",
-        "--log-every-steps",
-        "7",
-    ]
+    args = [*tiny_train_args(tiny_model_dir), "--log-every-steps", "7"]
     result = run(db_path, "train", "tiny", "--epochs", "3", *args)
     assert result.exit_code == 0, result.output
     assert "step 7/21 epoch 1 train_loss=" in result.output

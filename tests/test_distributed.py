@@ -9,7 +9,7 @@ import pytest
 from devmode import runs
 from devmode.db import open_db
 from devmode.distributed import Cluster
-from tests.conftest import store_tiny_dataset
+from tests.conftest import store_tiny_dataset, tiny_train_args
 
 
 class FakeCluster(Cluster):
@@ -39,6 +39,7 @@ def test_two_processes_train_one_run(db_path, tmp_path, tiny_model_dir):
     result = subprocess.run(
         [
             str(torchrun),
+            "--standalone",  # a free local port: nothing else on the machine can clash
             "--nproc_per_node",
             "2",
             "-m",
@@ -47,15 +48,7 @@ def test_two_processes_train_one_run(db_path, tmp_path, tiny_model_dir):
             db_path,
             "train",
             "tiny",
-            "--base-model",
-            str(tiny_model_dir),
-            "--no-freeze-embeddings",
-            "--learning-rate",
-            "5e-3",
-            "--warmup-fraction",
-            "0",
-            "--batch-size",
-            "8",
+            *tiny_train_args(tiny_model_dir),
             "--epochs",
             "3",
             "--early-stopping-patience",
