@@ -173,3 +173,71 @@ def _series(metrics: list[dict[str, Any]], by: str = "step") -> dict[str, tuple[
         xs.append(row[by])
         ys.append(row["value"])
     return out
+
+
+def trend_figure(
+    points: list[dict[str, Any]], title: str = "Sentiment", rolling: int = 4
+) -> go.Figure:
+    """The sentiment index per period with its rolling mean, and the volume as bars beneath;
+    a range selector and slider let a person zoom into years of data.
+
+    :param points: ``monitoring.sentiment_trend`` rows (period, sentiment, share_negative, volume)
+    :param rolling: periods in the rolling mean (weighted by volume)
+    """
+    x = [p["period"] for p in points]
+    fig = go.Figure()
+    fig.add_bar(
+        x=x,
+        y=[p["volume"] for p in points],
+        name="texts",
+        yaxis="y2",
+        marker_color="rgba(150,150,150,0.35)",
+        hovertemplate="%{x}: %{y} texts<extra></extra>",
+    )
+    fig.add_scatter(
+        x=x,
+        y=[p["sentiment"] for p in points],
+        name="sentiment index",
+        mode="lines+markers",
+        line=dict(color="#4C78A8", width=1),
+        marker=dict(size=4),
+        customdata=[[p["share_negative"], p["volume"]] for p in points],
+        hovertemplate="%{x}: index %{y:+.3f}, %{customdata[0]:.0%} negative of %{customdata[1]}<extra></extra>",
+    )
+    fig.add_scatter(
+        x=x,
+        y=_rolling_mean(points, rolling),
+        name=f"rolling mean ({rolling})",
+        mode="lines",
+        line=dict(color="#E45756", width=2.5),
+    )
+    fig.update_layout(
+        title=dict(text=title, y=0.98),
+        height=440,
+        margin=dict(l=10, r=10, t=90, b=10),
+        yaxis=dict(title="P(positive) - P(negative)", range=[-1, 1], zeroline=True),
+        yaxis2=dict(title="texts", overlaying="y", side="right", showgrid=False),
+        xaxis=dict(
+            type="date",
+            rangeslider=dict(visible=True),
+            rangeselector=dict(
+                buttons=[
+                    dict(count=3, label="3m", step="month", stepmode="backward"),
+                    dict(count=1, label="1y", step="year", stepmode="backward"),
+                    dict(count=5, label="5y", step="year", stepmode="backward"),
+                    dict(step="all", label="all"),
+                ]
+            ),
+        ),
+        legend=dict(orientation="h", x=1, xanchor="right", y=1.16),
+    )
+    return fig
+
+
+def _rolling_mean(points: list[dict[str, Any]], window: int) -> list[float | None]:
+    out = []
+    for i in range(len(points)):
+        recent = points[max(0, i - window + 1) : i + 1]
+        volume = sum(p["volume"] for p in recent)
+        out.append(sum(p["sentiment"] * p["volume"] for p in recent) / volume if volume else None)
+    return out

@@ -259,20 +259,8 @@ def sentiment_trend(
     oldest first; a week starts on Monday, a month on its first day. Periods with no texts are
     absent (a chart shows the gap).
     """
-    if period not in PERIODS:
-        raise DevmodeError(f"period must be one of {', '.join(PERIODS)}; found {period!r}.")
-    dataset = ingest.get_dataset(db, dataset_name)
-    if not dataset.mapping.date:
-        raise NoDateColumn(
-            f"Dataset {dataset.name!r} has no date column, so it has no trend over time. Map its "
-            "date column on the Datasets page (or python -m devmode datasets map NAME "
-            "--date-column COLUMN)."
-        )
-    bucket = {
-        "day": "date",
-        "week": "date(date, '-' || ((cast(strftime('%w', date) as integer) + 6) % 7) || ' days')",
-        "month": "strftime('%Y-%m-01', date)",
-    }[period]
+    dataset = _dated_dataset(db, dataset_name, period)
+    bucket = _bucket_sql(period)
     where = "dataset_id = ? and task = 'sentiment' and date is not null"
     args: list[Any] = [dataset.id]
     if ticker:
@@ -284,3 +272,69 @@ def sentiment_trend(
         args,
     ).fetchall()
     return [{"period": p, "sentiment": s, "share_negative": n, "volume": v} for p, s, n, v in rows]
+
+
+def texts_in_period(
+    db: Database,
+    dataset_name: str,
+    *,
+    period: str,
+    start: str,
+    ticker: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """The scored texts behind one point of a trend, most negative first.
+
+    :param start: the period's first day, as ``sentiment_trend`` gives it ('2020-05-18')
+    """
+    dataset = _dated_dataset(db, dataset_name, period)
+    where = f"p.dataset_id = ? and p.task = 'sentiment' and p.date is not null and {_bucket_sql(period, 'p.date')} = ?"
+    args: list[Any] = [dataset.id, start]
+    if ticker:
+        where += " and p.ticker = ?"
+        args.append(ticker)
+    rows = db.execute(
+        f"""select p.date, p.ticker, t.{quote_identifier(dataset.mapping.text)}, p.label, p.sentiment
+            from devmode_predictions p join {quote_identifier(dataset.name)} t on t.rowid = p.row_id
+            where {where} order by p.sentiment, p.date limit {int(limit)}""",
+        args,
+    ).fetchall()
+    return [
+        {"date": d, "ticker": tk, "text": tx, "label": lb, "sentiment": se}
+        for d, tk, tx, lb, se in rows
+    ]
+
+
+def scored_tickers(db: Database, dataset_name: str) -> list[str]:
+    """Tickers with scored texts, most texts first."""
+    dataset = ingest.get_dataset(db, dataset_name)
+    return [
+        row[0]
+        for row in db.execute(
+            "select ticker from devmode_predictions where dataset_id = ? and task = 'sentiment' "
+            "and ticker is not null group by 1 order by count(*) desc, 1",
+            [dataset.id],
+        )
+    ]
+
+
+def _dated_dataset(db: Database, dataset_name: str, period: str) -> ingest.Dataset:
+    if period not in PERIODS:
+        raise DevmodeError(f"period must be one of {', '.join(PERIODS)}; found {period!r}.")
+    dataset = ingest.get_dataset(db, dataset_name)
+    if not dataset.mapping.date:
+        raise NoDateColumn(
+            f"Dataset {dataset.name!r} has no date column, so it has no trend over time. Map its "
+            "date column on the Datasets page (or python -m devmode datasets map NAME "
+            "--date-column COLUMN)."
+        )
+    return dataset
+
+
+def _bucket_sql(period: str, column: str = "date") -> str:
+    """SQL for the first day of ``column``'s period (weeks start on Monday)."""
+    return {
+        "day": column,
+        "week": f"date({column}, '-' || ((cast(strftime('%w', {column}) as integer) + 6) % 7) || ' days')",
+        "month": f"strftime('%Y-%m-01', {column})",
+    }[period]

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from devmode.config import InvalidBaseModel
-from devmode.training import MODEL_CARD, load_classifier
+from devmode.training import MODEL_CARD, load_classifier, quiet_transformers
 
 # Tokens per batch (rows x padded length). Large enough to keep the cores or the GPU busy,
 # small enough for activations to stay in memory.
@@ -174,6 +174,7 @@ def load_scorer(model_dir: str | Path, device: str = "auto") -> Scorer:
         )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    quiet_transformers()
     model = AutoModelForSequenceClassification.from_pretrained(path)
     id2label = model.config.id2label
     names = [str(id2label[i]) for i in range(model.config.num_labels)]

@@ -92,12 +92,18 @@ class TextClassifier(nn.Module):
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))
 
 
+def quiet_transformers() -> None:
+    """No "Loading weights" bar per model load: it clutters worker logs, the CLI and tests."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
     """Load a Hugging Face encoder and its tokenizer from a folder or hub id."""
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # one bar per load clutters worker logs and the CLI
+    quiet_transformers()
 
     source = resolve_base_model(base_model)
     try:
@@ -150,6 +156,7 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
             "finished training run; pick a model from the registry."
         )
     card = json.loads((path / MODEL_CARD).read_text())
+    quiet_transformers()
     encoder = AutoModel.from_pretrained(path)
     model = TextClassifier(encoder, len(card["labels"]), card["pooling"], dropout=0.0)
     model.head.load_state_dict(load_file(path / HEAD_WEIGHTS))

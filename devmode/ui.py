@@ -17,6 +17,7 @@ PAGES = [
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Datasets.py", "Datasets", ":material/table:"),
     ("pages/2_Fine_tune.py", "Fine-tune", ":material/model_training:"),
+    ("pages/3_Monitor.py", "Monitor", ":material/monitoring:"),
 ]
 
 

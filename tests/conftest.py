@@ -190,3 +190,33 @@ def tiny_train_args(tiny_model_dir) -> list[str]:
         "--batch-size",
         "8",
     ]
+
+
+@pytest.fixture
+def news_db(db_path, tmp_path, tiny_model_dir):
+    """Dated headlines with tickers, and a completed, promoted sentiment model."""
+    from devmode import ingest, models, runs, worker
+    from devmode.readers import read_upload
+
+    rows = [
+        {"date": "2020-05-18", "ticker": "A", "text": "down bad"},  # Monday
+        {"date": "2020-05-20 10:00:00-04:00", "ticker": "A", "text": "up good"},
+        {"date": "2020-05-20", "ticker": "B", "text": "down awful"},
+        {"date": "2020-05-25", "ticker": "B", "text": "flat steady"},  # next Monday
+        {"date": "2020-06-02", "ticker": "A", "text": "up great"},
+        {"date": "someday", "ticker": "A", "text": "flat sales"},
+    ]
+    path = write_csv(tmp_path / "news.csv", rows)
+    store_tiny_dataset(db_path, tmp_path)
+    with open_db(db_path) as db:
+        ingest.insert_upload(
+            db,
+            read_upload(path),
+            "news",
+            ingest.ColumnMapping("text", date="date", ticker="ticker"),
+        )
+        run = runs.create_run(db, tiny_config(tiny_model_dir, epochs=1))
+    worker.execute_run(db_path, run.id)
+    with open_db(db_path) as db:
+        models.promote(db, run.id, "sentiment")
+    return db_path

@@ -1,7 +1,9 @@
+import json
+
 import numpy as np
 import pytest
 
-from devmode import ingest, models, monitoring, runs, worker
+from devmode import models, monitoring, runs, worker
 from devmode.db import open_db
 from devmode.monitoring import (
     NoActiveModel,
@@ -11,9 +13,8 @@ from devmode.monitoring import (
     score_dataset,
     sentiment_trend,
 )
-from devmode.readers import read_upload
 from devmode.scoring import Scores
-from tests.conftest import store_tiny_dataset, tiny_config, write_csv
+from tests.conftest import store_tiny_dataset, tiny_config
 
 
 @pytest.mark.parametrize(
@@ -54,33 +55,6 @@ class FakeScorer:
             probabilities,
             self.label_names,
         )
-
-
-@pytest.fixture
-def news_db(db_path, tmp_path, tiny_model_dir):
-    """Dated headlines with tickers, and a completed, promoted sentiment model."""
-    rows = [
-        {"date": "2020-05-18", "ticker": "A", "text": "down bad"},  # Monday
-        {"date": "2020-05-20 10:00:00-04:00", "ticker": "A", "text": "up good"},
-        {"date": "2020-05-20", "ticker": "B", "text": "down awful"},
-        {"date": "2020-05-25", "ticker": "B", "text": "flat steady"},  # next Monday
-        {"date": "2020-06-02", "ticker": "A", "text": "up great"},
-        {"date": "someday", "ticker": "A", "text": "flat sales"},
-    ]
-    path = write_csv(tmp_path / "news.csv", rows)
-    store_tiny_dataset(db_path, tmp_path)
-    with open_db(db_path) as db:
-        ingest.insert_upload(
-            db,
-            read_upload(path),
-            "news",
-            ingest.ColumnMapping("text", date="date", ticker="ticker"),
-        )
-        run = runs.create_run(db, tiny_config(tiny_model_dir, epochs=1))
-    worker.execute_run(db_path, run.id)
-    with open_db(db_path) as db:
-        models.promote(db, run.id, "sentiment")
-    return db_path
 
 
 def test_score_then_trend_by_week_month_and_ticker(news_db):
@@ -193,14 +167,72 @@ def test_score_and_trends_from_the_cli(news_db):
     table = run("trends", "news", "--period", "month").output.splitlines()
     assert table[0].split() == ["month", "sentiment", "negative", "volume"]
     assert [line.split()[0] for line in table[1:]] == ["2020-05-01", "2020-06-01"]
-    assert (
-        len(
-            json_points := __import__("json").loads(
-                run("trends", "news", "--json", "--ticker", "B").output
-            )
-        )
-        == 2
-    )
-    assert {p["volume"] for p in json_points} == {1}
+    points = json.loads(run("trends", "news", "--json", "--ticker", "B").output)
+    assert [(p["period"], p["volume"]) for p in points] == [("2020-05-18", 1), ("2020-05-25", 1)]
     refused = run("models", "map-sentiment", "1", "--negative", "nope", "--positive", "positive")
     assert refused.exit_code == 1 and "unknown ['nope']" in refused.output
+
+
+def test_texts_behind_a_point_and_tickers(news_db):
+    with open_db(news_db) as db:
+        score_dataset(db, "news", scorer=FakeScorer())
+        assert monitoring.scored_tickers(db, "news") == ["A", "B"]
+        texts = monitoring.texts_in_period(db, "news", period="week", start="2020-05-18")
+        assert [(t["date"], t["ticker"], t["text"]) for t in texts] == [
+            ("2020-05-18", "A", "down bad"),
+            ("2020-05-20", "B", "down awful"),
+            ("2020-05-20", "A", "up good"),
+        ]
+        assert texts[0]["label"] == "negative" and texts[0]["sentiment"] == pytest.approx(-0.7)
+        only_b = monitoring.texts_in_period(
+            db, "news", period="month", start="2020-05-01", ticker="B"
+        )
+        assert [t["text"] for t in only_b] == ["down awful", "flat steady"]
+
+
+def test_trend_figure_has_the_index_its_rolling_mean_and_volume():
+    from devmode.charts import trend_figure
+
+    points = [
+        {"period": f"2020-0{m}-01", "sentiment": s, "share_negative": 0.5, "volume": v}
+        for m, s, v in [(1, 0.5, 1), (2, -0.5, 3), (3, 0.0, 4)]
+    ]
+    fig = trend_figure(points, "S", rolling=2)
+    assert [t.name for t in fig.data] == ["texts", "sentiment index", "rolling mean (2)"]
+    assert list(fig.data[0].y) == [1, 3, 4]
+    assert list(fig.data[2].y) == pytest.approx([0.5, (0.5 - 1.5) / 4, (-1.5 + 0) / 7])
+    assert fig.layout.xaxis.rangeslider.visible
+
+
+def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("DEVMODE_DB", news_db)
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any("No scored rows in **news** yet" in i.value for i in at.info)
+    at.button(key="monitor_score").click().run()
+    assert not at.exception and not at.error
+    assert "Scored 6 new rows" in at.success[0].value
+    assert "'someday'" in at.warning[0].value
+    assert chart_title(at) == "Sentiment: news · per week"
+    assert len(at.dataframe[0].value) >= 1
+    at.selectbox(key="monitor_ticker").set_value("B").run()
+    assert chart_title(at) == "Sentiment: news · B · per week"
+
+
+def test_monitor_page_says_what_to_do_without_a_model(db_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("DEVMODE_DB", db_path)
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=30).run()
+    assert not at.exception
+    assert "No sentiment model is active yet" in at.info[0].value
+
+
+def chart_title(at) -> str:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
