@@ -6,6 +6,7 @@ st.plotly_chart(fig)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -176,13 +177,17 @@ def _series(metrics: list[dict[str, Any]], by: str = "step") -> dict[str, tuple[
 
 
 def trend_figure(
-    points: list[dict[str, Any]], title: str = "Sentiment", rolling: int = 4
+    points: list[dict[str, Any]],
+    title: str = "Sentiment",
+    rolling: int = 4,
+    alerts: Sequence[str] = (),
 ) -> go.Figure:
     """The sentiment index per period with its rolling mean, and the volume as bars beneath;
     a range selector and slider let a person zoom into years of data.
 
     :param points: ``monitoring.sentiment_trend`` rows (period, sentiment, share_negative, volume)
     :param rolling: periods in the rolling mean (weighted by volume)
+    :param alerts: period starts that raised an alert, marked on the index line
     """
     x = [p["period"] for p in points]
     fig = go.Figure()
@@ -211,6 +216,18 @@ def trend_figure(
         mode="lines",
         line=dict(color="#E45756", width=2.5),
     )
+    if alerts:
+        by_period = {p["period"]: p for p in points}
+        marked = [by_period[a] for a in alerts if a in by_period]
+        fig.add_scatter(
+            x=[p["period"] for p in marked],
+            y=[p["sentiment"] for p in marked],
+            name="alert",
+            mode="markers",
+            marker=dict(symbol="triangle-down", size=13, color="#D62728"),
+            customdata=[p["share_negative"] for p in marked],
+            hovertemplate="alert %{x}: %{customdata:.0%} negative<extra></extra>",
+        )
     fig.update_layout(
         title=dict(text=title, y=0.98),
         height=440,

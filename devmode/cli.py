@@ -681,6 +681,8 @@ def score_command(ctx, dataset, task):
             f"{', '.join(map(repr, summary.date_examples))}); they are scored but left out of "
             "trends. Expected dates like 2020-05-22 or 2020-05-22 11:38:00-04:00."
         )
+    if summary.new_alerts:
+        click.echo(f"{summary.new_alerts} new alerts: python -m devmode alerts list {dataset}")
 
 
 @cli.command("trends")
@@ -707,3 +709,76 @@ def trends_command(ctx, dataset, period, ticker, as_json):
         click.echo(
             f"{p['period']:<12} {p['sentiment']:>+10.3f} {p['share_negative']:>8.0%} {p['volume']:>7,}"
         )
+
+
+@cli.group("alerts")
+def alerts_group():
+    """Rules that flag surges of negative sentiment, and the alerts they raised."""
+
+
+@alerts_group.command("add")
+@click.argument("dataset")
+@click.option(
+    "--kind",
+    type=click.Choice(monitoring.ALERT_KINDS),
+    default="share_negative",
+    show_default=True,
+    help="share_negative: above a share; spike: z-score against the previous periods.",
+)
+@click.option("--threshold", type=float, required=True, help="A share (0.6) or a z-score (2).")
+@click.option("--period", type=click.Choice(monitoring.PERIODS), default="week", show_default=True)
+@click.option("--window", type=int, default=8, show_default=True, help="spike: periods of history.")
+@click.option(
+    "--min-volume", type=int, default=5, show_default=True, help="Ignore periods with fewer texts."
+)
+@click.option("--ticker", help="Only texts filed under this ticker (default: all).")
+@click.pass_context
+@_friendly_errors
+def alerts_add(ctx, dataset, kind, threshold, period, window, min_volume, ticker):
+    """Add a rule to DATASET and check it against what is scored so far."""
+    with _db(ctx) as db:
+        rule = monitoring.add_alert_rule(
+            db,
+            dataset,
+            kind=kind,
+            threshold=threshold,
+            period=period,
+            window=window,
+            min_volume=min_volume,
+            ticker=ticker,
+        )
+        raised = monitoring.evaluate_alerts(db, dataset)
+    click.echo(
+        f"Rule {rule.id}: {rule.describe()}. {len(raised)} alerts in the data scored so far."
+    )
+
+
+@alerts_group.command("list")
+@click.argument("dataset")
+@click.option("--all", "include_acknowledged", is_flag=True, help="Include acknowledged alerts.")
+@click.pass_context
+@_friendly_errors
+def alerts_list(ctx, dataset, include_acknowledged):
+    """List DATASET's open alerts (newest period first)."""
+    with _db(ctx) as db:
+        events = monitoring.alert_events(db, dataset, include_acknowledged=include_acknowledged)
+    if not events:
+        click.echo("No open alerts.")
+        return
+    for e in events:
+        done = " (acknowledged)" if e["acknowledged_at"] else ""
+        click.echo(
+            f"{e['id']:>4}  {e['period']} of {e['period_start']}: {e['share_negative']:.0%} negative "
+            f"of {e['volume']} texts; rule: {e['rule']}{done}"
+        )
+
+
+@alerts_group.command("ack")
+@click.argument("alert_id", type=int)
+@click.pass_context
+@_friendly_errors
+def alerts_ack(ctx, alert_id):
+    """Acknowledge an alert (it leaves the open list)."""
+    with _db(ctx) as db:
+        monitoring.acknowledge_alert(db, alert_id)
+    click.echo(f"Acknowledged alert {alert_id}.")

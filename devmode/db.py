@@ -143,6 +143,39 @@ def _create_monitor(db: Database) -> None:
     )
 
 
+@migrations(name="0004_alerts")
+def _create_alerts(db: Database) -> None:
+    db["devmode_alert_rules"].create(
+        {
+            "id": int,
+            "dataset_id": int,
+            "kind": str,  # share_negative | spike (z-score of the share negative)
+            "period": str,  # day | week | month
+            "threshold": float,  # a share (0.6) or a z-score (2.0)
+            "window": int,  # spike: earlier periods the z-score compares against
+            "min_volume": int,  # periods with fewer texts never alert
+            "ticker": str,  # NULL: all texts
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["devmode_alert_events"].create(
+        {
+            "id": int,
+            "rule_id": int,
+            "period_start": str,
+            "value": float,  # the share negative, or the z-score
+            "share_negative": float,
+            "volume": int,
+            "created_at": str,
+            "acknowledged_at": str,
+        },
+        pk="id",
+        foreign_keys=[("rule_id", "devmode_alert_rules", "id")],
+    )
+    db["devmode_alert_events"].create_index(["rule_id", "period_start"], unique=True)
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 

@@ -68,6 +68,7 @@ class ScoreSummary:
     date_examples: list[str]  # a few of those values, to show a person
     model_run_id: int
     cancelled: bool = False
+    new_alerts: int = 0  # alert events that this scoring raised
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +244,8 @@ def score_dataset(
         done += len(chunk)
         if on_progress:
             on_progress(done, to_do)
-    return ScoreSummary(done, already, unparseable, examples, model.run_id, cancelled)
+    new_alerts = 0 if cancelled or task != "sentiment" else len(evaluate_alerts(db, dataset.name))
+    return ScoreSummary(done, already, unparseable, examples, model.run_id, cancelled, new_alerts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,3 +340,170 @@ def _bucket_sql(period: str, column: str = "date") -> str:
         "week": f"date({column}, '-' || ((cast(strftime('%w', {column}) as integer) + 6) % 7) || ' days')",
         "month": f"strftime('%Y-%m-01', {column})",
     }[period]
+
+
+# ----------------------------------------------------------------------------------------------
+# Alerts
+
+ALERT_KINDS = ("share_negative", "spike")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    id: int
+    dataset_id: int
+    kind: str
+    period: str
+    threshold: float
+    window: int
+    min_volume: int
+    ticker: str | None
+    created_at: str
+
+    def describe(self) -> str:
+        scope = f"ticker {self.ticker}" if self.ticker else "all texts"
+        if self.kind == "share_negative":
+            what = f"share negative above {self.threshold:.0%}"
+        else:
+            what = f"share negative {self.threshold:g} standard deviations above the previous {self.window} {self.period}s"
+        return f"{what} in a {self.period} ({scope}, at least {self.min_volume} texts)"
+
+
+def add_alert_rule(
+    db: Database,
+    dataset_name: str,
+    *,
+    kind: str,
+    threshold: float,
+    period: str = "week",
+    window: int = 8,
+    min_volume: int = 5,
+    ticker: str | None = None,
+) -> AlertRule:
+    """Store a rule; it is evaluated now and after every scoring of the dataset."""
+    dataset = _dated_dataset(db, dataset_name, period)
+    if kind not in ALERT_KINDS:
+        raise DevmodeError(f"kind must be one of {', '.join(ALERT_KINDS)}; found {kind!r}.")
+    if kind == "share_negative" and not 0 < threshold < 1:
+        raise DevmodeError(
+            f"A share_negative threshold is a share between 0 and 1, e.g. 0.6; found {threshold}."
+        )
+    if kind == "spike" and not (threshold > 0 and window >= 3):
+        raise DevmodeError(
+            f"A spike rule needs a threshold above 0 (standard deviations, e.g. 2) and a window of "
+            f"at least 3 periods; found threshold {threshold}, window {window}."
+        )
+    if min_volume < 1:
+        raise DevmodeError(f"min_volume must be at least 1; found {min_volume}.")
+    rule_id = (
+        db["devmode_alert_rules"]
+        .insert(
+            {
+                "dataset_id": dataset.id,
+                "kind": kind,
+                "period": period,
+                "threshold": float(threshold),
+                "window": int(window),
+                "min_volume": int(min_volume),
+                "ticker": ticker or None,
+                "created_at": utc_now(),
+            }
+        )
+        .last_pk
+    )
+    return AlertRule(**db["devmode_alert_rules"].get(rule_id))
+
+
+def list_alert_rules(db: Database, dataset_name: str) -> list[AlertRule]:
+    dataset = ingest.get_dataset(db, dataset_name)
+    return [
+        AlertRule(**r)
+        for r in db["devmode_alert_rules"].rows_where("dataset_id = ?", [dataset.id], order_by="id")
+    ]
+
+
+def delete_alert_rule(db: Database, rule_id: int) -> None:
+    with db.atomic():
+        db["devmode_alert_events"].delete_where("rule_id = ?", [rule_id])
+        db["devmode_alert_rules"].delete(rule_id)
+
+
+def evaluate_alerts(db: Database, dataset_name: str) -> list[dict[str, Any]]:
+    """Check every rule of the dataset against its trend; store and return the new events.
+
+    An event is kept once per rule and period, so evaluating again only adds periods that are
+    new (or newly over the line after more texts were scored).
+    """
+    new = []
+    for rule in list_alert_rules(db, dataset_name):
+        points = sentiment_trend(db, dataset_name, period=rule.period, ticker=rule.ticker)
+        for i, point in enumerate(points):
+            if point["volume"] < rule.min_volume:
+                continue
+            value = _rule_value(rule, points[:i], point)
+            if value is None or value <= rule.threshold:
+                continue
+            event = {
+                "rule_id": rule.id,
+                "period_start": point["period"],
+                "value": value,
+                "share_negative": point["share_negative"],
+                "volume": point["volume"],
+                "created_at": utc_now(),
+            }
+            if db["devmode_alert_events"].count_where(
+                "rule_id = ? and period_start = ?", [rule.id, point["period"]]
+            ):
+                continue
+            db["devmode_alert_events"].insert(event)
+            new.append(event)
+    return new
+
+
+def _rule_value(
+    rule: AlertRule, earlier: list[dict[str, Any]], point: dict[str, Any]
+) -> float | None:
+    if rule.kind == "share_negative":
+        return point["share_negative"]
+    history = [p["share_negative"] for p in earlier if p["volume"] >= rule.min_volume][
+        -rule.window :
+    ]
+    if len(history) < rule.window:
+        return None  # not enough history to say what is normal
+    mean = sum(history) / len(history)
+    spread = (sum((x - mean) ** 2 for x in history) / (len(history) - 1)) ** 0.5
+    return (point["share_negative"] - mean) / max(
+        spread, 0.02
+    )  # a floor: flat history is not infinitely calm
+
+
+def alert_events(
+    db: Database, dataset_name: str, *, include_acknowledged: bool = False
+) -> list[dict[str, Any]]:
+    """Events of the dataset's rules, newest period first, each with its rule's description."""
+    rules = {r.id: r for r in list_alert_rules(db, dataset_name)}
+    if not rules:
+        return []
+    where = f"rule_id in ({', '.join('?' * len(rules))})"
+    if not include_acknowledged:
+        where += " and acknowledged_at is null"
+    events = db["devmode_alert_events"].rows_where(
+        where, list(rules), order_by="period_start desc, id desc"
+    )
+    return [
+        {
+            **e,
+            "rule": rules[e["rule_id"]].describe(),
+            "period": rules[e["rule_id"]].period,
+            "ticker": rules[e["rule_id"]].ticker,
+        }
+        for e in events
+    ]
+
+
+def acknowledge_alert(db: Database, event_id: int) -> None:
+    if not db["devmode_alert_events"].count_where("id = ?", [event_id]):
+        raise DevmodeError(
+            f"No alert with id {event_id}. List them with python -m devmode alerts list DATASET."
+        )
+    db["devmode_alert_events"].update(event_id, {"acknowledged_at": utc_now()})

@@ -34,7 +34,8 @@ names = [d.name for d in dated]
 ui.keep_choice_valid("monitor_dataset", names)
 c = st.columns([2, 1, 1, 1])
 dataset = c[0].selectbox("Dataset", names, key="monitor_dataset")
-period = c[1].selectbox("Period", monitoring.PERIODS, index=1, key="monitor_period")
+st.session_state.setdefault("monitor_period", "week")  # widgets below take their value from state
+period = c[1].selectbox("Period", monitoring.PERIODS, key="monitor_period")
 st.caption(
     f"Active sentiment model: run {active.run_id} ({', '.join(active.labels)}), trained on {active.dataset}."
 )
@@ -56,7 +57,8 @@ if c[3].button("Score new rows", type="primary", key="monitor_score"):
     else:
         progress.progress(1.0, text=f"{summary.scored:,} rows scored")
         st.success(
-            f"Scored {summary.scored:,} new rows ({summary.already_scored:,} were already scored by this model)."
+            f"Scored {summary.scored:,} new rows ({summary.already_scored:,} were already scored by this model)"
+            + (f"; {summary.new_alerts} new alerts." if summary.new_alerts else ".")
         )
         if summary.unparseable_dates:
             st.warning(
@@ -74,13 +76,18 @@ with ui.page_db() as db:
         format_func=lambda t: "all" if t is None else t,
     )
     points = monitoring.sentiment_trend(db, dataset, period=period, ticker=ticker)
+    events = monitoring.alert_events(db, dataset)
+    rules = monitoring.list_alert_rules(db, dataset)
 
 if not points:
     st.info(f"No scored rows in **{dataset}** yet. Press *Score new rows*.")
     st.stop()
 
 label = f"{dataset}" + (f" · {ticker}" if ticker else "") + f" · per {period}"
-st.plotly_chart(charts.trend_figure(points, f"Sentiment: {label}"), key="monitor_trend")
+marked = [e["period_start"] for e in events if e["period"] == period and e["ticker"] == ticker]
+st.plotly_chart(
+    charts.trend_figure(points, f"Sentiment: {label}", alerts=marked), key="monitor_trend"
+)
 m = st.columns(3)
 m[0].metric("Texts", f"{sum(p['volume'] for p in points):,}")
 m[1].metric("Periods", f"{len(points):,}")
@@ -88,13 +95,90 @@ m[2].metric("Latest index", f"{points[-1]['sentiment']:+.3f}", help=f"{points[-1
 
 st.subheader("Texts behind a point")
 starts = [p["period"] for p in points]
-worst = min(points, key=lambda p: p["sentiment"])["period"]
+if st.session_state.get("monitor_drill") not in starts:  # default: the most negative period
+    st.session_state["monitor_drill"] = min(points, key=lambda p: p["sentiment"])["period"]
 start = st.selectbox(
     f"{period.capitalize()} starting",
     starts[::-1],
-    index=starts[::-1].index(worst),
     key="monitor_drill",
 )
 with ui.page_db() as db:
     texts = monitoring.texts_in_period(db, dataset, period=period, start=start, ticker=ticker)
 st.dataframe(texts, hide_index=True)
+
+
+# ----------------------------------------------------------------------------------------------
+st.subheader("Alerts")
+
+
+def open_alert(event):
+    """Callback: show the alert's period and ticker in the chart and the texts table."""
+    st.session_state["monitor_period"] = event["period"]
+    st.session_state["monitor_ticker"] = event["ticker"]
+    st.session_state["monitor_drill"] = event["period_start"]
+
+
+if events:
+    for event in events[:20]:
+        c = st.columns([5, 1, 1])
+        c[0].markdown(
+            f"**{event['period'].capitalize()} of {event['period_start']}**"
+            + (f" · {event['ticker']}" if event["ticker"] else "")
+            + f": {event['share_negative']:.0%} negative of {event['volume']} texts — {event['rule']}"
+        )
+        c[1].button("Open", key=f"monitor_open_{event['id']}", on_click=open_alert, args=(event,))
+        if c[2].button("Acknowledge", key=f"monitor_ack_{event['id']}"):
+            with ui.page_db() as db:
+                monitoring.acknowledge_alert(db, event["id"])
+            st.rerun()
+else:
+    st.caption("No open alerts." if rules else "No alert rules yet: add one below.")
+
+with st.expander("Alert rules"):
+    for rule in rules:
+        c = st.columns([6, 1])
+        c[0].markdown(f"Rule {rule.id}: {rule.describe()}")
+        if c[1].button("Delete", key=f"monitor_delete_rule_{rule.id}"):
+            with ui.page_db() as db:
+                monitoring.delete_alert_rule(db, rule.id)
+            st.rerun()
+    with st.form("monitor_rule_form"):
+        c = st.columns(3)
+        kind = c[0].selectbox(
+            "Kind",
+            monitoring.ALERT_KINDS,
+            key="monitor_rule_kind",
+            help="share_negative: the share of negative texts is above the threshold; "
+            "spike: it is that many standard deviations above the previous periods.",
+        )
+        threshold = c[1].number_input("Threshold", 0.01, 100.0, 0.5, key="monitor_rule_threshold")
+        rule_period = c[2].selectbox(
+            "Period", monitoring.PERIODS, index=1, key="monitor_rule_period"
+        )
+        c = st.columns(3)
+        window = c[0].number_input("Window (spike)", 3, 520, 8, key="monitor_rule_window")
+        min_volume = c[1].number_input("Minimum texts", 1, 100000, 5, key="monitor_rule_min_volume")
+        rule_ticker = c[2].selectbox(
+            "Ticker",
+            [None, *tickers],
+            key="monitor_rule_ticker",
+            format_func=lambda t: "all" if t is None else t,
+        )
+        if st.form_submit_button("Add rule"):
+            try:
+                with ui.page_db() as db:
+                    monitoring.add_alert_rule(
+                        db,
+                        dataset,
+                        kind=kind,
+                        threshold=float(threshold),
+                        period=rule_period,
+                        window=int(window),
+                        min_volume=int(min_volume),
+                        ticker=rule_ticker,
+                    )
+                    monitoring.evaluate_alerts(db, dataset)
+            except DevmodeError as e:
+                st.error(str(e))
+            else:
+                st.rerun()

@@ -236,3 +236,127 @@ def test_monitor_page_says_what_to_do_without_a_model(db_path, monkeypatch):
 
 def chart_title(at) -> str:
     return json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+
+
+def weekly_points(shares, volume=10):
+    """Trend points of consecutive weeks with the given shares of negative texts."""
+    import datetime as dt
+
+    monday = dt.date(2020, 1, 6)
+    return [
+        {
+            "period": (monday + dt.timedelta(weeks=i)).isoformat(),
+            "sentiment": 0.0,
+            "share_negative": share,
+            "volume": volume,
+        }
+        for i, share in enumerate(shares)
+    ]
+
+
+@pytest.mark.parametrize(
+    "kind,threshold,shares,expected",
+    [
+        ("share_negative", 0.6, [0.2, 0.7, 0.5, 0.9], ["2020-01-13", "2020-01-27"]),
+        # a spike: well above the previous 3 weeks' spread; a high week among high weeks is not
+        ("spike", 2.0, [0.2, 0.25, 0.2, 0.6, 0.62, 0.6, 0.61], ["2020-01-27"]),
+    ],
+)
+def test_rules_flag_the_right_periods(news_db, monkeypatch, kind, threshold, shares, expected):
+    monkeypatch.setattr(
+        monitoring, "sentiment_trend", lambda db, name, period, ticker: weekly_points(shares)
+    )
+    with open_db(news_db) as db:
+        rule = monitoring.add_alert_rule(
+            db, "news", kind=kind, threshold=threshold, window=3, min_volume=5
+        )
+        raised = monitoring.evaluate_alerts(db, "news")
+        assert [e["period_start"] for e in raised] == expected
+        assert monitoring.evaluate_alerts(db, "news") == []  # incremental: nothing twice
+        events = monitoring.alert_events(db, "news")
+        assert [e["period_start"] for e in events] == sorted(expected, reverse=True)
+        assert events[0]["rule"] == rule.describe()
+        monitoring.acknowledge_alert(db, events[0]["id"])
+        assert len(monitoring.alert_events(db, "news")) == len(expected) - 1
+        assert len(monitoring.alert_events(db, "news", include_acknowledged=True)) == len(expected)
+
+
+def test_small_periods_never_alert(news_db, monkeypatch):
+    monkeypatch.setattr(
+        monitoring,
+        "sentiment_trend",
+        lambda db, name, period, ticker: weekly_points([0.9], volume=2),
+    )
+    with open_db(news_db) as db:
+        monitoring.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)
+        assert monitoring.evaluate_alerts(db, "news") == []
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"kind": "share_negative", "threshold": 1.5}, "a share between 0 and 1"),
+        ({"kind": "spike", "threshold": 2, "window": 2}, "window of at least 3"),
+        ({"kind": "panic", "threshold": 0.5}, "kind must be one of"),
+        (
+            {"kind": "share_negative", "threshold": 0.5, "min_volume": 0},
+            "min_volume must be at least 1",
+        ),
+    ],
+)
+def test_impossible_rules_are_refused(news_db, settings, message):
+    with open_db(news_db) as db:
+        with pytest.raises(Exception, match=message):
+            monitoring.add_alert_rule(db, "news", **settings)
+
+
+def test_scoring_raises_alerts_and_the_cli_lists_and_acknowledges_them(news_db):
+    from click.testing import CliRunner
+
+    from devmode.cli import cli
+    from devmode.db import summary
+
+    def run(*args):
+        return CliRunner().invoke(cli, ["--db", news_db, *args])
+
+    added = run("alerts", "add", "news", "--threshold", "0.5", "--min-volume", "2")
+    assert added.exit_code == 0 and "0 alerts in the data scored so far" in added.output
+    with open_db(news_db) as db:
+        summary_ = score_dataset(db, "news", scorer=FakeScorer())
+        assert summary_.new_alerts == 1  # the week of 2020-05-18: 2 of 3 negative
+        assert summary(db)["open_alerts"] == 1
+    listed = run("alerts", "list", "news").output
+    assert "week of 2020-05-18: 67% negative of 3 texts" in listed
+    alert_id = listed.split()[0]
+    assert run("alerts", "ack", alert_id).output == f"Acknowledged alert {alert_id}.\n"
+    assert run("alerts", "list", "news").output == "No open alerts.\n"
+    assert run("alerts", "ack", "999").exit_code == 1
+
+
+def test_monitor_page_marks_and_lists_alerts(news_db, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    with open_db(news_db) as db:
+        monitoring.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=2)
+        score_dataset(db, "news", scorer=FakeScorer())
+    monkeypatch.setenv("DEVMODE_DB", news_db)
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    alert_trace = next(t for t in spec["data"] if t.get("name") == "alert")
+    assert alert_trace["x"] == ["2020-05-18"]
+    assert any(
+        "Week of 2020-05-18" in m.value and "67% negative of 3 texts" in m.value
+        for m in at.markdown
+    )
+    at.button(
+        key=next(b.key for b in at.button if b.key and b.key.startswith("monitor_open_"))
+    ).click().run()
+    assert at.selectbox(key="monitor_drill").value == "2020-05-18"
+    at.button(
+        key=next(b.key for b in at.button if b.key and b.key.startswith("monitor_ack_"))
+    ).click().run()
+    assert not at.exception
+    assert any("No open alerts." in c.value for c in at.caption)
