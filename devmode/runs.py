@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
+from sqlite_utils.db import NotFoundError
 
 from devmode import __version__, ingest
 from devmode.config import TrainConfig, resolve_base_model
@@ -141,9 +142,7 @@ def create_run(db: Database, config: TrainConfig) -> Run:
 def get_run(db: Database, run_id: int) -> Run:
     try:
         return Run.from_row(db["devmode_runs"].get(run_id))
-    except Exception as e:  # sqlite_utils.db.NotFoundError
-        if type(e).__name__ != "NotFoundError":
-            raise
+    except NotFoundError:
         raise RunNotFound(
             f"No run with id {run_id}. List the runs with python -m devmode runs list."
         ) from None

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from devmode.config import InvalidBaseModel
-from devmode.training import MODEL_CARD, load_classifier, quiet_transformers
+from devmode.training import MODEL_CARD, Encoded, collate, load_classifier, quiet_transformers
 
 # Tokens per batch (rows x padded length). Large enough to keep the cores or the GPU busy,
 # small enough for activations to stay in memory.
@@ -102,13 +102,14 @@ class Scorer:
         if n:
             ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
             lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+            encoded = Encoded(ids, torch.zeros(n, dtype=torch.long), lengths)  # labels unused
             order = np.argsort(lengths, kind="stable")
             pad_id = self.tokenizer.pad_token_id or 0
             done = 0
             for batch in _token_budget_batches(order, lengths, self.tokens_per_batch):
                 if should_stop and should_stop():
                     break
-                probabilities[batch] = self._forward(ids, lengths, batch, pad_id)
+                probabilities[batch] = self._forward(encoded, batch, pad_id)
                 done += len(batch)
                 if on_progress:
                     on_progress(done, n)
@@ -119,17 +120,8 @@ class Scorer:
         return Scores(predicted, probabilities, list(self.label_names))
 
     @torch.inference_mode()
-    def _forward(self, ids, lengths, batch, pad_id) -> np.ndarray:
-        width = int(lengths[batch].max())
-        input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
-        for row, i in enumerate(batch):
-            input_ids[row, : lengths[i]] = ids[i]
-        input_ids = torch.from_numpy(input_ids)
-        attention_mask = (
-            torch.arange(width)[None, :] < torch.from_numpy(lengths[batch])[:, None]
-        ).long()
-        input_ids = input_ids.to(self.device, non_blocking=True)
-        attention_mask = attention_mask.to(self.device, non_blocking=True)
+    def _forward(self, encoded: Encoded, batch, pad_id) -> np.ndarray:
+        input_ids, attention_mask, _ = collate(encoded, batch, pad_id, self.device)
         if self.use_bf16:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = self.model(input_ids, attention_mask)

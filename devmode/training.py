@@ -291,6 +291,28 @@ def collate(encoded: Encoded, indices: Sequence[int], pad_id: int, device: torch
 
 
 @torch.inference_mode()
+@torch.inference_mode()
+def _run_sorted(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    encoded: Encoded,
+    width: int,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> np.ndarray:
+    """``forward(input_ids, attention_mask)`` over every text in batches sorted by length (little
+    padding); rows of ``width`` floats come back in input order."""
+    order = np.argsort(encoded.lengths, kind="stable")
+    out = np.zeros((len(order), width), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
+        with _autocast(device, use_bf16):
+            out[indices] = forward(input_ids, attention_mask).float().cpu().numpy()
+    return out
+
+
 def predict_probabilities(
     model: TextClassifier,
     encoded: Encoded,
@@ -299,17 +321,17 @@ def predict_probabilities(
     device: torch.device,
     use_bf16: bool,
 ) -> np.ndarray:
-    """Class probabilities for every encoded text, in input order (batches run sorted by length)."""
+    """Class probabilities for every encoded text, in input order."""
     model.eval()
-    order = np.argsort(encoded.lengths, kind="stable")
-    out = np.zeros((len(order), model.head.out_features), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
-        with _autocast(device, use_bf16):
-            logits = model(input_ids, attention_mask)
-        out[indices] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out
+    return _run_sorted(
+        lambda ids, mask: torch.softmax(model(ids, mask).float(), dim=-1),
+        encoded,
+        model.head.out_features,
+        batch_size,
+        pad_id,
+        device,
+        use_bf16,
+    )
 
 
 def classification_report(
@@ -390,17 +412,17 @@ def zero_shot_report(config: TrainConfig, data: TrainData) -> dict[str, Any]:
     return classification_report(data.labels, test.labels.numpy(), probabilities, texts)
 
 
-@torch.inference_mode()
 def _embeddings(model, encoded, batch_size, pad_id, device, use_bf16) -> np.ndarray:
-    order = np.argsort(encoded.lengths, kind="stable")
-    out = np.zeros((len(order), model.encoder.config.hidden_size), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
-        with _autocast(device, use_bf16):
-            vectors = model.embed(input_ids, attention_mask).float()
-        out[indices] = F.normalize(vectors, dim=-1).cpu().numpy()
-    return out
+    """Unit-length sentence vectors (the model's pooling), in input order."""
+    return _run_sorted(
+        lambda ids, mask: F.normalize(model.embed(ids, mask).float(), dim=-1),
+        encoded,
+        model.encoder.config.hidden_size,
+        batch_size,
+        pad_id,
+        device,
+        use_bf16,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
