@@ -90,6 +90,7 @@ def run_devmode(data, args, seed, tmp: Path) -> dict:
         early_stopping_patience=0,
         device=args.device,
         log_every_steps=50,
+        **args.devmode_options,
     )
     result = train(config, data, checkpoint_dir=tmp / f"devmode-{seed}")
     # the epochs' wall time, evaluation and checkpoints included: what trainer.train() covers
@@ -178,6 +179,34 @@ def run_trainer(data, args, seed, tmp: Path) -> dict:
     }
 
 
+def _config_overrides(pairs: list[str]) -> dict:
+    """``["epochs=8", "adversarial=fgm"]`` as TrainConfig keyword arguments of the right types."""
+    import dataclasses
+
+    from devmode.config import TrainConfig
+
+    types = {
+        f.name: type(f.default) for f in dataclasses.fields(TrainConfig) if f.name != "dataset"
+    }
+    overrides = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in types:
+            raise SystemExit(f"--devmode-option {pair!r}: {name!r} is not a TrainConfig field.")
+        kind = types[name]
+        overrides[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return overrides
+
+
+def _mean_figures(results: list[dict], dataset: str, side: str) -> dict:
+    """Mean over seeds of one side's figures; NaN for a side that was not run."""
+    rows = [r for r in results if r["dataset"] == dataset and r["side"] == side]
+    keys = ("samples_per_s", "accuracy", "macro_f1")
+    if not rows:
+        return dict.fromkeys(keys, float("nan"))
+    return {k: statistics.mean(r[k] for r in rows) for k in keys}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="allagree,50agree,topic")
@@ -186,8 +215,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--sides", default="trainer,devmode", help="Which sides to run, e.g. devmode alone."
+    )
+    parser.add_argument(
+        "--devmode-option",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="A TrainConfig field for the devmode side only, e.g. adversarial=fgm (repeatable).",
+    )
     parser.add_argument("--json", help="Also write the raw results to this file.")
     args = parser.parse_args()
+    args.devmode_options = _config_overrides(args.devmode_option)
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     machine = (
         torch.cuda.get_device_name()
@@ -205,6 +245,8 @@ def main() -> None:
             data = load_splits(name, tmp)
             for seed in (int(s) for s in args.seeds.split(",")):
                 for side, fn in (("trainer", run_trainer), ("devmode", run_devmode)):
+                    if side not in args.sides.split(","):
+                        continue
                     figures = fn(data, args, seed, tmp)
                     results.append({"dataset": name, "seed": seed, "side": side, **figures})
                     print(
@@ -215,23 +257,15 @@ def main() -> None:
                     shutil.rmtree(tmp / f"{side}-{seed}", ignore_errors=True)
     print()
     print(
-        f"{'dataset':<10} {'Trainer samples/s':>18} {'devmode samples/s':>18} {'speed-up':>9} "
-        f"{'Trainer acc / F1':>17} {'devmode acc / F1':>17}"
+        f"{'dataset':<10} {'seeds':>5} {'Trainer samples/s':>18} {'devmode samples/s':>18} "
+        f"{'speed-up':>9} {'Trainer acc / F1':>17} {'devmode acc / F1':>17}"
     )
     for name in args.datasets.split(","):
-        rows = {
-            side: [r for r in results if r["dataset"] == name and r["side"] == side]
-            for side in ("trainer", "devmode")
-        }
-        mean = {
-            side: {
-                k: statistics.mean(r[k] for r in rows[side])
-                for k in ("samples_per_s", "accuracy", "macro_f1")
-            }
-            for side in rows
-        }
+        mean = {side: _mean_figures(results, name, side) for side in ("trainer", "devmode")}
+        seeds = len({r["seed"] for r in results if r["dataset"] == name})
         print(
-            f"{name:<10} {mean['trainer']['samples_per_s']:>18.0f} {mean['devmode']['samples_per_s']:>18.0f} "
+            f"{name:<10} {seeds:>5} {mean['trainer']['samples_per_s']:>18.0f} "
+            f"{mean['devmode']['samples_per_s']:>18.0f} "
             f"{mean['devmode']['samples_per_s'] / mean['trainer']['samples_per_s']:>8.1f}x "
             f"{mean['trainer']['accuracy']:>8.3f} / {mean['trainer']['macro_f1']:.3f} "
             f"{mean['devmode']['accuracy']:>8.3f} / {mean['devmode']['macro_f1']:.3f}"

@@ -258,3 +258,34 @@ def _rolling_mean(points: list[dict[str, Any]], window: int) -> list[float | Non
         volume = sum(p["volume"] for p in recent)
         out.append(sum(p["sentiment"] * p["volume"] for p in recent) / volume if volume else None)
     return out
+
+
+def topic_figure(rows: list[dict[str, Any]], title: str = "Sentiment by topic") -> go.Figure:
+    """One bar per topic: its sentiment index, coloured by the share of negative texts.
+
+    :param rows: ``monitoring.sentiment_by_topic`` rows (topic, sentiment, share_negative, volume)
+    """
+    ordered = sorted(rows, key=lambda r: r["sentiment"])
+    fig = go.Figure(
+        go.Bar(
+            x=[r["sentiment"] for r in ordered],
+            y=[r["topic"] for r in ordered],
+            orientation="h",
+            marker=dict(
+                color=[r["share_negative"] for r in ordered],
+                colorscale="Reds",
+                cmin=0,
+                cmax=1,
+                colorbar=dict(title="negative"),
+            ),
+            customdata=[[r["share_negative"], r["volume"]] for r in ordered],
+            hovertemplate="%{y}: index %{x:+.3f}, %{customdata[0]:.0%} negative of %{customdata[1]} texts<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=max(260, 26 * len(ordered) + 120),
+        margin=dict(l=10, r=10, t=50, b=10),
+        xaxis=dict(title="P(positive) - P(negative)", range=[-1, 1], zeroline=True),
+    )
+    return fig

@@ -26,6 +26,7 @@ from devmode import (
     readers,
     reports,
     runs,
+    score_jobs,
     worker,
 )
 from devmode.db import open_db
@@ -650,39 +651,51 @@ def models_map_sentiment(ctx, run_id, negative, positive):
 @click.argument("dataset")
 @click.option(
     "--task",
+    "tasks",
     type=click.Choice(models.TASKS),
-    default="sentiment",
-    show_default=True,
-    help="Score with the active model of this task.",
+    multiple=True,
+    help="Score with this task's active model only (repeatable). Default: topic, when a topic "
+    "model is active, then sentiment.",
 )
+@click.option(
+    "--background", is_flag=True, help="Start a worker process and return; the page shows it."
+)
+@click.option("--cancel", is_flag=True, help="Stop the dataset's running scoring job.")
 @click.pass_context
 @_friendly_errors
-def score_command(ctx, dataset, task):
-    """Score DATASET's rows with the active model; rows it already scored are skipped."""
-    with (
-        _db(ctx) as db,
-        click.progressbar(
-            length=1000, label="Scoring", file=click.get_text_stream("stderr")
-        ) as bar,
-    ):
-        summary = monitoring.score_dataset(
-            db,
-            dataset,
-            task=task,
-            on_progress=lambda done, total: bar.update(int(done / max(total, 1) * 1000) - bar.pos),
-        )
-    click.echo(
-        f"Scored {summary.scored:,} rows with run {summary.model_run_id}'s model "
-        f"({summary.already_scored:,} were already scored by it)."
-    )
-    if summary.unparseable_dates:
-        click.echo(
-            f"{summary.unparseable_dates:,} rows have a date that could not be read (e.g. "
-            f"{', '.join(map(repr, summary.date_examples))}); they are scored but left out of "
-            "trends. Expected dates like 2020-05-22 or 2020-05-22 11:38:00-04:00."
-        )
-    if summary.new_alerts:
-        click.echo(f"{summary.new_alerts} new alerts: python -m devmode alerts list {dataset}")
+def score_command(ctx, dataset, tasks, background, cancel):
+    """Score DATASET's rows with the active models; rows a model already scored are skipped.
+
+    A stopped or killed job keeps every whole chunk it wrote: run the command again to go on.
+    """
+    db_path = ctx.obj["db_path"]
+    with _db(ctx) as db:
+        if cancel:
+            job = score_jobs.active_job(db, dataset)
+            if job is None:
+                raise click.ClickException(f"No scoring job is running on {dataset}.")
+            score_jobs.request_cancel(db, job.id)
+            click.echo(f"Asked scoring job {job.id} to stop after its current chunk.")
+            return
+        job = score_jobs.create_job(db, dataset, list(tasks) or None)
+    if background:
+        pid = score_jobs.start_job(db_path, job.id)
+        click.echo(f"Scoring job {job.id} started (process {pid}).")
+        return
+    job = score_jobs.execute_job(db_path, job.id, echo=click.echo)
+    for line in score_jobs.describe_job(job, per_task=False):
+        click.echo(line)
+    if job.status != "completed":
+        raise click.ClickException(f"Scoring job {job.id} ended {job.status}.")
+
+
+@cli.command("score-worker", hidden=True)
+@click.argument("job_id", type=int)
+@click.pass_context
+@_friendly_errors
+def score_worker_command(ctx, job_id):
+    """Internal: run scoring job JOB_ID in this process (started by the Monitor page)."""
+    score_jobs.execute_job(ctx.obj["db_path"], job_id, echo=print)
 
 
 @cli.command("trends")

@@ -176,6 +176,53 @@ def _create_alerts(db: Database) -> None:
     db["devmode_alert_events"].create_index(["rule_id", "period_start"], unique=True)
 
 
+@migrations(name="0005_topics_and_score_jobs")
+def _topics_and_score_jobs(db: Database) -> None:
+    """Trends by topic, faster trends, alert rules per topic, scoring as a background job.
+
+    A sentiment prediction carries the topic label of the same row (copied from the topic
+    prediction, kept in step by both scorings) so that a trend per topic reads one index instead
+    of joining a million rows. The covering indexes end in (sentiment, is_negative), so a trend
+    never touches the table itself.
+    """
+    predictions = db["devmode_predictions"]
+    predictions.add_column("topic", str)
+    db.execute(
+        """update devmode_predictions set topic = (
+               select t.label from devmode_predictions t where t.dataset_id =
+               devmode_predictions.dataset_id and t.task = 'topic' and t.row_id = devmode_predictions.row_id)
+           where task = 'sentiment'"""
+    )
+    for columns in (["dataset_id", "task", "date"], ["dataset_id", "task", "ticker", "date"]):
+        db.execute(f"drop index if exists idx_devmode_predictions_{'_'.join(columns)}")
+    covered = ["date", "sentiment", "is_negative"]
+    predictions.create_index(["dataset_id", "task", *covered])
+    predictions.create_index(["dataset_id", "task", "ticker", *covered, "topic"])
+    predictions.create_index(["dataset_id", "task", "topic", *covered])
+    db["devmode_alert_rules"].add_column("topic", str)
+    db["devmode_score_jobs"].create(
+        {
+            "id": int,
+            "dataset_id": int,
+            "dataset": str,  # the name when the job was made, for messages
+            "tasks": str,  # JSON list: sentiment, topic
+            "status": str,  # queued | running | completed | failed | cancelled | interrupted
+            "pid": int,
+            "task": str,  # the task being scored now
+            "rows_done": int,  # of the task being scored now
+            "rows_total": int,
+            "cancel_requested": int,
+            "summary": str,  # JSON: per task, what ScoreSummary said
+            "error": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        defaults={"rows_done": 0, "rows_total": 0, "cancel_requested": 0},
+    )
+    db["devmode_score_jobs"].create_index(["dataset_id", "id"])
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 

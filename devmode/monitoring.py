@@ -209,6 +209,7 @@ def score_dataset(
         if not chunk:
             break
         scores = scorer.score([row[1] for row in chunk])
+        topics = _topics_of_rows(db, dataset.id, chunk[0][0], chunk[-1][0]) if polarity else {}
         stamp = utc_now()
         records = []
         for (row_id, _, raw_date, ticker), label, probabilities in zip(
@@ -228,6 +229,7 @@ def score_dataset(
                 "probabilities": json.dumps([round(float(p), 6) for p in probabilities]),
                 "date": date,
                 "ticker": None if ticker is None else str(ticker),
+                "topic": topics.get(row_id),
                 "created_at": stamp,
                 "sentiment": None,
                 "is_negative": None,
@@ -241,6 +243,12 @@ def score_dataset(
             records.append(record)
         with db.atomic():  # a whole chunk or nothing
             db["devmode_predictions"].upsert_all(records, pk=("dataset_id", "task", "row_id"))
+            if task == "topic":  # sentiment rows carry their row's topic, for fast trends
+                db.conn.executemany(
+                    "update devmode_predictions set topic = ? where dataset_id = ? and "
+                    "task = 'sentiment' and row_id = ?",
+                    [(r["label"], dataset.id, r["row_id"]) for r in records],
+                )
         done += len(chunk)
         if on_progress:
             on_progress(done, to_do)
@@ -248,32 +256,84 @@ def score_dataset(
     return ScoreSummary(done, already, unparseable, examples, model.run_id, cancelled, new_alerts)
 
 
+def _topics_of_rows(db: Database, dataset_id: int, first: int, last: int) -> dict[int, str]:
+    """Topic labels already predicted for the rows ``first``..``last`` of the dataset."""
+    return dict(
+        db.execute(
+            "select row_id, label from devmode_predictions where dataset_id = ? and "
+            "task = 'topic' and row_id between ? and ?",
+            [dataset_id, first, last],
+        ).fetchall()
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # Trends
 
 
 def sentiment_trend(
-    db: Database, dataset_name: str, *, period: str = "week", ticker: str | None = None
+    db: Database,
+    dataset_name: str,
+    *,
+    period: str = "week",
+    ticker: str | None = None,
+    topic: str | None = None,
 ) -> list[dict[str, Any]]:
     """Per period: the mean sentiment index, the share of negative texts and the volume.
 
     Rows ``{"period": "2020-05-18", "sentiment": 0.12, "share_negative": 0.31, "volume": 42}``,
     oldest first; a week starts on Monday, a month on its first day. Periods with no texts are
-    absent (a chart shows the gap).
+    absent (a chart shows the gap). ``topic`` keeps the texts the active topic model put there.
+
+    Sums per day come first, straight from a covering index in date order; only the few thousand
+    days are then put into weeks or months (a million rows: well under half a second).
     """
     dataset = _dated_dataset(db, dataset_name, period)
-    bucket = _bucket_sql(period)
-    where = "dataset_id = ? and task = 'sentiment' and date is not null"
-    args: list[Any] = [dataset.id]
-    if ticker:
-        where += " and ticker = ?"
-        args.append(ticker)
+    where, args = _scope_sql(dataset.id, ticker, topic)
     rows = db.execute(
-        f"""select {bucket} as period, avg(sentiment), avg(is_negative), count(*)
-            from devmode_predictions where {where} group by 1 order by 1""",
+        f"""select {_bucket_sql(period, "day")} as period, sum(total) / sum(n),
+                   1.0 * sum(negative) / sum(n), sum(n)
+            from (select date as day, sum(sentiment) as total, sum(is_negative) as negative,
+                         count(*) as n
+                  from devmode_predictions where {where} group by date)
+            group by 1 order by 1""",
         args,
     ).fetchall()
     return [{"period": p, "sentiment": s, "share_negative": n, "volume": v} for p, s, n, v in rows]
+
+
+def sentiment_by_topic(
+    db: Database, dataset_name: str, *, ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """Per topic (the active topic model's label): sentiment index, share negative and volume.
+
+    Rows without a topic prediction are left out; an empty list when no topic model has scored.
+    """
+    dataset = ingest.get_dataset(db, dataset_name)
+    where, args = _scope_sql(dataset.id, ticker, None)
+    # With a ticker, the unary + keeps SQLite from walking the topic index for the grouping
+    # (every row) instead of the ticker index that already holds the topic (a few thousand).
+    topic = "+topic" if ticker else "topic"
+    rows = db.execute(
+        f"""select topic, avg(sentiment), avg(is_negative), count(*) from devmode_predictions
+            where {where} and {topic} is not null group by {topic}
+            order by count(*) desc, topic""",
+        args,
+    ).fetchall()
+    return [{"topic": t, "sentiment": s, "share_negative": n, "volume": v} for t, s, n, v in rows]
+
+
+def _scope_sql(
+    dataset_id: int, ticker: str | None, topic: str | None, table: str = "devmode_predictions"
+) -> tuple[str, list[Any]]:
+    """WHERE clause (and its arguments) for a dataset's dated sentiment predictions."""
+    where = f"{table}.dataset_id = ? and {table}.task = 'sentiment' and {table}.date is not null"
+    args: list[Any] = [dataset_id]
+    for column, value in (("ticker", ticker), ("topic", topic)):
+        if value:
+            where += f" and {table}.{column} = ?"
+            args.append(value)
+    return where, args
 
 
 def texts_in_period(
@@ -283,6 +343,7 @@ def texts_in_period(
     period: str,
     start: str,
     ticker: str | None = None,
+    topic: str | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
     """The scored texts behind one point of a trend, most negative first.
@@ -290,31 +351,38 @@ def texts_in_period(
     :param start: the period's first day, as ``sentiment_trend`` gives it ('2020-05-18')
     """
     dataset = _dated_dataset(db, dataset_name, period)
-    where = f"p.dataset_id = ? and p.task = 'sentiment' and p.date is not null and {_bucket_sql(period, 'p.date')} = ?"
-    args: list[Any] = [dataset.id, start]
-    if ticker:
-        where += " and p.ticker = ?"
-        args.append(ticker)
+    where, args = _scope_sql(dataset.id, ticker, topic, table="p")
     rows = db.execute(
-        f"""select p.date, p.ticker, t.{quote_identifier(dataset.mapping.text)}, p.label, p.sentiment
+        f"""select p.date, p.ticker, p.topic, t.{quote_identifier(dataset.mapping.text)}, p.label,
+                   p.sentiment
             from devmode_predictions p join {quote_identifier(dataset.name)} t on t.rowid = p.row_id
-            where {where} order by p.sentiment, p.date limit {int(limit)}""",
-        args,
+            where {where} and p.date >= ? and p.date < ?
+            order by p.sentiment, p.date limit {int(limit)}""",
+        [*args, start, _period_end(period, start)],
     ).fetchall()
     return [
-        {"date": d, "ticker": tk, "text": tx, "label": lb, "sentiment": se}
-        for d, tk, tx, lb, se in rows
+        {"date": d, "ticker": tk, "topic": tp, "text": tx, "label": lb, "sentiment": se}
+        for d, tk, tp, tx, lb, se in rows
     ]
 
 
 def scored_tickers(db: Database, dataset_name: str) -> list[str]:
     """Tickers with scored texts, most texts first."""
+    return _scored_values(db, dataset_name, "ticker")
+
+
+def scored_topics(db: Database, dataset_name: str) -> list[str]:
+    """Topics the active topic model gave to sentiment-scored texts, most texts first."""
+    return _scored_values(db, dataset_name, "topic")
+
+
+def _scored_values(db: Database, dataset_name: str, column: str) -> list[str]:
     dataset = ingest.get_dataset(db, dataset_name)
     return [
         row[0]
         for row in db.execute(
-            "select ticker from devmode_predictions where dataset_id = ? and task = 'sentiment' "
-            "and ticker is not null group by 1 order by count(*) desc, 1",
+            f"select {column} from devmode_predictions where dataset_id = ? and "
+            f"task = 'sentiment' and {column} is not null group by 1 order by count(*) desc, 1",
             [dataset.id],
         )
     ]
@@ -331,6 +399,16 @@ def _dated_dataset(db: Database, dataset_name: str, period: str) -> ingest.Datas
             "--date-column COLUMN)."
         )
     return dataset
+
+
+def _period_end(period: str, start: str) -> str:
+    """The first day after the period that begins on ``start`` ('YYYY-MM-DD')."""
+    first = dt.date.fromisoformat(start)
+    if period == "day":
+        return (first + dt.timedelta(days=1)).isoformat()
+    if period == "week":
+        return (first + dt.timedelta(days=7)).isoformat()
+    return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1).isoformat()
 
 
 def _bucket_sql(period: str, column: str = "date") -> str:
@@ -359,9 +437,17 @@ class AlertRule:
     min_volume: int
     ticker: str | None
     created_at: str
+    topic: str | None = None
 
     def describe(self) -> str:
-        scope = f"ticker {self.ticker}" if self.ticker else "all texts"
+        scope = (
+            " and ".join(
+                f"{name} {value}"
+                for name, value in (("ticker", self.ticker), ("topic", self.topic))
+                if value
+            )
+            or "all texts"
+        )
         if self.kind == "share_negative":
             what = f"share negative above {self.threshold:.0%}"
         else:
@@ -379,6 +465,7 @@ def add_alert_rule(
     window: int = 8,
     min_volume: int = 5,
     ticker: str | None = None,
+    topic: str | None = None,
 ) -> AlertRule:
     """Store a rule; it is evaluated now and after every scoring of the dataset."""
     dataset = _dated_dataset(db, dataset_name, period)
@@ -406,6 +493,7 @@ def add_alert_rule(
                 "window": int(window),
                 "min_volume": int(min_volume),
                 "ticker": ticker or None,
+                "topic": topic or None,
                 "created_at": utc_now(),
             }
         )
@@ -436,7 +524,9 @@ def evaluate_alerts(db: Database, dataset_name: str) -> list[dict[str, Any]]:
     """
     new = []
     for rule in list_alert_rules(db, dataset_name):
-        points = sentiment_trend(db, dataset_name, period=rule.period, ticker=rule.ticker)
+        points = sentiment_trend(
+            db, dataset_name, period=rule.period, ticker=rule.ticker, topic=rule.topic
+        )
         for i, point in enumerate(points):
             if point["volume"] < rule.min_volume:
                 continue
@@ -496,6 +586,7 @@ def alert_events(
             "rule": rules[e["rule_id"]].describe(),
             "period": rules[e["rule_id"]].period,
             "ticker": rules[e["rule_id"]].ticker,
+            "topic": rules[e["rule_id"]].topic,
         }
         for e in events
     ]

@@ -190,21 +190,27 @@ def start_job(db_path: str | Path, run_id: int) -> int:
             raise runs.JobAlreadyRunning(
                 f"Run {run_id} is already running (process {run.pid}). Cancel it first, or wait."
             )
-        folder = run_dir(db_path, run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "worker.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "devmode", "--db", db_path, "worker", str(run_id)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C or restart of the server does not kill it
-                cwd=Path(__file__).resolve().parents[1],
-            )
-        _children[:] = [child for child in _children if child.poll() is None]
-        _children.append(process)
+        process = spawn_worker(db_path, ["worker", str(run_id)], run_dir(db_path, run_id))
         runs.set_status(db, run_id, "queued", pid=process.pid, cancel_requested=0, error=None)
     return process.pid
+
+
+def spawn_worker(db_path: str | Path, arguments: list[str], folder: Path) -> subprocess.Popen:
+    """Start ``python -m devmode --db DB_PATH ARGUMENTS...`` in its own session, logging to
+    ``folder/worker.log``; the caller does not wait for it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "worker.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devmode", "--db", str(db_path), *arguments],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C or restart of the server does not kill it
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    _children[:] = [child for child in _children if child.poll() is None]
+    _children.append(process)
+    return process
 
 
 def _checkpoint_step(db_path, run_id) -> int:

@@ -180,4 +180,7 @@ def test_train_refuses_impossible_settings_before_starting(db_path):
 def test_unknown_run_is_a_clean_error(db_path):
     result = run(db_path, "runs", "show", "9")
     assert result.exit_code == 1
-    assert result.output == "Error: No run with id 9. List the runs with python -m devmode runs list.\n"
+    assert (
+        result.output
+        == "Error: No run with id 9. List the runs with python -m devmode runs list.\n"
+    )

@@ -212,15 +212,34 @@ def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
     monkeypatch.setenv("DEVMODE_DB", news_db)
     at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()
     assert not at.exception
-    assert any("No scored rows in **news** yet" in i.value for i in at.info)
-    at.button(key="monitor_score").click().run()
+    assert any("No scored rows in **news** for this choice yet" in i.value for i in at.info)
+    at.button(key="monitor_score").click().run()  # starts a real worker process
     assert not at.exception and not at.error
-    assert "Scored 6 new rows" in at.success[0].value
-    assert "'someday'" in at.warning[0].value
+    assert wait_for_job(news_db).status == "completed"
+    at.run()
+    done = at.success[0].value
+    assert "Scoring job 1 completed" in done and "sentiment: 6 rows scored" in done
+    assert "'someday'" in done
     assert chart_title(at) == "Sentiment: news · per week"
     assert len(at.dataframe[0].value) >= 1
     at.selectbox(key="monitor_ticker").set_value("B").run()
     assert chart_title(at) == "Sentiment: news · B · per week"
+
+
+def wait_for_job(db_path, dataset="news", seconds=120):
+    """The dataset's newest scoring job once it has finished."""
+    import time
+
+    from devmode import score_jobs
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open_db(db_path) as db:
+            job = score_jobs.latest_job(db, dataset)
+        if job and not job.is_active:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"scoring job still {job.status if job else 'missing'}")
 
 
 def test_monitor_page_says_what_to_do_without_a_model(db_path, monkeypatch):
@@ -264,7 +283,7 @@ def weekly_points(shares, volume=10):
 )
 def test_rules_flag_the_right_periods(news_db, monkeypatch, kind, threshold, shares, expected):
     monkeypatch.setattr(
-        monitoring, "sentiment_trend", lambda db, name, period, ticker: weekly_points(shares)
+        monitoring, "sentiment_trend", lambda db, name, period, ticker, topic: weekly_points(shares)
     )
     with open_db(news_db) as db:
         rule = monitoring.add_alert_rule(
@@ -285,7 +304,7 @@ def test_small_periods_never_alert(news_db, monkeypatch):
     monkeypatch.setattr(
         monitoring,
         "sentiment_trend",
-        lambda db, name, period, ticker: weekly_points([0.9], volume=2),
+        lambda db, name, period, ticker, topic: weekly_points([0.9], volume=2),
     )
     with open_db(news_db) as db:
         monitoring.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)

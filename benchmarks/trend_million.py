@@ -1,0 +1,155 @@
+"""Trend latency with a million scored rows: every period and filter the Monitor page offers.
+
+    $ .venv/bin/python benchmarks/trend_million.py               # 1,000,000 rows
+    $ .venv/bin/python benchmarks/trend_million.py --rows 200000
+
+The dataset is ingested through devmode (dates spread over 2009-2020, 37 tickers); the
+predictions are written straight into ``devmode_predictions`` with random probabilities (a
+model would take an hour on this CPU, and the query cost does not depend on the values): one
+sentiment and one topic prediction per row, 20 topics, as two scorings would leave them.
+Each query runs 5 times; the table gives the median and the slowest, in milliseconds.
+Goal (issue 5): a trend chart for any filter in under half a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TICKERS = [f"T{i:02d}" for i in range(37)]
+TOPICS = [f"topic {i:02d}" for i in range(20)]
+
+
+def build(db_path: Path, n_rows: int) -> None:
+    from devmode import ingest, monitoring, readers
+    from devmode.db import open_db, utc_now
+
+    rng = random.Random(0)
+    start = dt.date(2009, 1, 1)
+    csv_path = db_path.with_suffix(".csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["date", "ticker", "text"])
+        for i in range(n_rows):
+            day = start + dt.timedelta(days=rng.randrange(4380))
+            writer.writerow([day.isoformat(), rng.choice(TICKERS), f"headline number {i}"])
+    with open_db(db_path) as db:
+        dataset = ingest.insert_upload(
+            db,
+            readers.read_upload(csv_path),
+            "headlines",
+            ingest.ColumnMapping("text", date="date", ticker="ticker"),
+        )
+        rows = db.execute('select rowid, date, ticker from "headlines"').fetchall()
+        stamp = utc_now()
+        with db.atomic():
+            for task in ("topic", "sentiment"):
+                records = []
+                for row_id, date, ticker in rows:
+                    p = [rng.random() for _ in range(3)]
+                    total = sum(p)
+                    neg, neu, pos = (x / total for x in p)
+                    topic = TOPICS[row_id % len(TOPICS)]
+                    records.append(
+                        (
+                            dataset.id,
+                            task,
+                            row_id,
+                            1 if task == "sentiment" else 2,
+                            topic
+                            if task == "topic"
+                            else ["negative", "neutral", "positive"][
+                                max(range(3), key=lambda k: (neg, neu, pos)[k])
+                            ],
+                            json.dumps([neg, neu, pos]),
+                            pos - neg if task == "sentiment" else None,
+                            int(neg > max(neu, pos)) if task == "sentiment" else None,
+                            monitoring.parse_date(date),
+                            ticker,
+                            topic if task == "sentiment" else None,
+                            stamp,
+                        )
+                    )
+                db.conn.executemany(
+                    """insert into devmode_predictions (dataset_id, task, row_id, model_id, label,
+                       probabilities, sentiment, is_negative, date, ticker, topic, created_at)
+                       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    records,
+                )
+    csv_path.unlink()
+
+
+def timed(fn, repeats: int = 5) -> tuple[float, float, int]:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds) * 1000, max(seconds) * 1000, len(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    from devmode import monitoring
+    from devmode.db import open_db
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = Path(tmp) / "trend.db"
+        start = time.perf_counter()
+        build(db_path, args.rows)
+        print(
+            f"{args.rows:,} rows ingested and scored (synthetic) in {time.perf_counter() - start:.0f} s"
+        )
+        print(f"\n{'query':<44} {'median ms':>10} {'max ms':>8} {'points':>7}")
+        with open_db(db_path) as db:
+            cases = []
+            for period in monitoring.PERIODS:
+                for label, filters in (
+                    ("all", {}),
+                    ("ticker", {"ticker": "T07"}),
+                    ("topic", {"topic": "topic 03"}),
+                    ("ticker + topic", {"ticker": "T07", "topic": "topic 03"}),
+                ):
+                    cases.append(
+                        (
+                            f"sentiment_trend {period}, {label}",
+                            lambda p=period, f=filters: monitoring.sentiment_trend(
+                                db, "headlines", period=p, **f
+                            ),
+                        )
+                    )
+            cases += [
+                ("sentiment_by_topic, all", lambda: monitoring.sentiment_by_topic(db, "headlines")),
+                (
+                    "sentiment_by_topic, ticker",
+                    lambda: monitoring.sentiment_by_topic(db, "headlines", ticker="T07"),
+                ),
+                ("scored_tickers", lambda: monitoring.scored_tickers(db, "headlines")),
+                ("scored_topics", lambda: monitoring.scored_topics(db, "headlines")),
+                (
+                    "texts_in_period week, all",
+                    lambda: monitoring.texts_in_period(
+                        db, "headlines", period="week", start="2015-06-01"
+                    ),
+                ),
+            ]
+            for name, fn in cases:
+                median, slowest, n = timed(fn)
+                print(f"{name:<44} {median:>10.1f} {slowest:>8.1f} {n:>7}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
