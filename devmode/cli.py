@@ -702,13 +702,14 @@ def score_worker_command(ctx, job_id):
 @click.argument("dataset")
 @click.option("--period", type=click.Choice(monitoring.PERIODS), default="week", show_default=True)
 @click.option("--ticker", help="Only texts filed under this ticker.")
+@click.option("--topic", help="Only texts the active topic model put under this topic.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 @_friendly_errors
-def trends_command(ctx, dataset, period, ticker, as_json):
+def trends_command(ctx, dataset, period, ticker, topic, as_json):
     """Print the sentiment index (P(positive) - P(negative)), share negative and volume per period."""
     with _db(ctx) as db:
-        points = monitoring.sentiment_trend(db, dataset, period=period, ticker=ticker)
+        points = monitoring.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
     if as_json:
         click.echo(json.dumps(points, indent=2))
         return
@@ -745,9 +746,10 @@ def alerts_group():
     "--min-volume", type=int, default=5, show_default=True, help="Ignore periods with fewer texts."
 )
 @click.option("--ticker", help="Only texts filed under this ticker (default: all).")
+@click.option("--topic", help="Only texts of this topic (active topic model; default: all).")
 @click.pass_context
 @_friendly_errors
-def alerts_add(ctx, dataset, kind, threshold, period, window, min_volume, ticker):
+def alerts_add(ctx, dataset, kind, threshold, period, window, min_volume, ticker, topic):
     """Add a rule to DATASET and check it against what is scored so far."""
     with _db(ctx) as db:
         rule = monitoring.add_alert_rule(
@@ -759,6 +761,7 @@ def alerts_add(ctx, dataset, kind, threshold, period, window, min_volume, ticker
             window=window,
             min_volume=min_volume,
             ticker=ticker,
+            topic=topic,
         )
         raised = monitoring.evaluate_alerts(db, dataset)
     click.echo(
