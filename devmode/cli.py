@@ -18,6 +18,7 @@ import click
 
 from devmode import (
     __version__,
+    chat,
     config,
     distributed,
     ingest,
@@ -798,3 +799,66 @@ def alerts_ack(ctx, alert_id):
     with _db(ctx) as db:
         monitoring.acknowledge_alert(db, alert_id)
     click.echo(f"Acknowledged alert {alert_id}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# chat
+
+
+@cli.command("chat")
+@click.argument("prompt")
+@click.option("--system", default="You are a concise assistant for financial analysts.")
+@click.option("--pinned", multiple=True, help="A document kept in the context (repeatable).")
+@click.option("--budget", type=int, default=2048, show_default=True, help="Context budget, tokens.")
+@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--stop", multiple=True, help="A stop sequence (repeatable, at most 4).")
+@click.option("--banned", multiple=True, help="A banned word or phrase (repeatable).")
+@click.option(
+    "--banned-action", type=click.Choice(chat.BANNED_ACTIONS), default="block", show_default=True
+)
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--top-p", type=float, default=0.95, show_default=True)
+@click.option("--top-k", type=int, default=50, show_default=True, help="Embedded model only.")
+@click.option("--presence-penalty", type=float, default=0.0, help="Endpoints only.")
+@click.option("--frequency-penalty", type=float, default=0.0, help="Endpoints only.")
+@click.option("--seed", type=int)
+@click.option(
+    "--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds."
+)
+@click.option("--base-url", help="An OpenAI-compatible endpoint (default: the embedded model).")
+@click.option(
+    "--model", "model_name", default="smollm2", show_default=True, help="With --base-url."
+)
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="Environment variable holding the endpoint's API key.",
+)
+@click.pass_context
+@_friendly_errors
+def chat_command(ctx, prompt, system, pinned, budget, base_url, model_name, api_key_env, **limits):
+    """Send PROMPT under the given limits; print the reply and which limit ended it."""
+    from devmode import llm
+
+    settings = chat.ChatLimits(**{**limits, "stop": limits["stop"], "banned": limits["banned"]})
+    if base_url:
+        backend = llm.OpenAIBackend(base_url, model_name, api_key_env=api_key_env)
+        truncate = None
+    else:
+        backend = llm.EmbeddedBackend.load(config.files_dir(ctx.obj["db_path"]) / "llm")
+        truncate = backend.truncate
+    plan = chat.assemble_context(
+        system,
+        list(pinned),
+        [],
+        prompt,
+        budget_tokens=budget,
+        count_tokens=backend.count_tokens,
+        truncate=truncate,
+    )
+    for part in plan.dropped:
+        click.echo(f"[{part.kind} {part.status}: {part.tokens} tokens]", err=True)
+    reply = chat.respond(backend, plan, settings, on_text=lambda t: click.echo(t, nl=False))
+    click.echo()
+    click.echo(chat.describe_reply(reply))

@@ -1,0 +1,431 @@
+"""The chat sandbox's core: response limits, the context assembled under a token budget, and a
+report of which limit ended each reply. No model code here (see ``llm.py``) and no Streamlit.
+
+    limits = ChatLimits(max_tokens=20, banned=("guarantee",))
+    plan = assemble_context(system, pinned, history, prompt, budget_tokens=512, count_tokens=n)
+    reply = respond(backend, plan, limits, on_text=print)
+    reply.stopped_by, reply.detail      # "max_tokens", "stopped: max tokens (20)"
+
+Stop sequences and banned words are enforced here, on the streamed text, the same way for every
+backend: a stop sequence ends the reply before it; a banned word either ends the reply before it
+(``block``) or is masked and the reply goes on (``mask``). Text that could be the start of a stop
+sequence or banned word is held back until it is known not to be, so it is never shown.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from devmode.errors import DevmodeError
+
+# Why a reply ended. "end": the model finished on its own.
+STOP_REASONS = (
+    "end",
+    "max_tokens",
+    "stop_sequence",
+    "banned_word",
+    "timeout",
+    "context_overflow",
+    "api_error",
+)
+BANNED_ACTIONS = ("block", "mask")
+MASK = "█"
+
+
+class ChatInputError(DevmodeError):
+    """The prompt or the settings cannot be sent (empty prompt, banned word in it, bad limit)."""
+
+
+class ContextOverflow(DevmodeError):
+    """The parts that must be sent (system prompt and the new message) exceed the budget."""
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Everything that limits or shapes one reply. Validated on construction."""
+
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    banned: tuple[str, ...] = ()
+    banned_action: str = "block"  # block (end the reply there) | mask (hide it, go on)
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 0.95
+    top_k: int = 50  # embedded model only; 0 = off
+    presence_penalty: float = 0.0  # OpenAI-compatible endpoints only
+    frequency_penalty: float = 0.0  # OpenAI-compatible endpoints only
+    seed: int | None = None
+    timeout_s: float = 60.0  # the whole reply, first token included
+
+    def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        object.__setattr__(self, "banned", tuple(b.strip() for b in self.banned if b.strip()))
+        checks = [
+            ("max_tokens", 1 <= self.max_tokens <= 32768, "a whole number from 1, e.g. 256"),
+            ("temperature", 0 <= self.temperature <= 2, "from 0 (greedy) to 2, e.g. 0.7"),
+            ("top_p", 0 < self.top_p <= 1, "above 0 and at most 1, e.g. 0.95"),
+            ("top_k", self.top_k >= 0, "0 (off) or more, e.g. 50"),
+            ("presence_penalty", -2 <= self.presence_penalty <= 2, "from -2 to 2"),
+            ("frequency_penalty", -2 <= self.frequency_penalty <= 2, "from -2 to 2"),
+            ("timeout_s", self.timeout_s > 0, "above 0 seconds, e.g. 60"),
+            ("stop", len(self.stop) <= 4, "at most 4 sequences (the OpenAI API's limit)"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ChatInputError(f"{name} must be {expected}; found {getattr(self, name)!r}.")
+        if self.banned_action not in BANNED_ACTIONS:
+            raise ChatInputError(
+                f"banned_action must be one of {', '.join(BANNED_ACTIONS)}; "
+                f"found {self.banned_action!r}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["stop"], values["banned"] = list(self.stop), list(self.banned)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ChatLimits:
+        values = dict(values)
+        values["stop"] = tuple(values.get("stop", ()))
+        values["banned"] = tuple(values.get("banned", ()))
+        return cls(**values)
+
+
+# ----------------------------------------------------------------------------------------------
+# Context
+
+
+@dataclass(frozen=True)
+class ContextPart:
+    kind: str  # system | pinned | history | prompt
+    role: str  # system | user | assistant
+    text: str  # as sent (after truncation); the original when dropped
+    tokens: int  # as sent; what it would have cost when dropped
+    status: str  # kept | truncated | dropped
+
+
+@dataclass(frozen=True)
+class ContextPlan:
+    """The prompt as it will be sent, part by part, and what had to go to fit the budget."""
+
+    parts: list[ContextPart]
+    budget_tokens: int
+
+    @property
+    def used_tokens(self) -> int:
+        return sum(p.tokens for p in self.parts if p.status != "dropped")
+
+    @property
+    def dropped(self) -> list[ContextPart]:
+        return [p for p in self.parts if p.status != "kept"]
+
+    def messages(self) -> list[dict[str, str]]:
+        """Chat messages: the system prompt with the pinned documents, then history, then prompt."""
+        sent = [p for p in self.parts if p.status != "dropped"]
+        system = "\n\n".join(p.text for p in sent if p.kind in ("system", "pinned") and p.text)
+        out = [{"role": "system", "content": system}] if system else []
+        out += [
+            {"role": p.role, "content": p.text} for p in sent if p.kind in ("history", "prompt")
+        ]
+        return out
+
+
+def assemble_context(
+    system: str,
+    pinned: Sequence[str],
+    history: Sequence[tuple[str, str]],
+    prompt: str,
+    *,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+    truncate: Callable[[str, int], str] | None = None,
+    message_overhead: int = 4,
+) -> ContextPlan:
+    """Fit the context into ``budget_tokens``: what must go, goes in; the rest while it fits.
+
+    Priority: the system prompt and the new message always (else ``ContextOverflow``); then the
+    pinned documents in order (the first that does not fit is cut to the room left, when
+    ``truncate`` is given and at least 16 tokens are left, and the later ones dropped); then the
+    conversation, newest turn first, whole turns only: the oldest turns are dropped first.
+
+    :param history: ``(role, text)`` pairs, oldest first, role "user" or "assistant"
+    :param count_tokens: the model's tokenizer, as a count; each message also costs
+        ``message_overhead`` tokens of chat template
+    """
+    if not prompt.strip():
+        raise ChatInputError("The message is empty. Type something to send.")
+    if budget_tokens < 16:
+        raise ChatInputError(
+            f"The context budget must be at least 16 tokens; found {budget_tokens}."
+        )
+
+    def cost(text: str) -> int:
+        return count_tokens(text) + message_overhead
+
+    system_part = ContextPart("system", "system", system, cost(system) if system else 0, "kept")
+    prompt_part = ContextPart("prompt", "user", prompt, cost(prompt), "kept")
+    room = budget_tokens - system_part.tokens - prompt_part.tokens
+    if room < 0:
+        raise ContextOverflow(
+            f"The system prompt ({system_part.tokens} tokens) and the message "
+            f"({prompt_part.tokens} tokens) need {budget_tokens - room} tokens, more than the "
+            f"whole context budget of {budget_tokens}. Raise the budget or shorten them."
+        )
+    pinned_parts = []
+    for text in pinned:
+        tokens = count_tokens(text)  # joined into the system message: no extra overhead
+        if tokens <= room:
+            pinned_parts.append(ContextPart("pinned", "system", text, tokens, "kept"))
+            room -= tokens
+        elif truncate and room >= 16:
+            cut = truncate(text, room)
+            pinned_parts.append(
+                ContextPart("pinned", "system", cut, count_tokens(cut), "truncated")
+            )
+            room -= pinned_parts[-1].tokens
+        else:
+            pinned_parts.append(ContextPart("pinned", "system", text, tokens, "dropped"))
+    history_parts: list[ContextPart] = []
+    full = True
+    for turn in reversed(_turns(history)):
+        tokens = sum(cost(text) for _, text in turn)
+        status = "kept" if full and tokens <= room else "dropped"
+        if status == "kept":
+            room -= tokens
+        else:
+            full = False  # once a turn is dropped, every older turn goes too
+        history_parts[:0] = [ContextPart("history", r, t, cost(t), status) for r, t in turn]
+    return ContextPlan([system_part, *pinned_parts, *history_parts, prompt_part], budget_tokens)
+
+
+def _turns(history: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Group messages into turns: a user message with the replies that follow it."""
+    turns: list[list[tuple[str, str]]] = []
+    for role, text in history:
+        if role == "user" or not turns:
+            turns.append([])
+        turns[-1].append((role, text))
+    return turns
+
+
+# ----------------------------------------------------------------------------------------------
+# Limits on the streamed reply
+
+
+@dataclass
+class LimitWatcher:
+    """Feed it the reply's text as it streams; it says what may be shown and when to stop."""
+
+    limits: ChatLimits
+    text: str = ""  # everything shown so far (masked)
+    stopped_by: str | None = None
+    detail: str = ""
+    masked: list[str] = field(default_factory=list)
+    _pending: str = ""
+    _patterns: list[tuple[str, re.Pattern]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._patterns = [
+            (word, re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE))
+            for word in self.limits.banned
+        ]
+
+    @property
+    def _holdback(self) -> int:
+        """Characters kept back: the longest stop sequence or banned word, less one."""
+        longest = max((len(s) for s in (*self.limits.stop, *self.limits.banned)), default=1)
+        return longest  # one more than needed, so a word boundary after a banned word is seen
+
+    def feed(self, delta: str) -> str:
+        """Add streamed text; returns the part that is now safe to show ('' if none)."""
+        if self.stopped_by:
+            return ""
+        self._pending += delta
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        """The stream ended: release what was held back (after a last check)."""
+        return self._release(final=True)
+
+    def stop(self, reason: str, detail: str) -> None:
+        if not self.stopped_by:
+            self.stopped_by, self.detail = reason, detail
+
+    def _release(self, final: bool) -> str:
+        hits = []
+        for stop in self.limits.stop:
+            at = self._pending.find(stop)
+            if at >= 0:
+                hits.append((at, "stop_sequence", stop))
+        for word, pattern in self._patterns:
+            match = pattern.search(self._pending)
+            if match and (final or match.end() < len(self._pending)):
+                hits.append((match.start(), "banned_word", word))
+        blocking = [
+            h for h in hits if h[1] == "stop_sequence" or self.limits.banned_action == "block"
+        ]
+        if blocking:
+            at, reason, what = min(blocking)
+            shown = self._pending[:at]
+            self.text += shown
+            self._pending = ""
+            label = "stop sequence" if reason == "stop_sequence" else "banned word"
+            self.stop(reason, f"stopped: {label} {what!r}")
+            return shown
+        for _, _, word in sorted(hits):  # mask mode: hide the word, go on
+            pattern = dict(self._patterns)[word]
+            self._pending = pattern.sub(lambda m: MASK * len(m.group()), self._pending)
+            self.masked.append(word)
+        keep = 0 if final else self._holdback
+        shown = self._pending[: max(0, len(self._pending) - keep)]
+        self._pending = self._pending[len(shown) :]
+        self.text += shown
+        return shown
+
+
+def check_prompt(prompt: str, limits: ChatLimits) -> None:
+    """Refuse a prompt that itself holds a banned word (the reply would be judged by it)."""
+    for word in limits.banned:
+        if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", prompt, re.IGNORECASE):
+            raise ChatInputError(
+                f"The message contains the banned word {word!r}. Remove it from the message, or "
+                "take it off the banned list."
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# One reply, from any backend
+
+
+class Backend(Protocol):
+    """A chat model: ``llm.EmbeddedBackend`` or ``llm.OpenAIBackend``."""
+
+    name: str
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(
+        self, messages: list[dict[str, str]], limits: ChatLimits, should_stop: Callable[[], bool]
+    ) -> Iterable[StreamEvent]: ...
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A piece of a streamed reply, or its end: ``finish`` is "end", "max_tokens" or None."""
+
+    text: str = ""
+    finish: str | None = None
+    prompt_tokens: int | None = None  # given by the backend with the last event
+    completion_tokens: int | None = None
+
+
+class BackendError(DevmodeError):
+    """The backend failed: unreachable URL, wrong key, server error. The message says which."""
+
+
+class BackendTimeout(BackendError):
+    """The backend sent nothing for longer than the timeout (a stalled server)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    stopped_by: str  # one of STOP_REASONS
+    detail: str  # a sentence for a person: "stopped: max tokens (20)"
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    first_token_s: float | None
+    total_s: float
+    masked: tuple[str, ...] = ()
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if not self.completion_tokens or self.first_token_s is None:
+            return None
+        generating = self.total_s - self.first_token_s
+        return self.completion_tokens / generating if generating > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "masked": list(self.masked), "tokens_per_s": self.tokens_per_s}
+
+
+def respond(
+    backend: Backend,
+    plan: ContextPlan,
+    limits: ChatLimits,
+    *,
+    on_text: Callable[[str], None] | None = None,
+) -> Reply:
+    """Stream one reply under ``limits``; never raises for a limit or a backend failure, the
+    reply says what happened (``stopped_by``), with whatever text arrived before."""
+    prompt = next(p.text for p in plan.parts if p.kind == "prompt")
+    check_prompt(prompt, limits)
+    watcher = LimitWatcher(limits)
+    start = time.perf_counter()
+    first: float | None = None
+    prompt_tokens = completion_tokens = None
+    finish = None
+
+    def timed_out() -> bool:
+        return time.perf_counter() - start > limits.timeout_s
+
+    def should_stop() -> bool:
+        return watcher.stopped_by is not None or timed_out()
+
+    def show(text: str) -> None:
+        if text and on_text:
+            on_text(text)
+
+    try:
+        for event in backend.stream(plan.messages(), limits, should_stop):
+            if event.text and first is None:
+                first = time.perf_counter() - start
+            show(watcher.feed(event.text))
+            prompt_tokens = event.prompt_tokens or prompt_tokens
+            completion_tokens = event.completion_tokens or completion_tokens
+            finish = event.finish or finish
+            if timed_out():
+                watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
+            if watcher.stopped_by:
+                break
+    except BackendTimeout:
+        watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
+    except BackendError as e:
+        watcher.stop("api_error", f"stopped: {backend.name} error: {e}")
+    show(watcher.finish())
+    if finish == "max_tokens":
+        watcher.stop("max_tokens", f"stopped: max tokens ({limits.max_tokens})")
+    if timed_out():
+        watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
+    watcher.stop("end", "the model ended its reply")
+    return Reply(
+        watcher.text,
+        watcher.stopped_by,
+        watcher.detail,
+        prompt_tokens,
+        completion_tokens,
+        first,
+        time.perf_counter() - start,
+        tuple(dict.fromkeys(watcher.masked)),
+    )
+
+
+def describe_reply(reply: Reply) -> str:
+    """One line: which limit ended the reply, tokens, time to first token, latency, speed."""
+    parts = [reply.detail]
+    if reply.masked:
+        parts.append("masked: " + ", ".join(repr(w) for w in reply.masked))
+    if reply.prompt_tokens is not None:
+        parts.append(f"prompt {reply.prompt_tokens} tokens")
+    if reply.completion_tokens is not None:
+        parts.append(f"completion {reply.completion_tokens} tokens")
+    if reply.first_token_s is not None:
+        parts.append(f"first token {reply.first_token_s:.2f} s")
+    parts.append(f"total {reply.total_s:.2f} s")
+    if reply.tokens_per_s:
+        parts.append(f"{reply.tokens_per_s:.1f} tokens/s")
+    return " · ".join(parts)

@@ -1,0 +1,241 @@
+"""Chat sandbox core: context under a budget, limits on the streamed reply, both backends."""
+
+import http.server
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from devmode import chat, llm
+from devmode.chat import ChatInputError, ChatLimits, ContextOverflow, LimitWatcher, assemble_context
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_the_oldest_turns_go_first_and_a_pinned_document_is_cut_to_fit():
+    history = [
+        ("user", "one two"),
+        ("assistant", "three four five"),
+        ("user", "six"),
+        ("assistant", "seven"),
+    ]
+    plan = assemble_context(
+        "be brief",
+        ["a b c d e f g h i j k l m n o p q r s t u v w x y z"],
+        history,
+        "new question here",
+        budget_tokens=45,
+        count_tokens=words,
+        truncate=lambda text, n: " ".join(text.split()[:n]),
+        message_overhead=4,
+    )
+    status = [(p.kind, p.status) for p in plan.parts]
+    # system 2+4, prompt 3+4 -> 32 left; the document (26) fits; the newest turn (1+4 + 1+4) does
+    # not fit in the 6 left, so both turns are dropped
+    assert status == [
+        ("system", "kept"),
+        ("pinned", "kept"),
+        ("history", "dropped"),
+        ("history", "dropped"),
+        ("history", "dropped"),
+        ("history", "dropped"),
+        ("prompt", "kept"),
+    ]
+    assert plan.used_tokens == 6 + 26 + 7 <= 45
+    roomier = assemble_context(
+        "be brief",
+        ["a " * 80],
+        history,
+        "q",
+        budget_tokens=60,
+        count_tokens=words,
+        truncate=lambda text, n: " ".join(text.split()[:n]),
+    )
+    pinned = next(p for p in roomier.parts if p.kind == "pinned")
+    assert pinned.status == "truncated" and pinned.tokens == 60 - 6 - 5
+    assert roomier.messages()[0]["role"] == "system" and roomier.messages()[-1]["content"] == "q"
+
+
+def test_newest_turns_are_kept_whole():
+    history = [
+        ("user", "old " * 10),
+        ("assistant", "old"),
+        ("user", "recent"),
+        ("assistant", "reply"),
+    ]
+    plan = assemble_context("", [], history, "now", budget_tokens=30, count_tokens=words)
+    kept = [p.text for p in plan.parts if p.kind == "history" and p.status == "kept"]
+    assert kept == ["recent", "reply"]
+    assert [m["role"] for m in plan.messages()] == ["user", "assistant", "user"]
+
+
+def test_what_cannot_be_sent_is_refused_before_sending():
+    with pytest.raises(ChatInputError, match="empty"):
+        assemble_context("s", [], [], "   ", budget_tokens=100, count_tokens=words)
+    with pytest.raises(ContextOverflow, match="more than the whole context budget of 20"):
+        assemble_context("s", [], [], "w " * 30, budget_tokens=20, count_tokens=words)
+    with pytest.raises(ChatInputError, match="banned word 'guarantee'"):
+        chat.check_prompt("Do you Guarantee returns?", ChatLimits(banned=("guarantee",)))
+    with pytest.raises(ChatInputError, match="top_p must be"):
+        ChatLimits(top_p=0)
+
+
+def stream_through(watcher: LimitWatcher, pieces: list[str]) -> str:
+    shown = "".join(watcher.feed(p) for p in pieces)
+    return shown + watcher.finish()
+
+
+def test_a_stop_sequence_split_across_pieces_is_never_shown():
+    watcher = LimitWatcher(ChatLimits(stop=("\n\nQ:",)))
+    shown = stream_through(watcher, ["Rates rose.", "\n", "\nQ", ": next?"])
+    assert shown == "Rates rose." and watcher.stopped_by == "stop_sequence"
+    assert watcher.detail == "stopped: stop sequence '\\n\\nQ:'"
+
+
+def test_banned_words_block_or_mask_whole_words_only():
+    block = LimitWatcher(ChatLimits(banned=("guaranteed",)))
+    assert stream_through(block, ["Returns are guaran", "teed to rise"]) == "Returns are "
+    assert block.stopped_by == "banned_word" and "'guaranteed'" in block.detail
+    mask = LimitWatcher(ChatLimits(banned=("rate",), banned_action="mask"))
+    shown = stream_through(mask, ["The rate and the rates ", "generate a Rate."])
+    assert shown == "The ████ and the rates generate a ████." and mask.stopped_by is None
+    assert mask.masked == ["rate", "rate"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The embedded model (real SmolLM2 weights, converted once per test session)
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    return llm.EmbeddedBackend.load(tmp_path_factory.getbasetemp() / "llm")
+
+
+def plan_for(backend, prompt, budget=512):
+    return assemble_context(
+        "You are a concise assistant.",
+        [],
+        [],
+        prompt,
+        budget_tokens=budget,
+        count_tokens=backend.count_tokens,
+        truncate=getattr(backend, "truncate", None),
+    )
+
+
+def test_the_embedded_model_stops_at_max_tokens_and_reports_figures(embedded):
+    streamed = []
+    reply = chat.respond(
+        embedded,
+        plan_for(embedded, "What is a bond?"),
+        ChatLimits(max_tokens=12, temperature=0),
+        on_text=streamed.append,
+    )
+    assert reply.stopped_by == "max_tokens" and reply.detail == "stopped: max tokens (12)"
+    assert reply.completion_tokens == 12 and reply.prompt_tokens > 10
+    assert "".join(streamed) == reply.text and len(reply.text.split()) >= 4
+    assert 0 < reply.first_token_s < reply.total_s and reply.tokens_per_s > 0
+    assert "stopped: max tokens (12)" in chat.describe_reply(reply)
+
+
+def test_the_embedded_model_is_cut_at_a_banned_word(embedded):
+    limits = ChatLimits(max_tokens=30, temperature=0)
+    free = chat.respond(embedded, plan_for(embedded, "What is a bond?"), limits)
+    word = next(
+        w.strip(".,")
+        for w in free.text.split()[3:]
+        if w.strip(".,").isalpha() and len(w.strip(".,")) >= 4
+    )
+    caught = chat.respond(
+        embedded,
+        plan_for(embedded, "What is a bond?"),
+        ChatLimits(max_tokens=30, temperature=0, banned=(word,)),
+    )
+    assert caught.stopped_by == "banned_word" and repr(word) in caught.detail
+    assert word.lower() not in caught.text.lower().split()
+    assert free.text.startswith(caught.text)
+
+
+# ----------------------------------------------------------------------------------------------
+# An OpenAI-compatible endpoint: the real openai SDK against real local HTTP servers
+
+
+class ScriptedEndpoint(http.server.BaseHTTPRequestHandler):
+    """Answers /v1/chat/completions as the server class's ``mode`` says."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        mode = self.server.mode
+        self.server.requests.append({"body": body, "auth": self.headers.get("Authorization")})
+        if mode == "unauthorized":
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "Incorrect API key"}}).encode())
+            return
+        if mode == "stall":
+            time.sleep(3)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in ["Yields ", "rose. ", "STOP", " hidden"]:
+            chunk = {
+                "id": "1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+@pytest.fixture
+def endpoint():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ScriptedEndpoint)
+    server.mode, server.requests = "ok", []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def remote(server, **kwargs):
+    return llm.OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", "m", **kwargs)
+
+
+def test_an_endpoint_streams_and_a_stop_sequence_ends_it(endpoint, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    backend = remote(endpoint)
+    reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(stop=("STOP",), seed=3))
+    assert reply.text == "Yields rose. " and reply.stopped_by == "stop_sequence"
+    sent = endpoint.requests[0]
+    assert sent["auth"] == "Bearer sk-test-secret" and sent["body"]["stop"] == ["STOP"]
+    assert sent["body"]["seed"] == 3 and sent["body"]["stream"] is True
+    assert "sk-test-secret" not in repr(backend)
+
+
+@pytest.mark.parametrize(
+    "mode,stopped_by,phrase",
+    [("unauthorized", "api_error", "refused the API key"), ("stall", "timeout", "timeout (1 s)")],
+)
+def test_endpoint_failures_are_reported_not_raised(endpoint, mode, stopped_by, phrase):
+    endpoint.mode = mode
+    backend = remote(endpoint)
+    reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=1))
+    assert reply.stopped_by == stopped_by and phrase in reply.detail and reply.text == ""
+
+
+def test_an_unreachable_endpoint_says_so():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again at once: nothing listens there
+    backend = llm.OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m")
+    reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=5))
+    assert reply.stopped_by == "api_error" and "could not reach http://127.0.0.1" in reply.detail
