@@ -229,16 +229,14 @@ class LimitWatcher:
     _patterns: list[tuple[str, re.Pattern]] = field(default_factory=list)
 
     def __post_init__(self):
-        self._patterns = [
-            (word, re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE))
-            for word in self.limits.banned
-        ]
+        self._patterns = [(word, _whole_word(word)) for word in self.limits.banned]
 
     @property
     def _holdback(self) -> int:
-        """Characters kept back: the longest stop sequence or banned word, less one."""
+        """Characters kept back: the longest stop sequence or banned word (one more than a
+        partial match needs, so the word boundary after a banned word is seen too)."""
         longest = max((len(s) for s in (*self.limits.stop, *self.limits.banned)), default=1)
-        return longest  # one more than needed, so a word boundary after a banned word is seen
+        return longest
 
     def feed(self, delta: str) -> str:
         """Add streamed text; returns the part that is now safe to show ('' if none)."""
@@ -276,9 +274,9 @@ class LimitWatcher:
             label = "stop sequence" if reason == "stop_sequence" else "banned word"
             self.stop(reason, f"stopped: {label} {what!r}")
             return shown
+        patterns = dict(self._patterns)
         for _, _, word in sorted(hits):  # mask mode: hide the word, go on
-            pattern = dict(self._patterns)[word]
-            self._pending = pattern.sub(lambda m: MASK * len(m.group()), self._pending)
+            self._pending = patterns[word].sub(lambda m: MASK * len(m.group()), self._pending)
             self.masked.append(word)
         keep = 0 if final else self._holdback
         shown = self._pending[: max(0, len(self._pending) - keep)]
@@ -287,10 +285,15 @@ class LimitWatcher:
         return shown
 
 
+def _whole_word(word: str) -> re.Pattern:
+    """``word`` as a whole word or phrase, any case ('rate' is not found in 'rates')."""
+    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+
+
 def check_prompt(prompt: str, limits: ChatLimits) -> None:
     """Refuse a prompt that itself holds a banned word (the reply would be judged by it)."""
     for word in limits.banned:
-        if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", prompt, re.IGNORECASE):
+        if _whole_word(word).search(prompt):
             raise ChatInputError(
                 f"The message contains the banned word {word!r}. Remove it from the message, or "
                 "take it off the banned list."

@@ -155,6 +155,17 @@ def set_sentiment_map(
 # Scoring
 
 
+def require_active_model(db: Database, task: str) -> models.Model:
+    """The task's active model; ``NoActiveModel`` with what to do when there is none."""
+    model = models.active_model(db, task)
+    if model is None:
+        raise NoActiveModel(
+            f"No {task} model is active. Train one on the Fine-tune page (or python -m devmode "
+            f"train DATASET) and promote it: python -m devmode models promote RUN --as {task}."
+        )
+    return model
+
+
 def score_dataset(
     db: Database,
     dataset_name: str,
@@ -171,12 +182,7 @@ def score_dataset(
     :raises NoActiveModel, NotSentimentLike:
     """
     dataset = ingest.get_dataset(db, dataset_name)
-    model = models.active_model(db, task)
-    if model is None:
-        raise NoActiveModel(
-            f"No {task} model is active. Train one on the Fine-tune page (or python -m devmode "
-            f"train DATASET) and promote it: python -m devmode models promote RUN --as {task}."
-        )
+    model = require_active_model(db, task)
     polarity = sentiment_map(db, model) if task == "sentiment" else None
     if scorer is None:
         from devmode.scoring import load_scorer

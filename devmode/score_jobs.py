@@ -79,13 +79,7 @@ def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) 
     if tasks is None:
         tasks = [t for t in ("topic",) if models.active_model(db, t)] + ["sentiment"]
     for task in tasks:
-        model = models.active_model(db, task)
-        if model is None:
-            raise monitoring.NoActiveModel(
-                f"No {task} model is active. Train one on the Fine-tune page (or python -m "
-                f"devmode train DATASET) and promote it: python -m devmode models promote RUN "
-                f"--as {task}."
-            )
+        model = monitoring.require_active_model(db, task)
         if task == "sentiment":
             monitoring.sentiment_map(db, model)
     reconcile(db)
