@@ -15,6 +15,15 @@ seed 42 (devmode's stored split); the Twitter topic set uses its official train 
 Speed is training samples (rows x epochs) per second of wall time over the epochs, per-epoch
 evaluation and checkpointing included; model loading, tokenization and the final test
 evaluation excluded on both sides (what `trainer.train()` times). Prints a side-by-side table.
+
+On CUDA it also prints the model FLOP rate (6 x the non-embedding parameters x the real, unpadded
+training tokens per second; x2 with FGM, which does every pass twice; attention scores left out,
+small at these lengths) as a share of the bf16 matrix-product rate measured on the same GPU
+(an 8192^3 product of random matrices), so "how much of the GPU" is a measured fraction.
+
+    $ python benchmarks/train_vs_hf.py --sides trainer --json trainer.json   # two separate runs,
+    $ python benchmarks/train_vs_hf.py --sides devmode --json devmode.json   # then one table:
+    $ python benchmarks/train_vs_hf.py --table trainer.json,devmode.json
 """
 
 from __future__ import annotations
@@ -89,6 +98,7 @@ def run_devmode(data, args, seed, tmp: Path) -> dict:
         seed=seed,
         early_stopping_patience=0,
         device=args.device,
+        base_model=args.base_model,
         log_every_steps=50,
         **args.devmode_options,
     )
@@ -100,6 +110,9 @@ def run_devmode(data, args, seed, tmp: Path) -> dict:
         "accuracy": result.test["accuracy"],
         "macro_f1": result.test["macro_f1"],
         "seconds": seconds,
+        "passes_per_step": 2 if config.adversarial == "fgm" else 1,
+        "step_graphs": result.step_graphs,
+        "notes": result.notes,
     }
 
 
@@ -114,11 +127,11 @@ def run_trainer(data, args, seed, tmp: Path) -> dict:
         TrainingArguments,
     )
 
-    from devmode.config import embedded_classifier_dir
+    from devmode.config import resolve_base_model
 
     labels = data.labels
     index = {label: i for i, label in enumerate(labels)}
-    source = str(embedded_classifier_dir())
+    source = resolve_base_model(args.base_model)
     tokenizer = AutoTokenizer.from_pretrained(source)
 
     def to_dataset(examples):
@@ -176,6 +189,7 @@ def run_trainer(data, args, seed, tmp: Path) -> dict:
         "accuracy": scores["test_accuracy"],
         "macro_f1": scores["test_macro_f1"],
         "seconds": seconds,
+        "passes_per_step": 1,
     }
 
 
@@ -201,10 +215,77 @@ def _config_overrides(pairs: list[str]) -> dict:
 def _mean_figures(results: list[dict], dataset: str, side: str) -> dict:
     """Mean over seeds of one side's figures; NaN for a side that was not run."""
     rows = [r for r in results if r["dataset"] == dataset and r["side"] == side]
-    keys = ("samples_per_s", "accuracy", "macro_f1")
+    keys = ("samples_per_s", "accuracy", "macro_f1", "model_tflops")
     if not rows:
         return dict.fromkeys(keys, float("nan"))
-    return {k: statistics.mean(r[k] for r in rows) for k in keys}
+    return {k: statistics.mean(r.get(k, float("nan")) for r in rows) for k in keys}
+
+
+def flops_per_token(base_model: str) -> float:
+    """6 x the parameters outside the embedding tables: a forward and backward pass's matrix
+    products per token (the word, position and type embeddings are lookups, not products)."""
+    from transformers import AutoModel
+
+    from devmode.config import resolve_base_model
+
+    model = AutoModel.from_pretrained(resolve_base_model(base_model))
+    return 6.0 * sum(
+        p.numel() for name, p in model.named_parameters() if not name.startswith("embeddings.")
+    )
+
+
+def mean_tokens(data, base_model: str, max_length: int = 128) -> float:
+    """Real (unpadded) tokens per training text, special tokens included."""
+    from transformers import AutoTokenizer
+
+    from devmode.config import resolve_base_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
+    ids = tokenizer([t for t, _ in data.train], truncation=True, max_length=max_length)["input_ids"]
+    return statistics.mean(len(x) for x in ids)
+
+
+def measured_bf16_peak() -> float:
+    """TFLOP/s of an 8192^3 bf16 matrix product on random data (median of 10, after 3)."""
+    n = 8192
+    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    times = []
+    for i in range(13):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 3:
+            times.append(start.elapsed_time(end) / 1000)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+def print_table(results: list[dict], peak_tflops: float | None) -> None:
+    datasets = list(dict.fromkeys(r["dataset"] for r in results))
+    print(
+        f"{'dataset':<10} {'seeds':>5} {'Trainer samples/s':>18} {'devmode samples/s':>18} "
+        f"{'speed-up':>9} {'Trainer acc / F1':>17} {'devmode acc / F1':>17}"
+        + (f" {'Trainer/devmode % of bf16 peak':>31}" if peak_tflops else "")
+    )
+    for name in datasets:
+        mean = {side: _mean_figures(results, name, side) for side in ("trainer", "devmode")}
+        seeds = len({r["seed"] for r in results if r["dataset"] == name})
+        line = (
+            f"{name:<10} {seeds:>5} {mean['trainer']['samples_per_s']:>18.0f} "
+            f"{mean['devmode']['samples_per_s']:>18.0f} "
+            f"{mean['devmode']['samples_per_s'] / mean['trainer']['samples_per_s']:>8.1f}x "
+            f"{mean['trainer']['accuracy']:>8.3f} / {mean['trainer']['macro_f1']:.3f} "
+            f"{mean['devmode']['accuracy']:>8.3f} / {mean['devmode']['macro_f1']:.3f}"
+        )
+        if peak_tflops:
+            share = [
+                100 * mean[side]["model_tflops"] / peak_tflops for side in ("trainer", "devmode")
+            ]
+            line += f" {share[0]:>17.2f}% / {share[1]:.2f}%"
+        print(line)
+    if peak_tflops:
+        print(f"bf16 peak measured on this GPU: {peak_tflops:.0f} TFLOP/s (8192^3 product)")
 
 
 def main() -> None:
@@ -225,8 +306,21 @@ def main() -> None:
         metavar="FIELD=VALUE",
         help="A TrainConfig field for the devmode side only, e.g. adversarial=fgm (repeatable).",
     )
+    parser.add_argument(
+        "--base-model",
+        default="embedded",
+        help="Both sides fine-tune this model folder (default: the embedded all-MiniLM-L6-v2).",
+    )
     parser.add_argument("--json", help="Also write the raw results to this file.")
+    parser.add_argument(
+        "--table", help="Print the table from saved --json files (comma-separated) and stop."
+    )
     args = parser.parse_args()
+    if args.table:
+        saved = [json.loads(Path(f).read_text()) for f in args.table.split(",")]
+        results = [r for part in saved for r in part["results"]]
+        print_table(results, max((part.get("peak_tflops") or 0) for part in saved) or None)
+        return
     args.devmode_options = _config_overrides(args.devmode_option)
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     machine = (
@@ -238,40 +332,43 @@ def main() -> None:
         f"all-MiniLM-L6-v2, {args.epochs} epochs, batch {args.batch_size}, lr {args.learning_rate:g}, on {machine}; "
         f"torch {torch.__version__}"
     )
+    peak = measured_bf16_peak() if device == "cuda" else None
+    if peak:
+        print(f"bf16 matrix-product peak measured here: {peak:.0f} TFLOP/s")
+    per_token = flops_per_token(args.base_model)
     results = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.datasets.split(","):
             data = load_splits(name, tmp)
+            tokens = mean_tokens(data, args.base_model)
             for seed in (int(s) for s in args.seeds.split(",")):
                 for side, fn in (("trainer", run_trainer), ("devmode", run_devmode)):
                     if side not in args.sides.split(","):
                         continue
                     figures = fn(data, args, seed, tmp)
+                    figures["model_tflops"] = (
+                        figures["samples_per_s"] * tokens * per_token * figures["passes_per_step"]
+                    ) / 1e12
                     results.append({"dataset": name, "seed": seed, "side": side, **figures})
+                    extra = (
+                        f", {figures['step_graphs']} step graphs {' '.join(figures['notes'])}"
+                        if side == "devmode"
+                        else ""
+                    )
                     print(
                         f"  {name} seed {seed} {side}: {figures['samples_per_s']:.0f} samples/s, "
-                        f"accuracy {figures['accuracy']:.3f}, macro-F1 {figures['macro_f1']:.3f}",
+                        f"{figures['model_tflops']:.2f} model TFLOP/s, "
+                        f"accuracy {figures['accuracy']:.3f}, macro-F1 {figures['macro_f1']:.3f}"
+                        + extra,
                         flush=True,
                     )
                     shutil.rmtree(tmp / f"{side}-{seed}", ignore_errors=True)
     print()
-    print(
-        f"{'dataset':<10} {'seeds':>5} {'Trainer samples/s':>18} {'devmode samples/s':>18} "
-        f"{'speed-up':>9} {'Trainer acc / F1':>17} {'devmode acc / F1':>17}"
-    )
-    for name in args.datasets.split(","):
-        mean = {side: _mean_figures(results, name, side) for side in ("trainer", "devmode")}
-        seeds = len({r["seed"] for r in results if r["dataset"] == name})
-        print(
-            f"{name:<10} {seeds:>5} {mean['trainer']['samples_per_s']:>18.0f} "
-            f"{mean['devmode']['samples_per_s']:>18.0f} "
-            f"{mean['devmode']['samples_per_s'] / mean['trainer']['samples_per_s']:>8.1f}x "
-            f"{mean['trainer']['accuracy']:>8.3f} / {mean['trainer']['macro_f1']:.3f} "
-            f"{mean['devmode']['accuracy']:>8.3f} / {mean['devmode']['macro_f1']:.3f}"
-        )
+    print_table(results, peak)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        record = {"machine": machine, "torch": torch.__version__, "peak_tflops": peak}
+        Path(args.json).write_text(json.dumps({**record, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

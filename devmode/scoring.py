@@ -15,7 +15,6 @@ CPU torch uses every core. Results come back in the input order.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from devmode.config import InvalidBaseModel
+from devmode.config import InvalidBaseModel, usable_cpus
 from devmode.training import MODEL_CARD, Encoded, collate, load_classifier, quiet_transformers
 
 # Tokens per batch (rows x padded length). Large enough to keep the cores or the GPU busy,
@@ -154,7 +153,7 @@ def load_scorer(model_dir: str | Path, device: str = "auto") -> Scorer:
         "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     )
     if target.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(usable_cpus())
     if (path / MODEL_CARD).is_file():
         model, tokenizer, card = load_classifier(path)
         return Scorer(model, tokenizer, card["labels"], card["max_length_tokens"], target)

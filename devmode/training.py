@@ -26,7 +26,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from devmode.checkpoints import (
+    Checkpoints,
+    checkpoint_position,  # noqa: F401 (re-exported)
+    load_trainable,
+    trainable_state,
+)
 from devmode.config import (
     EMBEDDED_BASE_MODEL,
     InvalidBaseModel,
     TrainConfig,
     resolve_base_model,
+    usable_cpus,
 )
 from devmode.distributed import cluster
 from devmode.errors import DevmodeError
+from devmode.step_graphs import (
+    MAX_DEVICE_TEXT_BYTES,
+    GraphCaptureFailed,
+    StepGraphs,
+    expanded_attention_mask,
+    graphs_supported,
+)
 from devmode.trainset import InvalidTrainingData, TrainData, check_data  # noqa: F401 (re-exported)
 
 # Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
@@ -73,6 +87,9 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        # True when training steps are captured as CUDA graphs: the encoder then gets its mask in
+        # the prepared 4-D form, which it uses as it is, with no host-side checks (step_graphs.py)
+        self.expand_mask = False
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         # BERT's pooler (a dense layer over [CLS]) is not used by either pooling: leave it out
@@ -82,7 +99,12 @@ class TextClassifier(nn.Module):
             pooler.requires_grad_(False)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        encoder_mask = attention_mask
+        if self.expand_mask:
+            encoder_mask = expanded_attention_mask(
+                attention_mask, self.encoder.config._attn_implementation, torch.float32
+            )
+        hidden = self.encoder(input_ids=input_ids, attention_mask=encoder_mask).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -455,6 +477,8 @@ class TrainResult:
     samples_per_second: float  # training samples per train_second
     output_dir: str | None
     loop_seconds: float = 0.0  # wall time of the epochs, with evaluation and checkpoints
+    step_graphs: int = 0  # training steps captured as CUDA graphs (one per batch width)
+    notes: list[str] = field(default_factory=list)  # e.g. why CUDA graphs were not used
 
 
 def pick_device(config: TrainConfig) -> tuple[torch.device, bool]:
@@ -473,9 +497,11 @@ def pick_device(config: TrainConfig) -> tuple[torch.device, bool]:
     return device, use_bf16
 
 
-def _autocast(device: torch.device, use_bf16: bool):
+def _autocast(device: torch.device, use_bf16: bool, cache: bool = True):
+    """bf16 autocast, or nothing. ``cache=False`` inside CUDA graphs: autocast's cache of bf16
+    weight copies would otherwise be filled once at capture and go stale as the weights train."""
     if use_bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -493,9 +519,13 @@ def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
 
 
 def make_optimizer(
-    model: nn.Module, config: TrainConfig, device: torch.device
+    model: nn.Module, config: TrainConfig, device: torch.device, capturable: bool = False
 ) -> torch.optim.Optimizer:
-    """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms."""
+    """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms.
+
+    ``capturable`` (AdamW on CUDA) lets ``step()`` be captured in a CUDA graph: the learning rate
+    is then a tensor on the device, which ``set_lr`` updates in place.
+    """
     decay, no_decay = [], []
     for parameter in model.parameters():
         if parameter.requires_grad:
@@ -506,7 +536,29 @@ def make_optimizer(
     ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+    if capturable:
+        make_capturable(optimizer, device)
+    return optimizer
+
+
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Turn a (fused) AdamW capturable, its learning rate a device tensor; again after
+    ``load_state_dict``, which brings back the saved groups' settings."""
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor learning rate (CUDA graphs) is filled in place,
+    since a captured step reads it from the same memory every time."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 class FGM:
@@ -590,7 +642,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     peers = cluster()  # one process, or one of several under accelerate launch / torchrun
     device = peers.device(device)
     if device.type == "cpu" and peers.world_size == 1:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(usable_cpus())
     report = on_progress if peers.is_main else (lambda p: None)
     encoder, tokenizer = load_encoder(config.base_model)
     _set_dropout(encoder, config.dropout)
@@ -604,7 +656,12 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     validation_set = encode(tokenizer, data.validation, data.labels, config.max_length_tokens)
     steps_per_epoch = peers.steps_per_epoch(math.ceil(len(data.train) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
-    optimizer = make_optimizer(model, config, device)
+    notes: list[str] = []
+    graphs_off = _why_no_graphs(config, device, peers.world_size, model.encoder, train_set)
+    if graphs_off and config.cuda_graphs and device.type == "cuda":
+        notes.append(f"CUDA graphs off: {graphs_off}")
+    use_graphs = graphs_off is None
+    optimizer = make_optimizer(model, config, device, capturable=use_graphs)
     weights = (
         class_weight_tensor(train_set, len(data.labels), device) if config.class_weights else None
     )
@@ -622,21 +679,47 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         "samples": 0,
         "validation": None,
     }
-    checkpoint = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
-    if checkpoint and checkpoint.is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-    # best.pt holds the best epoch's weights only while a later, worse epoch is in last.pt
-    best_path = Path(checkpoint_dir) / "best.pt" if checkpoint_dir else None
+    checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     best_weights = None
-    if checkpoint and checkpoint.is_file() and state["best_epoch"] == state["epoch"]:
-        best_weights = _cpu_copy(model)
-    elif best_path and best_path.is_file():
-        best_weights = torch.load(best_path, map_location="cpu")
+    if checkpoints:
+        saved_state, best_weights = checkpoints.load(model, optimizer, device)
+        state = saved_state or state
+    if use_graphs:
+        make_capturable(optimizer, device)  # a loaded state brings back its own groups
     core = model  # the plain module: evaluated, checkpointed and saved
     model, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            logits, labels, weight=weights, label_smoothing=config.label_smoothing
+        )
+
+    def run_step(input_ids, attention_mask, labels, update=True) -> torch.Tensor:
+        """Forward, backward (twice with FGM) and, when ``update``, clip and step; the loss."""
+        with _autocast(device, use_bf16, cache=not use_graphs):
+            loss = loss_fn(model(input_ids, attention_mask).float(), labels)
+        loss.backward()
+        if fgm:
+            fgm.attack()
+            with _autocast(device, use_bf16, cache=not use_graphs):
+                adversarial_loss = loss_fn(model(input_ids, attention_mask).float(), labels)
+            adversarial_loss.backward()
+            fgm.restore()
+        if update:
+            if config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    graphs = None
+    if use_graphs:
+        core.expand_mask = True
+        graphs = StepGraphs(
+            train_set, pad_id, config.batch_size, steps_per_epoch, run_step, device, capture=True
+        )
+    window_loss = graphs.loss_sum if graphs else torch.zeros((), device=device)
 
     # -- the loop ---------------------------------------------------------------------------
     status = "completed"
@@ -645,33 +728,31 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     for epoch in range(state["epoch"], config.epochs):
         model.train()
         epoch_start = time.perf_counter()
-        window_loss = torch.zeros((), device=device)
+        window_loss.zero_()
         window_steps = window_samples = 0
-        batches = bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch)
-        for indices in peers.shard(batches):
+        batches = peers.shard(
+            bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch)
+        )
+        if graphs:
+            graphs.start_epoch(batches)
+        for indices in batches:
             lr = lr_at(step, total_steps, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            input_ids, attention_mask, labels = collate(train_set, indices, pad_id, device)
-            with _autocast(device, use_bf16):
-                loss = F.cross_entropy(
-                    model(input_ids, attention_mask).float(), labels, weight=weights
-                )
-            loss.backward()
-            if fgm:
-                fgm.attack()
-                with _autocast(device, use_bf16):
-                    adversarial_loss = F.cross_entropy(
-                        model(input_ids, attention_mask).float(), labels, weight=weights
-                    )
-                adversarial_loss.backward()
-                fgm.restore()
-            if config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            set_lr(optimizer, lr)
+            # AdamW makes its moments on its first step, which must not be captured (each replay
+            # would zero them again): that step, and any after a failed capture, run eagerly
+            replayed = False
+            if graphs and optimizer.state:
+                try:
+                    replayed = graphs.step(indices, train_set.lengths)
+                except GraphCaptureFailed as e:
+                    notes.append(f"CUDA graphs off after a failed capture: {e}")
+                    graphs, core.expand_mask = None, False
+            if not replayed:
+                input_ids, attention_mask, labels = collate(train_set, indices, pad_id, device)
+                window_loss += run_step(input_ids, attention_mask, labels)
+                if graphs:
+                    graphs.skip()
             step += 1
-            window_loss += loss.detach()
             window_steps += 1
             window_samples += len(indices) * peers.world_size
             is_log_step = step % config.log_every_steps == 0 or step == total_steps
@@ -700,6 +781,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
             if (peers.world_size == 1 or is_log_step) and peers.any(should_stop()):
                 status = "cancelled"
                 break
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the epoch's steps are queued, not done, until now
         state["samples"] += window_samples
         state["train_seconds"] += time.perf_counter() - epoch_start
         if status == "cancelled":
@@ -738,19 +821,17 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
                 bad_epochs=0,
                 validation=validation,
             )
-            best_weights = _cpu_copy(core)
+            best_weights = trainable_state(core)
         else:
             state["bad_epochs"] += 1
-            if best_path and peers.is_main and not best_path.is_file():
-                torch.save(best_weights, best_path)  # last.pt is about to stop holding them
         state.update(epoch=epoch + 1, step=step)
-        if checkpoint and peers.is_main:
-            _save_checkpoint(checkpoint, core, optimizer, state)
-            if state["best_epoch"] == state["epoch"] and best_path:
-                best_path.unlink(missing_ok=True)  # last.pt holds the best weights now
+        if checkpoints and peers.is_main:
+            checkpoints.save(core, optimizer, state, best_weights)  # written while training goes on
         peers.wait()
         if config.early_stopping_patience and state["bad_epochs"] >= config.early_stopping_patience:
             break
+    if checkpoints:
+        checkpoints.wait()
 
     result = TrainResult(
         status=status,
@@ -766,6 +847,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         samples_per_second=state["samples"] / max(state["train_seconds"], 1e-9),
         output_dir=None,
         loop_seconds=time.perf_counter() - loop_start,
+        step_graphs=len(graphs.graphs) if graphs else 0,
+        notes=notes,
     )
     if status == "cancelled" or best_weights is None or not peers.is_main:
         peers.wait()
@@ -773,7 +856,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
 
     # -- the best epoch's weights, judged once on the held-out test split ---------------------
     model = core
-    model.load_state_dict(best_weights)
+    load_trainable(model, best_weights)
     test_set = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
     probabilities = predict_probabilities(
         model, test_set, config.eval_batch_size, pad_id, device, use_bf16
@@ -793,25 +876,22 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     return result
 
 
-def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _save_checkpoint(path: Path, model, optimizer, state) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state}, tmp
-    )
-    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint
-    brief = {"epoch": state["epoch"], "step": state["step"], "best_epoch": state["best_epoch"]}
-    path.with_suffix(".json").write_text(json.dumps(brief))
-
-
-def checkpoint_position(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """Where a run's last checkpoint stands (epoch, step, best_epoch), without loading weights."""
-    brief = Path(checkpoint_dir) / "last.json"
-    return json.loads(brief.read_text()) if brief.is_file() else None
+def _why_no_graphs(config, device, world_size, encoder, train_set) -> str | None:
+    """None when training steps can be CUDA graphs, else the reason (kept in the run's notes)."""
+    if not config.cuda_graphs:
+        return "cuda_graphs is off"
+    if device.type != "cuda":
+        return "not on a CUDA device"
+    if world_size > 1:
+        return "several processes train together (DDP)"
+    if config.optimizer != "adamw":
+        return f"the {config.optimizer} step is not captured; use adamw"
+    unsupported = graphs_supported(encoder)
+    if unsupported:
+        return unsupported
+    if StepGraphs.device_bytes(train_set) > MAX_DEVICE_TEXT_BYTES:
+        return "the padded training texts are too large to keep on the GPU"
+    return None
 
 
 def _set_dropout(encoder: nn.Module, p: float) -> None:
