@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
+from devmode.config import CHAT_PRECISIONS
 from devmode.errors import DevmodeError
 
 # Why a reply ended. "end": the model finished on its own.
@@ -34,6 +35,8 @@ STOP_REASONS = (
 )
 BANNED_ACTIONS = ("block", "mask")
 MASK = "█"
+BACKEND_KINDS = ("embedded", "endpoint")
+DEFAULT_SYSTEM_PROMPT = "You are a concise assistant for financial analysts."
 
 
 class ChatInputError(DevmodeError):
@@ -95,6 +98,85 @@ class ChatLimits:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class BackendSpec:
+    """Which model answers: the embedded one, or an OpenAI-compatible endpoint. Holds the *name*
+    of the environment variable or Streamlit secret with the API key, never the key itself, so
+    a spec can be stored and exported."""
+
+    kind: str = "embedded"  # embedded | endpoint
+    base_url: str = ""  # endpoint: e.g. http://127.0.0.1:8000/v1
+    model: str = "smollm2"  # endpoint: the model name it serves
+    api_key_name: str = "OPENAI_API_KEY"  # endpoint: environment variable / secret holding it
+    precision: str = "auto"  # embedded: how it holds its weights (config.CHAT_PRECISIONS)
+
+    def __post_init__(self):
+        if self.kind not in BACKEND_KINDS:
+            raise ChatInputError(
+                f"backend must be one of {', '.join(BACKEND_KINDS)}; found {self.kind!r}."
+            )
+        if self.precision not in CHAT_PRECISIONS:
+            raise ChatInputError(
+                f"precision must be one of {', '.join(CHAT_PRECISIONS)}; found {self.precision!r}."
+            )
+        if self.kind == "endpoint":
+            if not re.match(r"^https?://[^\s/]+", self.base_url or ""):
+                raise ChatInputError(
+                    "An endpoint needs a base URL such as http://127.0.0.1:8000/v1; found "
+                    f"{self.base_url!r}. Enter the server's address, with http:// or https://."
+                )
+            if not self.model.strip():
+                raise ChatInputError(
+                    "An endpoint needs the model name it serves, e.g. gpt-4o-mini."
+                )
+
+    def describe(self) -> str:
+        if self.kind == "embedded":
+            return f"embedded SmolLM2-135M-Instruct ({self.precision})"
+        return f"{self.model} at {self.base_url}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChatSettings:
+    """A conversation's settings: the context it sends and the limits on each reply."""
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    pinned: tuple[str, ...] = ()  # documents and few-shot examples kept in the context
+    budget_tokens: int = 2048  # the whole context: system, pinned, history, message
+    limits: ChatLimits = field(default_factory=ChatLimits)
+    backend: BackendSpec = field(default_factory=BackendSpec)
+
+    def __post_init__(self):
+        object.__setattr__(self, "pinned", tuple(p for p in self.pinned if p.strip()))
+        if not 16 <= self.budget_tokens <= 131072:
+            raise ChatInputError(
+                f"budget_tokens must be from 16 to 131072 tokens, e.g. 2048; found "
+                f"{self.budget_tokens!r}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "system_prompt": self.system_prompt,
+            "pinned": list(self.pinned),
+            "budget_tokens": self.budget_tokens,
+            "limits": self.limits.to_dict(),
+            "backend": self.backend.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ChatSettings:
+        return cls(
+            system_prompt=values.get("system_prompt", DEFAULT_SYSTEM_PROMPT),
+            pinned=tuple(values.get("pinned", ())),
+            budget_tokens=values.get("budget_tokens", 2048),
+            limits=ChatLimits.from_dict(values.get("limits", {})),
+            backend=BackendSpec(**values.get("backend", {})),
+        )
+
+
 # ----------------------------------------------------------------------------------------------
 # Context
 
@@ -122,6 +204,29 @@ class ContextPlan:
     @property
     def dropped(self) -> list[ContextPart]:
         return [p for p in self.parts if p.status != "kept"]
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[dict[str, str]]) -> ContextPlan:
+        """A plan for chat messages that arrive ready-made (an API request): nothing is cut.
+        System messages go first, as ``messages()`` sends them; the last message must be the
+        user's."""
+        if not messages or messages[-1].get("role") != "user":
+            raise ChatInputError(
+                "Expected a list of messages ending with the user's; found "
+                f"{[m.get('role') for m in messages] or 'none'}."
+            )
+        parts = [
+            ContextPart("system", "system", m["content"], 0, "kept")
+            for m in messages
+            if m["role"] == "system"
+        ]
+        parts += [
+            ContextPart("history", m["role"], m["content"], 0, "kept")
+            for m in messages[:-1]
+            if m["role"] != "system"
+        ]
+        parts.append(ContextPart("prompt", "user", messages[-1]["content"], 0, "kept"))
+        return cls(parts, budget_tokens=0)
 
     def messages(self) -> list[dict[str, str]]:
         """Chat messages: the system prompt with the pinned documents, then history, then prompt."""
@@ -356,6 +461,78 @@ class Reply:
         return {**asdict(self), "masked": list(self.masked), "tokens_per_s": self.tokens_per_s}
 
 
+class ReplyStream:
+    """One reply under ``limits``, as the text that may be shown, piece by piece; once the
+    iteration ends, ``reply`` says what happened. Iterate it with ``st.write_stream`` or a loop.
+
+    Refuses to start (``ChatInputError``) when the message itself holds a banned word. After
+    that it never raises for a limit or a backend failure: the reply says what happened
+    (``stopped_by``), with whatever text arrived before.
+    """
+
+    def __init__(self, backend: Backend, plan: ContextPlan, limits: ChatLimits):
+        prompt = next(p.text for p in plan.parts if p.kind == "prompt")
+        check_prompt(prompt, limits)
+        self.backend, self.plan, self.limits = backend, plan, limits
+        self.reply: Reply | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        limits = self.limits
+        watcher = LimitWatcher(limits)
+        start = time.perf_counter()
+        first: float | None = None
+        prompt_tokens = completion_tokens = None
+        finish = None
+
+        def timed_out() -> bool:
+            return time.perf_counter() - start > limits.timeout_s
+
+        def should_stop() -> bool:
+            return watcher.stopped_by is not None or timed_out()
+
+        events = iter(self.backend.stream(self.plan.messages(), limits, should_stop))
+        try:
+            for event in events:
+                if event.text and first is None:
+                    first = time.perf_counter() - start
+                shown = watcher.feed(event.text)
+                if shown:
+                    yield shown
+                prompt_tokens = event.prompt_tokens or prompt_tokens
+                completion_tokens = event.completion_tokens or completion_tokens
+                finish = event.finish or finish
+                if timed_out():
+                    watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
+                if watcher.stopped_by:
+                    break
+        except BackendTimeout:
+            watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
+        except BackendError as e:
+            watcher.stop("api_error", f"stopped: {self.backend.name} error: {e}")
+        finally:
+            close = getattr(events, "close", None)
+            if close:
+                close()  # a backend holding the model (or a connection) lets go of it now
+        rest = watcher.finish()
+        if rest:
+            yield rest
+        if finish == "max_tokens":
+            watcher.stop("max_tokens", f"stopped: max tokens ({limits.max_tokens})")
+        if timed_out():
+            watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
+        watcher.stop("end", "the model ended its reply")
+        self.reply = Reply(
+            watcher.text,
+            watcher.stopped_by,
+            watcher.detail,
+            prompt_tokens,
+            completion_tokens,
+            first,
+            time.perf_counter() - start,
+            tuple(dict.fromkeys(watcher.masked)),
+        )
+
+
 def respond(
     backend: Backend,
     plan: ContextPlan,
@@ -363,58 +540,12 @@ def respond(
     *,
     on_text: Callable[[str], None] | None = None,
 ) -> Reply:
-    """Stream one reply under ``limits``; never raises for a limit or a backend failure, the
-    reply says what happened (``stopped_by``), with whatever text arrived before."""
-    prompt = next(p.text for p in plan.parts if p.kind == "prompt")
-    check_prompt(prompt, limits)
-    watcher = LimitWatcher(limits)
-    start = time.perf_counter()
-    first: float | None = None
-    prompt_tokens = completion_tokens = None
-    finish = None
-
-    def timed_out() -> bool:
-        return time.perf_counter() - start > limits.timeout_s
-
-    def should_stop() -> bool:
-        return watcher.stopped_by is not None or timed_out()
-
-    def show(text: str) -> None:
-        if text and on_text:
-            on_text(text)
-
-    try:
-        for event in backend.stream(plan.messages(), limits, should_stop):
-            if event.text and first is None:
-                first = time.perf_counter() - start
-            show(watcher.feed(event.text))
-            prompt_tokens = event.prompt_tokens or prompt_tokens
-            completion_tokens = event.completion_tokens or completion_tokens
-            finish = event.finish or finish
-            if timed_out():
-                watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
-            if watcher.stopped_by:
-                break
-    except BackendTimeout:
-        watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
-    except BackendError as e:
-        watcher.stop("api_error", f"stopped: {backend.name} error: {e}")
-    show(watcher.finish())
-    if finish == "max_tokens":
-        watcher.stop("max_tokens", f"stopped: max tokens ({limits.max_tokens})")
-    if timed_out():
-        watcher.stop("timeout", f"stopped: timeout ({limits.timeout_s:g} s)")
-    watcher.stop("end", "the model ended its reply")
-    return Reply(
-        watcher.text,
-        watcher.stopped_by,
-        watcher.detail,
-        prompt_tokens,
-        completion_tokens,
-        first,
-        time.perf_counter() - start,
-        tuple(dict.fromkeys(watcher.masked)),
-    )
+    """Stream one reply under ``limits`` (see ``ReplyStream``); ``on_text`` sees each piece."""
+    stream = ReplyStream(backend, plan, limits)
+    for piece in stream:
+        if on_text:
+            on_text(piece)
+    return stream.reply
 
 
 def describe_reply(reply: Reply) -> str:
@@ -432,3 +563,113 @@ def describe_reply(reply: Reply) -> str:
     if reply.tokens_per_s:
         parts.append(f"{reply.tokens_per_s:.1f} tokens/s")
     return " · ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# The limit bench: the same prompts under several settings, side by side
+
+
+@dataclass(frozen=True)
+class BenchVariant:
+    """One column of the bench: a name, the limits, and optionally its own context budget."""
+
+    name: str
+    limits: ChatLimits
+    budget_tokens: int | None = None
+
+
+# Columns of a bench row, in the order a table shows them.
+BENCH_COLUMNS = (
+    "prompt",
+    "variant",
+    "stopped_by",
+    "detail",
+    "text",
+    "prompt_tokens",
+    "completion_tokens",
+    "first_token_s",
+    "total_s",
+    "tokens_per_s",
+)
+
+
+def parse_variant(text: str, name: str | None = None) -> BenchVariant:
+    """A variant from ``"max_tokens=20,banned=risk;loss,temperature=0,budget=512"``: fields of
+    ``ChatLimits`` separated by commas, list items (stop, banned) by semicolons; ``budget`` is
+    the context budget and ``name`` the column's label.
+    """
+    values: dict[str, Any] = {}
+    kinds = {f.name: f.type for f in fields(ChatLimits)}
+    label, budget = name, None
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ChatInputError(f"Expected field=value in {pair!r} (variant {text!r}).")
+        if key == "name":
+            label = value
+        elif key == "budget":
+            budget = _number(value, int, key)
+        elif key in ("stop", "banned"):
+            values[key] = tuple(v for v in value.split(";") if v)
+        elif key in kinds:
+            kind = str(kinds[key])
+            values[key] = (
+                value if "str" in kind else _number(value, float if "float" in kind else int, key)
+            )
+        else:
+            known = ", ".join([*kinds, "budget", "name"])
+            raise ChatInputError(f"{key!r} is not a limit. Known: {known}.")
+    return BenchVariant(label or text or "defaults", ChatLimits(**values), budget)
+
+
+def _number(value: str, kind: type, key: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise ChatInputError(f"{key} must be a number; found {value!r}.") from None
+
+
+def run_bench(
+    backend: Backend,
+    settings: ChatSettings,
+    prompts: Sequence[str],
+    variants: Sequence[BenchVariant],
+    *,
+    truncate: Callable[[str, int], str] | None = None,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> list[dict[str, Any]]:
+    """Every prompt under every variant (each a fresh, one-message conversation with the
+    settings' system prompt and pinned documents): one row each, with ``BENCH_COLUMNS``.
+
+    A prompt a variant refuses (a banned word in it, too large for its budget) gets a row that
+    says so (``stopped_by`` "refused" or "context_overflow") rather than stopping the bench.
+    """
+    if len(variants) < 1 or not any(p.strip() for p in prompts):
+        raise ChatInputError("The bench needs at least one prompt and one variant.")
+    rows = []
+    for prompt in (p for p in prompts if p.strip()):
+        for variant in variants:
+            row: dict[str, Any] = dict.fromkeys(BENCH_COLUMNS)
+            row.update(prompt=prompt, variant=variant.name, text="")
+            try:
+                plan = assemble_context(
+                    settings.system_prompt,
+                    settings.pinned,
+                    [],
+                    prompt,
+                    budget_tokens=variant.budget_tokens or settings.budget_tokens,
+                    count_tokens=backend.count_tokens,
+                    truncate=truncate,
+                )
+                reply = respond(backend, plan, variant.limits)
+            except ContextOverflow as e:
+                row.update(stopped_by="context_overflow", detail=str(e))
+            except ChatInputError as e:
+                row.update(stopped_by="refused", detail=str(e))
+            else:
+                figures = reply.to_dict()
+                row.update({k: figures[k] for k in BENCH_COLUMNS if k in figures})
+            rows.append(row)
+            on_row(row)
+    return rows

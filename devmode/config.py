@@ -77,6 +77,9 @@ POOLINGS = ("mean", "cls")
 ADVERSARIAL = ("none", "fgm")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+# How the embedded chat model holds its weights: auto | int8 (int8 matrices, bf16 activations)
+# | bf16 | fp32. See decoder.py.
+CHAT_PRECISIONS = ("auto", "int8", "bf16", "fp32")
 
 
 class InvalidBaseModel(DevmodeError):

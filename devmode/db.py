@@ -223,6 +223,40 @@ def _topics_and_score_jobs(db: Database) -> None:
     db["devmode_score_jobs"].create_index(["dataset_id", "id"])
 
 
+@migrations(name="0006_chat")
+def _create_chat(db: Database) -> None:
+    """Chat sandbox conversations: their settings, and every message with the settings it was
+    sent under and, for replies, which limit ended them and the figures. Never an API key."""
+    db["devmode_conversations"].create(
+        {
+            "id": int,
+            "title": str,
+            "settings": str,  # JSON: chat.ChatSettings as last used (backend, context, limits)
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"title", "settings", "created_at", "updated_at"},
+    )
+    db["devmode_chat_messages"].create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "position": int,  # 0, 1, 2 ... in the conversation
+            "role": str,  # user | assistant
+            "content": str,  # as shown (masked words masked)
+            "settings": str,  # JSON: chat.ChatSettings this exchange was sent under
+            "context": str,  # JSON: the parts sent (kind, role, tokens, status), user rows only
+            "report": str,  # JSON: chat.Reply's figures (stopped_by, detail, tokens, times)
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "devmode_conversations", "id")],
+        not_null={"conversation_id", "position", "role", "content", "created_at"},
+    )
+    db["devmode_chat_messages"].create_index(["conversation_id", "position"], unique=True)
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 
@@ -284,4 +318,5 @@ def summary(db: Database) -> dict[str, int]:
         "runs": count_rows(db, "devmode_runs"),
         "active_models": count_rows(db, "devmode_models", "active_as is not null"),
         "open_alerts": count_rows(db, "devmode_alert_events", "acknowledged_at is null"),
+        "conversations": count_rows(db, "devmode_conversations"),
     }

@@ -5,8 +5,10 @@ OpenAI-compatible endpoint (through the ``openai`` SDK). Both stream ``chat.Stre
     backend = OpenAIBackend("http://127.0.0.1:8000/v1", "smollm2", api_key_env="OPENAI_API_KEY")
     reply = chat.respond(backend, plan, limits, on_text=print)
 
-The GGUF file is de-quantized to float32 on the first load (about 30 s on 2 cores); with a
-``cache_dir`` the converted model is saved there once and later loads take a second or two.
+The GGUF file is de-quantized to float32 on the first load (a few seconds); with a ``cache_dir``
+the converted folder is kept there and later loads read it directly. Replies come from
+``decoder.LlamaDecoder`` (int8 weights on a CPU with native bf16): about 55 tokens/s on 2 cores
+against 17 for transformers' ``generate()``; ``benchmarks/chat_speed.py`` measures both.
 An API key is read from the environment (or given by the caller from Streamlit secrets) and kept
 only in memory: it is never stored, logged or exported.
 """
@@ -14,11 +16,13 @@ only in memory: it is never stored, logged or exported.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from devmode.chat import BackendError, BackendTimeout, ChatLimits, StreamEvent
+from devmode.chat import BackendError, BackendSpec, BackendTimeout, ChatLimits, StreamEvent
+from devmode.decoder import LlamaDecoder, Sampling
 
 EMBEDDED_CHAT_MODEL = "SmolLM2-135M-Instruct"
 
@@ -42,41 +46,48 @@ def embedded_gguf_file() -> Path:
 
 
 class EmbeddedBackend:
-    """SmolLM2-135M-Instruct on this machine's CPU (or GPU), streamed token by token."""
+    """SmolLM2-135M-Instruct on this machine, run by devmode's lean decoder (``decoder.py``),
+    streamed token by token. One reply at a time: a second caller waits for the first."""
 
-    name = "embedded model"
-
-    def __init__(self, model, tokenizer):
-        self.model = model
+    def __init__(self, decoder: LlamaDecoder, tokenizer):
+        self.decoder = decoder
         self.tokenizer = tokenizer
+        self.name = f"embedded model ({decoder.precision})"
+        eos = tokenizer.eos_token_id
+        self.stop_ids = frozenset(x for x in (eos, *decoder.eos_ids) if x is not None)
+        self._busy = threading.Lock()
 
     @classmethod
-    def load(cls, cache_dir: str | Path | None = None) -> EmbeddedBackend:
+    def load(cls, cache_dir: str | Path | None = None, precision: str = "auto") -> EmbeddedBackend:
+        """Load the embedded model; ``precision`` is one of ``decoder.PRECISIONS`` ("auto":
+        int8 weights on a CPU with native bf16, bf16 on a GPU, else float32)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        device = "cuda" if torch.cuda.is_available() else "cpu"
         converted = Path(cache_dir) / EMBEDDED_CHAT_MODEL if cache_dir else None
         if converted and (converted / "config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(converted)
-            model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
-        else:
-            gguf = embedded_gguf_file()
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-            )
-            if converted:
-                # the GGUF loader already de-quantized the weights to float32: nothing
-                # quantized is left, so the model saves as a plain safetensors folder
-                model.hf_quantizer = None
-                if hasattr(model.config, "quantization_config"):
-                    del model.config.quantization_config
-                staging = converted.with_name(converted.name + ".partial")
-                model.save_pretrained(staging)
-                tokenizer.save_pretrained(staging)
-                staging.rename(converted)  # whole or absent, never half-written
-        model.eval()
-        return cls(model, tokenizer)
+            return cls(LlamaDecoder.from_pretrained(converted, precision, device), tokenizer)
+        gguf = embedded_gguf_file()
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        )
+        # the GGUF loader de-quantized the weights to float32: nothing quantized is left, so
+        # the model saves as a plain safetensors folder, which later loads read in a second
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        folder = converted
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="devmode-llm-")) / EMBEDDED_CHAT_MODEL
+        staging = folder.with_name(folder.name + ".partial")
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(folder)  # whole or absent, never half-written
+        del model
+        return cls(LlamaDecoder.from_pretrained(folder, precision, device), tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -85,66 +96,52 @@ class EmbeddedBackend:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:tokens]
         return self.tokenizer.decode(ids)
 
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The messages through the model's chat template, ready for a reply."""
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
     def stream(
         self, messages: list[dict[str, str]], limits: ChatLimits, should_stop: Callable[[], bool]
     ) -> Iterator[StreamEvent]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        inputs = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        prompt_tokens = int(inputs["input_ids"].shape[1])
-        state = {"generated": 0, "ended": False, "error": None}
-        eos = self.model.generation_config.eos_token_id
-
-        class Watch(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                state["generated"] = int(input_ids.shape[1]) - prompt_tokens
-                state["ended"] = int(input_ids[0, -1]) == eos
-                return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool)
-
-        streamer = TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=limits.timeout_s
-        )
-        sampling = limits.temperature > 0
-        settings = dict(
-            **inputs,
-            max_new_tokens=limits.max_tokens,
-            do_sample=sampling,
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([Watch()]),
-            pad_token_id=self.tokenizer.eos_token_id,
-        )
-        if sampling:
-            settings.update(temperature=limits.temperature, top_p=limits.top_p, top_k=limits.top_k)
-
-        def generate():
-            try:
-                if limits.seed is not None:
-                    torch.manual_seed(limits.seed)
-                with torch.inference_mode():
-                    self.model.generate(**settings)
-            except Exception as e:  # reported to the caller below, not lost in the thread
-                state["error"] = e
-                streamer.end()
-
-        thread = threading.Thread(target=generate, daemon=True)
-        thread.start()
+        prompt = self.prompt_ids(messages)
+        if not self._busy.acquire(timeout=limits.timeout_s):
+            raise BackendTimeout(
+                f"the embedded model was busy with another reply for {limits.timeout_s:g} s"
+            )
         try:
-            for piece in streamer:
-                yield StreamEvent(piece)
-        except Exception as e:  # queue.Empty: nothing came for timeout_s seconds
-            raise BackendTimeout(str(e)) from e
+            sampling = Sampling(limits.temperature, limits.top_p, limits.top_k, limits.seed)
+            ids: list[int] = []
+            shown = ""
+            ended = False
+            for token in self.decoder.generate(
+                prompt, limits.max_tokens, sampling, stop_ids=self.stop_ids, should_stop=should_stop
+            ):
+                if token in self.stop_ids:
+                    ended = True
+                    break
+                ids.append(token)
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if text.endswith("\ufffd"):
+                    continue  # half a character (a multi-byte one split over tokens): wait
+                if len(text) > len(shown):
+                    # the counts so far ride along: a reply cut short (a stop sequence) keeps them
+                    yield StreamEvent(
+                        text[len(shown) :], prompt_tokens=len(prompt), completion_tokens=len(ids)
+                    )
+                    shown = text
+        except ValueError as e:  # the prompt is longer than the model reads
+            raise BackendError(str(e)) from e
         finally:
-            thread.join(timeout=limits.timeout_s)
-        if state["error"]:
-            raise BackendError(f"{type(state['error']).__name__}: {state['error']}")
-        hit_length = state["generated"] >= limits.max_tokens and not state["ended"]
+            self._busy.release()
+        generated = len(ids) + ended  # the end-of-turn token counts, as servers count it
+        hit_length = generated >= limits.max_tokens and not ended
         yield StreamEvent(
             finish="max_tokens" if hit_length else "end",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=state["generated"],
+            prompt_tokens=len(prompt),
+            completion_tokens=generated,
         )
 
 
@@ -235,3 +232,20 @@ class OpenAIBackend:
             ) from e
         except openai.APIStatusError as e:
             raise BackendError(f"{self.base_url} answered {e.status_code}: {e.message}") from e
+
+
+def make_backend(
+    spec: BackendSpec,
+    *,
+    cache_dir: str | Path | None = None,
+    api_key: str | None = None,
+    load_embedded: Callable[[str | Path | None, str], EmbeddedBackend] | None = None,
+) -> EmbeddedBackend | OpenAIBackend:
+    """The backend ``spec`` describes. An endpoint's key is ``api_key`` when given (the page
+    reads it from Streamlit secrets), else the environment variable ``spec.api_key_name``.
+
+    :param load_embedded: how to load the embedded model (the page passes a cached loader)
+    """
+    if spec.kind == "embedded":
+        return (load_embedded or EmbeddedBackend.load)(cache_dir, spec.precision)
+    return OpenAIBackend(spec.base_url, spec.model, api_key=api_key, api_key_env=spec.api_key_name)

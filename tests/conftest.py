@@ -220,3 +220,14 @@ def news_db(db_path, tmp_path, tiny_model_dir):
     with open_db(db_path) as db:
         models.promote(db, run.id, "sentiment")
     return db_path
+
+
+# ----------------------------------------------------------------------------------------------
+# The embedded chat model (real SmolLM2 weights, converted once per test session)
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory):
+    from devmode import llm
+
+    return llm.EmbeddedBackend.load(tmp_path_factory.getbasetemp() / "llm")

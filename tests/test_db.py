@@ -64,7 +64,13 @@ def test_shuffle_key_is_deterministic_and_seed_dependent():
 
 
 def test_summary_counts_what_exists(db):
-    assert summary(db) == {"datasets": 0, "runs": 0, "active_models": 0, "open_alerts": 0}
+    assert summary(db) == {
+        "datasets": 0,
+        "runs": 0,
+        "active_models": 0,
+        "open_alerts": 0,
+        "conversations": 0,
+    }
     db["devmode_datasets"].insert(_record("a"))
     assert summary(db)["datasets"] == 1
 

@@ -1,0 +1,374 @@
+"""A lean decoder for the embedded chat model: Llama's arithmetic (SmolLM2 is a Llama) written
+out in plain tensor operations, with a preallocated key/value cache.
+
+    decoder = LlamaDecoder.from_pretrained(folder, dtype=torch.bfloat16)
+    for token in decoder.generate(prompt_ids, 64, Sampling(temperature=0.7, seed=1)):
+        ...                                  # token ids as they come; the caller decodes them
+
+Why not ``model.generate()``: it spends most of a token on Python around the arithmetic (module
+calls, cache objects, logits processors, a streamer thread): 17 tokens/s for SmolLM2-135M on
+2 CPU cores. Here a layer is about fifteen tensor operations, with q/k/v and gate/up each one
+matrix product, and the loop runs in the caller's thread. What is left is reading the weights:
+every new token reads all of them from memory (a matrix-vector product per layer), so
+bytes per token decide the speed. Hence ``int8_weights``: each matrix is stored as int8 with
+one scale per row (half the bytes of bf16) and multiplied by torch's weight-only int8 kernel.
+The embedded model's weights are 4-bit values de-quantized (its GGUF file is Q4_1), so eight
+bits per weight lose far less than the file already did. A prompt goes through as one
+matrix-matrix product per layer, where bf16 is faster: the int8 rows are expanded for it.
+
+Same operations in the same order as ``transformers``' LlamaForCausalLM (RMSNorm in float32,
+rotary embeddings computed in float32, grouped-query attention through SDPA, SiLU MLP, the output
+head tied to the embeddings when the model says so): ``tests/test_decoder.py`` compares the two.
+Sampling follows ``generate()``'s order: temperature, then top-k, then top-p.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from devmode.config import CHAT_PRECISIONS
+from devmode.errors import DevmodeError
+
+
+class UnsupportedModel(DevmodeError):
+    """The model folder is not a Llama-style decoder this module can run."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is picked: greedy at temperature 0, else sampled."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Int8Weight:
+    """A matrix kept as int8 rows with one scale per row (symmetric, weight-only)."""
+
+    values: torch.Tensor  # int8, (out, in)
+    scales: torch.Tensor  # (out,), in the activations' dtype
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, dtype: torch.dtype) -> Int8Weight:
+        w = weight.float()
+        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127
+        values = (w / scales[:, None]).round().clamp(-127, 127).to(torch.int8)
+        return cls(values, scales.to(dtype))
+
+    def dense(self) -> torch.Tensor:
+        return self.values.to(self.scales.dtype) * self.scales[:, None]
+
+
+Matrix = torch.Tensor | Int8Weight
+
+
+def linear(x: torch.Tensor, weight: Matrix) -> torch.Tensor:
+    """``x @ weight.T``: int8 weights through torch's weight-only kernel for one row (a new
+    token), expanded to dense for many (a prompt, where a dense product is faster)."""
+    if not isinstance(weight, Int8Weight):
+        return F.linear(x, weight)
+    rows = x.reshape(-1, x.shape[-1])
+    if rows.shape[0] > 1:
+        return F.linear(x, weight.dense())
+    out = torch._weight_int8pack_mm(rows, weight.values, weight.scales)
+    return out.view(*x.shape[:-1], -1)
+
+
+def int8_kernel_works(dtype: torch.dtype) -> bool:
+    """Whether torch's (private) weight-only int8 kernel exists here and agrees with a dense
+    product on a random matrix; if not, the decoder keeps dense weights."""
+    if dtype != torch.bfloat16 or not hasattr(torch, "_weight_int8pack_mm"):
+        return False
+    try:
+        weight = Int8Weight.quantize(torch.randn(64, 32), dtype)
+        x = torch.randn(1, 32, dtype=dtype)
+        fast = torch._weight_int8pack_mm(x, weight.values, weight.scales).float()
+        dense = F.linear(x.float(), weight.dense().float())
+        return bool(torch.allclose(fast, dense, rtol=0.05, atol=0.05))
+    except RuntimeError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Layer:
+    qkv: Matrix  # q, k and v projections stacked: one matrix product
+    out: Matrix
+    gate_up: Matrix  # the MLP's gate and up projections stacked
+    down: Matrix
+    attention_norm: torch.Tensor
+    mlp_norm: torch.Tensor
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); elsewhere bf16
+    is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+# How the weights are held: "int8" (int8 matrices, bf16 activations), "bf16" or "fp32".
+PRECISIONS = CHAT_PRECISIONS
+
+
+def preferred_precision(device: torch.device) -> str:
+    """int8 weights on a CPU with native bf16 (the int8 kernel is fast with bf16 activations
+    only), bf16 on a GPU, float32 elsewhere (emulated bf16 is slower than float32)."""
+    if device.type == "cuda":
+        return "bf16"
+    if cpu_has_native_bf16():
+        return "int8" if int8_kernel_works(torch.bfloat16) else "bf16"
+    return "fp32"
+
+
+class LlamaDecoder:
+    """The weights of a Llama-style causal LM, and a forward pass over a key/value cache.
+
+    :param precision: "int8", "bf16" or "fp32" (see ``PRECISIONS``; "auto" is resolved by
+        ``from_pretrained``)
+    """
+
+    def __init__(self, config, weights: dict[str, torch.Tensor], precision: str, device):
+        if precision not in PRECISIONS[1:]:
+            raise ValueError(f"precision must be one of {PRECISIONS[1:]}; found {precision!r}")
+        self.precision = precision
+        dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        self.dtype, self.device = dtype, torch.device(device)
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.eps = config.rms_norm_eps
+        self.max_positions = config.max_position_embeddings
+        eos = getattr(config, "eos_token_id", None)
+        self.eos_ids = tuple(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
+        def weight(name: str) -> torch.Tensor:
+            return weights[name].to(device=self.device, dtype=dtype)
+
+        def matrix(*names: str) -> Matrix:
+            stacked = torch.cat([weights[name] for name in names]).to(self.device)
+            if precision == "int8":
+                return Int8Weight.quantize(stacked, dtype)
+            return stacked.to(dtype)
+
+        self.embed = weight("model.embed_tokens.weight")  # a lookup table: kept dense
+        tied = getattr(config, "tie_word_embeddings", False) or "lm_head.weight" not in weights
+        self.lm_head = matrix("model.embed_tokens.weight" if tied else "lm_head.weight")
+        self.norm = weight("model.norm.weight")
+        self.layers = []
+        for i in range(config.num_hidden_layers):
+            p = f"model.layers.{i}."
+            self.layers.append(
+                _Layer(
+                    qkv=matrix(*(p + f"self_attn.{x}_proj.weight" for x in "qkv")),
+                    out=matrix(p + "self_attn.o_proj.weight"),
+                    gate_up=matrix(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
+                    down=matrix(p + "mlp.down_proj.weight"),
+                    attention_norm=weight(p + "input_layernorm.weight"),
+                    mlp_norm=weight(p + "post_attention_layernorm.weight"),
+                )
+            )
+        theta = _rope_theta(config)
+        steps = torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim
+        self.inv_freq = (1.0 / (theta**steps)).to(self.device)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, precision: str = "fp32", device="cpu"
+    ) -> LlamaDecoder:
+        """Load a Hugging Face folder of a Llama-style model (safetensors, one file or shards);
+        ``precision="auto"`` picks what is fastest here (``preferred_precision``)."""
+        from safetensors.torch import load_file
+        from transformers import AutoConfig
+
+        folder = Path(folder)
+        config = AutoConfig.from_pretrained(folder)
+        _check_supported(config)
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            raise UnsupportedModel(f"{folder} holds no .safetensors weights.")
+        weights: dict[str, torch.Tensor] = {}
+        for file in files:
+            weights.update(load_file(file))
+        if precision == "auto":
+            precision = preferred_precision(torch.device(device))
+        return cls(config, weights, precision, device)
+
+    # ------------------------------------------------------------------------------------------
+    # The forward pass
+
+    def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # in float32, as LlamaRMSNorm does, then back to the model's dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * x32.to(self.dtype)
+
+    def _rotary(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(start, start + length, device=self.device, dtype=torch.float)
+        freqs = positions[:, None] * self.inv_freq[None, :]
+        angles = torch.cat((freqs, freqs), dim=-1)
+        return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+
+    def new_cache(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values for ``length`` positions of every layer, allocated once."""
+        shape = (len(self.layers), 1, self.kv_heads, length, self.head_dim)
+        return (
+            torch.empty(shape, dtype=self.dtype, device=self.device),
+            torch.empty(shape, dtype=self.dtype, device=self.device),
+        )
+
+    def forward(
+        self, ids: torch.Tensor, start: int, cache: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """Next-token logits (float32, shape ``(vocab,)``) after ``ids`` (shape ``(1, n)``),
+        which sit at positions ``start ..``; fills the cache there. A prompt goes in whole from
+        position 0, then one token at a time."""
+        n = ids.shape[1]
+        if start and n > 1:
+            raise ValueError("after the prompt, tokens go in one at a time")
+        keys, values = cache
+        x = F.embedding(ids, self.embed)
+        cos, sin = self._rotary(start, n)
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        for i, layer in enumerate(self.layers):
+            h = self._rms_norm(x, layer.attention_norm)
+            q, k, v = linear(h, layer.qkv).split([q_size, kv_size, kv_size], dim=-1)
+            q = _rotate(q.view(1, n, self.heads, self.head_dim).transpose(1, 2), cos, sin)
+            k = _rotate(k.view(1, n, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            keys[i, :, :, start : start + n] = k
+            values[i, :, :, start : start + n] = v.view(1, n, self.kv_heads, -1).transpose(1, 2)
+            attended = self._attend(q, keys[i, :, :, : start + n], values[i, :, :, : start + n])
+            x = x + linear(attended.transpose(1, 2).reshape(1, n, q_size), layer.out)
+            gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
+            x = x + linear(F.silu(gate) * up, layer.down)
+        last = self._rms_norm(x[:, -1], self.norm)  # only the last position is read
+        return linear(last, self.lm_head)[0].float()
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Causal attention of ``q`` over the cache. A prompt goes through SDPA; one new token
+        through two small products (the CPU's SDPA kernel costs twice as much for one query)."""
+        if q.shape[2] > 1:
+            return F.scaled_dot_product_attention(
+                q,
+                keys,
+                values,
+                is_causal=True,
+                scale=self.head_dim**-0.5,
+                enable_gqa=self.kv_heads != self.heads,
+            )
+        groups = self.heads // self.kv_heads  # query heads per key/value head
+        q = q.view(1, self.kv_heads, groups, self.head_dim)
+        scores = (q @ keys.transpose(-1, -2)) * self.head_dim**-0.5
+        weights = scores.float().softmax(-1).to(self.dtype)
+        return (weights @ values).view(1, self.heads, 1, self.head_dim)
+
+    # ------------------------------------------------------------------------------------------
+    # Generation
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int,
+        sampling: Sampling = Sampling(),
+        *,
+        stop_ids: Sequence[int] = (),
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Iterator[int]:
+        """Yield new token ids one by one: up to ``max_new_tokens``, until one of ``stop_ids``
+        (which is yielded too) or until ``should_stop()`` says so (asked after every token)."""
+        room = self.max_positions - len(prompt_ids)
+        if room < 1:
+            raise ValueError(
+                f"The prompt has {len(prompt_ids)} tokens; the model reads at most "
+                f"{self.max_positions}."
+            )
+        max_new_tokens = min(max_new_tokens, room)
+        generator = None
+        if sampling.temperature > 0:
+            generator = torch.Generator(device=self.device)
+            if sampling.seed is not None:
+                generator.manual_seed(sampling.seed)
+            else:
+                generator.seed()
+        cache = self.new_cache(len(prompt_ids) + max_new_tokens)
+        with torch.inference_mode():
+            ids = torch.tensor([list(prompt_ids)], device=self.device)
+            logits = self.forward(ids, 0, cache)
+            position = len(prompt_ids)
+            for produced in range(1, max_new_tokens + 1):
+                token = pick_token(logits, sampling, generator)
+                yield token
+                if token in stop_ids or produced == max_new_tokens or should_stop():
+                    return
+                ids = torch.tensor([[token]], device=self.device)
+                logits = self.forward(ids, position, cache)
+                position += 1
+
+
+def pick_token(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
+    """Greedy at temperature 0; else a draw from ``sampling_logits``."""
+    if sampling.temperature <= 0:
+        return int(logits.argmax())
+    filtered = sampling_logits(logits, sampling)
+    return int(torch.multinomial(filtered.softmax(-1), 1, generator=generator))
+
+
+def sampling_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """The logits a token is drawn from: divided by the temperature, then all but the top-k set
+    to -inf, then all outside the top-p nucleus (the order of transformers' warpers)."""
+    logits = logits / sampling.temperature
+    if 0 < sampling.top_k < logits.numel():
+        kth = torch.topk(logits, sampling.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        ordered, order = torch.sort(logits)  # ascending, as transformers' TopPLogitsWarper
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop = cumulative <= 1 - sampling.top_p
+        drop[-1] = False  # the likeliest token always stays
+        logits = logits.scatter(0, order, ordered.masked_fill(drop, float("-inf")))
+    return logits
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _rope_theta(config) -> float:
+    parameters = getattr(config, "rope_parameters", None) or {}
+    return float(parameters.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+
+
+def _check_supported(config) -> None:
+    """Refuse what this decoder does not implement, rather than generate nonsense."""
+    problems = []
+    if config.model_type != "llama":
+        problems.append(f"model_type {config.model_type!r} (expected 'llama')")
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_type = rope.get("rope_type", "default")
+    scaling = getattr(config, "rope_scaling", None)
+    if rope_type != "default" or (scaling and scaling.get("rope_type", "default") != "default"):
+        problems.append(f"rope type {rope_type!r} (only the default is implemented)")
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        problems.append("bias terms in attention or MLP")
+    if getattr(config, "hidden_act", "silu") != "silu":
+        problems.append(f"activation {config.hidden_act!r}")
+    if problems:
+        raise UnsupportedModel(
+            "The lean decoder runs Llama-style models only; this one has "
+            + ", ".join(problems)
+            + ". Serve it through an OpenAI-compatible endpoint instead. Config: "
+            + json.dumps({"model_type": config.model_type})
+        )

@@ -1,0 +1,144 @@
+"""The lean decoder computes what transformers' LlamaForCausalLM computes."""
+
+import pytest
+import torch
+
+from devmode.decoder import (
+    Int8Weight,
+    LlamaDecoder,
+    Sampling,
+    UnsupportedModel,
+    int8_kernel_works,
+    sampling_logits,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    """A random 2-layer Llama with grouped-query attention, saved as a Hugging Face folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+        rope_theta=5000.0,
+    )
+    model = LlamaForCausalLM(config).eval()
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    return path, model
+
+
+def test_logits_match_transformers_for_the_prompt_and_each_new_token(tiny_llama):
+    path, reference = tiny_llama
+    decoder = LlamaDecoder.from_pretrained(path)
+    ids = [5, 17, 3, 88, 41, 9, 60]
+    cache = decoder.new_cache(len(ids) + 4)
+    with torch.inference_mode():
+        logits = decoder.forward(torch.tensor([ids]), 0, cache)
+        for _ in range(4):
+            expected = reference(torch.tensor([ids])).logits[0, -1]
+            torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+            token = int(logits.argmax())
+            logits = decoder.forward(torch.tensor([[token]]), len(ids), cache)
+            ids.append(token)
+
+
+def test_greedy_generation_matches_generate(tiny_llama):
+    path, reference = tiny_llama
+    decoder = LlamaDecoder.from_pretrained(path)
+    prompt = [1, 2, 3, 4, 5]
+    ours = list(decoder.generate(prompt, 12))
+    theirs = reference.generate(
+        torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=None
+    )[0, len(prompt) :].tolist()
+    assert ours == theirs
+
+
+def test_generation_stops_at_a_stop_token_or_when_asked(tiny_llama):
+    path, _ = tiny_llama
+    decoder = LlamaDecoder.from_pretrained(path)
+    free = list(decoder.generate([1, 2, 3], 10))
+    assert len(free) == 10
+    assert list(decoder.generate([1, 2, 3], 10, stop_ids=[free[2]]))[-1] == free[2]
+    asked = []
+    tokens = list(
+        decoder.generate([1, 2, 3], 10, should_stop=lambda: len(asked.append(1) or asked) >= 4)
+    )
+    assert len(tokens) == 4
+
+
+def test_a_seed_makes_sampling_repeatable(tiny_llama):
+    path, _ = tiny_llama
+    decoder = LlamaDecoder.from_pretrained(path)
+    sampling = Sampling(temperature=1.5, top_p=0.9, top_k=20, seed=7)
+    first = list(decoder.generate([1, 2, 3], 15, sampling))
+    assert first == list(decoder.generate([1, 2, 3], 15, sampling))
+    assert first != list(decoder.generate([1, 2, 3], 15, Sampling(temperature=1.5, seed=8)))
+
+
+@pytest.mark.parametrize("top_k,top_p", [(0, 0.8), (5, 1.0), (5, 0.5), (0, 0.05)])
+def test_sampling_filters_as_transformers_warpers_do(top_k, top_p):
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    torch.manual_seed(1)
+    logits = torch.randn(50) * 3
+    ours = sampling_logits(logits, Sampling(temperature=0.7, top_k=top_k, top_p=top_p))
+    theirs = TemperatureLogitsWarper(0.7)(None, logits[None].clone())
+    if top_k:
+        theirs = TopKLogitsWarper(top_k)(None, theirs)
+    if top_p < 1:
+        theirs = TopPLogitsWarper(top_p)(None, theirs)
+    assert torch.equal(torch.isinf(ours), torch.isinf(theirs[0]))
+    kept = ~torch.isinf(ours)
+    torch.testing.assert_close(ours[kept], theirs[0][kept])
+
+
+def test_other_architectures_are_refused(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(
+        tmp_path
+    )
+    with pytest.raises(UnsupportedModel, match="model_type 'gpt2'"):
+        LlamaDecoder.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_lower_precisions_stay_close_to_float32(tiny_llama, precision):
+    """bf16 and int8 weights change the logits a little, not the model: for the prompt (dense
+    products) and for a new token (the int8 kernel), the likeliest tokens are the same."""
+    if precision == "int8" and not int8_kernel_works(torch.bfloat16):
+        pytest.skip("no weight-only int8 kernel on this CPU")
+    path, _ = tiny_llama
+    exact = LlamaDecoder.from_pretrained(path, "fp32")
+    lower = LlamaDecoder.from_pretrained(path, precision)
+    assert lower.precision == precision
+    ids = torch.tensor([[5, 17, 3, 88, 41, 9, 60]])
+    exact_cache, lower_cache = exact.new_cache(8), lower.new_cache(8)
+    with torch.inference_mode():
+        pairs = [(exact.forward(ids, 0, exact_cache), lower.forward(ids, 0, lower_cache))]
+        step = torch.tensor([[7]])
+        pairs.append((exact.forward(step, 7, exact_cache), lower.forward(step, 7, lower_cache)))
+    for a, b in pairs:
+        assert torch.topk(a, 3).indices.tolist() == torch.topk(b, 3).indices.tolist()
+        assert (a - b).abs().max() < 0.05 * a.abs().max()
+
+
+def test_int8_rows_round_trip_within_half_a_step():
+    weight = torch.randn(16, 40)
+    quantized = Int8Weight.quantize(weight, torch.float32)
+    step = weight.abs().amax(1, keepdim=True) / 127
+    assert quantized.values.dtype == torch.int8
+    assert ((quantized.dense() - weight).abs() <= step / 2 + 1e-6).all()
