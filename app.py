@@ -18,11 +18,12 @@ with ui.page_db() as db:
     counts = store.summary(db)
 
 st.caption(f"Database: `{config.db_path()}`")
-cols = st.columns(4)
+cols = st.columns(5)
 cols[0].metric("Datasets", counts["datasets"])
 cols[1].metric("Training runs", counts["runs"])
 cols[2].metric("Active models", counts["active_models"])
 cols[3].metric("Open alerts", counts["open_alerts"])
+cols[4].metric("Conversations", counts["conversations"])
 
 st.subheader("Pages")
 for path, label, icon in ui.PAGES[1:]:

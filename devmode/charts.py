@@ -289,3 +289,88 @@ def topic_figure(rows: list[dict[str, Any]], title: str = "Sentiment by topic") 
         xaxis=dict(title="P(positive) - P(negative)", range=[-1, 1], zeroline=True),
     )
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Chat sandbox
+
+CONTEXT_COLOURS = {
+    "system": "#4C78A8",
+    "pinned": "#72B7B2",
+    "history": "#F58518",
+    "prompt": "#54A24B",
+}
+
+
+def context_figure(rows: list[dict[str, Any]], budget_tokens: int) -> go.Figure:
+    """Where the context budget goes: a bar of what is sent, part by part, a bar of what was
+    dropped or cut to fit, and a line at the budget.
+
+    :param rows: ``chat.plan_rows(plan)``
+    """
+    fig = go.Figure()
+    for row in rows:
+        sent = row["status"] != "dropped"
+        fig.add_bar(
+            y=["sent" if sent else "dropped"],
+            x=[row["tokens"]],
+            name=row["part"],
+            orientation="h",
+            marker_color=CONTEXT_COLOURS.get(row["kind"], "#999999"),
+            marker_pattern_shape="" if row["status"] == "kept" else "/",
+            opacity=1.0 if sent else 0.45,
+            hovertemplate=f"{row['part']} ({row['status']}): %{{x}} tokens<extra></extra>",
+            showlegend=False,
+        )
+    fig.add_vline(x=budget_tokens, line_dash="dash", annotation_text=f"budget {budget_tokens}")
+    fig.update_layout(
+        title="Context: tokens sent and dropped",
+        barmode="stack",
+        height=190,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="tokens",
+        yaxis=dict(categoryorder="array", categoryarray=["dropped", "sent"]),
+    )
+    return fig
+
+
+STOP_COLOURS = {
+    "end": "#54A24B",
+    "max_tokens": "#4C78A8",
+    "stop_sequence": "#72B7B2",
+    "banned_word": "#E45756",
+    "timeout": "#F58518",
+    "context_overflow": "#B279A2",
+    "api_error": "#9D755D",
+    "refused": "#BAB0AC",
+}
+
+
+def bench_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """The limit bench: completion tokens per prompt and variant, coloured by the limit that
+    ended each reply.
+
+    :param rows: ``chat.run_bench`` rows
+    """
+    prompts = list(dict.fromkeys(r["prompt"] for r in rows))
+    fig = go.Figure()
+    for reason in dict.fromkeys(r["stopped_by"] for r in rows):
+        chosen = [r for r in rows if r["stopped_by"] == reason]
+        fig.add_bar(
+            x=[
+                [f"prompt {prompts.index(r['prompt']) + 1}" for r in chosen],
+                [r["variant"] for r in chosen],
+            ],
+            y=[r["completion_tokens"] or 0 for r in chosen],
+            name=reason,
+            marker_color=STOP_COLOURS.get(reason, "#999999"),
+            hovertemplate="%{x}: %{y} tokens<extra>" + reason + "</extra>",
+        )
+    fig.update_layout(
+        title="Limit bench: tokens generated, coloured by the limit that ended the reply",
+        yaxis_title="completion tokens",
+        legend_title="stopped by",
+        margin=dict(l=10, r=10, t=50, b=10),
+        height=320,
+    )
+    return fig

@@ -307,6 +307,71 @@ def assemble_context(
     return ContextPlan([system_part, *pinned_parts, *history_parts, prompt_part], budget_tokens)
 
 
+def plan_rows(plan: ContextPlan, preview_chars: int = 80) -> list[dict[str, Any]]:
+    """The plan as table rows for a person: each part, its tokens and what happened to it."""
+    rows = []
+    for i, part in enumerate(plan.parts):
+        text = " ".join(part.text.split())
+        rows.append(
+            {
+                "part": _part_name(plan.parts, i),
+                "kind": part.kind,
+                "role": part.role,
+                "tokens": part.tokens,
+                "status": part.status,
+                "text": text if len(text) <= preview_chars else text[: preview_chars - 1] + "…",
+            }
+        )
+    return rows
+
+
+def _part_name(parts: list[ContextPart], i: int) -> str:
+    part = parts[i]
+    if part.kind in ("system", "prompt"):
+        return {"system": "system prompt", "prompt": "new message"}[part.kind]
+    same = [j for j, p in enumerate(parts) if p.kind == part.kind]
+    label = "pinned" if part.kind == "pinned" else f"history ({part.role})"
+    return f"{label} {same.index(i) + 1}"
+
+
+def stop_sequences_from_text(text: str) -> tuple[str, ...]:
+    """One stop sequence per line, as typed in a form: ``\\n`` and ``\\t`` stand for a
+    newline and a tab (a sequence made of newlines cannot be typed on its own line)."""
+    lines = [line for line in text.splitlines() if line]
+    return tuple(line.replace("\\n", "\n").replace("\\t", "\t") for line in lines)
+
+
+def stop_sequences_as_text(stops: Sequence[str]) -> str:
+    """The inverse of ``stop_sequences_from_text``: one per line, newlines and tabs escaped."""
+    return "\n".join(s.replace("\n", "\\n").replace("\t", "\\t") for s in stops)
+
+
+# Pinned documents typed in one box are separated by a line holding only this.
+DOCUMENT_SEPARATOR = "---"
+
+
+def documents_from_text(text: str) -> tuple[str, ...]:
+    """Pinned documents typed in one box, separated by lines holding only ``---``."""
+    documents, current = [], []
+    for line in text.splitlines():
+        if line.strip() == DOCUMENT_SEPARATOR:
+            documents.append("\n".join(current).strip())
+            current = []
+        else:
+            current.append(line)
+    documents.append("\n".join(current).strip())
+    return tuple(d for d in documents if d)
+
+
+def documents_as_text(documents: Sequence[str]) -> str:
+    return f"\n{DOCUMENT_SEPARATOR}\n".join(documents)
+
+
+def words_from_text(text: str) -> tuple[str, ...]:
+    """Banned words or phrases typed as a list: separated by commas or new lines."""
+    return tuple(w.strip() for w in re.split(r"[,\n]", text) if w.strip())
+
+
 def _turns(history: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     """Group messages into turns: a user message with the replies that follow it."""
     turns: list[list[tuple[str, str]]] = []
@@ -621,6 +686,32 @@ def parse_variant(text: str, name: str | None = None) -> BenchVariant:
             known = ", ".join([*kinds, "budget", "name"])
             raise ChatInputError(f"{key!r} is not a limit. Known: {known}.")
     return BenchVariant(label or text or "defaults", ChatLimits(**values), budget)
+
+
+def variant_from_row(row: dict[str, Any], defaults: ChatLimits) -> BenchVariant:
+    """A variant from a table row (the page's editor): blank cells take ``defaults``; stop and
+    banned are typed as ``stop_sequences_from_text`` and ``words_from_text`` read them."""
+
+    def given(key: str) -> bool:
+        value = row.get(key)
+        return value is not None and value == value and str(value).strip() != ""  # NaN: blank
+
+    values = defaults.to_dict()
+    for key in ("max_tokens", "top_k"):
+        if given(key):
+            values[key] = int(row[key])
+    for key in ("temperature", "top_p", "timeout_s"):
+        if given(key):
+            values[key] = float(row[key])
+    if given("banned_action"):
+        values["banned_action"] = str(row["banned_action"])
+    if given("stop"):
+        values["stop"] = stop_sequences_from_text(str(row["stop"]).replace(";", "\n"))
+    if given("banned"):
+        values["banned"] = words_from_text(str(row["banned"]).replace(";", ","))
+    budget = int(row["budget_tokens"]) if given("budget_tokens") else None
+    name = str(row["name"]).strip() if given("name") else "variant"
+    return BenchVariant(name, ChatLimits.from_dict(values), budget)
 
 
 def _number(value: str, kind: type, key: str):

@@ -802,63 +802,343 @@ def alerts_ack(ctx, alert_id):
 
 
 # ----------------------------------------------------------------------------------------------
-# chat
+# chat, conversations, chat-bench, serve
+
+
+def _context_options(fn):
+    """What every chat command sends besides the message: system prompt, pinned, budget."""
+    fn = click.option(
+        "--budget", type=int, default=2048, show_default=True, help="Context budget, tokens."
+    )(fn)
+    fn = click.option(
+        "--pinned", multiple=True, help="A document kept in the context (repeatable)."
+    )(fn)
+    return click.option("--system", default=chat.DEFAULT_SYSTEM_PROMPT, show_default=True)(fn)
+
+
+def _backend_options(fn):
+    """Which model answers: the embedded one (default) or an OpenAI-compatible endpoint."""
+    fn = click.option(
+        "--precision",
+        type=click.Choice(config.CHAT_PRECISIONS),
+        default="auto",
+        show_default=True,
+        help="How the embedded model holds its weights.",
+    )(fn)
+    fn = click.option(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        show_default=True,
+        help="Environment variable holding the endpoint's API key (the key is never stored).",
+    )(fn)
+    fn = click.option(
+        "--model", "model_name", default="smollm2", show_default=True, help="With --base-url."
+    )(fn)
+    return click.option(
+        "--base-url", help="An OpenAI-compatible endpoint (default: the embedded model)."
+    )(fn)
+
+
+def _limit_options(fn):
+    """One option per chat.ChatLimits field."""
+    defaults = chat.ChatLimits()
+    options = [
+        click.option("--max-tokens", type=int, default=defaults.max_tokens, show_default=True),
+        click.option("--stop", multiple=True, help="A stop sequence (repeatable, at most 4)."),
+        click.option("--banned", multiple=True, help="A banned word or phrase (repeatable)."),
+        click.option(
+            "--banned-action",
+            type=click.Choice(chat.BANNED_ACTIONS),
+            default=defaults.banned_action,
+            show_default=True,
+        ),
+        click.option("--temperature", type=float, default=defaults.temperature, show_default=True),
+        click.option("--top-p", type=float, default=defaults.top_p, show_default=True),
+        click.option(
+            "--top-k", type=int, default=defaults.top_k, show_default=True, help="Embedded only."
+        ),
+        click.option("--presence-penalty", type=float, default=0.0, help="Endpoints only."),
+        click.option("--frequency-penalty", type=float, default=0.0, help="Endpoints only."),
+        click.option("--seed", type=int),
+        click.option(
+            "--timeout",
+            "timeout_s",
+            type=float,
+            default=defaults.timeout_s,
+            show_default=True,
+            help="Seconds for the whole reply.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _chat_settings(ctx, options: dict, base: chat.ChatSettings | None) -> chat.ChatSettings:
+    """Settings from the command's options; with ``base`` (a saved conversation), only the
+    options given on the command line change it."""
+
+    def given(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return base is None or source != click.core.ParameterSource.DEFAULT
+
+    base = base or chat.ChatSettings()
+    limits = base.limits.to_dict()
+    for field in dataclasses.fields(chat.ChatLimits):
+        if field.name in options and given(field.name):
+            limits[field.name] = options[field.name]
+    backend = base.backend
+    if given("base_url") or given("model_name") or given("api_key_env") or given("precision"):
+        backend = chat.BackendSpec(
+            kind="endpoint" if options["base_url"] else "embedded",
+            base_url=options["base_url"] or "",
+            model=options["model_name"],
+            api_key_name=options["api_key_env"],
+            precision=options["precision"],
+        )
+    return chat.ChatSettings(
+        system_prompt=options["system"] if given("system") else base.system_prompt,
+        pinned=tuple(options["pinned"]) if given("pinned") else base.pinned,
+        budget_tokens=options["budget"] if given("budget") else base.budget_tokens,
+        limits=chat.ChatLimits.from_dict(limits),
+        backend=backend,
+    )
+
+
+def _backend(ctx, spec: chat.BackendSpec):
+    from devmode import llm
+
+    return llm.make_backend(spec, cache_dir=config.files_dir(ctx.obj["db_path"]) / "llm")
 
 
 @cli.command("chat")
 @click.argument("prompt")
-@click.option("--system", default="You are a concise assistant for financial analysts.")
-@click.option("--pinned", multiple=True, help="A document kept in the context (repeatable).")
-@click.option("--budget", type=int, default=2048, show_default=True, help="Context budget, tokens.")
-@click.option("--max-tokens", type=int, default=256, show_default=True)
-@click.option("--stop", multiple=True, help="A stop sequence (repeatable, at most 4).")
-@click.option("--banned", multiple=True, help="A banned word or phrase (repeatable).")
+@_context_options
+@_limit_options
+@_backend_options
+@click.option("--save", is_flag=True, help="Keep the exchange as a new saved conversation.")
 @click.option(
-    "--banned-action", type=click.Choice(chat.BANNED_ACTIONS), default="block", show_default=True
-)
-@click.option("--temperature", type=float, default=0.7, show_default=True)
-@click.option("--top-p", type=float, default=0.95, show_default=True)
-@click.option("--top-k", type=int, default=50, show_default=True, help="Embedded model only.")
-@click.option("--presence-penalty", type=float, default=0.0, help="Endpoints only.")
-@click.option("--frequency-penalty", type=float, default=0.0, help="Endpoints only.")
-@click.option("--seed", type=int)
-@click.option(
-    "--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds."
-)
-@click.option("--base-url", help="An OpenAI-compatible endpoint (default: the embedded model).")
-@click.option(
-    "--model", "model_name", default="smollm2", show_default=True, help="With --base-url."
-)
-@click.option(
-    "--api-key-env",
-    default="OPENAI_API_KEY",
-    show_default=True,
-    help="Environment variable holding the endpoint's API key.",
+    "--conversation",
+    "conversation_id",
+    type=int,
+    help="Continue a saved conversation: its history and settings, changed by the options given.",
 )
 @click.pass_context
 @_friendly_errors
-def chat_command(ctx, prompt, system, pinned, budget, base_url, model_name, api_key_env, **limits):
+def chat_command(ctx, prompt, save, conversation_id, **options):
     """Send PROMPT under the given limits; print the reply and which limit ended it."""
-    from devmode import llm
+    from devmode import conversations
 
-    settings = chat.ChatLimits(**{**limits, "stop": limits["stop"], "banned": limits["banned"]})
-    if base_url:
-        backend = llm.OpenAIBackend(base_url, model_name, api_key_env=api_key_env)
-        truncate = None
-    else:
-        backend = llm.EmbeddedBackend.load(config.files_dir(ctx.obj["db_path"]) / "llm")
-        truncate = backend.truncate
+    saved = None
+    history: list[tuple[str, str]] = []
+    if conversation_id is not None:
+        with _db(ctx) as db:
+            saved = conversations.get_conversation(db, conversation_id)
+            history = conversations.history(db, conversation_id)
+    settings = _chat_settings(ctx, options, saved.settings if saved else None)
+    backend = _backend(ctx, settings.backend)
     plan = chat.assemble_context(
-        system,
-        list(pinned),
-        [],
+        settings.system_prompt,
+        settings.pinned,
+        history,
         prompt,
-        budget_tokens=budget,
+        budget_tokens=settings.budget_tokens,
         count_tokens=backend.count_tokens,
-        truncate=truncate,
+        truncate=getattr(backend, "truncate", None),
     )
     for part in plan.dropped:
         click.echo(f"[{part.kind} {part.status}: {part.tokens} tokens]", err=True)
-    reply = chat.respond(backend, plan, settings, on_text=lambda t: click.echo(t, nl=False))
+    reply = chat.respond(backend, plan, settings.limits, on_text=lambda t: click.echo(t, nl=False))
     click.echo()
     click.echo(chat.describe_reply(reply))
+    if reply.stopped_by == "api_error" and not reply.text:
+        raise SystemExit(1)  # nothing came back: a script should see it failed
+    if save or saved:
+        with _db(ctx) as db:
+            target = saved or conversations.create_conversation(db, settings)
+            conversations.add_exchange(db, target.id, prompt, reply, plan, settings)
+        click.echo(f"Saved in conversation {target.id}.", err=True)
+
+
+@cli.group("conversations")
+def conversations_group():
+    """Saved chat sandbox conversations: list, show, export, rename, delete."""
+
+
+@conversations_group.command("list")
+@click.pass_context
+@_friendly_errors
+def conversations_list(ctx):
+    """Saved conversations, most recent first."""
+    from devmode import conversations
+
+    with _db(ctx) as db:
+        found = conversations.list_conversations(db)
+    if not found:
+        click.echo("No saved conversations. `chat --save` or the Chat sandbox page makes one.")
+    for c in found:
+        click.echo(
+            f"{c.id:>4}  {c.title or '(untitled)'}  [{c.message_count} messages, "
+            f"{c.settings.backend.describe()}, updated {c.updated_at[:16]}]"
+        )
+
+
+@conversations_group.command("show")
+@click.argument("conversation_id", type=int)
+@click.pass_context
+@_friendly_errors
+def conversations_show(ctx, conversation_id):
+    """Print a conversation: settings, messages and each reply's limit report."""
+    from devmode import conversations
+
+    with _db(ctx) as db:
+        click.echo(conversations.export_markdown(db, conversation_id))
+
+
+@conversations_group.command("export")
+@click.argument("conversation_id", type=int)
+@click.option("--format", "kind", type=click.Choice(["json", "markdown"]), default="json")
+@click.option("--to", "path", type=click.Path(dir_okay=False), help="File (default: print).")
+@click.pass_context
+@_friendly_errors
+def conversations_export(ctx, conversation_id, kind, path):
+    """Export a conversation as JSON (everything) or Markdown (a transcript)."""
+    from devmode import conversations
+
+    with _db(ctx) as db:
+        text = (
+            conversations.export_json(db, conversation_id)
+            if kind == "json"
+            else conversations.export_markdown(db, conversation_id)
+        )
+    if path:
+        Path(path).write_text(text, encoding="utf-8")
+        click.echo(f"Wrote conversation {conversation_id} to {path}.")
+    else:
+        click.echo(text)
+
+
+@conversations_group.command("rename")
+@click.argument("conversation_id", type=int)
+@click.argument("title")
+@click.pass_context
+@_friendly_errors
+def conversations_rename(ctx, conversation_id, title):
+    """Give a conversation a new title."""
+    from devmode import conversations
+
+    with _db(ctx) as db:
+        conversations.rename_conversation(db, conversation_id, title)
+    click.echo(f"Conversation {conversation_id} is now {title!r}.")
+
+
+@conversations_group.command("delete")
+@click.argument("conversation_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@_friendly_errors
+def conversations_delete(ctx, conversation_id, yes):
+    """Delete a conversation and its messages."""
+    from devmode import conversations
+
+    if not yes:
+        click.confirm(f"Delete conversation {conversation_id}?", abort=True)
+    with _db(ctx) as db:
+        conversations.delete_conversation(db, conversation_id)
+    click.echo(f"Deleted conversation {conversation_id}.")
+
+
+@cli.command("chat-bench")
+@click.argument("prompts", nargs=-1, required=True)
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    required=True,
+    help='One column of limits: "name=short,max_tokens=20,banned=risk;loss,budget=512" '
+    "(fields of the chat limits; lists with ;). Repeat for each column.",
+)
+@_context_options
+@_backend_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the rows.")
+@click.pass_context
+@_friendly_errors
+def chat_bench_command(ctx, prompts, variants, json_path, **options):
+    """Run every PROMPT under every --variant and tabulate what each produced and which limit
+    fired."""
+    settings = _chat_settings(ctx, options, None)  # the limits come from each --variant
+    columns = [chat.parse_variant(v) for v in variants]
+    backend = _backend(ctx, settings.backend)
+
+    def show(row):
+        tokens = row["completion_tokens"] if row["completion_tokens"] is not None else "-"
+        seconds = f"{row['total_s']:.2f} s" if row["total_s"] is not None else "-"
+        text = " ".join((row["text"] or "").split())
+        if not text and row["stopped_by"] in ("refused", "context_overflow", "api_error"):
+            text = row["detail"]
+        click.echo(
+            f"{row['variant']:<14} {row['stopped_by']:<16} {tokens:>6} tokens {seconds:>8}  "
+            f"{text[:60]!r}"
+        )
+
+    click.echo(f"{'variant':<14} {'stopped by':<16} {'completion':>13} {'total':>8}  text")
+    rows = chat.run_bench(
+        backend,
+        settings,
+        prompts,
+        columns,
+        truncate=getattr(backend, "truncate", None),
+        on_row=show,
+    )
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=2), encoding="utf-8")
+        click.echo(f"Wrote {len(rows)} rows to {json_path}.")
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(config.CHAT_PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="How the embedded model holds its weights.",
+)
+@click.option(
+    "--api-key-env",
+    help="Require the API key held in this environment variable (default: no key needed).",
+)
+@click.pass_context
+@_friendly_errors
+def serve_command(ctx, host, port, precision, api_key_env):
+    """Serve the embedded chat model as an OpenAI-compatible endpoint (/v1/chat/completions,
+    /v1/models), for the Chat sandbox page and any OpenAI client."""
+    import os
+
+    from devmode.server import MODEL_ID, ChatServer
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise click.ClickException(
+                f"--api-key-env {api_key_env} was given, but that variable is empty. Set it "
+                "to the key clients must send, or leave the option out."
+            )
+    backend = _backend(ctx, chat.BackendSpec(precision=precision))
+    server = ChatServer(
+        (host, port), backend, api_key=api_key, log=lambda line: click.echo(line, err=True)
+    )
+    click.echo(
+        f"Serving {backend.name} as model {MODEL_ID!r} at {server.base_url}"
+        + (" (API key required)" if api_key else "")
+        + ". Ctrl-C stops.",
+        err=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

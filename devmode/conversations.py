@@ -57,11 +57,8 @@ class Message:
         """The limit report of a reply in one line ('' for a user message)."""
         if not self.report:
             return ""
-        return describe_reply(Reply(**{k: _reply_value(k, v) for k, v in self.report.items()}))
-
-
-def _reply_value(key: str, value):
-    return tuple(value) if key == "masked" else value
+        figures = {**self.report, "masked": tuple(self.report.get("masked", ()))}
+        return describe_reply(Reply(text=self.content, **figures))
 
 
 def create_conversation(db: Database, settings: ChatSettings, title: str = "") -> Conversation:

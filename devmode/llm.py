@@ -63,7 +63,9 @@ class EmbeddedBackend:
         int8 weights on a CPU with native bf16, bf16 on a GPU, else float32)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # no conversion bars in the CLI, logs or tests
         device = "cuda" if torch.cuda.is_available() else "cpu"
         converted = Path(cache_dir) / EMBEDDED_CHAT_MODEL if cache_dir else None
         if converted and (converted / "config.json").is_file():

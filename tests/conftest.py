@@ -231,3 +231,17 @@ def embedded(tmp_path_factory):
     from devmode import llm
 
     return llm.EmbeddedBackend.load(tmp_path_factory.getbasetemp() / "llm")
+
+
+@pytest.fixture
+def chat_server(embedded):
+    """devmode's OpenAI-compatible server for the embedded model, on a free local port."""
+    import threading
+
+    from devmode.server import ChatServer
+
+    server = ChatServer(("127.0.0.1", 0), embedded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -34,6 +34,7 @@ def test_home_shows_counts_and_database(app_db):
         ("Training runs", "0"),
         ("Active models", "0"),
         ("Open alerts", "0"),
+        ("Conversations", "0"),
     ]
     assert any(app_db in c.value for c in at.caption)
 
@@ -170,3 +171,99 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
     at.button(key="train_promote_sentiment").click().run()
     with open_db(app_db) as db:
         assert models.active_model(db, "sentiment").run_id == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Chat sandbox
+
+CHAT_PAGE = str(ROOT / "pages" / "4_Chat_sandbox.py")
+
+
+def send(at, text):
+    at.text_area(key="chat_draft").set_value(text)
+    return at.button(key="chat_send").click().run()
+
+
+def replies(at):
+    return [c.value for c in at.caption if c.value.startswith(("stopped:", "the model ended"))]
+
+
+def test_chat_journey_limits_budget_and_restart(app_db):
+    """No configuration: the embedded model, a 20-token limit, a banned word, a small budget;
+    all of it there again in a new session."""
+    at = AppTest.from_file(CHAT_PAGE, default_timeout=180).run()
+    assert not at.exception and not at.error
+    at.number_input(key="chat_max_tokens").set_value(20)
+    at.slider(key="chat_temperature").set_value(0.0)
+    send(at, "What is a bond?")
+    assert not at.exception and not at.error
+    assert replies(at)[-1].startswith("stopped: max tokens (20) · prompt")
+    first_reply = at.chat_message[1].markdown[0].value
+    assert at.text_area(key="chat_draft").value == ""  # sent and saved: the box is cleared
+
+    word = next(w for w in first_reply.split()[3:] if w.isalpha() and len(w) >= 5)
+    at.text_input(key="chat_banned").set_value(word)
+    send(at, "What is a bond?")
+    assert replies(at)[-1].startswith(f"stopped: banned word {word!r}")
+    assert word not in at.chat_message[3].markdown[0].value
+
+    at.number_input(key="chat_budget").set_value(70).run()
+    assert "dropped or cut" in at.expander[-1].label  # the preview shows it before sending
+    send(at, "Summarise.")
+    assert not at.error
+    assert any(c.value.startswith("Context: history dropped") for c in at.caption)
+
+    again = AppTest.from_file(CHAT_PAGE, default_timeout=180).run()  # a new session
+    again.selectbox(key="chat_conversation").set_value(1).run()
+    assert len(again.chat_message) == 6
+    assert again.number_input(key="chat_budget").value == 70  # the settings came back too
+    assert again.text_input(key="chat_banned").value == word
+    assert replies(again)[0].startswith("stopped: max tokens (20)")
+
+
+def test_chat_refusals_keep_the_message_and_store_nothing(app_db, chat_server):
+    at = AppTest.from_file(CHAT_PAGE, default_timeout=60).run()
+    at.radio(key="chat_backend_kind").set_value("endpoint").run()
+    at.text_input(key="chat_base_url").set_value("http://127.0.0.1:9/v1").run()
+    at.number_input(key="chat_timeout").set_value(5.0)
+    send(at, "Is this reachable?")
+    assert "could not reach http://127.0.0.1:9/v1" in at.error[0].value
+    assert "kept above; nothing was saved" in at.error[0].value
+    assert at.text_area(key="chat_draft").value == "Is this reachable?"
+
+    at.text_input(key="chat_base_url").set_value(chat_server.base_url)
+    at.text_input(key="chat_banned").set_value("guaranteed")
+    send(at, "Are returns guaranteed?")
+    assert "contains the banned word 'guaranteed'" in at.error[0].value
+    assert at.text_area(key="chat_draft").value == "Are returns guaranteed?"
+
+    at.number_input(key="chat_budget").set_value(16)
+    send(at, "A question far too long for sixteen tokens of context, with the system prompt too.")
+    assert "more than the whole context budget of 16" in at.error[0].value
+
+    at.number_input(key="chat_budget").set_value(2048)
+    at.text_input(key="chat_banned").set_value("")
+    send(at, "   ")
+    assert "The message is empty" in at.error[0].value
+    with open_db(app_db) as db:
+        assert db["devmode_conversations"].count == 0
+
+    at.number_input(key="chat_max_tokens").set_value(6)
+    send(at, "What is a bond?")  # the endpoint (devmode serve) answers through the openai SDK
+    assert not at.error and replies(at)[-1].startswith("stopped: max tokens (6)")
+    with open_db(app_db) as db:
+        assert db["devmode_chat_messages"].count == 2
+
+
+def test_limit_bench_tabulates_prompts_by_variant(app_db, chat_server):
+    at = AppTest.from_file(CHAT_PAGE, default_timeout=120).run()
+    at.radio(key="chat_backend_kind").set_value("endpoint").run()
+    at.text_input(key="chat_base_url").set_value(chat_server.base_url).run()
+    at.text_area(key="chat_bench_prompts").set_value("What is a bond?\nWhat are rates?")
+    at.button(key="chat_bench_run").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[-1].value
+    assert list(table["variant"]) == ["short", "no rates", "one sentence"] * 2
+    assert table["stopped_by"].iloc[0] == "max_tokens"
+    assert table["stopped_by"].iloc[4] == "refused"  # "rates" is banned and in the prompt
+    assert "Limit bench" in at.get("plotly_chart")[-1].proto.spec
