@@ -96,6 +96,10 @@ with ui.page_db() as db:
 ids = [NEW] + [c.id for c in saved]
 titles = {NEW: "New conversation"}
 titles.update({c.id: f"{c.title or 'untitled'} · {c.message_count} messages" for c in saved})
+# the open conversation is kept in the address (?conversation=3): a reload or a link reopens it
+if "chat_conversation" not in st.session_state:
+    asked = st.query_params.get("conversation", "")
+    st.session_state["chat_conversation"] = int(asked) if asked.isdigit() else NEW
 ui.keep_choice_valid("chat_conversation", ids)
 
 left, right = st.columns([1, 2], gap="large")
@@ -106,6 +110,10 @@ with left:
         "Conversation", ids, format_func=titles.get, key="chat_conversation"
     )
     current = next((c for c in saved if c.id == conversation_id), None)
+    if current:
+        st.query_params["conversation"] = str(current.id)
+    else:
+        st.query_params.pop("conversation", None)
     if st.session_state.get("chat_loaded") != conversation_id:
         settings_to_widgets(current.settings if current else DEFAULTS)
         st.session_state["chat_loaded"] = conversation_id
@@ -216,9 +224,19 @@ with left:
                 "md": conversations.export_markdown(db, current.id),
             }
         c = st.columns(3)
-        c[0].download_button("JSON", exported["json"], f"conversation-{current.id}.json")
-        c[1].download_button("Markdown", exported["md"], f"conversation-{current.id}.md")
-        if c[2].button("Delete", key="chat_delete"):
+        c[0].download_button(
+            "Export JSON",
+            exported["json"],
+            f"conversation-{current.id}.json",
+            icon=":material/download:",
+        )
+        c[1].download_button(
+            "Export Markdown",
+            exported["md"],
+            f"conversation-{current.id}.md",
+            icon=":material/download:",
+        )
+        if c[2].button("Delete", key="chat_delete", icon=":material/delete:"):
             with ui.page_db() as db:
                 conversations.delete_conversation(db, current.id)
             st.session_state["chat_pending"] = {"conversation": NEW, "notice": "Deleted."}

@@ -213,8 +213,10 @@ def test_chat_journey_limits_budget_and_restart(app_db):
     assert not at.error
     assert any(c.value.startswith("Context: history dropped") for c in at.caption)
 
-    again = AppTest.from_file(CHAT_PAGE, default_timeout=180).run()  # a new session
-    again.selectbox(key="chat_conversation").set_value(1).run()
+    again = AppTest.from_file(CHAT_PAGE, default_timeout=180)  # a new session, by its link
+    again.query_params["conversation"] = "1"
+    again.run()
+    assert again.selectbox(key="chat_conversation").value == 1
     assert len(again.chat_message) == 6
     assert again.number_input(key="chat_budget").value == 70  # the settings came back too
     assert again.text_input(key="chat_banned").value == word

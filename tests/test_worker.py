@@ -59,7 +59,12 @@ def test_execute_run_records_everything(tiny_db, tiny_model_dir):
 
 
 def test_failed_run_keeps_the_error(tiny_db, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id that cannot be fetched here
+    import huggingface_hub.constants
+
+    # a hub id that cannot be fetched here; the hub client read HF_HUB_OFFLINE when it was
+    # imported, so set its constant too (else it retries the network for ~45 s)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     run = create(tiny_db, tiny_config(tiny_model_dir, base_model="no-such-org/no-such-model"))
     with pytest.raises(Exception, match="Could not load the base model"):
         worker.execute_run(tiny_db, run.id)
