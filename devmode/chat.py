@@ -429,10 +429,8 @@ class LimitWatcher:
             at = self._pending.find(stop)
             if at >= 0:
                 hits.append((at, "stop_sequence", stop))
-        for word, pattern in self._patterns:
-            match = pattern.search(self._pending)
-            if match and (final or match.end() < len(self._pending)):
-                hits.append((match.start(), "banned_word", word))
+        banned = self._banned_matches(final)
+        hits += [(start, "banned_word", word) for start, _, word in banned]
         blocking = [
             h for h in hits if h[1] == "stop_sequence" or self.limits.banned_action == "block"
         ]
@@ -444,15 +442,30 @@ class LimitWatcher:
             label = "stop sequence" if reason == "stop_sequence" else "banned word"
             self.stop(reason, f"stopped: {label} {what!r}")
             return shown
-        patterns = dict(self._patterns)
-        for _, _, word in sorted(hits):  # mask mode: hide the word, go on
-            self._pending = patterns[word].sub(lambda m: MASK * len(m.group()), self._pending)
+        for start, end, word in sorted(banned):  # mask mode: hide the word, go on
+            self._pending = self._pending[:start] + MASK * (end - start) + self._pending[end:]
             self.masked.append(word)
         keep = 0 if final else self._holdback
         shown = self._pending[: max(0, len(self._pending) - keep)]
         self._pending = self._pending[len(shown) :]
         self.text += shown
         return shown
+
+    def _banned_matches(self, final: bool) -> list[tuple[int, int, str]]:
+        """(start, end, word) of each banned word in the held-back text, whole words only.
+
+        The last character already shown is looked at too ("un" shown, "guaranteed" held back
+        is not the word "guaranteed"), and a match at the very end counts only once the stream
+        has ended, since the next character may still make it part of a longer word.
+        """
+        before = self.text[-1:]
+        text = before + self._pending
+        found = []
+        for word, pattern in self._patterns:
+            for match in pattern.finditer(text, len(before)):
+                if final or match.end() < len(text):
+                    found.append((match.start() - len(before), match.end() - len(before), word))
+        return found
 
 
 def _whole_word(word: str) -> re.Pattern:

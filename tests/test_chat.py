@@ -106,6 +106,21 @@ def test_banned_words_block_or_mask_whole_words_only():
     assert mask.masked == ["rate", "rate"]
 
 
+@pytest.mark.parametrize("action", ["block", "mask"])
+def test_a_banned_word_inside_a_longer_word_is_not_caught_across_pieces(action):
+    """ "un" is shown before "guaranteed" arrives: the word is "unguaranteed", not banned."""
+    watcher = LimitWatcher(ChatLimits(banned=("guaranteed",), banned_action=action))
+    shown = stream_through(watcher, ["Returns un", "guaranteed", " here, rates"])
+    assert shown == "Returns unguaranteed here, rates"
+    assert watcher.stopped_by is None and watcher.masked == []
+
+
+def test_a_word_at_the_end_of_a_piece_waits_for_the_next_character():
+    watcher = LimitWatcher(ChatLimits(banned=("rate",), banned_action="mask"))
+    shown = stream_through(watcher, ["The long ", "rate", "s rose; the rate", " fell"])
+    assert shown == "The long rates rose; the ████ fell" and watcher.masked == ["rate"]
+
+
 # ----------------------------------------------------------------------------------------------
 # The embedded model (real SmolLM2 weights, converted once per test session)
 
