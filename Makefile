@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 DEVMODE_DB ?= devmode.db
 export DEVMODE_DB
 
-.PHONY: run test lint format install install-dev clean
+# The browser tests drive Debian's chromium (Playwright's own browser download cannot run here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint format install install-dev chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +35,12 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1
 
-test: install-dev
+chromium:
+	@[ -x $(CHROMIUM) ] || { echo "Installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get install -y -q chromium >/dev/null || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
+test: install-dev chromium
 	$(BIN)/python -m pytest
 
 lint: install-dev

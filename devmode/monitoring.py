@@ -458,7 +458,8 @@ class AlertRule:
             what = f"share negative above {self.threshold:.0%}"
         else:
             what = f"share negative {self.threshold:g} standard deviations above the previous {self.window} {self.period}s"
-        return f"{what} in a {self.period} ({scope}, at least {self.min_volume} texts)"
+        texts = "text" if self.min_volume == 1 else "texts"
+        return f"{what} in a {self.period} ({scope}, at least {self.min_volume} {texts})"
 
 
 def add_alert_rule(

@@ -182,7 +182,9 @@ if events:
         c[0].markdown(
             f"**{event['period'].capitalize()} of {event['period_start']}**"
             + "".join(f" · {x}" for x in (event["ticker"], event["topic"]) if x)
-            + f": {event['share_negative']:.0%} negative of {event['volume']} texts — {event['rule']}"
+            + f": {event['share_negative']:.0%} negative of {event['volume']} "
+            + ("text" if event["volume"] == 1 else "texts")
+            + f" — {event['rule']}"
         )
         c[1].button("Open", key=f"monitor_open_{event['id']}", on_click=open_alert, args=(event,))
         if c[2].button("Acknowledge", key=f"monitor_ack_{event['id']}"):
