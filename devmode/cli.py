@@ -595,6 +595,26 @@ def models_export(ctx, run_id, destination):
     click.echo(f"Wrote {path}")
 
 
+@models_group.command("import")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+@_friendly_errors
+def models_import(ctx, archive):
+    """Add a model archive written by `models export` (here or on another machine) to the
+    registry, as a completed run of its own."""
+    with _db(ctx) as db:
+        model = models.import_zip(
+            db,
+            archive,
+            config.files_dir(ctx.obj["db_path"]),
+            max_bytes=config.max_upload_bytes(),
+        )
+    click.echo(
+        f"Imported {Path(archive).name} as run {model.run_id} ({model.dataset}: "
+        f"{', '.join(model.labels)}). Make it active with `models promote {model.run_id} --as sentiment`."
+    )
+
+
 @models_group.command("delete")
 @click.argument("run_id", type=int)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -1093,6 +1113,41 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=2), encoding="utf-8")
         click.echo(f"Wrote {len(rows)} rows to {json_path}.")
+
+
+@cli.command("backup")
+@click.argument("destination", type=click.Path(file_okay=False))
+@click.pass_context
+@_friendly_errors
+def backup_command(ctx, destination):
+    """Back up the database (a consistent online copy, safe while the app runs) and the files
+    folder beside it into DESTINATION."""
+    from devmode.db import backup
+
+    try:
+        target = backup(ctx.obj["db_path"], destination)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"Backed up {ctx.obj['db_path']} to {target} (and its files folder).")
+
+
+@cli.command("hash-password")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The password (asked for, hidden, twice when not given).",
+)
+@_friendly_errors
+def hash_password_command(password):
+    """Print the hash that puts the app behind this password: set it as DEVMODE_PASSWORD_HASH,
+    or as the Streamlit secret devmode_password_hash. The password itself is stored nowhere."""
+    from devmode import auth
+
+    if len(password) < 8:
+        raise click.ClickException("Choose a password of at least 8 characters.")
+    click.echo(auth.hash_password(password))
 
 
 @cli.command("serve")

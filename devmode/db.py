@@ -320,3 +320,33 @@ def summary(db: Database) -> dict[str, int]:
         "open_alerts": count_rows(db, "devmode_alert_events", "acknowledged_at is null"),
         "conversations": count_rows(db, "devmode_conversations"),
     }
+
+
+def backup(database_path: str | Path, destination: str | Path) -> Path:
+    """Copy the database while the app and its workers keep running (SQLite's online backup:
+    a consistent snapshot, unlike copying the file, which may catch half a transaction or miss
+    the WAL), into the folder ``destination``, with the files folder beside it (models,
+    checkpoints). Returns the copied database file.
+    """
+    import shutil
+
+    from devmode.config import files_dir
+
+    source = Path(database_path).resolve()
+    if not source.is_file():
+        raise FileNotFoundError(f"No database at {source}; nothing to back up.")
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / source.name
+    if target.resolve() == source:
+        raise ValueError("The backup folder is the database's own folder; choose another.")
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with sqlite3.connect(str(source), timeout=BUSY_TIMEOUT_MS / 1000) as live:
+        with sqlite3.connect(str(partial)) as copy:
+            live.backup(copy)
+    partial.replace(target)
+    files = files_dir(source)
+    if files.is_dir():
+        shutil.copytree(files, files_dir(target), dirs_exist_ok=True)
+    return target

@@ -6,15 +6,25 @@ A model is a folder under ``<database>_files/models/run-<id>/`` (the encoder and
 Hugging Face format, ``head.safetensors``, ``devmode_model.json``) and a row in
 ``devmode_models``. At most one model is active per task (sentiment, topic); the Monitor scores
 with the active ones.
+
+Models move between machines as zip files: ``export_zip`` writes the folder and the run's record
+(``devmode_run.json``: dataset, settings, test report); ``import_zip`` adds such a file to another
+registry, for example a model trained on a GPU machine to the team's monitoring screen. An
+archive is outside input: it is refused when it is larger than the upload limit, unpacks to more
+than ``MAX_UNPACKED_RATIO`` times that, holds more than ``MAX_ARCHIVE_FILES`` files, or names a
+path that would land outside its folder (absolute, ``..``, a link); nothing is registered until
+the unpacked folder has loaded as a classifier.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import stat
+import uuid
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlite_utils import Database
@@ -23,6 +33,33 @@ from devmode.db import utc_now
 from devmode.errors import DevmodeError
 
 TASKS = ("sentiment", "topic")
+# The run's record inside an exported archive, beside the model's own files.
+RUN_RECORD = "devmode_run.json"
+# Limits for an archive to import (its own size is held to the upload limit).
+MAX_ARCHIVE_FILES = 1000
+MAX_UNPACKED_RATIO = 4  # unpacked bytes per byte of the upload limit: a zip bomb stops here
+# Files every devmode classifier folder holds.
+REQUIRED_FILES = ("devmode_model.json", "head.safetensors", "config.json")
+# The run fields an archive carries (what a report needs, nothing about this machine).
+RECORD_FIELDS = (
+    "dataset",
+    "dataset_sha256",
+    "split_seed",
+    "config",
+    "versions",
+    "baseline",
+    "validation",
+    "test",
+    "best_epoch",
+    "device",
+    "precision",
+    "train_seconds",
+    "samples_per_second",
+)
+
+
+class InvalidArchive(DevmodeError):
+    """A model archive that cannot be imported; the message says what is wrong with it."""
 
 
 class ModelNotFound(DevmodeError):
@@ -102,13 +139,161 @@ def export_zip(db: Database, run_id: int, destination: str | Path) -> Path:
     destination = Path(destination)
     if destination.is_dir():
         destination = destination / f"devmode-run-{run_id}.zip"
+    row = db["devmode_runs"].get(run_id)
+    record = {k: json.loads(row[k]) if k in _JSON_RECORD else row[k] for k in RECORD_FIELDS}
+    folder = Path(f"devmode-run-{run_id}")
     tmp = destination.with_suffix(".partial")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(source.rglob("*")):
-            if file.is_file():
-                archive.write(file, Path(f"devmode-run-{run_id}") / file.relative_to(source))
+            if file.is_file() and not file.is_symlink():  # only the folder's own files
+                archive.write(file, folder / file.relative_to(source))
+        archive.writestr(str(folder / RUN_RECORD), json.dumps(record, indent=2))
     tmp.replace(destination)
     return destination
+
+
+_JSON_RECORD = ("config", "versions", "baseline", "validation", "test")
+
+
+def import_zip(
+    db: Database, archive_path: str | Path, files_dir: str | Path, *, max_bytes: int
+) -> Model:
+    """Add a model exported by ``export_zip`` (here or on another machine) to the registry, as a
+    completed run of its own; returns the new model. See the module docstring for the checks.
+
+    :param max_bytes: the largest archive accepted (devmode's upload limit)
+    """
+    from devmode.training import load_classifier
+
+    archive_path = Path(archive_path)
+    size = archive_path.stat().st_size
+    if size > max_bytes:
+        raise InvalidArchive(
+            f"{archive_path.name} is {size / 1e6:,.1f} MB; archives up to "
+            f"{max_bytes / 1e6:,.0f} MB are accepted. Raise DEVMODE_MAX_UPLOAD_MB to allow more."
+        )
+    if not zipfile.is_zipfile(archive_path):
+        raise InvalidArchive(
+            f"{archive_path.name} is not a zip file. Expected a model archive written by "
+            "`models export` (or the Models tab's zip export)."
+        )
+    staging = models_dir(files_dir) / f"imported-{uuid.uuid4().hex[:12]}.partial"
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            members = _safe_members(archive, archive_path.name, max_bytes * MAX_UNPACKED_RATIO)
+            for info, relative in members:
+                target = staging / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+        missing = [name for name in REQUIRED_FILES if not (staging / name).is_file()]
+        if missing:
+            raise InvalidArchive(
+                f"{archive_path.name} holds no devmode model: {', '.join(missing)} missing. "
+                "Expected an archive written by `models export`."
+            )
+        try:
+            _, _, card = load_classifier(staging)
+        except Exception as e:  # noqa: BLE001 - any load failure means: not a usable model
+            raise InvalidArchive(
+                f"The model in {archive_path.name} does not load: {type(e).__name__}: {e}"
+            ) from e
+        record_file = staging / RUN_RECORD
+        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+        record_file.unlink(missing_ok=True)
+        return _register_import(db, staging, card, record, archive_path.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _safe_members(archive: zipfile.ZipFile, name: str, max_unpacked: int):
+    """(entry, relative path) for each file, with the shared top folder taken off; refuses
+    paths that leave the folder, links, too many files and too many bytes."""
+    infos = [i for i in archive.infolist() if not i.is_dir()]
+    if len(infos) > MAX_ARCHIVE_FILES:
+        raise InvalidArchive(
+            f"{name} holds {len(infos):,} files; a model has a dozen (at most "
+            f"{MAX_ARCHIVE_FILES:,} accepted)."
+        )
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > max_unpacked:
+        raise InvalidArchive(
+            f"{name} would unpack to {unpacked / 1e6:,.0f} MB, more than the "
+            f"{max_unpacked / 1e6:,.0f} MB allowed."
+        )
+    paths = []
+    for info in infos:
+        path = PurePosixPath(info.filename)
+        is_link = stat.S_ISLNK(info.external_attr >> 16)
+        if (
+            is_link
+            or path.is_absolute()
+            or ".." in path.parts
+            or "\\" in info.filename
+            or ":" in info.filename
+            or "\x00" in info.filename
+        ):
+            raise InvalidArchive(
+                f"{name} has an entry that would land outside its folder or is a link: "
+                f"{info.filename!r}. Refused: only plain files under one folder are accepted."
+            )
+        paths.append(path)
+    tops = {p.parts[0] for p in paths if len(p.parts) > 1}
+    strip = len(tops) == 1 and all(len(p.parts) > 1 for p in paths)
+    return [
+        (info, Path(*path.parts[1:]) if strip else Path(*path.parts))
+        for info, path in zip(infos, paths, strict=True)
+    ]
+
+
+def _register_import(db, staging: Path, card: dict, record: dict, source: str) -> Model:
+    """One transaction: a completed run for the imported model, and its registry row."""
+    dataset = record.get("dataset") or card.get("train_config", {}).get("dataset") or "imported"
+    config = {**(record.get("config") or card.get("train_config") or {}), "dataset": dataset}
+    versions = dict(record.get("versions") or {})
+    versions["imported_from"] = source
+    with db.atomic():
+        run_id = (
+            db["devmode_runs"]
+            .insert(
+                {
+                    "dataset": dataset,
+                    "dataset_sha256": record.get("dataset_sha256"),
+                    "split_seed": record.get("split_seed"),
+                    "config": json.dumps(config),
+                    "status": "completed",
+                    "versions": json.dumps(versions),
+                    **{
+                        k: json.dumps(record[k]) if record.get(k) is not None else None
+                        for k in ("baseline", "validation", "test")
+                    },
+                    **{
+                        k: record.get(k)
+                        for k in (
+                            "best_epoch",
+                            "device",
+                            "precision",
+                            "train_seconds",
+                            "samples_per_second",
+                        )
+                    },
+                    "created_at": utc_now(),
+                    "finished_at": utc_now(),
+                }
+            )
+            .last_pk
+        )
+        folder = staging.with_name(f"run-{run_id}")
+        if folder.exists():
+            raise InvalidArchive(f"{folder} already exists; move it away and import again.")
+        staging.rename(folder)
+        try:
+            db["devmode_runs"].update(run_id, {"model_dir": str(folder)})
+            return register_model(db, run_id, dataset, card["labels"], folder)
+        except BaseException:
+            folder.rename(staging)  # the transaction rolls back; the caller removes the folder
+            raise
 
 
 def delete_model(db: Database, run_id: int) -> None:

@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import IO, Any
 
 from devmode import config
@@ -238,15 +238,21 @@ def _opener(source, filename: str | None):
             raise InvalidUpload(
                 f"No file at {path}. Expected the path of a CSV, TSV, JSON, JSONL or Parquet file."
             )
-        return (lambda: open(path, "rb")), path.stat().st_size, filename or path.name
+        return (lambda: open(path, "rb")), path.stat().st_size, base_name(filename or path.name)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "getvalue"):
         data = source.getvalue()
     else:
         data = source.read()
-    name = filename or getattr(source, "name", None) or "the upload"
+    name = base_name(filename or getattr(source, "name", None) or "the upload")
     return (lambda: io.BytesIO(data)), len(data), name
+
+
+def base_name(filename: str) -> str:
+    """The last part of a file name as a person's browser or shell gave it (``../../x.csv`` and
+    ``C:\\data\\x.csv`` are ``x.csv``): it is shown and stored as text, never used as a path."""
+    return PureWindowsPath(str(filename)).name or "the upload"
 
 
 def _sha256(opener) -> str:

@@ -6,6 +6,7 @@ They live here because every file in ``pages/`` becomes a page.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,9 +25,56 @@ PAGES = [
 
 
 def page_setup(title: str, icon: str = ":material/bolt:") -> None:
-    """Page config, and the database in use shown in the sidebar."""
+    """Page config, the password gate (when one is configured), and the database in use shown
+    in the sidebar. Every page starts with it."""
     st.set_page_config(page_title=f"{title} · devmode", page_icon=icon, layout="wide")
+    require_password()
     st.sidebar.caption(f"Database: `{config.db_path()}`")
+
+
+def configured_password_hash() -> str | None:
+    """The password hash from $DEVMODE_PASSWORD_HASH or the Streamlit secret; None: no gate."""
+    from devmode import auth
+
+    value = os.environ.get(auth.PASSWORD_HASH_ENV)
+    if not value:
+        try:
+            value = st.secrets.get(auth.PASSWORD_HASH_SECRET)
+        except Exception:  # no secrets.toml: Streamlit raises rather than returning None
+            value = None
+    return value or None
+
+
+def require_password() -> None:
+    """With a password hash configured, show a sign-in form and stop the page until this
+    browser session has signed in; a wrong password costs a second (it slows guessing)."""
+    from devmode import auth
+
+    stored = configured_password_hash()
+    if not stored:
+        return
+    if st.session_state.get("auth_signed_in"):
+        if st.sidebar.button("Sign out", key="auth_sign_out", icon=":material/logout:"):
+            del st.session_state["auth_signed_in"]
+            st.rerun()
+        return
+    st.title("devmode")
+    st.caption("This devmode is shared by a team. Sign in to continue.")
+    with st.form("auth_form"):
+        password = st.text_input("Password", type="password", key="auth_password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        try:
+            accepted = auth.verify_password(password, stored)
+        except auth.InvalidPasswordHash as e:
+            st.error(str(e))
+            st.stop()
+        if accepted:
+            st.session_state["auth_signed_in"] = True
+            st.rerun()
+        time.sleep(1.0)
+        st.error("Wrong password.")
+    st.stop()
 
 
 @contextmanager
@@ -77,3 +125,15 @@ def api_key(name: str) -> tuple[str | None, str]:
     if name and os.environ.get(name):
         return os.environ[name], "the environment"
     return None, "nowhere"
+
+
+def uploaded_file_path(uploaded) -> str:
+    """A file uploaded through ``st.file_uploader`` written to a private temporary file (for
+    code that reads a path, such as zip archives); the person's file name is not used for it."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="devmode-upload-")
+    path = os.path.join(folder, "upload.bin")
+    with open(path, "wb") as out:
+        out.write(uploaded.getbuffer())
+    return path

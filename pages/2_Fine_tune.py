@@ -358,3 +358,23 @@ with tab_models:
             with ui.page_db() as db:
                 models.delete_model(db, model_run)
             st.rerun()
+    with st.expander("Import a model archive"):
+        st.caption(
+            "A zip written by *Prepare zip export* or `python -m devmode models export`, here or on "
+            "another machine (e.g. a model trained on a GPU box). It becomes a completed run."
+        )
+        archive = st.file_uploader("Model archive", type=["zip"], key="train_import_file")
+        if archive is not None and st.button("Import", key="train_import"):
+            try:
+                with ui.page_db() as db:
+                    imported = models.import_zip(
+                        db,
+                        ui.uploaded_file_path(archive),
+                        config.files_dir(config.db_path()),
+                        max_bytes=config.max_upload_bytes(),
+                    )
+            except DevmodeError as e:
+                st.error(str(e))
+            else:
+                st.session_state["train_model_run"] = imported.run_id
+                st.success(f"Imported as run {imported.run_id} ({', '.join(imported.labels)}).")

@@ -84,3 +84,26 @@ def _try(fn, errors):
 
 def _record(name):
     return {"name": name, "row_count": 0, "columns": "[]", "created_at": "x", "updated_at": "x"}
+
+
+def test_backup_is_a_consistent_copy_taken_while_a_writer_holds_a_transaction(tmp_path):
+    import sqlite3
+
+    from devmode.config import files_dir
+    from devmode.db import backup
+
+    path = tmp_path / "live.db"
+    with open_db(path) as db:
+        db["notes"].insert_all([{"n": i} for i in range(1000)])
+    (files_dir(path) / "models").mkdir(parents=True)
+    (files_dir(path) / "models" / "weights.bin").write_bytes(b"w" * 10)
+    writer = sqlite3.connect(str(path), isolation_level=None)
+    writer.execute("begin immediate")
+    writer.execute("insert into notes (n) values (-1)")  # not committed when the copy is taken
+    target = backup(path, tmp_path / "backups")
+    writer.execute("commit")
+    writer.close()
+    with open_db(target) as copy:
+        assert copy.execute("pragma integrity_check").fetchone()[0] == "ok"
+        assert copy["notes"].count == 1000
+    assert (files_dir(target) / "models" / "weights.bin").read_bytes() == b"w" * 10

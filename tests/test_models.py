@@ -1,0 +1,129 @@
+"""Model archives: export here, import there; hostile archives refused with nothing written."""
+
+import json
+import stat
+import zipfile
+
+import pytest
+
+from devmode import config, models, runs
+from devmode.db import open_db
+from devmode.scoring import load_scorer
+from tests.test_cli import run as run_cli
+
+LIMIT = 50 * 1024 * 1024
+
+
+def export(news_db, tmp_path):
+    with open_db(news_db) as db:
+        return models.export_zip(db, 1, tmp_path / "model.zip")
+
+
+def import_(news_db, archive, max_bytes=LIMIT):
+    with open_db(news_db) as db:
+        return models.import_zip(db, archive, config.files_dir(news_db), max_bytes=max_bytes)
+
+
+def test_an_exported_model_comes_back_as_a_run_that_scores_the_same(news_db, tmp_path):
+    archive = export(news_db, tmp_path)
+    with zipfile.ZipFile(archive) as z:
+        names = z.namelist()
+    assert "devmode-run-1/devmode_model.json" in names and "devmode-run-1/devmode_run.json" in names
+    model = import_(news_db, archive)
+    with open_db(news_db) as db:
+        original, imported = runs.get_run(db, 1), runs.get_run(db, model.run_id)
+        models.promote(db, model.run_id, "sentiment")
+    assert model.run_id == 2 and imported.status == "completed"
+    assert imported.test == original.test and imported.config.epochs == original.config.epochs
+    assert (
+        imported.dataset == original.dataset and imported.versions["imported_from"] == "model.zip"
+    )
+    texts = ["good profit", "awful loss", "flat sales"]
+    before = load_scorer(models_dir_of(news_db, 1)).score(texts)
+    after = load_scorer(model.path).score(texts)
+    assert before.labels == after.labels
+    assert (abs(before.probabilities - after.probabilities) < 1e-6).all()
+
+
+def models_dir_of(news_db, run_id):
+    with open_db(news_db) as db:
+        return models.get_model_for_run(db, run_id).path
+
+
+def rewritten(archive, tmp_path, name="hostile.zip", extra=(), drop=(), link=None):
+    """A copy of ``archive`` with entries added (name, bytes) or left out, or a link added."""
+    out = tmp_path / name
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            if not any(info.filename.endswith(d) for d in drop):
+                dst.writestr(info, src.read(info))
+        for entry, data in extra:
+            dst.writestr(entry, data)
+        if link:
+            info = zipfile.ZipInfo(link[0])
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            dst.writestr(info, link[1])
+    return out
+
+
+@pytest.mark.parametrize(
+    "change,phrase",
+    [
+        ({"extra": [("devmode-run-1/../../escaped.txt", b"x")]}, "outside its folder"),
+        ({"extra": [("/tmp/absolute.txt", b"x")]}, "outside its folder"),
+        ({"extra": [("devmode-run-1\\..\\win.txt", b"x")]}, "outside its folder"),
+        ({"link": ("devmode-run-1/vocab_link", "/etc/passwd")}, "or is a link"),
+        ({"drop": ["head.safetensors"]}, "head.safetensors missing"),
+        (
+            {
+                "extra": [("devmode-run-1/head.safetensors", b"not weights")],
+                "drop": ["head.safetensors"],
+            },
+            "does not load",
+        ),
+    ],
+)
+def test_hostile_or_broken_archives_are_refused_and_leave_nothing(
+    news_db, tmp_path, change, phrase
+):
+    archive = rewritten(export(news_db, tmp_path), tmp_path, **change)
+    with pytest.raises(models.InvalidArchive, match=phrase):
+        import_(news_db, archive)
+    with open_db(news_db) as db:
+        assert [r.id for r in runs.list_runs(db)] == [1] and len(models.list_models(db)) == 1
+    assert not list(models.models_dir(config.files_dir(news_db)).glob("imported-*"))
+    assert (
+        not (tmp_path.parent / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+    )
+
+
+def test_size_count_and_zip_bomb_limits(news_db, tmp_path, monkeypatch):
+    archive = export(news_db, tmp_path)
+    with pytest.raises(models.InvalidArchive, match="archives up to"):
+        import_(news_db, archive, max_bytes=1000)
+    bomb = rewritten(archive, tmp_path, "bomb.zip")
+    with zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("devmode-run-1/zeros.bin", b"\0" * (8 * 1024 * 1024))  # 8 MB -> a few KB
+    with pytest.raises(models.InvalidArchive, match="would unpack to"):
+        import_(news_db, bomb, max_bytes=bomb.stat().st_size + 1)
+    monkeypatch.setattr(models, "MAX_ARCHIVE_FILES", 5)
+    with pytest.raises(models.InvalidArchive, match="files; a model has a dozen"):
+        import_(news_db, archive)
+    not_zip = tmp_path / "model.zip.txt"
+    not_zip.write_text("hello")
+    with pytest.raises(models.InvalidArchive, match="is not a zip file"):
+        import_(news_db, not_zip)
+
+
+def test_the_cli_imports_an_archive(news_db, tmp_path):
+    archive = export(news_db, tmp_path)
+    result = run_cli(news_db, "models", "import", archive)
+    assert result.exit_code == 0, result.output
+    assert "Imported model.zip as run 2" in result.output
+    listed = run_cli(news_db, "models", "list").output
+    assert "2" in listed
+    bad = rewritten(archive, tmp_path, extra=[("../x", b"")])
+    refused = run_cli(news_db, "models", "import", bad)
+    assert refused.exit_code == 1 and "outside its folder" in refused.output
+    record = json.loads(zipfile.ZipFile(archive).read("devmode-run-1/devmode_run.json"))
+    assert record["dataset"] == "tiny" and "test" in record
