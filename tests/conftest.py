@@ -192,20 +192,12 @@ def tiny_train_args(tiny_model_dir) -> list[str]:
     ]
 
 
-@pytest.fixture
-def news_db(db_path, tmp_path, tiny_model_dir):
-    """Dated headlines with tickers, and a completed, promoted sentiment model."""
+def promoted_news_db(db_path, tmp_path, tiny_model_dir, rows: list[dict]) -> str:
+    """The tiny labelled dataset, ``rows`` as the dated dataset "news", and a trained tiny
+    model made the active sentiment model."""
     from devmode import ingest, models, runs, worker
     from devmode.readers import read_upload
 
-    rows = [
-        {"date": "2020-05-18", "ticker": "A", "text": "down bad"},  # Monday
-        {"date": "2020-05-20 10:00:00-04:00", "ticker": "A", "text": "up good"},
-        {"date": "2020-05-20", "ticker": "B", "text": "down awful"},
-        {"date": "2020-05-25", "ticker": "B", "text": "flat steady"},  # next Monday
-        {"date": "2020-06-02", "ticker": "A", "text": "up great"},
-        {"date": "someday", "ticker": "A", "text": "flat sales"},
-    ]
     path = write_csv(tmp_path / "news.csv", rows)
     store_tiny_dataset(db_path, tmp_path)
     with open_db(db_path) as db:
@@ -220,6 +212,20 @@ def news_db(db_path, tmp_path, tiny_model_dir):
     with open_db(db_path) as db:
         models.promote(db, run.id, "sentiment")
     return db_path
+
+
+@pytest.fixture
+def news_db(db_path, tmp_path, tiny_model_dir):
+    """Dated headlines with tickers, and a completed, promoted sentiment model."""
+    rows = [
+        {"date": "2020-05-18", "ticker": "A", "text": "down bad"},  # Monday
+        {"date": "2020-05-20 10:00:00-04:00", "ticker": "A", "text": "up good"},
+        {"date": "2020-05-20", "ticker": "B", "text": "down awful"},
+        {"date": "2020-05-25", "ticker": "B", "text": "flat steady"},  # next Monday
+        {"date": "2020-06-02", "ticker": "A", "text": "up great"},
+        {"date": "someday", "ticker": "A", "text": "flat sales"},
+    ]
+    return promoted_news_db(db_path, tmp_path, tiny_model_dir, rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,3 +251,32 @@ def chat_server(embedded):
     yield server
     server.shutdown()
     server.server_close()
+
+
+def wait_for(predicate, timeout=90, interval=0.1, what="the condition"):
+    """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium (Playwright); a failure when it is missing, unless
+    DEVMODE_SKIP_BROWSER=1 asks to skip the browser tests."""
+    import os
+
+    from tests.browser_support import WHY_NO_CHROMIUM, chromium, chromium_available
+
+    if not chromium_available():
+        if os.environ.get("DEVMODE_SKIP_BROWSER"):
+            pytest.skip(WHY_NO_CHROMIUM)
+        pytest.fail(WHY_NO_CHROMIUM)
+    with chromium() as b:
+        yield b

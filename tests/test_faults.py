@@ -7,46 +7,19 @@ import csv
 import os
 import random
 import signal
-import time
 
-import pytest
-
-from devmode import ingest, models, monitoring, runs, score_jobs, worker
+from devmode import ingest, monitoring, score_jobs
 from devmode.db import open_db
-from devmode.readers import read_upload
 from tests.browser_support import (
-    WHY_NO_CHROMIUM,
     StreamlitApp,
     assert_healthy,
-    chromium,
-    chromium_available,
     click,
     open_page,
     settle,
     type_into,
     visible_text,
 )
-from tests.conftest import PHRASEBANK_ALLAGREE, store_tiny_dataset, tiny_config, write_csv
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not chromium_available():
-        if os.environ.get("DEVMODE_SKIP_BROWSER"):
-            pytest.skip(WHY_NO_CHROMIUM)
-        pytest.fail(WHY_NO_CHROMIUM)
-    with chromium() as b:
-        yield b
-
-
-def wait_until(condition, timeout=120, every=0.05, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.conftest import PHRASEBANK_ALLAGREE, promoted_news_db, wait_for, write_csv
 
 
 def integrity(db_path) -> str:
@@ -92,12 +65,10 @@ def test_server_killed_mid_upload_leaves_the_database_as_it_was(browser, tmp_pat
         page.close()
 
 
-def scored_news_db(db_path, tmp_path, tiny_model_dir, n_rows: int) -> None:
-    """A dated dataset of ``n_rows`` and an active (tiny) sentiment model."""
-    store_tiny_dataset(db_path, tmp_path)
+def dated_rows(n_rows: int) -> list[dict]:
     rng = random.Random(0)
     words = ["good", "bad", "great", "awful", "shares", "rose", "fell", "flat"]
-    rows = [
+    return [
         {
             "date": f"20{10 + i % 10}-{1 + i % 12:02d}-{1 + i % 28:02d}",
             "ticker": "AB"[i % 2],
@@ -105,18 +76,6 @@ def scored_news_db(db_path, tmp_path, tiny_model_dir, n_rows: int) -> None:
         }
         for i in range(n_rows)
     ]
-    path = write_csv(tmp_path / "news.csv", rows)
-    with open_db(db_path) as db:
-        ingest.insert_upload(
-            db,
-            read_upload(path),
-            "news",
-            ingest.ColumnMapping("text", date="date", ticker="ticker"),
-        )
-        run = runs.create_run(db, tiny_config(tiny_model_dir, epochs=1))
-    worker.execute_run(db_path, run.id)
-    with open_db(db_path) as db:
-        models.promote(db, run.id, "sentiment")
 
 
 def predictions(db_path) -> int:
@@ -127,13 +86,13 @@ def predictions(db_path) -> int:
 def test_server_and_worker_killed_mid_scoring_then_resumed(browser, tmp_path, tiny_model_dir):
     db_path = str(tmp_path / "devmode.db")
     total = 100_000
-    scored_news_db(db_path, tmp_path, tiny_model_dir, total)
+    promoted_news_db(db_path, tmp_path, tiny_model_dir, dated_rows(total))
     app = StreamlitApp(db_path).start()
     try:
         page = browser.new_page()
         open_page(page, app.url("Monitor"))
         click(page, "Score new rows")
-        wait_until(lambda: predictions(db_path) >= 2 * monitoring.CHUNK_ROWS, what="two chunks")
+        wait_for(lambda: predictions(db_path) >= 2 * monitoring.CHUNK_ROWS, what="two chunks")
         with open_db(db_path) as db:
             job = score_jobs.latest_job(db, "news")
         # the machine goes down: the server and the worker it started, both with kill -9

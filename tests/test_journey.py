@@ -3,21 +3,15 @@ upload -> map -> fine-tune (reload mid-run) -> report -> promote -> score -> tre
 chat limits. Screenshots of every step go to $TMPDIR/devmode-journey/."""
 
 import csv
-import os
 import re
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from devmode.db import open_db
 from tests.browser_support import (
-    WHY_NO_CHROMIUM,
     StreamlitApp,
     assert_healthy,
     choose,
-    chromium,
-    chromium_available,
     click,
     expand,
     open_page,
@@ -28,16 +22,6 @@ from tests.browser_support import (
 from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-journey"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not chromium_available():
-        if os.environ.get("DEVMODE_SKIP_BROWSER"):
-            pytest.skip(WHY_NO_CHROMIUM)
-        pytest.fail(WHY_NO_CHROMIUM)
-    with chromium() as b:
-        yield b
 
 
 def balanced_slice(path: Path, per_label: int) -> list[dict]:

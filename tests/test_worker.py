@@ -3,13 +3,12 @@ cancelled, killed and resumed."""
 
 import os
 import signal
-import time
 
 import pytest
 
 from devmode import ingest, models, runs, worker
 from devmode.db import open_db
-from tests.conftest import store_tiny_dataset, tiny_config
+from tests.conftest import store_tiny_dataset, tiny_config, wait_for
 
 
 @pytest.fixture
@@ -144,16 +143,6 @@ def test_registry_promote_export_delete(tiny_db, tiny_model_dir, tmp_path):
         assert not os.path.exists(path)
         with pytest.raises(models.ModelNotFound):
             models.get_model_for_run(db, first.id)
-
-
-def wait_for(predicate, timeout=90, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
 
 
 def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_dir):
