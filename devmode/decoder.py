@@ -206,6 +206,14 @@ class LlamaDecoder:
             precision = preferred_precision(torch.device(device))
         return cls(config, weights, precision, device)
 
+    @classmethod
+    def from_model(cls, model, precision: str = "fp32", device="cpu") -> LlamaDecoder:
+        """Take the weights of a loaded transformers ``LlamaForCausalLM`` (no files needed)."""
+        _check_supported(model.config)
+        if precision == "auto":
+            precision = preferred_precision(torch.device(device))
+        return cls(model.config, dict(model.state_dict()), precision, device)
+
     # ------------------------------------------------------------------------------------------
     # The forward pass
 

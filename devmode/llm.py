@@ -16,7 +16,6 @@ only in memory: it is never stored, logged or exported.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,20 +75,19 @@ class EmbeddedBackend:
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         )
+        if converted is None:  # nowhere to keep a converted copy: take the weights as loaded
+            return cls(LlamaDecoder.from_model(model, precision, device), tokenizer)
         # the GGUF loader de-quantized the weights to float32: nothing quantized is left, so
         # the model saves as a plain safetensors folder, which later loads read in a second
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        folder = converted
-        if folder is None:
-            folder = Path(tempfile.mkdtemp(prefix="devmode-llm-")) / EMBEDDED_CHAT_MODEL
-        staging = folder.with_name(folder.name + ".partial")
+        staging = converted.with_name(converted.name + ".partial")
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        staging.rename(folder)  # whole or absent, never half-written
+        staging.rename(converted)  # whole or absent, never half-written
         del model
-        return cls(LlamaDecoder.from_pretrained(folder, precision, device), tokenizer)
+        return cls(LlamaDecoder.from_pretrained(converted, precision, device), tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

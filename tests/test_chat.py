@@ -152,6 +152,21 @@ def test_the_embedded_model_stops_at_max_tokens_and_reports_figures(embedded):
     assert "stopped: max tokens (12)" in chat.describe_reply(reply)
 
 
+def test_without_a_cache_folder_the_model_loads_from_memory_and_writes_nothing(
+    embedded, tmp_path, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # temp files would land here
+    uncached = llm.EmbeddedBackend.load(None, embedded.decoder.precision)
+    limits = ChatLimits(max_tokens=8, temperature=0)
+    assert (
+        chat.respond(uncached, plan_for(uncached, "What is a bond?"), limits).text
+        == chat.respond(embedded, plan_for(embedded, "What is a bond?"), limits).text
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_embedded_model_is_cut_at_a_banned_word(embedded):
     limits = ChatLimits(max_tokens=30, temperature=0)
     free = chat.respond(embedded, plan_for(embedded, "What is a bond?"), limits)

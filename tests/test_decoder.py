@@ -142,3 +142,10 @@ def test_int8_rows_round_trip_within_half_a_step():
     step = weight.abs().amax(1, keepdim=True) / 127
     assert quantized.values.dtype == torch.int8
     assert ((quantized.dense() - weight).abs() <= step / 2 + 1e-6).all()
+
+
+def test_weights_taken_from_a_loaded_model_are_the_same_model(tiny_llama):
+    path, reference = tiny_llama
+    from_files = LlamaDecoder.from_pretrained(path)
+    from_memory = LlamaDecoder.from_model(reference)
+    assert list(from_files.generate([1, 2, 3], 8)) == list(from_memory.generate([1, 2, 3], 8))
