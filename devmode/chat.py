@@ -166,6 +166,26 @@ class ChatSettings:
             "backend": self.backend.to_dict(),
         }
 
+    def plan(
+        self,
+        backend: Backend,
+        history: Sequence[tuple[str, str]],
+        prompt: str,
+        budget_tokens: int | None = None,
+    ) -> ContextPlan:
+        """This conversation's context for ``prompt`` (see ``assemble_context``), counted and,
+        when the backend can, cut by ``backend``'s tokenizer; ``budget_tokens`` overrides the
+        settings' budget (a bench variant's)."""
+        return assemble_context(
+            self.system_prompt,
+            self.pinned,
+            history,
+            prompt,
+            budget_tokens=budget_tokens or self.budget_tokens,
+            count_tokens=backend.count_tokens,
+            truncate=getattr(backend, "truncate", None),
+        )
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ChatSettings:
         return cls(
@@ -529,6 +549,11 @@ class Reply:
     masked: tuple[str, ...] = ()
 
     @property
+    def failed(self) -> bool:
+        """Nothing came back: the backend failed (API error) or stalled past the timeout."""
+        return not self.text and self.stopped_by in ("api_error", "timeout")
+
+    @property
     def tokens_per_s(self) -> float | None:
         if not self.completion_tokens or self.first_token_s is None:
             return None
@@ -740,7 +765,6 @@ def run_bench(
     prompts: Sequence[str],
     variants: Sequence[BenchVariant],
     *,
-    truncate: Callable[[str, int], str] | None = None,
     on_row: Callable[[dict[str, Any]], None] = lambda row: None,
 ) -> list[dict[str, Any]]:
     """Every prompt under every variant (each a fresh, one-message conversation with the
@@ -757,15 +781,7 @@ def run_bench(
             row: dict[str, Any] = dict.fromkeys(BENCH_COLUMNS)
             row.update(prompt=prompt, variant=variant.name, text="")
             try:
-                plan = assemble_context(
-                    settings.system_prompt,
-                    settings.pinned,
-                    [],
-                    prompt,
-                    budget_tokens=variant.budget_tokens or settings.budget_tokens,
-                    count_tokens=backend.count_tokens,
-                    truncate=truncate,
-                )
+                plan = settings.plan(backend, [], prompt, variant.budget_tokens)
                 reply = respond(backend, plan, variant.limits)
             except ContextOverflow as e:
                 row.update(stopped_by="context_overflow", detail=str(e))

@@ -957,15 +957,7 @@ def chat_command(ctx, prompt, save, conversation_id, **options):
             history = conversations.history(db, conversation_id)
     settings = _chat_settings(ctx, options, saved.settings if saved else None)
     backend = _backend(ctx, settings.backend)
-    plan = chat.assemble_context(
-        settings.system_prompt,
-        settings.pinned,
-        history,
-        prompt,
-        budget_tokens=settings.budget_tokens,
-        count_tokens=backend.count_tokens,
-        truncate=getattr(backend, "truncate", None),
-    )
+    plan = settings.plan(backend, history, prompt)
     for part in plan.dropped:
         click.echo(f"[{part.kind} {part.status}: {part.tokens} tokens]", err=True)
     reply = chat.respond(backend, plan, settings.limits, on_text=lambda t: click.echo(t, nl=False))
@@ -1107,7 +1099,6 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
         settings,
         prompts,
         columns,
-        truncate=getattr(backend, "truncate", None),
         on_row=show,
     )
     if json_path:

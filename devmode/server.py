@@ -163,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _whole(self, stream: ReplyStream, body: dict[str, Any]) -> None:
         text = "".join(stream)
         reply = stream.reply
-        if reply.stopped_by in ("api_error", "timeout") and not text:
+        if reply.failed:
             self._error(503 if reply.stopped_by == "timeout" else 400, reply.detail)
             return
         self._json(
@@ -219,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         reply = stream.reply
         if not started:
-            if reply.stopped_by in ("api_error", "timeout"):
+            if reply.failed:
                 self._error(503 if reply.stopped_by == "timeout" else 400, reply.detail)
                 return
             begin()

@@ -248,6 +248,7 @@ tab_chat, tab_bench = right.tabs(["Chat", "Limit bench"])
 with tab_chat:
     with ui.page_db() as db:
         shown = conversations.messages(db, current.id) if current else []
+    history = [(m.role, m.content) for m in shown]
     for message in shown:
         with st.chat_message(message.role):
             st.markdown(message.content or "*(no text)*")
@@ -273,15 +274,7 @@ with tab_chat:
     draft = st.session_state.get("chat_draft", "")
     if settings and backend:
         try:
-            preview = chat.assemble_context(
-                settings.system_prompt,
-                settings.pinned,
-                [(m.role, m.content) for m in shown],
-                draft or "…",
-                budget_tokens=settings.budget_tokens,
-                count_tokens=backend.count_tokens,
-                truncate=getattr(backend, "truncate", None),
-            )
+            preview = settings.plan(backend, history, draft or "…")
         except DevmodeError as e:
             st.warning(f"As it stands, this message cannot be sent: {e}")
         else:
@@ -304,15 +297,7 @@ with tab_chat:
     if st.button("Send", type="primary", key="chat_send", disabled=not (settings and backend)):
         prompt = st.session_state["chat_draft"]
         try:
-            plan = chat.assemble_context(
-                settings.system_prompt,
-                settings.pinned,
-                [(m.role, m.content) for m in shown],
-                prompt,
-                budget_tokens=settings.budget_tokens,
-                count_tokens=backend.count_tokens,
-                truncate=getattr(backend, "truncate", None),
-            )
+            plan = settings.plan(backend, history, prompt)
             stream = chat.ReplyStream(backend, plan, settings.limits)
         except DevmodeError as e:
             st.error(f"{e} Your message is kept above.")
@@ -323,7 +308,7 @@ with tab_chat:
                 st.write_stream(stream)
                 reply = stream.reply
                 st.caption(chat.describe_reply(reply))
-            if not reply.text and reply.stopped_by in ("api_error", "timeout"):
+            if reply.failed:
                 st.error(f"{reply.detail}. Your message is kept above; nothing was saved.")
             else:
                 with ui.page_db() as db:
@@ -394,7 +379,6 @@ with tab_bench:
                 settings,
                 prompts,
                 columns,
-                truncate=getattr(backend, "truncate", None),
                 on_row=advance,
             )
         except DevmodeError as e:
