@@ -702,7 +702,6 @@ def parse_variant(text: str, name: str | None = None) -> BenchVariant:
     the context budget and ``name`` the column's label.
     """
     values: dict[str, Any] = {}
-    kinds = {f.name: f.type for f in fields(ChatLimits)}
     label, budget = name, None
     for pair in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = pair.partition("=")
@@ -715,13 +714,10 @@ def parse_variant(text: str, name: str | None = None) -> BenchVariant:
             budget = _number(value, int, key)
         elif key in ("stop", "banned"):
             values[key] = tuple(v for v in value.split(";") if v)
-        elif key in kinds:
-            kind = str(kinds[key])
-            values[key] = (
-                value if "str" in kind else _number(value, float if "float" in kind else int, key)
-            )
+        elif key in LIMIT_TYPES:
+            values[key] = _limit_value(key, value)
         else:
-            known = ", ".join([*kinds, "budget", "name"])
+            known = ", ".join([*LIMIT_TYPES, "budget", "name"])
             raise ChatInputError(f"{key!r} is not a limit. Known: {known}.")
     return BenchVariant(label or text or "defaults", ChatLimits(**values), budget)
 
@@ -735,14 +731,9 @@ def variant_from_row(row: dict[str, Any], defaults: ChatLimits) -> BenchVariant:
         return value is not None and value == value and str(value).strip() != ""  # NaN: blank
 
     values = defaults.to_dict()
-    for key in ("max_tokens", "top_k"):
+    for key in LIMIT_TYPES.keys() - {"stop", "banned"}:
         if given(key):
-            values[key] = int(row[key])
-    for key in ("temperature", "top_p", "timeout_s"):
-        if given(key):
-            values[key] = float(row[key])
-    if given("banned_action"):
-        values["banned_action"] = str(row["banned_action"])
+            values[key] = _limit_value(key, row[key])
     if given("stop"):
         values["stop"] = stop_sequences_from_text(str(row["stop"]).replace(";", "\n"))
     if given("banned"):
@@ -752,7 +743,19 @@ def variant_from_row(row: dict[str, Any], defaults: ChatLimits) -> BenchVariant:
     return BenchVariant(name, ChatLimits.from_dict(values), budget)
 
 
-def _number(value: str, kind: type, key: str):
+# Each ChatLimits field's type, as written in the class ("int", "float", "int | None", ...).
+LIMIT_TYPES = {f.name: str(f.type) for f in fields(ChatLimits)}
+
+
+def _limit_value(key: str, value: Any):
+    """A ChatLimits field's value from typed text or a table cell, by the field's type."""
+    kind = LIMIT_TYPES[key]
+    if kind == "str":
+        return str(value)
+    return _number(value, float if "float" in kind else int, key)
+
+
+def _number(value: Any, kind: type, key: str):
     try:
         return kind(value)
     except ValueError:

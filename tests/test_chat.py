@@ -270,3 +270,17 @@ def test_an_unreachable_endpoint_says_so():
     backend = llm.OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m")
     reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=5))
     assert reply.stopped_by == "api_error" and "could not reach http://127.0.0.1" in reply.detail
+
+
+def test_bench_variants_from_text_and_from_a_table_row_read_limits_alike():
+    text = chat.parse_variant("name=strict,max_tokens=20,temperature=0,seed=3,banned=risk;loss")
+    row = chat.variant_from_row(
+        {"name": "strict", "max_tokens": 20.0, "temperature": 0.0, "seed": 3.0, "banned": "risk, loss",
+         "stop": float("nan")},
+        ChatLimits(),
+    )  # fmt: skip
+    assert text == row and text.limits.max_tokens == 20 and text.limits.seed == 3
+    with pytest.raises(ChatInputError, match="max_tokens must be a number; found 'many'"):
+        chat.parse_variant("max_tokens=many")
+    with pytest.raises(ChatInputError, match="'colour' is not a limit"):
+        chat.parse_variant("colour=red")
