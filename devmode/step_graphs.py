@@ -1,6 +1,6 @@
 """Training steps replayed as CUDA graphs: one launch per step instead of about a thousand.
 
-    steps = StepGraphs(model, encoded, pad_id, batch_size, run_step, device, capture=True)
+    steps = StepGraphs(encoded, pad_id, batch_size, steps_per_epoch, run_step, device, capture=True)
     steps.start_epoch(batches)            # this epoch's batch order goes to the GPU once
     for indices in batches:
         steps.step(indices)               # gather rows, forward, backward, clip, AdamW: one replay
@@ -102,8 +102,8 @@ class StepGraphs:
         self.device = device
         self.capture = capture
         n = len(encoded.ids)
-        self.full_width = round_width(int(encoded.lengths.max()), int(encoded.lengths.max()))
-        self.full_width = max(self.full_width, 1)
+        self.text_lengths = encoded.lengths  # on the host: which graph a batch needs
+        self.full_width = max(1, int(encoded.lengths.max()))  # the widest batch: no rounding up
         ids = np.full((n + 1, self.full_width), pad_id, dtype=np.int64)
         for row, seq in enumerate(encoded.ids):
             ids[row, : len(seq)] = seq
@@ -135,14 +135,14 @@ class StepGraphs:
         self.order.copy_(torch.from_numpy(order))
         self.cursor.zero_()
 
-    def step(self, indices: np.ndarray, lengths: np.ndarray) -> bool:
-        """Train on the next batch of the epoch (``indices``, whose token counts are ``lengths``);
-        its loss is added to ``loss_sum``. Returns True (the batch is done).
+    def step(self, indices: np.ndarray) -> bool:
+        """Train on the next batch of the epoch (``indices``); its loss is added to
+        ``loss_sum``. Returns True (the batch is done).
 
         The first batch of a new width is captured first, which raises ``GraphCaptureFailed``
         if the model cannot be captured; nothing has trained on the batch then.
         """
-        width = round_width(int(lengths[indices].max()), self.full_width)
+        width = round_width(int(self.text_lengths[indices].max()), self.full_width)
         if not self.capture:
             self._body(width, update=True)
             return True

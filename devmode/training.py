@@ -519,13 +519,10 @@ def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
 
 
 def make_optimizer(
-    model: nn.Module, config: TrainConfig, device: torch.device, capturable: bool = False
+    model: nn.Module, config: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
     """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms.
-
-    ``capturable`` (AdamW on CUDA) lets ``step()`` be captured in a CUDA graph: the learning rate
-    is then a tensor on the device, which ``set_lr`` updates in place.
-    """
+    For CUDA graphs, ``make_capturable`` then turns it capturable."""
     decay, no_decay = [], []
     for parameter in model.parameters():
         if parameter.requires_grad:
@@ -536,15 +533,13 @@ def make_optimizer(
     ]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
-    if capturable:
-        make_capturable(optimizer, device)
-    return optimizer
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
 
 
 def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Turn a (fused) AdamW capturable, its learning rate a device tensor; again after
-    ``load_state_dict``, which brings back the saved groups' settings."""
+    """Let a (fused) AdamW's ``step()`` be captured in a CUDA graph: its learning rate becomes a
+    tensor on the device (``set_lr`` fills it in place). Call it after ``load_state_dict``,
+    which brings back the saved groups' settings."""
     for group in optimizer.param_groups:
         group["capturable"] = True
         if not isinstance(group["lr"], torch.Tensor):
@@ -661,7 +656,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     if graphs_off and config.cuda_graphs and device.type == "cuda":
         notes.append(f"CUDA graphs off: {graphs_off}")
     use_graphs = graphs_off is None
-    optimizer = make_optimizer(model, config, device, capturable=use_graphs)
+    optimizer = make_optimizer(model, config, device)
     weights = (
         class_weight_tensor(train_set, len(data.labels), device) if config.class_weights else None
     )
@@ -685,7 +680,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         saved_state, best_weights = checkpoints.load(model, optimizer, device)
         state = saved_state or state
     if use_graphs:
-        make_capturable(optimizer, device)  # a loaded state brings back its own groups
+        make_capturable(optimizer, device)  # after the checkpoint, whose groups it would undo
     core = model  # the plain module: evaluated, checkpointed and saved
     model, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -743,7 +738,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
             replayed = False
             if graphs and optimizer.state:
                 try:
-                    replayed = graphs.step(indices, train_set.lengths)
+                    replayed = graphs.step(indices)
                 except GraphCaptureFailed as e:
                     notes.append(f"CUDA graphs off after a failed capture: {e}")
                     graphs, core.expand_mask = None, False

@@ -99,7 +99,7 @@ def test_graph_body_trains_exactly_like_the_plain_step(tiny_model_dir, tiny_data
         )
         plain_losses.append(plain_step(input_ids, attention_mask, y).item())
         before = steps.loss_sum.item()
-        assert steps.step(indices, encoded.lengths)
+        assert steps.step(indices)
         graphed_losses.append(steps.loss_sum.item() - before)
     np.testing.assert_allclose(graphed_losses, plain_losses, rtol=1e-4, atol=1e-5)
     for (name, a), b in zip(plain.named_parameters(), graphed.parameters(), strict=True):
@@ -116,7 +116,7 @@ def test_skip_keeps_the_cursor_with_the_batches(tiny_model_dir, tiny_data):
     )
     steps.start_epoch(batches)
     steps.skip()
-    steps.step(batches[1], encoded.lengths)
+    steps.step(batches[1])
     assert steps.cursor.item() == 2
     steps.start_epoch(batches)
     assert steps.cursor.item() == 0
