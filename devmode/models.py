@@ -156,31 +156,39 @@ _JSON_RECORD = ("config", "versions", "baseline", "validation", "test")
 
 
 def import_zip(
-    db: Database, archive_path: str | Path, files_dir: str | Path, *, max_bytes: int
+    db: Database,
+    archive_path: str | Path,
+    files_dir: str | Path,
+    *,
+    max_bytes: int,
+    name: str | None = None,
 ) -> Model:
     """Add a model exported by ``export_zip`` (here or on another machine) to the registry, as a
     completed run of its own; returns the new model. See the module docstring for the checks.
 
     :param max_bytes: the largest archive accepted (devmode's upload limit)
+    :param name: the archive's name for messages and the run's record, when ``archive_path`` is
+        a copy under another name (an upload)
     """
     from devmode.training import load_classifier
 
     archive_path = Path(archive_path)
+    name = name or archive_path.name
     size = archive_path.stat().st_size
     if size > max_bytes:
         raise InvalidArchive(
-            f"{archive_path.name} is {size / 1e6:,.1f} MB; archives up to "
+            f"{name} is {size / 1e6:,.1f} MB; archives up to "
             f"{max_bytes / 1e6:,.0f} MB are accepted. Raise DEVMODE_MAX_UPLOAD_MB to allow more."
         )
     if not zipfile.is_zipfile(archive_path):
         raise InvalidArchive(
-            f"{archive_path.name} is not a zip file. Expected a model archive written by "
+            f"{name} is not a zip file. Expected a model archive written by "
             "`models export` (or the Models tab's zip export)."
         )
     staging = models_dir(files_dir) / f"imported-{uuid.uuid4().hex[:12]}.partial"
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            members = _safe_members(archive, archive_path.name, max_bytes * MAX_UNPACKED_RATIO)
+            members = _safe_members(archive, name, max_bytes * MAX_UNPACKED_RATIO)
             for info, relative in members:
                 target = staging / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -189,19 +197,19 @@ def import_zip(
         missing = [name for name in REQUIRED_FILES if not (staging / name).is_file()]
         if missing:
             raise InvalidArchive(
-                f"{archive_path.name} holds no devmode model: {', '.join(missing)} missing. "
+                f"{name} holds no devmode model: {', '.join(missing)} missing. "
                 "Expected an archive written by `models export`."
             )
         try:
             _, _, card = load_classifier(staging)
         except Exception as e:  # noqa: BLE001 - any load failure means: not a usable model
             raise InvalidArchive(
-                f"The model in {archive_path.name} does not load: {type(e).__name__}: {e}"
+                f"The model in {name} does not load: {type(e).__name__}: {e}"
             ) from e
         record_file = staging / RUN_RECORD
         record = json.loads(record_file.read_text()) if record_file.is_file() else {}
         record_file.unlink(missing_ok=True)
-        return _register_import(db, staging, card, record, archive_path.name)
+        return _register_import(db, staging, card, record, name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

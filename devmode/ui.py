@@ -36,13 +36,7 @@ def configured_password_hash() -> str | None:
     """The password hash from $DEVMODE_PASSWORD_HASH or the Streamlit secret; None: no gate."""
     from devmode import auth
 
-    value = os.environ.get(auth.PASSWORD_HASH_ENV)
-    if not value:
-        try:
-            value = st.secrets.get(auth.PASSWORD_HASH_SECRET)
-        except Exception:  # no secrets.toml: Streamlit raises rather than returning None
-            value = None
-    return value or None
+    return os.environ.get(auth.PASSWORD_HASH_ENV) or secret(auth.PASSWORD_HASH_SECRET)
 
 
 def require_password() -> None:
@@ -113,27 +107,39 @@ def chat_backend(spec):
     )
 
 
+def secret(name: str) -> str | None:
+    """The Streamlit secret ``name``, or None (also when there is no secrets.toml at all, where
+    Streamlit raises rather than returning None)."""
+    try:
+        value = st.secrets.get(name)
+    except Exception:
+        return None
+    return str(value) if value else None
+
+
 def api_key(name: str) -> tuple[str | None, str]:
     """(the key, where it was found) for a secret or environment variable called ``name``:
     Streamlit secrets first, then the environment."""
-    try:
-        value = st.secrets.get(name) if name else None
-    except Exception:  # no secrets.toml at all: Streamlit raises rather than returning None
-        value = None
+    value = secret(name) if name else None
     if value:
-        return str(value), "Streamlit secrets"
+        return value, "Streamlit secrets"
     if name and os.environ.get(name):
         return os.environ[name], "the environment"
     return None, "nowhere"
 
 
-def uploaded_file_path(uploaded) -> str:
-    """A file uploaded through ``st.file_uploader`` written to a private temporary file (for
-    code that reads a path, such as zip archives); the person's file name is not used for it."""
+@contextmanager
+def uploaded_file(uploaded) -> Iterator[str]:
+    """The path of a private temporary copy of a ``st.file_uploader`` file, for code that reads
+    paths (zip archives); removed afterwards. The person's file name is not used for it."""
+    import shutil
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="devmode-upload-")
-    path = os.path.join(folder, "upload.bin")
-    with open(path, "wb") as out:
-        out.write(uploaded.getbuffer())
-    return path
+    try:
+        path = os.path.join(folder, "upload.bin")
+        with open(path, "wb") as out:
+            out.write(uploaded.getbuffer())
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from devmode import charts, config, ingest, models, reports, runs, ui, worker
+from devmode import charts, config, ingest, models, readers, reports, runs, ui, worker
 from devmode.errors import DevmodeError
 
 ui.page_setup("Fine-tune", ":material/model_training:")
@@ -311,6 +311,10 @@ with tab_runs:
 
 # ----------------------------------------------------------------------------------------------
 with tab_models:
+    # an import chose the model to show; set before the selectbox exists, on the next run
+    if "train_model_next" in st.session_state:
+        st.session_state["train_model_run"] = st.session_state.pop("train_model_next")
+        st.toast(st.session_state.pop("train_model_notice", ""))
     with ui.page_db() as db:
         registry = models.list_models(db)
     if not registry:
@@ -366,15 +370,20 @@ with tab_models:
         archive = st.file_uploader("Model archive", type=["zip"], key="train_import_file")
         if archive is not None and st.button("Import", key="train_import"):
             try:
-                with ui.page_db() as db:
+                with ui.page_db() as db, ui.uploaded_file(archive) as path:
                     imported = models.import_zip(
                         db,
-                        ui.uploaded_file_path(archive),
+                        path,
                         config.files_dir(config.db_path()),
                         max_bytes=config.max_upload_bytes(),
+                        name=readers.base_name(archive.name),
                     )
             except DevmodeError as e:
                 st.error(str(e))
             else:
-                st.session_state["train_model_run"] = imported.run_id
-                st.success(f"Imported as run {imported.run_id} ({', '.join(imported.labels)}).")
+                st.session_state["train_model_next"] = imported.run_id
+                st.session_state["train_model_notice"] = (
+                    f"Imported {archive.name} as run {imported.run_id} "
+                    f"({', '.join(imported.labels)})."
+                )
+                st.rerun()

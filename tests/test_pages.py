@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from devmode import ingest
+from devmode import ingest, runs
 from devmode.db import open_db
 from tests.conftest import PHRASEBANK_ALLAGREE, file_digest
 
@@ -269,3 +269,38 @@ def test_limit_bench_tabulates_prompts_by_variant(app_db, chat_server):
     assert table["stopped_by"].iloc[0] == "max_tokens"
     assert table["stopped_by"].iloc[4] == "refused"  # "rates" is banned and in the prompt
     assert "Limit bench" in at.get("plotly_chart")[-1].proto.spec
+
+
+def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monkeypatch):
+    import tempfile
+    import zipfile
+
+    from devmode import models
+
+    monkeypatch.setenv("DEVMODE_DB", news_db)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where upload copies would stay
+    (tmp_path / "export").mkdir()
+    with open_db(news_db) as db:
+        archive = models.export_zip(db, 1, tmp_path / "export" / "model.zip")
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Fine_tune.py"), default_timeout=60).run()
+    at.file_uploader(key="train_import_file").set_value(
+        ("desk-model.zip", archive.read_bytes(), "application/zip")
+    )
+    at.run()
+    at.button(key="train_import").click().run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="train_model_run").value == 2
+    with open_db(news_db) as db:
+        record = runs.get_run(db, 2)
+    assert record.versions["imported_from"] == "desk-model.zip"
+    assert not list(tmp_path.glob("devmode-upload-*"))  # the copy is gone
+
+    hostile = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(hostile, "w") as z:
+        z.writestr("../evil.txt", b"x")
+    at.file_uploader(key="train_import_file").set_value(
+        ("hostile.zip", hostile.read_bytes(), "application/zip")
+    )
+    at.run()
+    at.button(key="train_import").click().run()
+    assert "hostile.zip has an entry that would land outside its folder" in at.error[0].value
