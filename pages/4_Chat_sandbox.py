@@ -218,21 +218,23 @@ with left:
         st.error(str(e))
 
     if current:
-        with ui.page_db() as db:
-            exported = {
-                "json": conversations.export_json(db, current.id),
-                "md": conversations.export_markdown(db, current.id),
-            }
+
+        def export(render, conversation_id=current.id):
+            """Built when the file is asked for, not on every rerun (its own connection: the
+            request may come on another thread)."""
+            with ui.page_db() as db:
+                return render(db, conversation_id)
+
         c = st.columns(3)
         c[0].download_button(
             "Export JSON",
-            exported["json"],
+            lambda: export(conversations.export_json),
             f"conversation-{current.id}.json",
             icon=":material/download:",
         )
         c[1].download_button(
             "Export Markdown",
-            exported["md"],
+            lambda: export(conversations.export_markdown),
             f"conversation-{current.id}.md",
             icon=":material/download:",
         )
