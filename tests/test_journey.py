@@ -3,6 +3,7 @@ upload -> map -> fine-tune (reload mid-run) -> report -> promote -> score -> tre
 chat limits. Screenshots of every step go to $TMPDIR/devmode-journey/."""
 
 import csv
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
     headlines = write_rows(tmp_path / "headlines_slice.csv", read_slice(HEADLINES, 400, 23))
     db_path = tmp_path / "devmode.db"
     with StreamlitApp(db_path) as app:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         journey = Journey(page)
 
         # -- home ---------------------------------------------------------------------------
@@ -210,6 +211,11 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
         wait_for_text(page, f"stopped: banned word '{word}'")
         journey.shot("chat_banned_word")
         assert_healthy(page)
+        with page.expect_download() as download:  # the export is built when it is asked for
+            page.get_by_role("button", name="Export JSON").click()
+        exported = json.loads(Path(download.value.path()).read_text())
+        assert [m["role"] for m in exported["messages"]] == ["user", "assistant"]
+        assert exported["messages"][1]["report"]["stopped_by"] == "banned_word"
 
         with open_db(db_path) as db:
             assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
