@@ -1,35 +1,6 @@
-"""devmode home: what it is, where the data lives, and what is in it."""
+"""devmode's entry point: `streamlit run app.py`. The pages, with their titles, icons and
+addresses, are listed once in ``devmode.ui.PAGES``; Home is at ``/``."""
 
-import streamlit as st
+from devmode import ui
 
-from devmode import config, ui
-from devmode import db as store
-
-ui.page_setup("Home", ":material/home:")
-
-st.title("devmode")
-st.markdown(
-    "A workbench for finance analysts: bring your own labelled text, fine-tune a model on it, "
-    "watch what the model says about the market over time, and probe a chat model's context "
-    "and response limits."
-)
-
-with ui.page_db() as db:
-    counts = store.summary(db)
-
-st.caption(f"Database: `{config.db_path()}`")
-cols = st.columns(5)
-cols[0].metric("Datasets", counts["datasets"])
-cols[1].metric("Training runs", counts["runs"])
-cols[2].metric("Active models", counts["active_models"])
-cols[3].metric("Open alerts", counts["open_alerts"])
-cols[4].metric("Conversations", counts["conversations"])
-
-st.subheader("Pages")
-for path, label, icon in ui.PAGES[1:]:
-    st.page_link(path, label=label, icon=icon)
-if counts["datasets"] == 0:
-    st.info(
-        "Start on the **Datasets** page: upload a CSV, TSV, JSON, JSONL or Parquet file of "
-        "labelled text, such as Financial PhraseBank."
-    )
+ui.navigation().run()

@@ -9,7 +9,7 @@ SmolLM2-135M-Instruct on this machine, in its own process (so each peak memory i
 - ``generate fp32``: what a user would write: ``model.generate(..., streamer=TextIteratorStreamer)``
   in a thread, timing the first streamed text and the rest;
 - ``devmode fp32 / bf16 / int8``: ``EmbeddedBackend`` (the lean decoder) at each precision,
-  through ``chat.respond`` exactly as the sandbox streams a reply.
+  through ``replies.respond`` exactly as the sandbox streams a reply.
 
 Time to first token includes the prompt's forward pass; tokens/s counts the tokens after the
 first over the time after the first (the decoding rate). "Agrees" is the share of next-token
@@ -88,9 +88,9 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int) -> dic
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
-    from devmode import chat
-    from devmode.decoder import LlamaDecoder
-    from devmode.llm import EmbeddedBackend
+    from devmode.chat import context, limits, replies
+    from devmode.chat.backends import EmbeddedBackend
+    from devmode.chat.decoder import LlamaDecoder
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     prompt = tokenizer.apply_chat_template(
@@ -130,10 +130,10 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int) -> dic
     else:
         precision = variant.split()[1]
         backend = EmbeddedBackend(LlamaDecoder.from_pretrained(folder, precision), tokenizer)
-        plan = chat.ContextPlan.from_messages(MESSAGES)
-        limits = chat.ChatLimits(max_tokens=new_tokens, temperature=0)
+        plan = context.ContextPlan.from_messages(MESSAGES)
+        limits = limits.ChatLimits(max_tokens=new_tokens, temperature=0)
         for _ in range(repeat + 1):
-            reply = chat.respond(backend, plan, limits)
+            reply = replies.respond(backend, plan, limits)
             firsts.append(reply.first_token_s)
             done = reply.completion_tokens - 1
             rates.append(done / (reply.total_s - reply.first_token_s))
@@ -151,7 +151,7 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int) -> dic
 
 
 def converted_folder(cache: Path) -> Path:
-    from devmode.llm import EMBEDDED_CHAT_MODEL, EmbeddedBackend
+    from devmode.chat.backends import EMBEDDED_CHAT_MODEL, EmbeddedBackend
 
     EmbeddedBackend.load(cache, "fp32")  # converts the GGUF file once
     return cache / EMBEDDED_CHAT_MODEL

@@ -69,7 +69,7 @@ def make_file(path: Path, fmt: str, n_rows: int) -> None:
 
 def measure(path: str, db_path: str) -> None:
     """Child process: ingest one file and print a JSON line of figures."""
-    from devmode import ingest, readers
+    from devmode.data import ingest, readers
     from devmode.db import open_db
 
     start = time.perf_counter()

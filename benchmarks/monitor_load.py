@@ -34,10 +34,12 @@ def build_database(folder: Path, busy_rows: int) -> tuple[str, int]:
     """The database: headlines scored and an alert rule; a bigger dataset left to score."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from devmode import ingest, models, monitoring, runs, worker
-    from devmode.config import TrainConfig
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
     from devmode.db import open_db
-    from devmode.readers import read_upload
+    from devmode.finetune import registry, runs, worker
+    from devmode.finetune.config import TrainConfig
+    from devmode.monitor import alerts, monitoring
 
     with open(HEADLINES, newline="", encoding="utf-8") as f:
         headlines = list(csv.DictReader(f))
@@ -83,14 +85,15 @@ def build_database(folder: Path, busy_rows: int) -> tuple[str, int]:
         ingest.insert_upload(db, read_upload(HEADLINES), "headlines", dated)
         run = runs.create_run(
             db,
-            TrainConfig("labelled", base_model=str(model_dir), epochs=1, freeze_embeddings=False),
+            "labelled",
+            TrainConfig(base_model=str(model_dir), epochs=1, freeze_embeddings=False),
         )
     worker.execute_run(db_path, run.id)
     with open_db(db_path) as db:
-        models.promote(db, run.id, "sentiment")
+        registry.promote(db, run.id, "sentiment")
         monitoring.score_dataset(db, "headlines")
-        monitoring.add_alert_rule(db, "headlines", kind="spike", threshold=2.0, period="week")
-        monitoring.evaluate_alerts(db, "headlines")
+        alerts.add_alert_rule(db, "headlines", kind="spike", threshold=2.0, period="week")
+        alerts.evaluate_alerts(db, "headlines")
     return db_path, run.id
 
 
@@ -194,8 +197,8 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=9, help="Renders per session.")
     parser.add_argument("--busy-rows", type=int, default=400_000)
     args = parser.parse_args()
-    from devmode import score_jobs
     from devmode.db import open_db
+    from devmode.monitor import score_jobs
     from tests.browser_support import StreamlitApp
 
     n = args.sessions

@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME:FIELD=VALUE,...")
     parser.add_argument("--json", help="Also write every run's figures to this file.")
     args = parser.parse_args()
-    from devmode.config import TrainConfig
-    from devmode.training import train
+    from devmode.finetune.config import TrainConfig
+    from devmode.finetune.training import train
 
     recipes = [parse_recipe(r) for r in args.recipe or ["default:"]]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -52,7 +52,7 @@ def main() -> None:
             data = load_splits(dataset, Path(tmp))
             for name, overrides in recipes:
                 for seed in seeds:
-                    config = TrainConfig(dataset=dataset, seed=seed, **overrides)
+                    config = TrainConfig(seed=seed, **overrides)
                     start = time.perf_counter()
                     result = train(config, data)
                     row = {

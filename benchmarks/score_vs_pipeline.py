@@ -31,7 +31,7 @@ HEADLINES = ROOT.parent / "shared" / "data" / "dated_headlines" / "headlines.csv
 def make_classifier(folder: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from devmode.config import embedded_classifier_dir
+    from devmode.finetune.config import embedded_classifier_dir
 
     torch.manual_seed(0)
     labels = {0: "negative", 1: "neutral", 2: "positive"}
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import pipeline
 
-    from devmode.scoring import load_scorer
+    from devmode.monitor.scoring import load_scorer
 
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     with open(HEADLINES, newline="", encoding="utf-8") as f:

@@ -53,9 +53,9 @@ DATASETS = {
 
 def load_splits(name: str, tmp: Path):
     """(train, validation, test) lists of (text, label), from devmode's own stored split."""
-    from devmode import ingest, readers
+    from devmode.data import ingest, readers
+    from devmode.data.examples import TrainData
     from devmode.db import open_db
-    from devmode.training import TrainData
 
     with open_db(tmp / f"{name}.db") as db:
         if name == "topic":
@@ -87,11 +87,10 @@ def _csv_rows(path):
 
 
 def run_devmode(data, args, seed, tmp: Path) -> dict:
-    from devmode.config import TrainConfig
-    from devmode.training import train
+    from devmode.finetune.config import TrainConfig
+    from devmode.finetune.training import train
 
     config = TrainConfig(
-        dataset="bench",
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -127,7 +126,7 @@ def run_trainer(data, args, seed, tmp: Path) -> dict:
         TrainingArguments,
     )
 
-    from devmode.config import resolve_base_model
+    from devmode.finetune.config import resolve_base_model
 
     labels = data.labels
     index = {label: i for i, label in enumerate(labels)}
@@ -197,7 +196,7 @@ def _config_overrides(pairs: list[str]) -> dict:
     """``["epochs=8", "adversarial=fgm"]`` as TrainConfig keyword arguments of the right types."""
     import dataclasses
 
-    from devmode.config import TrainConfig
+    from devmode.finetune.config import TrainConfig
 
     types = {
         f.name: type(f.default) for f in dataclasses.fields(TrainConfig) if f.name != "dataset"
@@ -226,7 +225,7 @@ def flops_per_token(base_model: str) -> float:
     products per token (the word, position and type embeddings are lookups, not products)."""
     from transformers import AutoModel
 
-    from devmode.config import resolve_base_model
+    from devmode.finetune.config import resolve_base_model
 
     model = AutoModel.from_pretrained(resolve_base_model(base_model))
     return 6.0 * sum(
@@ -238,7 +237,7 @@ def mean_tokens(data, base_model: str, max_length: int = 128) -> float:
     """Real (unpadded) tokens per training text, special tokens included."""
     from transformers import AutoTokenizer
 
-    from devmode.config import resolve_base_model
+    from devmode.finetune.config import resolve_base_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
     ids = tokenizer([t for t, _ in data.train], truncation=True, max_length=max_length)["input_ids"]

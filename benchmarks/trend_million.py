@@ -32,8 +32,9 @@ TOPICS = [f"topic {i:02d}" for i in range(20)]
 
 
 def build(db_path: Path, n_rows: int) -> None:
-    from devmode import ingest, monitoring, readers
+    from devmode.data import ingest, readers
     from devmode.db import open_db, utc_now
+    from devmode.monitor import monitoring
 
     rng = random.Random(0)
     start = dt.date(2009, 1, 1)
@@ -103,8 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    from devmode import monitoring
     from devmode.db import open_db
+    from devmode.monitor import trends
 
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "trend.db"
@@ -116,7 +117,7 @@ def main() -> None:
         print(f"\n{'query':<44} {'median ms':>10} {'max ms':>8} {'points':>7}")
         with open_db(db_path) as db:
             cases = []
-            for period in monitoring.PERIODS:
+            for period in trends.PERIODS:
                 for label, filters in (
                     ("all", {}),
                     ("ticker", {"ticker": "T07"}),
@@ -126,22 +127,22 @@ def main() -> None:
                     cases.append(
                         (
                             f"sentiment_trend {period}, {label}",
-                            lambda p=period, f=filters: monitoring.sentiment_trend(
+                            lambda p=period, f=filters: trends.sentiment_trend(
                                 db, "headlines", period=p, **f
                             ),
                         )
                     )
             cases += [
-                ("sentiment_by_topic, all", lambda: monitoring.sentiment_by_topic(db, "headlines")),
+                ("sentiment_by_topic, all", lambda: trends.sentiment_by_topic(db, "headlines")),
                 (
                     "sentiment_by_topic, ticker",
-                    lambda: monitoring.sentiment_by_topic(db, "headlines", ticker="T07"),
+                    lambda: trends.sentiment_by_topic(db, "headlines", ticker="T07"),
                 ),
-                ("scored_tickers", lambda: monitoring.scored_tickers(db, "headlines")),
-                ("scored_topics", lambda: monitoring.scored_topics(db, "headlines")),
+                ("scored_tickers", lambda: trends.scored_tickers(db, "headlines")),
+                ("scored_topics", lambda: trends.scored_topics(db, "headlines")),
                 (
                     "texts_in_period week, all",
-                    lambda: monitoring.texts_in_period(
+                    lambda: trends.texts_in_period(
                         db, "headlines", period="week", start="2015-06-01"
                     ),
                 ),

@@ -16,22 +16,13 @@ from pathlib import Path
 
 import click
 
-from devmode import (
-    __version__,
-    chat,
-    config,
-    distributed,
-    ingest,
-    models,
-    monitoring,
-    readers,
-    reports,
-    runs,
-    score_jobs,
-    worker,
-)
+from devmode import __version__, environment, jobs
+from devmode.chat import bench, limits, replies
+from devmode.data import ingest, readers
 from devmode.db import open_db
 from devmode.errors import DevmodeError
+from devmode.finetune import config, distributed, registry, reports, runs, worker
+from devmode.monitor import alerts, monitoring, score_jobs, trends
 
 
 def _friendly_errors(fn):
@@ -53,7 +44,7 @@ def _friendly_errors(fn):
     "--db",
     "db_path",
     envvar="DEVMODE_DB",
-    default=config.DEFAULT_DB_PATH,
+    default=environment.DEFAULT_DB_PATH,
     show_default=True,
     type=click.Path(dir_okay=False),
     help="SQLite file holding everything (also $DEVMODE_DB).",
@@ -66,6 +57,44 @@ def cli(ctx: click.Context, db_path: str) -> None:
 
 def _db(ctx: click.Context):
     return open_db(ctx.obj["db_path"])
+
+
+def _setting_options(cls, *, required=(), only=None):
+    """One option per setting of ``cls`` (a ``specs.Settings`` class): its flag, type,
+    choices, default and help all come from the setting's spec, so nothing is restated here."""
+
+    def decorate(fn):
+        for spec in reversed(cls.specs()):
+            if only is None or spec.name in only:
+                fn = _option(spec, required=spec.name in required)(fn)
+        return fn
+
+    return decorate
+
+
+def _option(spec, *, required: bool = False):
+    flag = spec.cli_flag
+    if spec.type is bool:
+        return click.option(
+            f"{flag}/--no-{flag[2:]}",
+            spec.name,
+            default=spec.default,
+            show_default=True,
+            help=spec.help,
+        )
+    if spec.type is tuple:
+        return click.option(flag, spec.name, multiple=True, help=spec.help + " Repeatable.")
+    kind = click.Choice(spec.choices) if spec.choices else spec.type
+    if required:
+        return click.option(flag, spec.name, type=kind, required=True, help=spec.help)
+    return click.option(
+        flag,
+        spec.name,
+        type=kind,
+        default=spec.default,
+        show_default=spec.default not in (None, "", ()),
+        help=spec.help,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -81,13 +110,11 @@ def _role_options(fn):
 
 
 def _split_options(fn):
-    fn = click.option("--seed", default=42, show_default=True, type=int, help="Seed of the split.")(
-        fn
-    )
+    fn = _option(ingest.SplitSpec.spec("seed"))(fn)
     return click.option(
         "--split",
         "split_fractions",
-        default="0.8,0.1,0.1",
+        default=",".join(f"{f:g}" for f in ingest.SplitSpec().fractions),
         show_default=True,
         help="Train,validation,test fractions, drawn within each label.",
     )(fn)
@@ -347,38 +374,9 @@ def _echo_dataset(d: ingest.Dataset, stats: ingest.DatasetStats) -> None:
 # train, runs, models
 
 
-def _train_options(fn):
-    """One option per TrainConfig field (a test keeps them in step): --learning-rate 1e-4 ..."""
-    choices = {
-        "optimizer": config.OPTIMIZERS,
-        "schedule": config.SCHEDULES,
-        "freeze": config.FREEZE_MODES,
-        "pooling": config.POOLINGS,
-        "adversarial": config.ADVERSARIAL,
-        "device": config.DEVICES,
-        "precision": config.PRECISIONS,
-    }
-    defaults = config.TrainConfig("x")
-    for field in reversed(dataclasses.fields(config.TrainConfig)):
-        if field.name == "dataset":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        if isinstance(default, bool):
-            option = click.option(f"{flag}/--no-{flag[2:]}", default=default, show_default=True)
-        elif field.name in choices:
-            option = click.option(
-                flag, type=click.Choice(choices[field.name]), default=default, show_default=True
-            )
-        else:
-            option = click.option(flag, type=type(default), default=default, show_default=True)
-        fn = option(fn)
-    return fn
-
-
 @cli.command("train")
 @click.argument("dataset")
-@_train_options
+@_setting_options(config.TrainConfig)
 @click.option("--background", is_flag=True, help="Start a worker process and return at once.")
 @click.pass_context
 @_friendly_errors
@@ -388,23 +386,25 @@ def train_command(ctx, dataset, background, **settings):
     Prints progress, then the test report next to the baselines. Ctrl-C cancels (the run can be
     resumed with `runs resume`).
     """
-    train_config = config.TrainConfig(dataset=dataset, **settings)
+    train_config = config.TrainConfig(**settings)
     if distributed.is_launched():
-        _train_distributed(ctx, train_config, background)
+        _train_distributed(ctx, dataset, train_config, background)
         return
-    with _db(ctx) as db:
-        run = runs.create_run(db, train_config)
-    click.echo(f"Run {run.id}: {run.config.base_model} on {run.dataset}", err=True)
     if background:
-        pid = worker.start_job(ctx.obj["db_path"], run.id)
+        run = worker.start_run(ctx.obj["db_path"], dataset, train_config)
+        click.echo(f"Run {run.id}: {run.config.base_model} on {run.dataset}", err=True)
         click.echo(
-            f"Started run {run.id} in process {pid}. Follow it: python -m devmode runs show {run.id}"
+            f"Started run {run.id} in process {run.pid}. Follow it: python -m devmode runs show "
+            f"{run.id}"
         )
         return
+    with _db(ctx) as db:
+        run = runs.create_run(db, dataset, train_config)
+    click.echo(f"Run {run.id}: {run.config.base_model} on {run.dataset}", err=True)
     _execute(ctx, run.id)
 
 
-def _train_distributed(ctx, train_config, background: bool) -> None:
+def _train_distributed(ctx, dataset: str, train_config, background: bool) -> None:
     """Under accelerate launch / torchrun: the main process creates and records the run, every
     process trains its share."""
     if background:
@@ -415,7 +415,7 @@ def _train_distributed(ctx, train_config, background: bool) -> None:
     run_id = None
     if peers.is_main:
         with _db(ctx) as db:
-            run_id = runs.create_run(db, train_config).id
+            run_id = runs.create_run(db, dataset, train_config).id
         click.echo(f"Run {run_id} on {peers.world_size} processes", err=True)
     run_id = peers.broadcast(run_id)
     if peers.is_main:
@@ -435,7 +435,7 @@ def _execute(ctx, run_id: int) -> None:
         ) from None
     with _db(ctx) as db:
         _echo_run(runs.get_run(db, run_id))
-    if status != "completed":
+    if status != jobs.COMPLETED:
         raise click.ClickException(f"Run {run_id} ended {status}.")
 
 
@@ -514,17 +514,13 @@ def runs_cancel(ctx, run_id):
 @_friendly_errors
 def runs_resume(ctx, run_id, background):
     """Continue an interrupted, cancelled or failed run from its last checkpoint."""
-    with _db(ctx) as db:
-        runs.reconcile(db)
-        run = runs.get_run(db, run_id)
-        if run.status not in ("interrupted", "cancelled", "failed"):
-            raise DevmodeError(
-                f"Run {run_id} is {run.status}; only interrupted, cancelled or failed runs resume."
-            )
     if background:
-        pid = worker.start_job(ctx.obj["db_path"], run_id)
+        pid = worker.resume_run(ctx.obj["db_path"], run_id)
         click.echo(f"Resumed run {run_id} in process {pid}.")
         return
+    with _db(ctx) as db:
+        runs.reconcile(db)
+        runs.check_resumable(runs.get_run(db, run_id))
     _execute(ctx, run_id)
 
 
@@ -553,7 +549,7 @@ def models_group():
 def models_list(ctx):
     """List saved models with their labels and which task each is active for."""
     with _db(ctx) as db:
-        found = models.list_models(db)
+        found = registry.list_models(db)
     if not found:
         click.echo("No models yet: a completed training run saves one.")
         return
@@ -565,14 +561,14 @@ def models_list(ctx):
 @models_group.command("promote")
 @click.argument("run_id", type=int)
 @click.option(
-    "--as", "task", type=click.Choice(models.TASKS), required=True, help="The task it serves."
+    "--as", "task", type=click.Choice(registry.TASKS), required=True, help="The task it serves."
 )
 @click.pass_context
 @_friendly_errors
 def models_promote(ctx, run_id, task):
     """Make a run's model the active sentiment or topic model."""
     with _db(ctx) as db:
-        models.promote(db, run_id, task)
+        registry.promote(db, run_id, task)
     click.echo(f"Run {run_id}'s model is now the active {task} model.")
 
 
@@ -591,7 +587,7 @@ def models_promote(ctx, run_id, task):
 def models_export(ctx, run_id, destination):
     """Export a run's model folder (Hugging Face encoder + head + label map) as a zip."""
     with _db(ctx) as db:
-        path = models.export_zip(db, run_id, destination)
+        path = registry.export_zip(db, run_id, destination)
     click.echo(f"Wrote {path}")
 
 
@@ -603,11 +599,11 @@ def models_import(ctx, archive):
     """Add a model archive written by `models export` (here or on another machine) to the
     registry, as a completed run of its own."""
     with _db(ctx) as db:
-        model = models.import_zip(
+        model = registry.import_zip(
             db,
             archive,
-            config.files_dir(ctx.obj["db_path"]),
-            max_bytes=config.max_upload_bytes(),
+            environment.files_dir(ctx.obj["db_path"]),
+            max_bytes=environment.max_upload_bytes(),
         )
     click.echo(
         f"Imported {Path(archive).name} as run {model.run_id} ({model.dataset}: "
@@ -625,7 +621,7 @@ def models_delete(ctx, run_id, yes):
     if not yes:
         click.confirm(f"Delete the model of run {run_id}?", abort=True)
     with _db(ctx) as db:
-        models.delete_model(db, run_id)
+        registry.delete_model(db, run_id)
     click.echo(f"Deleted the model of run {run_id}.")
 
 
@@ -673,7 +669,7 @@ def models_map_sentiment(ctx, run_id, negative, positive):
 @click.option(
     "--task",
     "tasks",
-    type=click.Choice(models.TASKS),
+    type=click.Choice(registry.TASKS),
     multiple=True,
     help="Score with this task's active model only (repeatable). Default: topic, when a topic "
     "model is active, then sentiment.",
@@ -706,7 +702,7 @@ def score_command(ctx, dataset, tasks, background, cancel):
     job = score_jobs.execute_job(db_path, job.id, echo=click.echo)
     for line in score_jobs.describe_job(job, per_task=False):
         click.echo(line)
-    if job.status != "completed":
+    if job.status != jobs.COMPLETED:
         raise click.ClickException(f"Scoring job {job.id} ended {job.status}.")
 
 
@@ -721,16 +717,14 @@ def score_worker_command(ctx, job_id):
 
 @cli.command("trends")
 @click.argument("dataset")
-@click.option("--period", type=click.Choice(monitoring.PERIODS), default="week", show_default=True)
-@click.option("--ticker", help="Only texts filed under this ticker.")
-@click.option("--topic", help="Only texts the active topic model put under this topic.")
+@_setting_options(alerts.RuleSettings, only=("period", "ticker", "topic"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 @_friendly_errors
 def trends_command(ctx, dataset, period, ticker, topic, as_json):
     """Print the sentiment index (P(positive) - P(negative)), share negative and volume per period."""
     with _db(ctx) as db:
-        points = monitoring.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+        points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
     if as_json:
         click.echo(json.dumps(points, indent=2))
         return
@@ -753,38 +747,15 @@ def alerts_group():
 
 @alerts_group.command("add")
 @click.argument("dataset")
-@click.option(
-    "--kind",
-    type=click.Choice(monitoring.ALERT_KINDS),
-    default="share_negative",
-    show_default=True,
-    help="share_negative: above a share; spike: z-score against the previous periods.",
-)
-@click.option("--threshold", type=float, required=True, help="A share (0.6) or a z-score (2).")
-@click.option("--period", type=click.Choice(monitoring.PERIODS), default="week", show_default=True)
-@click.option("--window", type=int, default=8, show_default=True, help="spike: periods of history.")
-@click.option(
-    "--min-volume", type=int, default=5, show_default=True, help="Ignore periods with fewer texts."
-)
-@click.option("--ticker", help="Only texts filed under this ticker (default: all).")
-@click.option("--topic", help="Only texts of this topic (active topic model; default: all).")
+@_setting_options(alerts.RuleSettings, required=("threshold",))
 @click.pass_context
 @_friendly_errors
-def alerts_add(ctx, dataset, kind, threshold, period, window, min_volume, ticker, topic):
+def alerts_add(ctx, dataset, **settings):
     """Add a rule to DATASET and check it against what is scored so far."""
+    rule_settings = alerts.RuleSettings(**settings)
     with _db(ctx) as db:
-        rule = monitoring.add_alert_rule(
-            db,
-            dataset,
-            kind=kind,
-            threshold=threshold,
-            period=period,
-            window=window,
-            min_volume=min_volume,
-            ticker=ticker,
-            topic=topic,
-        )
-        raised = monitoring.evaluate_alerts(db, dataset)
+        rule = alerts.add_alert_rule(db, dataset, rule_settings)
+        raised = alerts.evaluate_alerts(db, dataset)
     click.echo(
         f"Rule {rule.id}: {rule.describe()}. {len(raised)} alerts in the data scored so far."
     )
@@ -798,7 +769,7 @@ def alerts_add(ctx, dataset, kind, threshold, period, window, min_volume, ticker
 def alerts_list(ctx, dataset, include_acknowledged):
     """List DATASET's open alerts (newest period first)."""
     with _db(ctx) as db:
-        events = monitoring.alert_events(db, dataset, include_acknowledged=include_acknowledged)
+        events = alerts.alert_events(db, dataset, include_acknowledged=include_acknowledged)
     if not events:
         click.echo("No open alerts.")
         return
@@ -817,7 +788,7 @@ def alerts_list(ctx, dataset, include_acknowledged):
 def alerts_ack(ctx, alert_id):
     """Acknowledge an alert (it leaves the open list)."""
     with _db(ctx) as db:
-        monitoring.acknowledge_alert(db, alert_id)
+        alerts.acknowledge_alert(db, alert_id)
     click.echo(f"Acknowledged alert {alert_id}.")
 
 
@@ -825,110 +796,50 @@ def alerts_ack(ctx, alert_id):
 # chat, conversations, chat-bench, serve
 
 
-def _context_options(fn):
-    """What every chat command sends besides the message: system prompt, pinned, budget."""
-    fn = click.option(
-        "--budget", type=int, default=2048, show_default=True, help="Context budget, tokens."
-    )(fn)
-    fn = click.option(
-        "--pinned", multiple=True, help="A document kept in the context (repeatable)."
-    )(fn)
-    return click.option("--system", default=chat.DEFAULT_SYSTEM_PROMPT, show_default=True)(fn)
+# What every chat command sends besides the message (system prompt, pinned, budget), which
+# model answers (the embedded one unless --base-url), and the limits on the reply.
+_context_options = _setting_options(limits.ChatSettings)
+_backend_options = _setting_options(
+    limits.BackendSpec, only=("base_url", "model", "api_key_name", "precision")
+)
+_limit_options = _setting_options(limits.ChatLimits)
 
 
-def _backend_options(fn):
-    """Which model answers: the embedded one (default) or an OpenAI-compatible endpoint."""
-    fn = click.option(
-        "--precision",
-        type=click.Choice(config.CHAT_PRECISIONS),
-        default="auto",
-        show_default=True,
-        help="How the embedded model holds its weights.",
-    )(fn)
-    fn = click.option(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        show_default=True,
-        help="Environment variable holding the endpoint's API key (the key is never stored).",
-    )(fn)
-    fn = click.option(
-        "--model", "model_name", default="smollm2", show_default=True, help="With --base-url."
-    )(fn)
-    return click.option(
-        "--base-url", help="An OpenAI-compatible endpoint (default: the embedded model)."
-    )(fn)
-
-
-def _limit_options(fn):
-    """One option per chat.ChatLimits field."""
-    defaults = chat.ChatLimits()
-    options = [
-        click.option("--max-tokens", type=int, default=defaults.max_tokens, show_default=True),
-        click.option("--stop", multiple=True, help="A stop sequence (repeatable, at most 4)."),
-        click.option("--banned", multiple=True, help="A banned word or phrase (repeatable)."),
-        click.option(
-            "--banned-action",
-            type=click.Choice(chat.BANNED_ACTIONS),
-            default=defaults.banned_action,
-            show_default=True,
-        ),
-        click.option("--temperature", type=float, default=defaults.temperature, show_default=True),
-        click.option("--top-p", type=float, default=defaults.top_p, show_default=True),
-        click.option(
-            "--top-k", type=int, default=defaults.top_k, show_default=True, help="Embedded only."
-        ),
-        click.option("--presence-penalty", type=float, default=0.0, help="Endpoints only."),
-        click.option("--frequency-penalty", type=float, default=0.0, help="Endpoints only."),
-        click.option("--seed", type=int),
-        click.option(
-            "--timeout",
-            "timeout_s",
-            type=float,
-            default=defaults.timeout_s,
-            show_default=True,
-            help="Seconds for the whole reply.",
-        ),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _chat_settings(ctx, options: dict, base: chat.ChatSettings | None) -> chat.ChatSettings:
+def _chat_settings(ctx, options: dict, base: limits.ChatSettings | None) -> limits.ChatSettings:
     """Settings from the command's options; with ``base`` (a saved conversation), only the
     options given on the command line change it."""
 
     def given(name: str) -> bool:
-        source = ctx.get_parameter_source(name)
-        return base is None or source != click.core.ParameterSource.DEFAULT
-
-    base = base or chat.ChatSettings()
-    limits = base.limits.to_dict()
-    for field in dataclasses.fields(chat.ChatLimits):
-        if field.name in options and given(field.name):
-            limits[field.name] = options[field.name]
-    backend = base.backend
-    if given("base_url") or given("model_name") or given("api_key_env") or given("precision"):
-        backend = chat.BackendSpec(
-            kind="endpoint" if options["base_url"] else "embedded",
-            base_url=options["base_url"] or "",
-            model=options["model_name"],
-            api_key_name=options["api_key_env"],
-            precision=options["precision"],
+        return name in options and (
+            base is None or ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
         )
-    return chat.ChatSettings(
-        system_prompt=options["system"] if given("system") else base.system_prompt,
-        pinned=tuple(options["pinned"]) if given("pinned") else base.pinned,
-        budget_tokens=options["budget"] if given("budget") else base.budget_tokens,
-        limits=chat.ChatLimits.from_dict(limits),
-        backend=backend,
+
+    def changed(cls, current) -> dict:
+        return {
+            **current.to_dict(),
+            **{spec.name: options[spec.name] for spec in cls.specs() if given(spec.name)},
+        }
+
+    base = base or limits.ChatSettings()
+    backend = base.backend
+    if any(given(spec.name) for spec in limits.BackendSpec.specs()):
+        values = changed(limits.BackendSpec, backend)
+        backend = limits.BackendSpec.from_dict(
+            {**values, "kind": "endpoint" if values["base_url"] else "embedded"}
+        )
+    return limits.ChatSettings.from_dict(
+        {
+            **changed(limits.ChatSettings, base),
+            "limits": changed(limits.ChatLimits, base.limits),
+            "backend": backend.to_dict(),
+        }
     )
 
 
-def _backend(ctx, spec: chat.BackendSpec):
-    from devmode import llm
+def _backend(ctx, spec: limits.BackendSpec):
+    from devmode.chat import backends
 
-    return llm.make_backend(spec, cache_dir=config.files_dir(ctx.obj["db_path"]) / "llm")
+    return backends.make_backend(spec, cache_dir=environment.files_dir(ctx.obj["db_path"]) / "llm")
 
 
 @cli.command("chat")
@@ -947,7 +858,7 @@ def _backend(ctx, spec: chat.BackendSpec):
 @_friendly_errors
 def chat_command(ctx, prompt, save, conversation_id, **options):
     """Send PROMPT under the given limits; print the reply and which limit ended it."""
-    from devmode import conversations
+    from devmode.chat import conversations
 
     saved = None
     history: list[tuple[str, str]] = []
@@ -960,9 +871,11 @@ def chat_command(ctx, prompt, save, conversation_id, **options):
     plan = settings.plan(backend, history, prompt)
     for part in plan.dropped:
         click.echo(f"[{part.kind} {part.status}: {part.tokens} tokens]", err=True)
-    reply = chat.respond(backend, plan, settings.limits, on_text=lambda t: click.echo(t, nl=False))
+    reply = replies.respond(
+        backend, plan, settings.limits, on_text=lambda t: click.echo(t, nl=False)
+    )
     click.echo()
-    click.echo(chat.describe_reply(reply))
+    click.echo(replies.describe_reply(reply))
     if reply.stopped_by == "api_error" and not reply.text:
         raise SystemExit(1)  # nothing came back: a script should see it failed
     if save or saved:
@@ -982,7 +895,7 @@ def conversations_group():
 @_friendly_errors
 def conversations_list(ctx):
     """Saved conversations, most recent first."""
-    from devmode import conversations
+    from devmode.chat import conversations
 
     with _db(ctx) as db:
         found = conversations.list_conversations(db)
@@ -1001,7 +914,7 @@ def conversations_list(ctx):
 @_friendly_errors
 def conversations_show(ctx, conversation_id):
     """Print a conversation: settings, messages and each reply's limit report."""
-    from devmode import conversations
+    from devmode.chat import conversations
 
     with _db(ctx) as db:
         click.echo(conversations.export_markdown(db, conversation_id))
@@ -1015,7 +928,7 @@ def conversations_show(ctx, conversation_id):
 @_friendly_errors
 def conversations_export(ctx, conversation_id, kind, path):
     """Export a conversation as JSON (everything) or Markdown (a transcript)."""
-    from devmode import conversations
+    from devmode.chat import conversations
 
     with _db(ctx) as db:
         text = (
@@ -1037,7 +950,7 @@ def conversations_export(ctx, conversation_id, kind, path):
 @_friendly_errors
 def conversations_rename(ctx, conversation_id, title):
     """Give a conversation a new title."""
-    from devmode import conversations
+    from devmode.chat import conversations
 
     with _db(ctx) as db:
         conversations.rename_conversation(db, conversation_id, title)
@@ -1051,7 +964,7 @@ def conversations_rename(ctx, conversation_id, title):
 @_friendly_errors
 def conversations_delete(ctx, conversation_id, yes):
     """Delete a conversation and its messages."""
-    from devmode import conversations
+    from devmode.chat import conversations
 
     if not yes:
         click.confirm(f"Delete conversation {conversation_id}?", abort=True)
@@ -1079,7 +992,7 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
     """Run every PROMPT under every --variant and tabulate what each produced and which limit
     fired."""
     settings = _chat_settings(ctx, options, None)  # the limits come from each --variant
-    columns = [chat.parse_variant(v) for v in variants]
+    columns = [bench.parse_variant(v) for v in variants]
     backend = _backend(ctx, settings.backend)
 
     def show(row):
@@ -1094,13 +1007,7 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
         )
 
     click.echo(f"{'variant':<14} {'stopped by':<16} {'completion':>13} {'total':>8}  text")
-    rows = chat.run_bench(
-        backend,
-        settings,
-        prompts,
-        columns,
-        on_row=show,
-    )
+    rows = bench.run_bench(backend, settings, prompts, columns, on_row=show)
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=2), encoding="utf-8")
         click.echo(f"Wrote {len(rows)} rows to {json_path}.")
@@ -1144,13 +1051,7 @@ def hash_password_command(password):
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-@click.option(
-    "--precision",
-    type=click.Choice(config.CHAT_PRECISIONS),
-    default="auto",
-    show_default=True,
-    help="How the embedded model holds its weights.",
-)
+@_setting_options(limits.BackendSpec, only=("precision",))
 @click.option(
     "--api-key-env",
     help="Require the API key held in this environment variable (default: no key needed).",
@@ -1162,7 +1063,7 @@ def serve_command(ctx, host, port, precision, api_key_env):
     /v1/models), for the Chat sandbox page and any OpenAI client."""
     import os
 
-    from devmode.server import MODEL_ID, ChatServer
+    from devmode.chat.server import MODEL_ID, ChatServer
 
     api_key = None
     if api_key_env:
@@ -1172,7 +1073,7 @@ def serve_command(ctx, host, port, precision, api_key_env):
                 f"--api-key-env {api_key_env} was given, but that variable is empty. Set it "
                 "to the key clients must send, or leave the option out."
             )
-    backend = _backend(ctx, chat.BackendSpec(precision=precision))
+    backend = _backend(ctx, limits.BackendSpec(precision=precision))
     server = ChatServer(
         (host, port), backend, api_key=api_key, log=lambda line: click.echo(line, err=True)
     )

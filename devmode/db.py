@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlite_utils import Database, Migrations
@@ -257,6 +259,14 @@ def _create_chat(db: Database) -> None:
     db["devmode_chat_messages"].create_index(["conversation_id", "position"], unique=True)
 
 
+@migrations(name="0007_job_times")
+def _job_times(db: Database) -> None:
+    """Scoring jobs get the start and finish stamps training runs have: both kinds of job are
+    kept by one runner (jobs.py)."""
+    db["devmode_score_jobs"].add_column("started_at", str)
+    db["devmode_score_jobs"].add_column("finished_at", str)
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 
@@ -299,6 +309,29 @@ def open_db(path: str | Path) -> Database:
     return db
 
 
+@contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes SQLite's write lock as it begins (``BEGIN IMMEDIATE``).
+
+    Use it where a decision is read and then written (check that no worker runs, then start
+    one): a second writer waits for the first (up to the busy timeout) and then reads what the
+    first wrote, instead of both deciding on the same stale read. Inside another transaction it
+    is a savepoint of that one.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
 def utc_now() -> str:
     """The time as ISO-8601 UTC text with milliseconds: how every ``*_at`` column is written."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
@@ -330,7 +363,7 @@ def backup(database_path: str | Path, destination: str | Path) -> Path:
     """
     import shutil
 
-    from devmode.config import files_dir
+    from devmode.environment import files_dir
 
     source = Path(database_path).resolve()
     if not source.is_file():

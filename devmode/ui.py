@@ -1,35 +1,80 @@
 """Shared page helpers: the only devmode module that imports Streamlit.
 
-They live here because every file in ``pages/`` becomes a page.
+The pages, their titles, icons and addresses are listed once (``PAGES``); ``app.py`` makes the
+navigation from them and every page starts with ``page_setup(__file__)``. Widgets for settings
+come from the settings' own specs (``setting_input``, ``settings_form``), so a page never
+restates a bound, a choice or a help text. They live here because every file in ``pages/`` is
+a page.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-from devmode import config
+from devmode import environment
 from devmode.db import open_db
+from devmode.specs import Settings, Spec
 
+# (file, title, icon, address): the navigation, the page titles and the links, in one place.
+# The addresses are those the pages had before the navigation existed (/Fine_tune, ...).
 PAGES = [
-    ("app.py", "Home", ":material/home:"),
-    ("pages/1_Datasets.py", "Datasets", ":material/table:"),
-    ("pages/2_Fine_tune.py", "Fine-tune", ":material/model_training:"),
-    ("pages/3_Monitor.py", "Monitor", ":material/monitoring:"),
-    ("pages/4_Chat_sandbox.py", "Chat sandbox", ":material/chat:"),
+    ("pages/0_Home.py", "Home", ":material/home:", ""),
+    ("pages/1_Datasets.py", "Datasets", ":material/table:", "Datasets"),
+    ("pages/2_Fine_tune.py", "Fine-tune", ":material/model_training:", "Fine_tune"),
+    ("pages/3_Monitor.py", "Monitor", ":material/monitoring:", "Monitor"),
+    ("pages/4_Chat_sandbox.py", "Chat sandbox", ":material/chat:", "Chat_sandbox"),
 ]
 
 
-def page_setup(title: str, icon: str = ":material/bolt:") -> None:
-    """Page config, the password gate (when one is configured), and the database in use shown
-    in the sidebar. Every page starts with it."""
+def navigation():
+    """The app's navigation (``app.py`` runs it): Home first and at ``/``, then the pages."""
+    return st.navigation(
+        [
+            st.Page(path, title=title, icon=icon, default=not address, url_path=address or None)
+            for path, title, icon, address in PAGES
+        ]
+    )
+
+
+def page_setup(script: str, heading: str | None = None) -> None:
+    """Page config, the password gate (when one is configured), the database in use in the
+    sidebar, and the page's title (its ``PAGES`` title, or ``heading``). Every page starts
+    with ``page_setup(__file__)``."""
+    leave_legacy_navigation()
+    name = Path(script).name
+    _, title, icon, _ = next(page for page in PAGES if Path(page[0]).name == name)
     st.set_page_config(page_title=f"{title} · devmode", page_icon=icon, layout="wide")
     require_password()
-    st.sidebar.caption(f"Database: `{config.db_path()}`")
+    st.sidebar.caption(f"Database: `{environment.db_path()}`")
+    st.title(heading or title)
+
+
+def leave_legacy_navigation() -> None:
+    """Streamlit decides when the server starts that an app with a ``pages/`` folder beside its
+    entry file runs in its legacy mode (the folder's files listed as pages, "app" among them)
+    until ``st.navigation`` is called. Landing first on a page other than Home (a wall screen
+    opened at /Monitor after a restart) would run that page alone under the legacy list: declare
+    the navigation and run again, so every visitor sees the pages as ``PAGES`` names them."""
+    from streamlit.runtime.pages_manager import PagesManager  # no public API tells this
+
+    if PagesManager.uses_pages_directory:
+        navigation()  # st.navigation: from now on app.py's navigation is the app's
+        st.rerun()
+
+
+def page_links() -> None:
+    """A link to every page but Home, with its icon."""
+    for path, title, icon, address in PAGES:
+        if address:
+            st.page_link(path, label=title, icon=icon)
 
 
 def configured_password_hash() -> str | None:
@@ -74,7 +119,7 @@ def require_password() -> None:
 @contextmanager
 def page_db() -> Iterator:
     """A database connection for this script run only (connections cannot cross threads)."""
-    with open_db(config.db_path()) as db:
+    with open_db(environment.db_path()) as db:
         yield db
 
 
@@ -85,23 +130,118 @@ def keep_choice_valid(key: str, options: list) -> None:
         st.session_state[key] = options[0]
 
 
+# ----------------------------------------------------------------------------------------------
+# Widgets made from settings' specs
+
+
+def setting_input(
+    spec: Spec,
+    key: str,
+    container: Any = None,
+    *,
+    options: list | None = None,
+    format_func: Callable[[Any], str] | None = None,
+    disabled: bool = False,
+    start: Any = None,
+) -> Any:
+    """One widget for one setting: its label, help, bounds, choices, step and format come from
+    ``spec``; it starts at ``start`` (default: the setting's default) unless session state
+    already holds ``key``.
+
+    :param options: choices offered for a setting that has none of its own (scored tickers)
+    """
+    box = container if container is not None else st
+    fresh = key not in st.session_state
+    if start is not None:
+        spec = dataclasses.replace(spec, default=start)
+    common = {"key": key, "help": spec.help, "disabled": disabled}
+    choices = options if options is not None else spec.choices
+    if spec.type is bool:
+        return box.checkbox(spec.label, **({"value": spec.default} if fresh else {}), **common)
+    if choices:
+        choices = list(choices)
+        start = {"index": choices.index(spec.default)} if fresh and spec.default in choices else {}
+        shown = {"format_func": format_func} if format_func else {}
+        if spec.widget == "radio":
+            return box.radio(spec.label, choices, horizontal=True, **start, **shown, **common)
+        return box.selectbox(spec.label, choices, **start, **shown, **common)
+    if spec.type in (int, float) and spec.widget != "text_input":
+        low, high = spec.widget_range
+        value = {"value": spec.default} if fresh else {}
+        step = {"step": spec.type(spec.step)} if spec.step else {}
+        if spec.widget == "slider":
+            return box.slider(spec.label, low, high, **value, **step, **common)
+        number = box.number_input(
+            spec.label, low, high, **value, **step, format=spec.number_format, **common
+        )
+        return spec.type(number)
+    if spec.widget == "text_area":
+        return box.text_area(spec.label, **({"value": spec.default} if fresh else {}), **common)
+    start = {} if not fresh or spec.default is None else {"value": str(spec.default)}
+    return box.text_input(spec.label, **start, **common)
+
+
+def settings_form(
+    cls: type[Settings],
+    prefix: str,
+    *,
+    columns: int = 3,
+    options: dict[str, list] | None = None,
+    format_funcs: dict[str, Callable[[Any], str]] | None = None,
+    start: Settings | None = None,
+) -> dict[str, Any]:
+    """A widget per setting of ``cls``, keyed ``{prefix}_{field}``: settings without a section
+    in a row on top, each section in an expander of ``columns`` columns. Returns the values.
+
+    :param start: where the widgets start (default: the settings' defaults)
+    """
+    values = {}
+    for section, specs in cls.sections():
+        box = st.expander(section) if section else st.container()
+        row = box.columns(min(columns, len(specs)))
+        for i, spec in enumerate(specs):
+            values[spec.name] = setting_input(
+                spec,
+                f"{prefix}_{spec.name}",
+                row[i % len(row)],
+                options=(options or {}).get(spec.name),
+                format_func=(format_funcs or {}).get(spec.name),
+                start=getattr(start, spec.name) if start is not None else None,
+            )
+    return values
+
+
+def fill_form(prefix: str, values: dict[str, Any]) -> None:
+    """Put ``values`` into the widgets keyed ``{prefix}_{name}`` (before they are drawn)."""
+    st.session_state.update({f"{prefix}_{name}": value for name, value in values.items()})
+
+
+def form_values(prefix: str, names: list[str]) -> dict[str, Any]:
+    """What the widgets keyed ``{prefix}_{name}`` hold, by name."""
+    return {name: st.session_state[f"{prefix}_{name}"] for name in names}
+
+
+# ----------------------------------------------------------------------------------------------
+# Chat models and keys
+
+
 @st.cache_resource(show_spinner="Loading the embedded chat model (the first time converts it)…")
 def embedded_chat_model(cache_dir: str, precision: str):
     """The embedded chat model, loaded once per process and shared by every session (one
     reply at a time: it queues concurrent callers itself). Never mutate what this returns."""
-    from devmode import llm
+    from devmode.chat import backends
 
-    return llm.EmbeddedBackend.load(cache_dir, precision)
+    return backends.EmbeddedBackend.load(cache_dir, precision)
 
 
 def chat_backend(spec):
-    """The backend for a ``chat.BackendSpec``: the cached embedded model, or an endpoint with
+    """The backend for a ``limits.BackendSpec``: the cached embedded model, or an endpoint with
     its key from Streamlit secrets or the environment (read here, never stored)."""
-    from devmode import llm
+    from devmode.chat import backends
 
-    return llm.make_backend(
+    return backends.make_backend(
         spec,
-        cache_dir=str(config.files_dir(config.db_path()) / "llm"),
+        cache_dir=str(environment.files_dir(environment.db_path()) / "llm"),
         api_key=api_key(spec.api_key_name)[0],
         load_embedded=lambda folder, precision: embedded_chat_model(str(folder), precision),
     )
@@ -128,6 +268,14 @@ def api_key(name: str) -> tuple[str | None, str]:
     return None, "nowhere"
 
 
+def key_status(name: str) -> str:
+    """A caption saying where the key called ``name`` was found, without showing it."""
+    found_in = api_key(name.strip())[1]
+    if found_in == "nowhere":
+        return "No key under that name: fine for a local server that needs none."
+    return f"Key found in {found_in}."
+
+
 @contextmanager
 def uploaded_file(uploaded) -> Iterator[str]:
     """The path of a private temporary copy of a ``st.file_uploader`` file, for code that reads
@@ -143,3 +291,52 @@ def uploaded_file(uploaded) -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets
+
+
+def column_roles(
+    roles: tuple[str, ...], columns: list[str], current: dict[str, str | None], prefix: str
+) -> dict[str, str | None]:
+    """A select per role (text, label, date, ticker), starting at ``current``; every role but
+    the text may be none. Returns ``{role: column or None}``."""
+    chosen = {}
+    for container, role in zip(st.columns(len(roles)), roles, strict=True):
+        choices = ([None] if role != "text" else []) + list(columns)
+        index = choices.index(current.get(role)) if current.get(role) in choices else 0
+        chosen[role] = container.selectbox(
+            role.capitalize(),
+            choices,
+            index=index,
+            key=f"{prefix}_{role}",
+            format_func=lambda c: "— none —" if c is None else c,
+        )
+    return chosen
+
+
+def read_upload_once(uploaded, format_: str | None, encoding: str | None):
+    """(upload, its first 200 rows) for a ``st.file_uploader`` file: detected once per file
+    and reading options, and kept in session state for the reruns that follow."""
+    from devmode.data import readers
+
+    key = (uploaded.file_id, format_, encoding)
+    cached = st.session_state.get("datasets_upload_cache")
+    if not cached or cached[0] != key:
+        upload = readers.read_upload(
+            uploaded, filename=uploaded.name, format=format_, encoding=encoding
+        )
+        cached = (key, upload, upload.preview(200))
+        st.session_state["datasets_upload_cache"] = cached
+    return cached[1], cached[2]
+
+
+@st.cache_data(show_spinner="Counting rows, gaps and labels…", max_entries=64)
+def dataset_stats(db_path: str, dataset_id: int, name: str, updated_at: str, mapping, split):
+    """A dataset's checks, counted again only when what they depend on changes (a million rows
+    take seconds): the arguments after ``name`` are the cache's key."""
+    from devmode.data import ingest
+
+    with open_db(db_path) as db:
+        return ingest.dataset_stats(db, name)

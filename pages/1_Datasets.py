@@ -2,77 +2,16 @@
 
 import streamlit as st
 
-from devmode import charts, config, ingest, readers, ui
+from devmode import charts, environment, ui
+from devmode.data import ingest, readers
 from devmode.errors import DevmodeError
 
-ui.page_setup("Datasets", ":material/table:")
-st.title("Datasets")
+ui.page_setup(__file__)
 st.caption(
     "Upload labelled text (CSV, TSV, JSON, JSONL or Parquet), say which column is the text, the "
     "label, the date and the ticker, and devmode keeps it with a stratified train / validation / "
     "test split whose seed every later run reuses."
 )
-
-NONE = None
-UPLOAD_TYPES = ["csv", "tsv", "tab", "txt", "json", "jsonl", "ndjson", "parquet", "pq"]
-
-
-def role_select(container, label, options, default, key, optional=True):
-    choices = ([NONE] if optional else []) + list(options)
-    index = choices.index(default) if default in choices else 0
-    return container.selectbox(
-        label, choices, index=index, key=key, format_func=lambda c: "— none —" if c is None else c
-    )
-
-
-def mapping_inputs(columns, current, prefix):
-    """Four selects, one per role, defaulting to ``current``; returns the chosen mapping."""
-    cols = st.columns(4)
-    chosen = {
-        role: role_select(
-            col,
-            role.capitalize(),
-            columns,
-            getattr(current, role),
-            f"{prefix}_{role}",
-            optional=role != "text",
-        )
-        for col, role in zip(cols, ingest.ROLES, strict=True)
-    }
-    return ingest.ColumnMapping(**chosen)
-
-
-def split_inputs(prefix, current=None):
-    current = current or ingest.SplitSpec()
-    cols = st.columns(4)
-    train = cols[0].number_input("Train", 0.0, 1.0, current.train, 0.05, key=f"{prefix}_train")
-    validation = cols[1].number_input(
-        "Validation", 0.0, 1.0, current.validation, 0.05, key=f"{prefix}_validation"
-    )
-    test = cols[2].number_input("Test", 0.0, 1.0, current.test, 0.05, key=f"{prefix}_test")
-    seed = cols[3].number_input("Seed", 0, 2**31 - 1, current.seed, 1, key=f"{prefix}_seed")
-    return train, validation, test, int(seed)
-
-
-@st.cache_data(show_spinner="Counting rows, gaps and labels…", max_entries=64)
-def stats_of(db_path, dataset_id, name, mapping, split, updated_at):
-    """Counting a million rows takes seconds; redo it only when what it depends on changes."""
-    with ui.page_db() as db:
-        return ingest.dataset_stats(db, name)
-
-
-def read_uploaded(uploaded, format_, encoding):
-    """Detect once per file and reading options; reruns reuse the answer."""
-    key = (uploaded.file_id, format_, encoding)
-    cached = st.session_state.get("datasets_upload_cache")
-    if not cached or cached[0] != key:
-        upload = readers.read_upload(
-            uploaded, filename=uploaded.name, format=format_, encoding=encoding
-        )
-        cached = (key, upload, upload.preview(200))
-        st.session_state["datasets_upload_cache"] = cached
-    return cached[1], cached[2]
-
 
 # A rename or delete picks the dataset to show next; it must be set before the selectbox exists.
 if "datasets_select_next" in st.session_state:
@@ -82,7 +21,7 @@ tab_upload, tab_stored = st.tabs(["Upload", "Stored datasets"])
 
 # ----------------------------------------------------------------------------------------------
 with tab_upload, ui.page_db() as db:
-    uploaded = st.file_uploader("File", type=UPLOAD_TYPES, key="datasets_file")
+    uploaded = st.file_uploader("File", type=readers.UPLOAD_EXTENSIONS, key="datasets_file")
     with st.expander("Reading options"):
         c1, c2 = st.columns(2)
         format_ = c1.selectbox(
@@ -99,19 +38,11 @@ with tab_upload, ui.page_db() as db:
         )
     if uploaded is not None:
         try:
-            upload, sample = read_uploaded(uploaded, format_, encoding)
+            upload, sample = ui.read_upload_once(uploaded, format_, encoding)
         except DevmodeError as e:
             st.error(str(e))
         else:
-            details = [upload.format.upper()]
-            if upload.encoding:
-                details.append(f"encoding {upload.encoding}")
-            if upload.delimiter:
-                details.append(f"delimiter {upload.delimiter!r}")
-            st.success(
-                f"Read **{upload.source}** ({upload.size_bytes:,} bytes): {', '.join(details)}; "
-                f"{len(upload.columns)} columns."
-            )
+            st.success(upload.describe())
             st.markdown("**Preview** (first rows)")
             st.dataframe(sample[:20], hide_index=True)
             suggested = ingest.suggest_mapping(upload.columns, sample)
@@ -123,9 +54,11 @@ with tab_upload, ui.page_db() as db:
                     help="Letters, digits and underscores; it becomes a table name.",
                 )
                 st.markdown("**Column roles** (suggested from names and values)")
-                mapping = mapping_inputs(upload.columns, suggested, "datasets")
+                roles = ui.column_roles(
+                    ingest.ROLES, upload.columns, suggested.to_dict(), "datasets"
+                )
                 st.markdown("**Split** (drawn within each label)")
-                fractions = split_inputs("datasets_split")
+                split = ui.settings_form(ingest.SplitSpec, "datasets_split", columns=4)
                 save = st.form_submit_button("Save dataset", type="primary")
             if save:
                 progress = st.progress(0.0, text="Storing rows…")
@@ -134,8 +67,8 @@ with tab_upload, ui.page_db() as db:
                         db,
                         upload,
                         name,
-                        mapping,
-                        ingest.SplitSpec(*fractions[:3], seed=fractions[3]),
+                        ingest.ColumnMapping(**roles),
+                        ingest.SplitSpec(**split),
                         on_progress=lambda n, f: progress.progress(f, text=f"{n:,} rows stored"),
                     )
                 except DevmodeError as e:
@@ -151,27 +84,23 @@ with tab_upload, ui.page_db() as db:
 
 # ----------------------------------------------------------------------------------------------
 with tab_stored, ui.page_db() as db:
-    stored = ingest.list_datasets(db)
-    if not stored:
+    names = ingest.dataset_names(db)
+    if not names:
         st.info("No datasets yet. Upload a file in the *Upload* tab.")
     else:
-        names = [d.name for d in stored]
         ui.keep_choice_valid("datasets_selected", names)
         selected = st.selectbox("Dataset", names, key="datasets_selected")
         dataset = ingest.get_dataset(db, selected)
-        stats = stats_of(
-            config.db_path(),
+        stats = ui.dataset_stats(
+            environment.db_path(),
             dataset.id,
             dataset.name,
+            dataset.updated_at,
             dataset.mapping,
             dataset.split,
-            dataset.updated_at,
         )
 
-        st.caption(
-            f"From {dataset.source} · {dataset.format} · uploaded {dataset.created_at[:16]} UTC · "
-            f"sha256 {dataset.sha256[:12]}…"
-        )
+        st.caption(dataset.describe_source())
         m = st.columns(4)
         m[0].metric("Rows", f"{stats.rows:,}")
         m[1].metric("Empty texts", f"{stats.empty_texts:,}")
@@ -198,22 +127,24 @@ with tab_stored, ui.page_db() as db:
         st.dataframe(ingest.preview(db, selected, 50), hide_index=True)
 
         with st.expander("Column roles"), st.form("datasets_map_form"):
-            new_mapping = mapping_inputs(dataset.columns, dataset.mapping, "datasets_map")
+            roles = ui.column_roles(
+                ingest.ROLES, dataset.columns, dataset.mapping.to_dict(), "datasets_map"
+            )
             if st.form_submit_button("Save roles"):
                 try:
-                    ingest.set_mapping(db, selected, new_mapping)
+                    ingest.set_mapping(db, selected, ingest.ColumnMapping(**roles))
                 except DevmodeError as e:
                     st.error(str(e))
                 else:
                     st.rerun()
 
         with st.expander("Split"), st.form("datasets_resplit_form"):
-            fractions = split_inputs("datasets_resplit", dataset.split)
+            split = ui.settings_form(
+                ingest.SplitSpec, "datasets_resplit", columns=4, start=dataset.split
+            )
             if st.form_submit_button("Split again"):
                 try:
-                    ingest.resplit(
-                        db, selected, ingest.SplitSpec(*fractions[:3], seed=fractions[3])
-                    )
+                    ingest.resplit(db, selected, ingest.SplitSpec(**split))
                 except DevmodeError as e:
                     st.error(str(e))
                 else:

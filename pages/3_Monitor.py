@@ -2,11 +2,13 @@
 
 import streamlit as st
 
-from devmode import charts, config, ingest, models, monitoring, score_jobs, ui
+from devmode import charts, environment, ui
+from devmode.data import ingest
 from devmode.errors import DevmodeError
+from devmode.finetune import registry
+from devmode.monitor import alerts, monitoring, score_jobs, trends
 
-ui.page_setup("Monitor", ":material/monitoring:")
-st.title("Monitor")
+ui.page_setup(__file__)
 st.caption(
     "Score dated text with the active sentiment model and follow the sentiment index "
     "(P(positive) − P(negative)) over time, overall or per ticker; open any point to read the "
@@ -14,9 +16,9 @@ st.caption(
 )
 
 with ui.page_db() as db:
-    dated = [d for d in ingest.list_datasets(db) if d.mapping.date]
-    active = models.active_model(db, "sentiment")
-    active_topic = models.active_model(db, "topic")
+    dated = ingest.dataset_names(db, dated=True)
+    active = registry.active_model(db, "sentiment")
+    about_models = monitoring.describe_active_models(db)
 
 if active is None:
     st.info(
@@ -31,30 +33,19 @@ if not dated:
 if active is None or not dated:
     st.stop()
 
-names = [d.name for d in dated]
-ui.keep_choice_valid("monitor_dataset", names)
+ui.keep_choice_valid("monitor_dataset", dated)
 c = st.columns([2, 1, 1, 1])
-dataset = c[0].selectbox("Dataset", names, key="monitor_dataset")
-st.session_state.setdefault("monitor_period", "week")  # widgets below take their value from state
-period = c[1].selectbox("Period", monitoring.PERIODS, key="monitor_period")
-st.caption(
-    f"Active sentiment model: run {active.run_id} ({', '.join(active.labels)}), trained on "
-    f"{active.dataset}. "
-    + (
-        f"Active topic model: run {active_topic.run_id} ({len(active_topic.labels)} topics)."
-        if active_topic
-        else "No topic model is active: promote one on the Fine-tune page to follow sentiment by topic."
-    )
-)
+dataset = c[0].selectbox("Dataset", dated, key="monitor_dataset")
+st.session_state.setdefault("monitor_period", trends.DEFAULT_PERIOD)  # widgets read it from state
+period = c[1].selectbox("Period", trends.PERIODS, key="monitor_period")
+st.caption(about_models)
 
 with ui.page_db() as db:
     job = score_jobs.latest_job(db, dataset)
 
 if c[3].button("Score new rows", type="primary", key="monitor_score"):
     try:
-        with ui.page_db() as db:
-            job = score_jobs.create_job(db, dataset)
-        score_jobs.start_job(config.db_path(), job.id)
+        job = score_jobs.start_scoring(environment.db_path(), dataset)
     except DevmodeError as e:
         st.error(str(e))
     else:
@@ -69,12 +60,7 @@ def scoring_panel(watched):
     if now is None:
         return
     if now.is_active:
-        what = f"Scoring with the {now.task} model" if now.task else "Starting the scoring job"
-        st.progress(
-            now.fraction_done,
-            text=f"{what}: {now.rows_done:,} of {now.rows_total:,} rows (job {now.id}, "
-            f"{' then '.join(now.tasks)})",
-        )
+        st.progress(now.fraction_done, text=now.progress_text())
         if st.button("Cancel scoring", key="monitor_cancel"):
             with ui.page_db() as db:
                 score_jobs.request_cancel(db, now.id)
@@ -82,9 +68,9 @@ def scoring_panel(watched):
         return
     if watched and watched.is_active:
         st.rerun()  # it finished while watched: redraw the page with the new scores
-    lines = score_jobs.describe_job(now)
-    if now.status == "completed":
-        st.success(f"Scoring job {now.id} completed. " + " ".join(lines))
+    summary = " ".join(score_jobs.describe_job(now))
+    if now.is_completed:
+        st.success(f"Scoring job {now.id} completed. {summary}")
     else:
         st.warning(
             f"Scoring job {now.id} is {now.status}"
@@ -93,7 +79,7 @@ def scoring_panel(watched):
         )
         if st.button("Resume scoring", key="monitor_resume"):
             try:
-                score_jobs.start_job(config.db_path(), now.id)
+                score_jobs.start_job(environment.db_path(), now.id)
             except DevmodeError as e:
                 st.error(str(e))
             else:
@@ -103,8 +89,8 @@ def scoring_panel(watched):
 scoring_panel(job)
 
 with ui.page_db() as db:
-    tickers = monitoring.scored_tickers(db, dataset)
-    topics = monitoring.scored_topics(db, dataset)
+    tickers = trends.scored_tickers(db, dataset)
+    topics = trends.scored_topics(db, dataset)
     ticker = c[2].selectbox(
         "Ticker",
         [None, *tickers],
@@ -113,36 +99,36 @@ with ui.page_db() as db:
     )
     topic = None
     if topics:
-        if st.session_state.get("monitor_topic") not in topics:
-            st.session_state["monitor_topic"] = None
+        ui.keep_choice_valid("monitor_topic", [None, *topics])
         topic = st.selectbox(
             "Topic",
             [None, *topics],
             key="monitor_topic",
             format_func=lambda t: "all topics" if t is None else t,
         )
-    points = monitoring.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
-    by_topic = monitoring.sentiment_by_topic(db, dataset, ticker=ticker) if topics else []
-    events = monitoring.alert_events(db, dataset)
-    rules = monitoring.list_alert_rules(db, dataset)
+    points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+    by_topic = trends.sentiment_by_topic(db, dataset, ticker=ticker) if topics else []
+    events = alerts.alert_events(db, dataset)
+    rules = alerts.list_alert_rules(db, dataset)
 
 if not points:
     st.info(f"No scored rows in **{dataset}** for this choice yet. Press *Score new rows*.")
     st.stop()
 
-label = " · ".join(x for x in (dataset, ticker, topic) if x) + f" · per {period}"
-marked = [
-    e["period_start"]
-    for e in events
-    if e["period"] == period and e["ticker"] == ticker and e["topic"] == topic
-]
+scope = trends.describe_scope(dataset, ticker, topic, period)
 st.plotly_chart(
-    charts.trend_figure(points, f"Sentiment: {label}", alerts=marked), key="monitor_trend"
+    charts.trend_figure(
+        points,
+        f"Sentiment: {scope}",
+        alerts=alerts.marked_periods(events, period, ticker, topic),
+    ),
+    key="monitor_trend",
 )
+summary = trends.trend_summary(points)
 m = st.columns(3)
-m[0].metric("Texts", f"{sum(p['volume'] for p in points):,}")
-m[1].metric("Periods", f"{len(points):,}")
-m[2].metric("Latest index", f"{points[-1]['sentiment']:+.3f}", help=f"{points[-1]['period']}")
+m[0].metric("Texts", f"{summary['texts']:,}")
+m[1].metric("Periods", f"{summary['periods']:,}")
+m[2].metric("Latest index", f"{summary['latest']:+.3f}", help=summary["latest_period"])
 if by_topic:
     st.plotly_chart(
         charts.topic_figure(by_topic, "Sentiment by topic" + (f" · {ticker}" if ticker else "")),
@@ -150,16 +136,12 @@ if by_topic:
     )
 
 st.subheader("Texts behind a point")
-starts = [p["period"] for p in points]
+starts = trends.period_starts(points)
 if st.session_state.get("monitor_drill") not in starts:  # default: the most negative period
-    st.session_state["monitor_drill"] = min(points, key=lambda p: p["sentiment"])["period"]
-start = st.selectbox(
-    f"{period.capitalize()} starting",
-    starts[::-1],
-    key="monitor_drill",
-)
+    st.session_state["monitor_drill"] = trends.most_negative_period(points)
+start = st.selectbox(f"{period.capitalize()} starting", starts, key="monitor_drill")
 with ui.page_db() as db:
-    texts = monitoring.texts_in_period(
+    texts = trends.texts_in_period(
         db, dataset, period=period, start=start, ticker=ticker, topic=topic
     )
 st.dataframe(texts, hide_index=True)
@@ -179,17 +161,11 @@ def open_alert(event):
 if events:
     for event in events[:20]:
         c = st.columns([5, 1, 1])
-        c[0].markdown(
-            f"**{event['period'].capitalize()} of {event['period_start']}**"
-            + "".join(f" · {x}" for x in (event["ticker"], event["topic"]) if x)
-            + f": {event['share_negative']:.0%} negative of {event['volume']} "
-            + ("text" if event["volume"] == 1 else "texts")
-            + f" — {event['rule']}"
-        )
+        c[0].markdown(event["summary"])
         c[1].button("Open", key=f"monitor_open_{event['id']}", on_click=open_alert, args=(event,))
         if c[2].button("Acknowledge", key=f"monitor_ack_{event['id']}"):
             with ui.page_db() as db:
-                monitoring.acknowledge_alert(db, event["id"])
+                alerts.acknowledge_alert(db, event["id"])
             st.rerun()
 else:
     st.caption("No open alerts." if rules else "No alert rules yet: add one below.")
@@ -200,51 +176,24 @@ with st.expander("Alert rules"):
         c[0].markdown(f"Rule {rule.id}: {rule.describe()}")
         if c[1].button("Delete", key=f"monitor_delete_rule_{rule.id}"):
             with ui.page_db() as db:
-                monitoring.delete_alert_rule(db, rule.id)
+                alerts.delete_alert_rule(db, rule.id)
             st.rerun()
     with st.form("monitor_rule_form"):
-        c = st.columns(3)
-        kind = c[0].selectbox(
-            "Kind",
-            monitoring.ALERT_KINDS,
-            key="monitor_rule_kind",
-            help="share_negative: the share of negative texts is above the threshold; "
-            "spike: it is that many standard deviations above the previous periods.",
-        )
-        threshold = c[1].number_input("Threshold", 0.01, 100.0, 0.5, key="monitor_rule_threshold")
-        rule_period = c[2].selectbox(
-            "Period", monitoring.PERIODS, index=1, key="monitor_rule_period"
-        )
-        c = st.columns(4)
-        window = c[0].number_input("Window (spike)", 3, 520, 8, key="monitor_rule_window")
-        min_volume = c[1].number_input("Minimum texts", 1, 100000, 5, key="monitor_rule_min_volume")
-        rule_topic = c[3].selectbox(
-            "Topic",
-            [None, *topics],
-            key="monitor_rule_topic",
-            format_func=lambda t: "all" if t is None else t,
-        )
-        rule_ticker = c[2].selectbox(
-            "Ticker",
-            [None, *tickers],
-            key="monitor_rule_ticker",
-            format_func=lambda t: "all" if t is None else t,
+        rule_settings = ui.settings_form(
+            alerts.RuleSettings,
+            "monitor_rule",
+            columns=4,
+            options={"ticker": [None, *tickers], "topic": [None, *topics]},
+            format_funcs={
+                "ticker": lambda t: "all" if t is None else t,
+                "topic": lambda t: "all" if t is None else t,
+            },
         )
         if st.form_submit_button("Add rule"):
             try:
                 with ui.page_db() as db:
-                    monitoring.add_alert_rule(
-                        db,
-                        dataset,
-                        kind=kind,
-                        threshold=float(threshold),
-                        period=rule_period,
-                        window=int(window),
-                        min_volume=int(min_volume),
-                        ticker=rule_ticker,
-                        topic=rule_topic,
-                    )
-                    monitoring.evaluate_alerts(db, dataset)
+                    alerts.add_alert_rule(db, dataset, alerts.RuleSettings(**rule_settings))
+                    alerts.evaluate_alerts(db, dataset)
             except DevmodeError as e:
                 st.error(str(e))
             else:

@@ -148,17 +148,16 @@ def tiny_rows(n: int = 90, seed: int = 0) -> list[dict]:
 
 @pytest.fixture
 def tiny_data():
-    from devmode.training import TrainData
+    from devmode.data.examples import TrainData
 
     return TrainData.from_rows(tiny_rows())
 
 
 def tiny_config(tiny_model_dir, **overrides):
-    from devmode.config import TrainConfig
+    from devmode.finetune.config import TrainConfig
 
     # a random tiny model has no pre-trained word embeddings worth keeping fixed
     settings = dict(
-        dataset="tiny",
         base_model=str(tiny_model_dir),
         freeze_embeddings=False,
         epochs=3,
@@ -173,8 +172,8 @@ def tiny_config(tiny_model_dir, **overrides):
 
 def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
     """Ingest ``tiny_rows`` as a dataset split 60/20/20 within each label, as a person would."""
-    from devmode import ingest
-    from devmode.readers import read_upload
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
 
     rows = [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
     path = write_csv(tmp_path / f"{name}.csv", rows)
@@ -186,6 +185,13 @@ def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
             ingest.ColumnMapping("text", "label"),
             ingest.SplitSpec(0.6, 0.2, 0.2),
         )
+
+
+@pytest.fixture
+def tiny_db(db_path, tmp_path):
+    """A database holding the tiny dataset, split 60/20/20 within each label."""
+    store_tiny_dataset(db_path, tmp_path)
+    return db_path
 
 
 def tiny_train_args(tiny_model_dir) -> list[str]:
@@ -206,8 +212,9 @@ def tiny_train_args(tiny_model_dir) -> list[str]:
 def promoted_news_db(db_path, tmp_path, tiny_model_dir, rows: list[dict]) -> str:
     """The tiny labelled dataset, ``rows`` as the dated dataset "news", and a trained tiny
     model made the active sentiment model."""
-    from devmode import ingest, models, runs, worker
-    from devmode.readers import read_upload
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
+    from devmode.finetune import registry, runs, worker
 
     path = write_csv(tmp_path / "news.csv", rows)
     store_tiny_dataset(db_path, tmp_path)
@@ -218,10 +225,10 @@ def promoted_news_db(db_path, tmp_path, tiny_model_dir, rows: list[dict]) -> str
             "news",
             ingest.ColumnMapping("text", date="date", ticker="ticker"),
         )
-        run = runs.create_run(db, tiny_config(tiny_model_dir, epochs=1))
+        run = runs.create_run(db, "tiny", tiny_config(tiny_model_dir, epochs=1))
     worker.execute_run(db_path, run.id)
     with open_db(db_path) as db:
-        models.promote(db, run.id, "sentiment")
+        registry.promote(db, run.id, "sentiment")
     return db_path
 
 
@@ -245,9 +252,9 @@ def news_db(db_path, tmp_path, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory):
-    from devmode import llm
+    from devmode.chat import backends
 
-    return llm.EmbeddedBackend.load(tmp_path_factory.getbasetemp() / "llm")
+    return backends.EmbeddedBackend.load(tmp_path_factory.getbasetemp() / "llm")
 
 
 @pytest.fixture
@@ -255,7 +262,7 @@ def chat_server(embedded):
     """devmode's OpenAI-compatible server for the embedded model, on a free local port."""
     import threading
 
-    from devmode.server import ChatServer
+    from devmode.chat.server import ChatServer
 
     server = ChatServer(("127.0.0.1", 0), embedded)
     threading.Thread(target=server.serve_forever, daemon=True).start()

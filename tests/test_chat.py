@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-from devmode import chat, llm
-from devmode.chat import ChatInputError, ChatLimits, ContextOverflow, LimitWatcher, assemble_context
+from devmode.chat import backends, bench, replies
+from devmode.chat.context import ChatInputError, ContextOverflow, assemble_context
+from devmode.chat.limits import ChatLimits
+from devmode.chat.replies import LimitWatcher
 
 
 def words(text: str) -> int:
@@ -79,7 +81,7 @@ def test_what_cannot_be_sent_is_refused_before_sending():
     with pytest.raises(ContextOverflow, match="more than the whole context budget of 20"):
         assemble_context("s", [], [], "w " * 30, budget_tokens=20, count_tokens=words)
     with pytest.raises(ChatInputError, match="banned word 'guarantee'"):
-        chat.check_prompt("Do you Guarantee returns?", ChatLimits(banned=("guarantee",)))
+        replies.check_prompt("Do you Guarantee returns?", ChatLimits(banned=("guarantee",)))
     with pytest.raises(ChatInputError, match="top_p must be"):
         ChatLimits(top_p=0)
 
@@ -139,7 +141,7 @@ def plan_for(backend, prompt, budget=512):
 
 def test_the_embedded_model_stops_at_max_tokens_and_reports_figures(embedded):
     streamed = []
-    reply = chat.respond(
+    reply = replies.respond(
         embedded,
         plan_for(embedded, "What is a bond?"),
         ChatLimits(max_tokens=12, temperature=0),
@@ -149,7 +151,7 @@ def test_the_embedded_model_stops_at_max_tokens_and_reports_figures(embedded):
     assert reply.completion_tokens == 12 and reply.prompt_tokens > 10
     assert "".join(streamed) == reply.text and len(reply.text.split()) >= 4
     assert 0 < reply.first_token_s < reply.total_s and reply.tokens_per_s > 0
-    assert "stopped: max tokens (12)" in chat.describe_reply(reply)
+    assert "stopped: max tokens (12)" in replies.describe_reply(reply)
 
 
 def test_without_a_cache_folder_the_model_loads_from_memory_and_writes_nothing(
@@ -158,24 +160,24 @@ def test_without_a_cache_folder_the_model_loads_from_memory_and_writes_nothing(
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # temp files would land here
-    uncached = llm.EmbeddedBackend.load(None, embedded.decoder.precision)
+    uncached = backends.EmbeddedBackend.load(None, embedded.decoder.precision)
     limits = ChatLimits(max_tokens=8, temperature=0)
     assert (
-        chat.respond(uncached, plan_for(uncached, "What is a bond?"), limits).text
-        == chat.respond(embedded, plan_for(embedded, "What is a bond?"), limits).text
+        replies.respond(uncached, plan_for(uncached, "What is a bond?"), limits).text
+        == replies.respond(embedded, plan_for(embedded, "What is a bond?"), limits).text
     )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_the_embedded_model_is_cut_at_a_banned_word(embedded):
     limits = ChatLimits(max_tokens=30, temperature=0)
-    free = chat.respond(embedded, plan_for(embedded, "What is a bond?"), limits)
+    free = replies.respond(embedded, plan_for(embedded, "What is a bond?"), limits)
     word = next(
         w.strip(".,")
         for w in free.text.split()[3:]
         if w.strip(".,").isalpha() and len(w.strip(".,")) >= 4
     )
-    caught = chat.respond(
+    caught = replies.respond(
         embedded,
         plan_for(embedded, "What is a bond?"),
         ChatLimits(max_tokens=30, temperature=0, banned=(word,)),
@@ -219,7 +221,7 @@ class ScriptedEndpoint(http.server.BaseHTTPRequestHandler):
         for piece in ["Yields ", "rose. ", "STOP", " hidden"]:
             chunk = {
                 "id": "1",
-                "object": "chat.completion.chunk",
+                "object": "limits.completion.chunk",
                 "created": 0,
                 "model": "m",
                 "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
@@ -238,13 +240,15 @@ def endpoint():
 
 
 def remote(server, **kwargs):
-    return llm.OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", "m", **kwargs)
+    return backends.OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", "m", **kwargs)
 
 
 def test_an_endpoint_streams_and_a_stop_sequence_ends_it(endpoint, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     backend = remote(endpoint)
-    reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(stop=("STOP",), seed=3))
+    reply = replies.respond(
+        backend, plan_for(backend, "Bonds?"), ChatLimits(stop=("STOP",), seed=3)
+    )
     assert reply.text == "Yields rose. " and reply.stopped_by == "stop_sequence"
     sent = endpoint.requests[0]
     assert sent["auth"] == "Bearer sk-test-secret" and sent["body"]["stop"] == ["STOP"]
@@ -259,7 +263,7 @@ def test_an_endpoint_streams_and_a_stop_sequence_ends_it(endpoint, monkeypatch):
 def test_endpoint_failures_are_reported_not_raised(endpoint, mode, stopped_by, phrase):
     endpoint.mode = mode
     backend = remote(endpoint)
-    reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=1))
+    reply = replies.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=1))
     assert reply.stopped_by == stopped_by and phrase in reply.detail and reply.text == ""
 
 
@@ -267,20 +271,20 @@ def test_an_unreachable_endpoint_says_so():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again at once: nothing listens there
-    backend = llm.OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m")
-    reply = chat.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=5))
+    backend = backends.OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m")
+    reply = replies.respond(backend, plan_for(backend, "Bonds?"), ChatLimits(timeout_s=5))
     assert reply.stopped_by == "api_error" and "could not reach http://127.0.0.1" in reply.detail
 
 
 def test_bench_variants_from_text_and_from_a_table_row_read_limits_alike():
-    text = chat.parse_variant("name=strict,max_tokens=20,temperature=0,seed=3,banned=risk;loss")
-    row = chat.variant_from_row(
+    text = bench.parse_variant("name=strict,max_tokens=20,temperature=0,seed=3,banned=risk;loss")
+    row = bench.variant_from_row(
         {"name": "strict", "max_tokens": 20.0, "temperature": 0.0, "seed": 3.0, "banned": "risk, loss",
          "stop": float("nan")},
         ChatLimits(),
     )  # fmt: skip
     assert text == row and text.limits.max_tokens == 20 and text.limits.seed == 3
     with pytest.raises(ChatInputError, match="max_tokens must be a number; found 'many'"):
-        chat.parse_variant("max_tokens=many")
+        bench.parse_variant("max_tokens=many")
     with pytest.raises(ChatInputError, match="'colour' is not a limit"):
-        chat.parse_variant("colour=red")
+        bench.parse_variant("colour=red")

@@ -3,14 +3,15 @@
 import pytest
 import torch
 
-from devmode.checkpoints import (
+from devmode.finetune.checkpoints import (
     CheckpointMismatch,
     Checkpoints,
     checkpoint_position,
     load_trainable,
     trainable_state,
 )
-from devmode.training import TextClassifier, freeze_layers, load_encoder, make_optimizer
+from devmode.finetune.classifier import TextClassifier, load_encoder
+from devmode.finetune.training import freeze_layers, make_optimizer
 from tests.conftest import tiny_config
 
 

@@ -124,7 +124,7 @@ def test_python_dash_m_runs_the_cli(db_path):
 def test_every_train_config_field_has_a_cli_option():
     import dataclasses
 
-    from devmode.config import TrainConfig
+    from devmode.finetune.config import TrainConfig
 
     options = {p.name for p in COMMANDS["train"].params}
     assert {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset"} <= options

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from devmode import chat, conversations
-from devmode.chat import BackendSpec, ChatLimits, ChatSettings, Reply, assemble_context
+from devmode.chat import context, conversations
+from devmode.chat.context import assemble_context
+from devmode.chat.limits import BackendSpec, ChatLimits, ChatSettings
+from devmode.chat.replies import Reply
 from devmode.db import open_db
 
 
@@ -130,7 +132,7 @@ def test_settings_are_validated_and_round_trip():
     )
     assert settings.pinned == ("doc",)
     assert ChatSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
-    with pytest.raises(chat.ChatInputError, match="base URL such as http://127.0.0.1:8000/v1"):
+    with pytest.raises(context.ChatInputError, match="base URL such as http://127.0.0.1:8000/v1"):
         BackendSpec("endpoint", "localhost:8000")
-    with pytest.raises(chat.ChatInputError, match="budget_tokens must be from 16"):
+    with pytest.raises(context.ChatInputError, match="budget_tokens must be from 16"):
         ChatSettings(budget_tokens=8)

@@ -89,8 +89,8 @@ def _record(name):
 def test_backup_is_a_consistent_copy_taken_while_a_writer_holds_a_transaction(tmp_path):
     import sqlite3
 
-    from devmode.config import files_dir
     from devmode.db import backup
+    from devmode.environment import files_dir
 
     path = tmp_path / "live.db"
     with open_db(path) as db:

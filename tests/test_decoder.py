@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from devmode.decoder import (
+from devmode.chat.decoder import (
     Int8Weight,
     LlamaDecoder,
     Sampling,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from devmode import runs
 from devmode.db import open_db
-from devmode.distributed import Cluster
+from devmode.finetune import runs
+from devmode.finetune.distributed import Cluster
 from tests.conftest import store_tiny_dataset, tiny_train_args
 
 
@@ -32,6 +32,8 @@ def test_a_single_process_is_a_cluster_of_one():
 
 
 def test_two_processes_train_one_run(db_path, tmp_path, tiny_model_dir):
+    """Two processes under DDP, with LoRA adapters: DDP refuses a trainable parameter that
+    gets no gradient, so this also proves every adapter is used."""
     store_tiny_dataset(db_path, tmp_path)
     torchrun = Path(sys.executable).parent / "torchrun"
     if not torchrun.exists():
@@ -53,6 +55,9 @@ def test_two_processes_train_one_run(db_path, tmp_path, tiny_model_dir):
             "3",
             "--early-stopping-patience",
             "0",
+            "--lora",
+            "--lora-rank",
+            "4",
         ],
         capture_output=True,
         text=True,
@@ -68,3 +73,4 @@ def test_two_processes_train_one_run(db_path, tmp_path, tiny_model_dir):
     # 54 training rows, batches of 8: 7 batches, 4 steps per process per epoch
     assert (run.step, run.total_steps) == (12, 12)
     assert run.test["n"] == 18 and Path(run.model_dir).is_dir()
+    assert run.config.lora

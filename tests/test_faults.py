@@ -8,8 +8,9 @@ import os
 import random
 import signal
 
-from devmode import ingest, monitoring, score_jobs
+from devmode.data import ingest
 from devmode.db import open_db
+from devmode.monitor import monitoring, score_jobs
 from tests.browser_support import (
     StreamlitApp,
     assert_healthy,

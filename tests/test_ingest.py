@@ -2,10 +2,10 @@ import tracemalloc
 
 import pytest
 
-from devmode import ingest
+from devmode.data import ingest
+from devmode.data.ingest import ColumnMapping, SplitSpec
+from devmode.data.readers import InvalidUpload, read_upload
 from devmode.db import open_db
-from devmode.ingest import ColumnMapping, SplitSpec
-from devmode.readers import InvalidUpload, read_upload
 from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, TOPIC_TRAIN, file_digest, write_csv
 
 

@@ -6,9 +6,10 @@ import zipfile
 
 import pytest
 
-from devmode import config, models, runs
+from devmode import environment
 from devmode.db import open_db
-from devmode.scoring import load_scorer
+from devmode.finetune import registry, runs
+from devmode.monitor.scoring import load_scorer
 from tests.test_cli import run as run_cli
 
 LIMIT = 50 * 1024 * 1024
@@ -16,12 +17,12 @@ LIMIT = 50 * 1024 * 1024
 
 def export(news_db, tmp_path):
     with open_db(news_db) as db:
-        return models.export_zip(db, 1, tmp_path / "model.zip")
+        return registry.export_zip(db, 1, tmp_path / "model.zip")
 
 
 def import_(news_db, archive, max_bytes=LIMIT):
     with open_db(news_db) as db:
-        return models.import_zip(db, archive, config.files_dir(news_db), max_bytes=max_bytes)
+        return registry.import_zip(db, archive, environment.files_dir(news_db), max_bytes=max_bytes)
 
 
 def test_an_exported_model_comes_back_as_a_run_that_scores_the_same(news_db, tmp_path):
@@ -32,7 +33,7 @@ def test_an_exported_model_comes_back_as_a_run_that_scores_the_same(news_db, tmp
     model = import_(news_db, archive)
     with open_db(news_db) as db:
         original, imported = runs.get_run(db, 1), runs.get_run(db, model.run_id)
-        models.promote(db, model.run_id, "sentiment")
+        registry.promote(db, model.run_id, "sentiment")
     assert model.run_id == 2 and imported.status == "completed"
     assert imported.test == original.test and imported.config.epochs == original.config.epochs
     assert (
@@ -47,7 +48,7 @@ def test_an_exported_model_comes_back_as_a_run_that_scores_the_same(news_db, tmp
 
 def models_dir_of(news_db, run_id):
     with open_db(news_db) as db:
-        return models.get_model_for_run(db, run_id).path
+        return registry.get_model_for_run(db, run_id).path
 
 
 def rewritten(archive, tmp_path, name="hostile.zip", extra=(), drop=(), link=None):
@@ -87,11 +88,11 @@ def test_hostile_or_broken_archives_are_refused_and_leave_nothing(
     news_db, tmp_path, change, phrase
 ):
     archive = rewritten(export(news_db, tmp_path), tmp_path, **change)
-    with pytest.raises(models.InvalidArchive, match=phrase):
+    with pytest.raises(registry.InvalidArchive, match=phrase):
         import_(news_db, archive)
     with open_db(news_db) as db:
-        assert [r.id for r in runs.list_runs(db)] == [1] and len(models.list_models(db)) == 1
-    assert not list(models.models_dir(config.files_dir(news_db)).glob("imported-*"))
+        assert [r.id for r in runs.list_runs(db)] == [1] and len(registry.list_models(db)) == 1
+    assert not list(registry.models_dir(environment.files_dir(news_db)).glob("imported-*"))
     assert (
         not (tmp_path.parent / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
     )
@@ -99,19 +100,19 @@ def test_hostile_or_broken_archives_are_refused_and_leave_nothing(
 
 def test_size_count_and_zip_bomb_limits(news_db, tmp_path, monkeypatch):
     archive = export(news_db, tmp_path)
-    with pytest.raises(models.InvalidArchive, match="archives up to"):
+    with pytest.raises(registry.InvalidArchive, match="archives up to"):
         import_(news_db, archive, max_bytes=1000)
     bomb = rewritten(archive, tmp_path, "bomb.zip")
     with zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as z:
         z.writestr("devmode-run-1/zeros.bin", b"\0" * (8 * 1024 * 1024))  # 8 MB -> a few KB
-    with pytest.raises(models.InvalidArchive, match="would unpack to"):
+    with pytest.raises(registry.InvalidArchive, match="would unpack to"):
         import_(news_db, bomb, max_bytes=bomb.stat().st_size + 1)
-    monkeypatch.setattr(models, "MAX_ARCHIVE_FILES", 5)
-    with pytest.raises(models.InvalidArchive, match="files; a model has a dozen"):
+    monkeypatch.setattr(registry, "MAX_ARCHIVE_FILES", 5)
+    with pytest.raises(registry.InvalidArchive, match="files; a model has a dozen"):
         import_(news_db, archive)
     not_zip = tmp_path / "model.zip.txt"
     not_zip.write_text("hello")
-    with pytest.raises(models.InvalidArchive, match="is not a zip file"):
+    with pytest.raises(registry.InvalidArchive, match="is not a zip file"):
         import_(news_db, not_zip)
 
 

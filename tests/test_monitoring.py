@@ -3,17 +3,17 @@ import json
 import numpy as np
 import pytest
 
-from devmode import models, monitoring, runs, worker
 from devmode.db import open_db
-from devmode.monitoring import (
+from devmode.finetune import registry, runs, worker
+from devmode.monitor import alerts, monitoring, trends
+from devmode.monitor.monitoring import (
     NoActiveModel,
-    NoDateColumn,
     NotSentimentLike,
     parse_date,
     score_dataset,
-    sentiment_trend,
 )
-from devmode.scoring import Scores
+from devmode.monitor.scoring import Scores
+from devmode.monitor.trends import NoDateColumn, sentiment_trend
 from tests.conftest import store_tiny_dataset, tiny_config
 
 
@@ -86,10 +86,10 @@ def test_scoring_is_incremental_and_follows_the_active_model(news_db, tiny_model
         again = FakeScorer()
         summary = score_dataset(db, "news", scorer=again)
         assert (summary.scored, summary.already_scored, again.calls) == (0, 6, 0)
-        run = runs.create_run(db, tiny_config(tiny_model_dir, epochs=1, seed=3))
+        run = runs.create_run(db, "tiny", tiny_config(tiny_model_dir, epochs=1, seed=3))
     worker.execute_run(news_db, run.id)
     with open_db(news_db) as db:
-        models.promote(db, run.id, "sentiment")
+        registry.promote(db, run.id, "sentiment")
         summary = score_dataset(db, "news", scorer=FakeScorer())
         assert (summary.scored, summary.model_run_id) == (6, run.id)
         assert db["devmode_predictions"].count == 6
@@ -130,7 +130,7 @@ def test_no_active_model_says_what_to_do(db_path, tmp_path):
 
 def test_labels_that_are_not_sentiment_need_a_mapping(news_db):
     with open_db(news_db) as db:
-        model = models.active_model(db, "sentiment")
+        model = registry.active_model(db, "sentiment")
         db["devmode_models"].update(model.id, {"labels": '["bad", "meh", "good"]'})
         with pytest.raises(NotSentimentLike, match="map-sentiment"):
             score_dataset(db, "news", scorer=FakeScorer())
@@ -176,17 +176,15 @@ def test_score_and_trends_from_the_cli(news_db):
 def test_texts_behind_a_point_and_tickers(news_db):
     with open_db(news_db) as db:
         score_dataset(db, "news", scorer=FakeScorer())
-        assert monitoring.scored_tickers(db, "news") == ["A", "B"]
-        texts = monitoring.texts_in_period(db, "news", period="week", start="2020-05-18")
+        assert trends.scored_tickers(db, "news") == ["A", "B"]
+        texts = trends.texts_in_period(db, "news", period="week", start="2020-05-18")
         assert [(t["date"], t["ticker"], t["text"]) for t in texts] == [
             ("2020-05-18", "A", "down bad"),
             ("2020-05-20", "B", "down awful"),
             ("2020-05-20", "A", "up good"),
         ]
         assert texts[0]["label"] == "negative" and texts[0]["sentiment"] == pytest.approx(-0.7)
-        only_b = monitoring.texts_in_period(
-            db, "news", period="month", start="2020-05-01", ticker="B"
-        )
+        only_b = trends.texts_in_period(db, "news", period="month", start="2020-05-01", ticker="B")
         assert [t["text"] for t in only_b] == ["down awful", "flat steady"]
 
 
@@ -230,7 +228,7 @@ def wait_for_job(db_path, dataset="news", seconds=120):
     """The dataset's newest scoring job once it has finished."""
     import time
 
-    from devmode import score_jobs
+    from devmode.monitor import score_jobs
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -283,32 +281,32 @@ def weekly_points(shares, volume=10):
 )
 def test_rules_flag_the_right_periods(news_db, monkeypatch, kind, threshold, shares, expected):
     monkeypatch.setattr(
-        monitoring, "sentiment_trend", lambda db, name, period, ticker, topic: weekly_points(shares)
+        trends, "sentiment_trend", lambda db, name, period, ticker, topic: weekly_points(shares)
     )
     with open_db(news_db) as db:
-        rule = monitoring.add_alert_rule(
+        rule = alerts.add_alert_rule(
             db, "news", kind=kind, threshold=threshold, window=3, min_volume=5
         )
-        raised = monitoring.evaluate_alerts(db, "news")
+        raised = alerts.evaluate_alerts(db, "news")
         assert [e["period_start"] for e in raised] == expected
-        assert monitoring.evaluate_alerts(db, "news") == []  # incremental: nothing twice
-        events = monitoring.alert_events(db, "news")
+        assert alerts.evaluate_alerts(db, "news") == []  # incremental: nothing twice
+        events = alerts.alert_events(db, "news")
         assert [e["period_start"] for e in events] == sorted(expected, reverse=True)
         assert events[0]["rule"] == rule.describe()
-        monitoring.acknowledge_alert(db, events[0]["id"])
-        assert len(monitoring.alert_events(db, "news")) == len(expected) - 1
-        assert len(monitoring.alert_events(db, "news", include_acknowledged=True)) == len(expected)
+        alerts.acknowledge_alert(db, events[0]["id"])
+        assert len(alerts.alert_events(db, "news")) == len(expected) - 1
+        assert len(alerts.alert_events(db, "news", include_acknowledged=True)) == len(expected)
 
 
 def test_small_periods_never_alert(news_db, monkeypatch):
     monkeypatch.setattr(
-        monitoring,
+        trends,
         "sentiment_trend",
         lambda db, name, period, ticker, topic: weekly_points([0.9], volume=2),
     )
     with open_db(news_db) as db:
-        monitoring.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)
-        assert monitoring.evaluate_alerts(db, "news") == []
+        alerts.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)
+        assert alerts.evaluate_alerts(db, "news") == []
 
 
 @pytest.mark.parametrize(
@@ -326,7 +324,7 @@ def test_small_periods_never_alert(news_db, monkeypatch):
 def test_impossible_rules_are_refused(news_db, settings, message):
     with open_db(news_db) as db:
         with pytest.raises(Exception, match=message):
-            monitoring.add_alert_rule(db, "news", **settings)
+            alerts.add_alert_rule(db, "news", **settings)
 
 
 def test_scoring_raises_alerts_and_the_cli_lists_and_acknowledges_them(news_db):
@@ -358,7 +356,7 @@ def test_monitor_page_marks_and_lists_alerts(news_db, monkeypatch):
     from tests.conftest import ROOT
 
     with open_db(news_db) as db:
-        monitoring.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=2)
+        alerts.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=2)
         score_dataset(db, "news", scorer=FakeScorer())
     monkeypatch.setenv("DEVMODE_DB", news_db)
     at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()

@@ -5,12 +5,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from devmode import ingest, runs
+from devmode.data import ingest
 from devmode.db import open_db
+from devmode.finetune import runs
 from tests.conftest import PHRASEBANK_ALLAGREE, file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["app.py", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("pages/*.py"))]
+# app.py runs Home (its default page); the other pages also run on their own, as AppTest does
+SCRIPTS = ["app.py", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("pages/[1-9]_*.py"))]
 DATASETS_PAGE = str(ROOT / "pages" / "1_Datasets.py")
 
 
@@ -22,7 +24,10 @@ def app_db(db_path, monkeypatch):
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_page_renders_on_an_empty_database(script, app_db):
-    at = AppTest.from_file(str(ROOT / script), default_timeout=30).run()
+    # the Chat sandbox's first render loads (and converts) the embedded chat model
+    at = AppTest.from_file(
+        str(ROOT / script), default_timeout=180 if "Chat" in script else 30
+    ).run()
     assert not at.exception
     assert at.title[0].value
 
@@ -89,7 +94,7 @@ def test_bad_upload_shows_the_message_and_stores_nothing(app_db, tmp_path):
 
 def test_name_clash_is_shown_in_the_page(app_db):
     with open_db(app_db) as db:
-        from devmode.readers import read_upload
+        from devmode.data.readers import read_upload
 
         up = read_upload(PHRASEBANK_ALLAGREE)
         ingest.insert_upload(db, up, "phrasebank", ingest.ColumnMapping("text", "label"))
@@ -102,7 +107,7 @@ def test_name_clash_is_shown_in_the_page(app_db):
 
 def test_remap_rename_and_delete_from_the_page(app_db):
     with open_db(app_db) as db:
-        from devmode.readers import read_upload
+        from devmode.data.readers import read_upload
 
         ingest.insert_upload(
             db, read_upload(PHRASEBANK_ALLAGREE), "pb", ingest.ColumnMapping("text", "label")
@@ -135,7 +140,8 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
 ):
     import time
 
-    from devmode import models, runs
+    from devmode import jobs
+    from devmode.finetune import registry, runs
     from tests.conftest import store_tiny_dataset
 
     store_tiny_dataset(app_db, tmp_path)
@@ -154,7 +160,7 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
     while time.monotonic() < deadline:
         with open_db(app_db) as db:
             run = runs.get_run(db, 1)
-        if run.status in runs.FINISHED_STATUSES:
+        if run.status in jobs.FINISHED_STATUSES:
             break
         time.sleep(0.5)
     assert run.status == "completed", run.error
@@ -170,7 +176,7 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
 
     at.button(key="train_promote_sentiment").click().run()
     with open_db(app_db) as db:
-        assert models.active_model(db, "sentiment").run_id == 1
+        assert registry.active_model(db, "sentiment").run_id == 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ def test_chat_journey_limits_budget_and_restart(app_db):
     assert replies(at)[-1].startswith(f"stopped: banned word {word!r}")
     assert word not in at.chat_message[3].markdown[0].value
 
-    at.number_input(key="chat_budget").set_value(70).run()
+    at.number_input(key="chat_budget_tokens").set_value(70).run()
     assert "dropped or cut" in at.expander[-1].label  # the preview shows it before sending
     send(at, "Summarise.")
     assert not at.error
@@ -218,16 +224,16 @@ def test_chat_journey_limits_budget_and_restart(app_db):
     again.run()
     assert again.selectbox(key="chat_conversation").value == 1
     assert len(again.chat_message) == 6
-    assert again.number_input(key="chat_budget").value == 70  # the settings came back too
+    assert again.number_input(key="chat_budget_tokens").value == 70  # the settings came back too
     assert again.text_input(key="chat_banned").value == word
     assert replies(again)[0].startswith("stopped: max tokens (20)")
 
 
 def test_chat_refusals_keep_the_message_and_store_nothing(app_db, chat_server):
     at = AppTest.from_file(CHAT_PAGE, default_timeout=60).run()
-    at.radio(key="chat_backend_kind").set_value("endpoint").run()
+    at.radio(key="chat_kind").set_value("endpoint").run()
     at.text_input(key="chat_base_url").set_value("http://127.0.0.1:9/v1").run()
-    at.number_input(key="chat_timeout").set_value(5.0)
+    at.number_input(key="chat_timeout_s").set_value(5.0)
     send(at, "Is this reachable?")
     assert "could not reach http://127.0.0.1:9/v1" in at.error[0].value
     assert "kept above; nothing was saved" in at.error[0].value
@@ -239,11 +245,11 @@ def test_chat_refusals_keep_the_message_and_store_nothing(app_db, chat_server):
     assert "contains the banned word 'guaranteed'" in at.error[0].value
     assert at.text_area(key="chat_draft").value == "Are returns guaranteed?"
 
-    at.number_input(key="chat_budget").set_value(16)
+    at.number_input(key="chat_budget_tokens").set_value(16)
     send(at, "A question far too long for sixteen tokens of context, with the system prompt too.")
     assert "more than the whole context budget of 16" in at.error[0].value
 
-    at.number_input(key="chat_budget").set_value(2048)
+    at.number_input(key="chat_budget_tokens").set_value(2048)
     at.text_input(key="chat_banned").set_value("")
     send(at, "   ")
     assert "The message is empty" in at.error[0].value
@@ -259,7 +265,7 @@ def test_chat_refusals_keep_the_message_and_store_nothing(app_db, chat_server):
 
 def test_limit_bench_tabulates_prompts_by_variant(app_db, chat_server):
     at = AppTest.from_file(CHAT_PAGE, default_timeout=120).run()
-    at.radio(key="chat_backend_kind").set_value("endpoint").run()
+    at.radio(key="chat_kind").set_value("endpoint").run()
     at.text_input(key="chat_base_url").set_value(chat_server.base_url).run()
     at.text_area(key="chat_bench_prompts").set_value("What is a bond?\nWhat are rates?")
     at.button(key="chat_bench_run").click().run()
@@ -275,13 +281,13 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     import tempfile
     import zipfile
 
-    from devmode import models
+    from devmode.finetune import registry
 
     monkeypatch.setenv("DEVMODE_DB", news_db)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where upload copies would stay
     (tmp_path / "export").mkdir()
     with open_db(news_db) as db:
-        archive = models.export_zip(db, 1, tmp_path / "export" / "model.zip")
+        archive = registry.export_zip(db, 1, tmp_path / "export" / "model.zip")
     at = AppTest.from_file(str(ROOT / "pages" / "2_Fine_tune.py"), default_timeout=60).run()
     at.file_uploader(key="train_import_file").set_value(
         ("desk-model.zip", archive.read_bytes(), "application/zip")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from devmode import readers
-from devmode.readers import InvalidUpload, read_upload
+from devmode.data import readers
+from devmode.data.readers import InvalidUpload, read_upload
 from tests.conftest import write_csv
 
 

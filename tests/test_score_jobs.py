@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from devmode import models, monitoring, runs, score_jobs, scoring, worker
+from devmode import jobs
 from devmode.db import open_db
-from devmode.runs import JobAlreadyRunning
+from devmode.finetune import registry, runs, worker
+from devmode.jobs import JobAlreadyRunning
+from devmode.monitor import alerts, monitoring, score_jobs, scoring, trends
 from tests.conftest import tiny_config
 from tests.test_monitoring import FakeScorer, wait_for_job
 
@@ -20,7 +22,7 @@ class FakeTopicScorer(FakeScorer):
         self.calls += 1
         import numpy as np
 
-        from devmode.scoring import Scores
+        from devmode.monitor.scoring import Scores
 
         macro = {"awful", "steady"}
         probabilities = np.array(
@@ -36,10 +38,10 @@ class FakeTopicScorer(FakeScorer):
 def promote_topic_model(db_path, tiny_model_dir):
     """A second finished run, made the active topic model (the fixture's is the sentiment one)."""
     with open_db(db_path) as db:
-        run = runs.create_run(db, tiny_config(tiny_model_dir, epochs=1, seed=7))
+        run = runs.create_run(db, "tiny", tiny_config(tiny_model_dir, epochs=1, seed=7))
     worker.execute_run(db_path, run.id)
     with open_db(db_path) as db:
-        models.promote(db, run.id, "topic")
+        registry.promote(db, run.id, "topic")
 
 
 @pytest.mark.parametrize("topic_first", [True, False])
@@ -49,36 +51,32 @@ def test_trends_by_topic_whichever_model_scores_first(news_db, tiny_model_dir, t
         order = [("topic", FakeTopicScorer()), ("sentiment", FakeScorer())]
         for task, scorer in order if topic_first else order[::-1]:
             monitoring.score_dataset(db, "news", task=task, scorer=scorer)
-        assert monitoring.scored_topics(db, "news") == ["earnings", "macro"]
-        macro = monitoring.sentiment_trend(db, "news", period="week", topic="macro")
+        assert trends.scored_topics(db, "news") == ["earnings", "macro"]
+        macro = trends.sentiment_trend(db, "news", period="week", topic="macro")
         # "down awful" (2020-05-20, B) and "flat steady" (2020-05-25, B)
         assert [(p["period"], p["volume"], p["share_negative"]) for p in macro] == [
             ("2020-05-18", 1, 1.0),
             ("2020-05-25", 1, 0.0),
         ]
-        assert (
-            monitoring.sentiment_trend(db, "news", period="week", ticker="A", topic="macro") == []
-        )
-        by_topic = {r["topic"]: r for r in monitoring.sentiment_by_topic(db, "news")}
+        assert trends.sentiment_trend(db, "news", period="week", ticker="A", topic="macro") == []
+        by_topic = {r["topic"]: r for r in trends.sentiment_by_topic(db, "news")}
         assert by_topic["macro"]["volume"] == 2 and by_topic["earnings"]["volume"] == 3
         assert by_topic["macro"]["sentiment"] == pytest.approx((-0.7 + 0.0) / 2)
-        texts = monitoring.texts_in_period(
-            db, "news", period="week", start="2020-05-18", topic="macro"
-        )
+        texts = trends.texts_in_period(db, "news", period="week", start="2020-05-18", topic="macro")
         assert [(t["text"], t["topic"]) for t in texts] == [("down awful", "macro")]
 
 
 def test_an_alert_rule_per_topic(news_db, tiny_model_dir):
     promote_topic_model(news_db, tiny_model_dir)
     with open_db(news_db) as db:
-        rule = monitoring.add_alert_rule(
+        rule = alerts.add_alert_rule(
             db, "news", kind="share_negative", threshold=0.5, min_volume=1, topic="macro"
         )
         assert "topic macro" in rule.describe()
         monitoring.score_dataset(db, "news", task="topic", scorer=FakeTopicScorer())
         summary = monitoring.score_dataset(db, "news", scorer=FakeScorer())
         assert summary.new_alerts == 1
-        (event,) = monitoring.alert_events(db, "news")
+        (event,) = alerts.alert_events(db, "news")
         assert (event["period_start"], event["topic"], event["volume"]) == (
             "2020-05-18",
             "macro",
@@ -102,7 +100,7 @@ def test_a_job_scores_topic_then_sentiment_in_a_worker_process(news_db, tiny_mod
 
 def test_a_cancelled_job_keeps_whole_chunks_and_resumes(news_db, monkeypatch):
     monkeypatch.setattr(monitoring, "CHUNK_ROWS", 2)
-    monkeypatch.setattr(score_jobs, "CANCEL_POLL_SECONDS", 0)
+    monkeypatch.setattr(jobs, "CANCEL_POLL_SECONDS", 0)
 
     class CancelAfterFirstChunk(FakeScorer):
         def score(self, texts):
@@ -138,7 +136,7 @@ def test_a_dead_worker_leaves_the_job_interrupted_and_one_job_at_a_time(news_db)
 
 def test_a_job_is_refused_before_it_starts_without_a_sentiment_mapping(news_db):
     with open_db(news_db) as db:
-        model = models.active_model(db, "sentiment")
+        model = registry.active_model(db, "sentiment")
         db["devmode_models"].update(model.id, {"labels": json.dumps(["up", "down"])})
         with pytest.raises(monitoring.NotSentimentLike):
             score_jobs.create_job(db, "news")

@@ -2,15 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from devmode import scoring, training
-from devmode.config import InvalidBaseModel
-from devmode.scoring import _token_budget_batches, load_scorer
+from devmode.finetune import classifier
+from devmode.finetune.config import InvalidBaseModel
+from devmode.monitor import scoring
+from devmode.monitor.scoring import _token_budget_batches, load_scorer
 from tests.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
 def trained_dir(tiny_model_dir, tmp_path_factory):
-    from devmode.training import TrainData, train
+    from devmode.data.examples import TrainData
+    from devmode.finetune.training import train
     from tests.conftest import tiny_rows
 
     path = tmp_path_factory.mktemp("model") / "run-1"
@@ -56,10 +58,10 @@ def test_devmode_model_scores_like_its_training_evaluation(trained_dir):
     assert scores.label_names == ["negative", "neutral", "positive"]
     assert scores.probabilities.shape == (len(TEXTS), 3)
     assert np.allclose(scores.probabilities.sum(1), 1, atol=1e-5)
-    model, tokenizer, card = training.load_classifier(trained_dir)
+    model, tokenizer, card = classifier.load_classifier(trained_dir)
     examples = [(t, "neutral") for t in TEXTS]
-    encoded = training.encode(tokenizer, examples, card["labels"], 128)
-    expected = training.predict_probabilities(
+    encoded = classifier.encode(tokenizer, examples, card["labels"], 128)
+    expected = classifier.predict_probabilities(
         model, encoded, 64, tokenizer.pad_token_id, torch.device("cpu"), False
     )
     assert np.allclose(scores.probabilities, expected, atol=1e-5)

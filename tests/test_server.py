@@ -5,8 +5,8 @@ import threading
 import openai
 import pytest
 
-from devmode import chat, llm
-from devmode.server import ChatServer
+from devmode.chat import backends, context, limits, replies
+from devmode.chat.server import ChatServer
 
 
 @pytest.fixture
@@ -75,11 +75,11 @@ def test_a_streamed_reply_ends_before_its_stop_sequence(serve):
 
 def test_the_sandbox_reaches_the_server_through_the_sdk(serve):
     server = serve()
-    backend = llm.OpenAIBackend(server.base_url, "smollm2")
-    plan = chat.assemble_context(
+    backend = backends.OpenAIBackend(server.base_url, "smollm2")
+    plan = context.assemble_context(
         "Be brief.", [], [], "Name a risk of bonds.", budget_tokens=256, count_tokens=len
     )
-    reply = chat.respond(backend, plan, chat.ChatLimits(max_tokens=20, temperature=0))
+    reply = replies.respond(backend, plan, limits.ChatLimits(max_tokens=20, temperature=0))
     assert reply.stopped_by == "max_tokens" and reply.detail == "stopped: max tokens (20)"
     assert reply.completion_tokens == 20 and reply.first_token_s < reply.total_s
 

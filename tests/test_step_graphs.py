@@ -3,22 +3,17 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from devmode.step_graphs import (
-    WIDTH_MULTIPLE,
-    StepGraphs,
-    expanded_attention_mask,
-    round_width,
-)
-from devmode.training import (
+from devmode.finetune.classifier import (
     TextClassifier,
-    bucketed_batches,
     collate,
     encode,
+    expanded_attention_mask,
     load_encoder,
-    train,
 )
+from devmode.finetune.config import TrainConfig
+from devmode.finetune.step_graphs import WIDTH_MULTIPLE, StepGraphs, round_width
+from devmode.finetune.training import TrainingStep, bucketed_batches, train
 from tests.conftest import tiny_config
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -59,15 +54,17 @@ def _model_and_optimizer(tiny_model_dir, seed=0):
 
 
 def _step_fn(model, optimizer):
-    def run_step(input_ids, attention_mask, labels, update=True):
-        loss = F.cross_entropy(model(input_ids, attention_mask), labels)
-        loss.backward()
-        if update:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    return run_step
+    """The loop's own step (no clipping, so that SGD's updates stay comparable)."""
+    return TrainingStep(
+        model,
+        optimizer,
+        TrainConfig(max_grad_norm=0.0),
+        class_weights=None,
+        fgm=None,
+        device=torch.device("cpu"),
+        use_bf16=False,
+        in_graph=False,
+    )
 
 
 def test_graph_body_trains_exactly_like_the_plain_step(tiny_model_dir, tiny_data):

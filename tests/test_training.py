@@ -6,19 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from devmode import training
-from devmode.config import InvalidConfig, TrainConfig
-from devmode.training import (
-    InvalidBaseModel,
-    InvalidTrainingData,
-    OutOfMemory,
-    TrainData,
-    bucketed_batches,
-    classification_report,
-    load_classifier,
-    lr_at,
-    train,
-)
+from devmode.data.examples import InvalidTrainingData, TrainData
+from devmode.finetune import checkpoints, classifier, evaluation, training
+from devmode.finetune.classifier import load_classifier
+from devmode.finetune.config import InvalidBaseModel, InvalidConfig, TrainConfig
+from devmode.finetune.evaluation import classification_report
+from devmode.finetune.training import OutOfMemory, bucketed_batches, lr_at, train
 from tests.conftest import tiny_config, tiny_rows
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -52,8 +45,8 @@ def test_saved_model_loads_and_predicts_the_same(tiny_model_dir, tiny_data, tmp_
     model, tokenizer, card = load_classifier(tmp_path / "m")
     assert card["labels"] == result.labels and card["train_config"]["epochs"] == 2
     assert not (tmp_path / "m.partial").exists()
-    encoded = training.encode(tokenizer, tiny_data.test, card["labels"], 32)
-    probabilities = training.predict_probabilities(
+    encoded = classifier.encode(tokenizer, tiny_data.test, card["labels"], 32)
+    probabilities = classifier.predict_probabilities(
         model, encoded, 16, tokenizer.pad_token_id, torch.device("cpu"), False
     )
     report = classification_report(card["labels"], encoded.labels.numpy(), probabilities)
@@ -93,7 +86,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny_model_dir, tin
         should_stop=lambda: count.append(1) or len(count) > steps_per_epoch + 1,
     )
     assert stopped.status == "cancelled"
-    assert training.checkpoint_position(tmp_path / "b") == {
+    assert checkpoints.checkpoint_position(tmp_path / "b") == {
         "epoch": 1,
         "step": steps_per_epoch,
         "best_epoch": 1,
@@ -121,8 +114,8 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny_model_dir, tin
 )
 def test_layer_freezing(tiny_model_dir, tiny_data, freeze, frozen, trained):
     config = tiny_config(tiny_model_dir, freeze=freeze, train_top_layers=1, epochs=1)
-    encoder, _ = training.load_encoder(config.base_model)
-    model = training.TextClassifier(encoder, 3)
+    encoder, _ = classifier.load_encoder(config.base_model)
+    model = classifier.TextClassifier(encoder, 3)
     training.freeze_layers(model, config)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert all(not any(n.startswith(f) for n in names) for f in frozen)
@@ -132,8 +125,8 @@ def test_layer_freezing(tiny_model_dir, tiny_data, freeze, frozen, trained):
 
 def test_lora_trains_adapters_and_saves_plain_weights(tiny_model_dir, tiny_data, tmp_path):
     config = tiny_config(tiny_model_dir, lora=True, lora_rank=4, epochs=2)
-    encoder, _ = training.load_encoder(config.base_model)
-    model = training.TextClassifier(encoder, 3)
+    encoder, _ = classifier.load_encoder(config.base_model)
+    model = classifier.TextClassifier(encoder, 3)
     training.add_lora(model, config)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable if n.startswith("encoder."))
@@ -141,6 +134,28 @@ def test_lora_trains_adapters_and_saves_plain_weights(tiny_model_dir, tiny_data,
     assert result.status == "completed"
     loaded, _, _ = load_classifier(tmp_path / "m")  # no peft needed to load
     assert not any("lora" in n for n, _ in loaded.named_parameters())
+
+
+def test_every_lora_adapter_receives_a_gradient(tiny_model_dir):
+    """BERT's pooler is a ``dense`` layer that neither pooling uses: an adapter there would
+    never get a gradient (an error under DDP), so LoRA adapts the layer stack only."""
+    config = tiny_config(tiny_model_dir, lora=True, lora_rank=4)
+    encoder, _ = classifier.load_encoder(config.base_model)
+    assert encoder.pooler is not None
+    model = classifier.TextClassifier(encoder, 3)
+    training.add_lora(model, config)
+    ids = torch.tensor([[2, 5, 7, 9], [2, 6, 3, 0]])
+    model(ids, (ids > 0).long()).logsumexp(-1).sum().backward()
+    silent = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert silent == []
+    adapted = {n for n, _ in model.named_parameters() if "lora_" in n}
+    assert adapted and not [n for n in adapted if "pooler" in n]
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in adapted} == {
+        "query",
+        "key",
+        "value",
+        "dense",
+    }
 
 
 @pytest.mark.parametrize(
@@ -160,9 +175,9 @@ def test_training_options_run_and_learn(tiny_model_dir, tiny_data, overrides):
 
 @pytest.mark.parametrize("frozen", [True, False])
 def test_fgm_perturbs_the_embeddings_along_the_gradient_and_restores(tiny_model_dir, frozen):
-    encoder, _ = training.load_encoder(str(tiny_model_dir))
+    encoder, _ = classifier.load_encoder(str(tiny_model_dir))
     encoder.get_input_embeddings().weight.requires_grad = not frozen
-    model = training.TextClassifier(encoder, 3).eval()
+    model = classifier.TextClassifier(encoder, 3).eval()
     fgm = training.FGM(model, epsilon=1.0)
     ids, mask = torch.tensor([[2, 5, 7, 3]]), torch.ones(1, 4, dtype=torch.long)
     clean = model(ids, mask)
@@ -180,15 +195,15 @@ def test_fgm_perturbs_the_embeddings_along_the_gradient_and_restores(tiny_model_
 
 
 def test_word_embeddings_are_frozen_by_default(tiny_model_dir):
-    encoder, _ = training.load_encoder(str(tiny_model_dir))
-    model = training.TextClassifier(encoder, 3)
-    training.freeze_layers(model, TrainConfig("d", base_model=str(tiny_model_dir)))
+    encoder, _ = classifier.load_encoder(str(tiny_model_dir))
+    model = classifier.TextClassifier(encoder, 3)
+    training.freeze_layers(model, TrainConfig(base_model=str(tiny_model_dir)))
     assert not model.encoder.get_input_embeddings().weight.requires_grad
     assert model.encoder.embeddings.position_embeddings.weight.requires_grad
 
 
 def test_class_weights_favour_rare_classes():
-    encoded = training.Encoded(
+    encoded = classifier.Encoded(
         ids=[[1]] * 4, labels=torch.tensor([0, 0, 0, 1]), lengths=np.ones(4, int)
     )
     weights = training.class_weight_tensor(encoded, 2, torch.device("cpu"))
@@ -238,22 +253,22 @@ def test_bad_data_is_refused_before_training(rows, message, tiny_model_dir):
 )
 def test_impossible_settings_are_refused(field, value):
     with pytest.raises(InvalidConfig, match=f"{field} must be"):
-        TrainConfig("d", **{field: value})
+        TrainConfig(**{field: value})
 
 
 def test_lora_and_freezing_together_are_refused():
     with pytest.raises(InvalidConfig, match="lora already freezes"):
-        TrainConfig("d", lora=True, freeze="head_only")
+        TrainConfig(lora=True, freeze="head_only")
 
 
 def test_config_round_trips_through_a_dict():
-    config = TrainConfig("d", epochs=2, lora=True)
+    config = TrainConfig(epochs=2, lora=True)
     assert TrainConfig.from_dict({**config.to_dict(), "field_from_the_future": 1}) == config
 
 
 def test_a_folder_that_is_not_a_model_is_explained(tmp_path, tiny_data):
     with pytest.raises(InvalidBaseModel, match="has no config.json"):
-        train(TrainConfig("d", base_model=str(tmp_path)), tiny_data)
+        train(TrainConfig(base_model=str(tmp_path)), tiny_data)
 
 
 def test_out_of_memory_is_explained(monkeypatch, tiny_model_dir, tiny_data):
@@ -266,7 +281,7 @@ def test_out_of_memory_is_explained(monkeypatch, tiny_model_dir, tiny_data):
 
 
 def test_learning_rate_schedules():
-    config = TrainConfig("d", learning_rate=0.5, warmup_fraction=0.1)
+    config = TrainConfig(learning_rate=0.5, warmup_fraction=0.1)
     assert [round(lr_at(s, 100, config) * 2, 3) for s in (0, 4, 9, 10, 55, 99)] == [
         0.1,
         0.5,
@@ -275,9 +290,9 @@ def test_learning_rate_schedules():
         0.5,
         0.011,
     ]
-    cosine = TrainConfig("d", learning_rate=0.5, warmup_fraction=0.0, schedule="cosine")
+    cosine = TrainConfig(learning_rate=0.5, warmup_fraction=0.0, schedule="cosine")
     assert [round(lr_at(s, 100, cosine) * 2, 3) for s in (0, 50, 100)] == [1.0, 0.5, 0.0]
-    assert lr_at(70, 100, TrainConfig("d", learning_rate=0.5, schedule="constant")) == 0.5
+    assert lr_at(70, 100, TrainConfig(learning_rate=0.5, schedule="constant")) == 0.5
 
 
 def test_bucketed_batches_cover_every_example_once_with_little_padding():
@@ -312,9 +327,9 @@ def test_classification_report_by_hand():
 
 
 def test_baselines(tiny_model_dir, tiny_data):
-    majority = training.majority_report(tiny_data)
+    majority = evaluation.majority_report(tiny_data)
     assert majority["predicts"] in tiny_data.labels and majority["accuracy"] == pytest.approx(1 / 3)
-    zero = training.zero_shot_report(tiny_config(tiny_model_dir), tiny_data)
+    zero = evaluation.zero_shot_report(tiny_config(tiny_model_dir), tiny_data)
     assert zero["n"] == len(tiny_data.test) and 0 <= zero["accuracy"] <= 1
 
 

@@ -6,21 +6,16 @@ import signal
 
 import pytest
 
-from devmode import ingest, models, runs, worker
+from devmode import jobs
+from devmode.data import ingest
 from devmode.db import open_db
-from tests.conftest import store_tiny_dataset, tiny_config, wait_for
+from devmode.finetune import registry, runs, worker
+from tests.conftest import tiny_config, wait_for
 
 
-@pytest.fixture
-def tiny_db(db_path, tmp_path):
-    """A database holding the tiny dataset, split 60/20/20 within each label."""
-    store_tiny_dataset(db_path, tmp_path)
-    return db_path
-
-
-def create(db_path, config):
+def create(db_path, config, dataset="tiny"):
     with open_db(db_path) as db:
-        return runs.create_run(db, config)
+        return runs.create_run(db, dataset, config)
 
 
 def get(db_path, run_id):
@@ -41,7 +36,7 @@ def test_execute_run_records_everything(tiny_db, tiny_model_dir):
     assert done.versions["torch"] and done.started_at <= done.finished_at
     with open_db(tiny_db) as db:
         names = {m["name"] for m in runs.metrics_for_run(db, run.id)}
-        model = models.get_model_for_run(db, run.id)
+        model = registry.get_model_for_run(db, run.id)
     assert names == {
         "train_loss",
         "learning_rate",
@@ -81,7 +76,8 @@ def test_failed_run_keeps_the_error(tiny_db, tiny_model_dir, monkeypatch):
 def test_bad_runs_are_refused_before_they_exist(tiny_db, tiny_model_dir, overrides, message):
     with open_db(tiny_db) as db:
         with pytest.raises(Exception, match=message):
-            runs.create_run(db, tiny_config(tiny_model_dir, **overrides))
+            dataset = overrides.pop("dataset", "tiny")
+            runs.create_run(db, dataset, tiny_config(tiny_model_dir, **overrides))
         assert runs.list_runs(db) == []
 
 
@@ -89,12 +85,12 @@ def test_data_that_cannot_train_is_refused_before_a_run_exists(tiny_db, tiny_mod
     with open_db(tiny_db) as db:
         ingest.resplit(db, "tiny", ingest.SplitSpec(1.0, 0.0, 0.0))
         with pytest.raises(Exception, match="0 validation and 0 test rows"):
-            runs.create_run(db, tiny_config(tiny_model_dir))
+            runs.create_run(db, "tiny", tiny_config(tiny_model_dir))
         assert runs.list_runs(db) == []
 
 
 def test_cancel_flag_stops_the_run(tiny_db, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(worker, "CANCEL_POLL_SECONDS", 0.0)
+    monkeypatch.setattr(jobs, "CANCEL_POLL_SECONDS", 0.0)
     run = create(tiny_db, tiny_config(tiny_model_dir, epochs=50))
 
     def cancel_on_step_3(message):
@@ -119,7 +115,7 @@ def test_unlabelled_dataset_cannot_start_a_run(tiny_db, tiny_model_dir):
     with open_db(tiny_db) as db:
         ingest.set_mapping(db, "tiny", ingest.ColumnMapping("text"))
         with pytest.raises(Exception, match="has no label column"):
-            runs.create_run(db, tiny_config(tiny_model_dir))
+            runs.create_run(db, "tiny", tiny_config(tiny_model_dir))
 
 
 def test_registry_promote_export_delete(tiny_db, tiny_model_dir, tmp_path):
@@ -128,21 +124,21 @@ def test_registry_promote_export_delete(tiny_db, tiny_model_dir, tmp_path):
     for run in (first, second):
         worker.execute_run(tiny_db, run.id)
     with open_db(tiny_db) as db:
-        models.promote(db, first.id, "sentiment")
-        models.promote(db, second.id, "sentiment")  # takes over from the first
-        assert models.active_model(db, "sentiment").run_id == second.id
-        assert [m.active_as for m in models.list_models(db)] == ["sentiment", None]
-        archive = models.export_zip(db, second.id, tmp_path)
+        registry.promote(db, first.id, "sentiment")
+        registry.promote(db, second.id, "sentiment")  # takes over from the first
+        assert registry.active_model(db, "sentiment").run_id == second.id
+        assert [m.active_as for m in registry.list_models(db)] == ["sentiment", None]
+        archive = registry.export_zip(db, second.id, tmp_path)
         import zipfile
 
         names = zipfile.ZipFile(archive).namelist()
         assert f"devmode-run-{second.id}/devmode_model.json" in names
         assert f"devmode-run-{second.id}/model.safetensors" in names
-        path = models.get_model_for_run(db, first.id).path
-        models.delete_model(db, first.id)
+        path = registry.get_model_for_run(db, first.id).path
+        registry.delete_model(db, first.id)
         assert not os.path.exists(path)
-        with pytest.raises(models.ModelNotFound):
-            models.get_model_for_run(db, first.id)
+        with pytest.raises(registry.ModelNotFound):
+            registry.get_model_for_run(db, first.id)
 
 
 def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_dir):
@@ -153,12 +149,12 @@ def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_d
     )
     run = create(tiny_db, config)
     pid = worker.start_job(tiny_db, run.id)
-    with pytest.raises(runs.JobAlreadyRunning):
+    with pytest.raises(jobs.JobAlreadyRunning):
         worker.start_job(tiny_db, run.id)
     checkpoint = worker.run_dir(tiny_db, run.id)
     wait_for(lambda: (checkpoint / "last.json").exists())
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not runs.pid_alive(pid), timeout=10)
+    wait_for(lambda: not jobs.pid_alive(pid), timeout=10)
     with open_db(tiny_db) as db:
         assert runs.reconcile(db) == [run.id]
         assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
@@ -167,7 +163,7 @@ def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_d
 
     worker.start_job(tiny_db, run.id)
     final = wait_for(
-        lambda: (r := get(tiny_db, run.id)).status in runs.FINISHED_STATUSES and r, timeout=180
+        lambda: (r := get(tiny_db, run.id)).status in jobs.FINISHED_STATUSES and r, timeout=180
     )
     assert final.status == "completed", final.error
     with open_db(tiny_db) as db:

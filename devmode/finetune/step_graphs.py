@@ -54,20 +54,6 @@ def round_width(length: int, limit: int) -> int:
     return min(-(-length // WIDTH_MULTIPLE) * WIDTH_MULTIPLE, limit)
 
 
-def expanded_attention_mask(
-    attention_mask: torch.Tensor, implementation: str, dtype: torch.dtype
-) -> torch.Tensor:
-    """A (batch, width) 0/1 mask in the 4-D form transformers passes on as it is.
-
-    SDPA takes a boolean mask (True = attend); the eager implementation adds its mask to the
-    attention scores, so it gets 0 or the dtype's most negative number.
-    """
-    keep = attention_mask[:, None, None, :].bool()
-    if implementation == "sdpa":
-        return keep
-    return (~keep).to(dtype) * torch.finfo(dtype).min
-
-
 def graphs_supported(encoder: torch.nn.Module) -> str | None:
     """None when the encoder's steps can be captured, else why not (for the run's log)."""
     implementation = getattr(encoder.config, "_attn_implementation", None)

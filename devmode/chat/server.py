@@ -25,10 +25,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from devmode.chat import ChatInputError, ChatLimits, ContextPlan, ReplyStream
+from devmode.chat.context import ChatInputError, ContextPlan
+from devmode.chat.limits import BackendSpec, ChatLimits
+from devmode.chat.replies import ReplyStream
 
-# The model name the endpoint serves (any name is accepted in requests).
-MODEL_ID = "smollm2"
+# The model name the endpoint serves (any name is accepted in requests): the one an endpoint
+# backend asks for by default, so the sandbox talks to `serve` with no settings changed.
+MODEL_ID = BackendSpec.spec("model").default
 # A request may wait this long for the model and generate for this long in all.
 REQUEST_TIMEOUT_S = 300.0
 # Limit the body of a request, so a stray upload cannot fill the memory.

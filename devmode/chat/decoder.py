@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from devmode.config import CHAT_PRECISIONS
+from devmode.chat.limits import CHAT_PRECISIONS
 from devmode.errors import DevmodeError
 
 

@@ -20,8 +20,9 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from devmode.chat import BackendError, BackendSpec, BackendTimeout, ChatLimits, StreamEvent
-from devmode.decoder import LlamaDecoder, Sampling
+from devmode.chat.decoder import LlamaDecoder, Sampling
+from devmode.chat.limits import BackendSpec, ChatLimits
+from devmode.chat.replies import BackendError, BackendTimeout, StreamEvent
 
 EMBEDDED_CHAT_MODEL = "SmolLM2-135M-Instruct"
 
@@ -160,7 +161,7 @@ class OpenAIBackend:
         model: str,
         *,
         api_key: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str = BackendSpec.spec("api_key_name").default,
         counter: Callable[[str], int] | None = None,
     ):
         self.base_url = base_url

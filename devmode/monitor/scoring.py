@@ -24,8 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from devmode.config import InvalidBaseModel, usable_cpus
-from devmode.training import MODEL_CARD, Encoded, collate, load_classifier, quiet_transformers
+from devmode.environment import usable_cpus
+from devmode.finetune.classifier import (
+    MODEL_CARD,
+    Encoded,
+    collate,
+    load_classifier,
+    quiet_transformers,
+)
+from devmode.finetune.config import InvalidBaseModel
 
 # Tokens per batch (rows x padded length). Large enough to keep the cores or the GPU busy,
 # small enough for activations to stay in memory.

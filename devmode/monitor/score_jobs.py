@@ -3,6 +3,7 @@ or in a worker process of its own (the Monitor page), with progress, cancel and 
 
     job = create_job(db, "headlines")              # checks the models before anything runs
     start_job(db_path, job.id)                     # background: python -m devmode score-worker ID
+                                                   # (jobs.py: the runner training runs use too)
     execute_job(db_path, job.id, echo=print)       # foreground: the same work in this process
     request_cancel(db, job.id)                     # the worker stops after its current chunk
 
@@ -14,27 +15,26 @@ The topic model scores first, so that alert rules on a topic see this job's topi
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
-from sqlite_utils.db import NotFoundError
 
-from devmode import config as settings
-from devmode import ingest, models, monitoring
-from devmode.db import open_db, utc_now
-from devmode.errors import DevmodeError
-from devmode.runs import ACTIVE_STATUSES, JobAlreadyRunning, pid_alive
+from devmode import jobs
+from devmode.data import ingest
+from devmode.db import immediate, open_db, utc_now
+from devmode.finetune import registry
+from devmode.monitor import monitoring
 
-CANCEL_POLL_SECONDS = 1.0
+
+class ScoreJobNotFound(jobs.JobNotFound):
+    """No scoring job has that id."""
 
 
 @dataclass(frozen=True)
-class ScoreJob:
+class ScoreJob(jobs.JobState):
     id: int
     dataset_id: int
     dataset: str
@@ -49,6 +49,8 @@ class ScoreJob:
     error: str | None
     created_at: str
     updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ScoreJob:
@@ -59,13 +61,17 @@ class ScoreJob:
         return cls(**values)
 
     @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
     def fraction_done(self) -> float:
         """Of the task being scored now (each task scores its own rows)."""
-        return min(1.0, self.rows_done / self.rows_total) if self.rows_total else 0.0
+        return jobs.fraction(self.rows_done, self.rows_total)
+
+    def progress_text(self) -> str:
+        """'Scoring with the sentiment model: 2,048 of 9,958 rows (job 1, topic then sentiment)'."""
+        what = f"Scoring with the {self.task} model" if self.task else "Starting the scoring job"
+        return (
+            f"{what}: {self.rows_done:,} of {self.rows_total:,} rows (job {self.id}, "
+            f"{' then '.join(self.tasks)})"
+        )
 
 
 def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) -> ScoreJob:
@@ -73,45 +79,46 @@ def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) 
 
     :param tasks: default: topic (when a topic model is active) then sentiment
     :raises NoActiveModel, NotSentimentLike: before anything is stored
-    :raises JobAlreadyRunning: when a live job is scoring the same dataset
+    :raises JobAlreadyRunning: when a live job is scoring the same dataset (checked and stored
+        in one transaction, so two quick clicks make one job)
     """
     dataset = ingest.get_dataset(db, dataset_name)
     if tasks is None:
-        tasks = [t for t in ("topic",) if models.active_model(db, t)] + ["sentiment"]
+        tasks = [t for t in ("topic",) if registry.active_model(db, t)] + ["sentiment"]
     for task in tasks:
         model = monitoring.require_active_model(db, task)
         if task == "sentiment":
             monitoring.sentiment_map(db, model)
-    reconcile(db)
-    running = active_job(db, dataset.name)
-    if running:
-        raise JobAlreadyRunning(
-            f"Job {running.id} is already scoring {dataset.name!r}; wait for it or cancel it."
+    with immediate(db):
+        running = active_job(db, dataset.name)
+        if running:
+            raise jobs.JobAlreadyRunning(
+                f"Job {running.id} is already scoring {dataset.name!r}; wait for it or cancel it."
+            )
+        stamp = utc_now()
+        job_id = (
+            db["devmode_score_jobs"]
+            .insert(
+                {
+                    "dataset_id": dataset.id,
+                    "dataset": dataset.name,
+                    "tasks": json.dumps(tasks),
+                    "status": jobs.QUEUED,
+                    "summary": "{}",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+            )
+            .last_pk
         )
-    stamp = utc_now()
-    job_id = (
-        db["devmode_score_jobs"]
-        .insert(
-            {
-                "dataset_id": dataset.id,
-                "dataset": dataset.name,
-                "tasks": json.dumps(tasks),
-                "status": "queued",
-                "summary": "{}",
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
-        )
-        .last_pk
-    )
     return get_job(db, job_id)
 
 
 def get_job(db: Database, job_id: int) -> ScoreJob:
     try:
-        return ScoreJob.from_row(db["devmode_score_jobs"].get(job_id))
-    except NotFoundError:
-        raise DevmodeError(f"No scoring job with id {job_id}.") from None
+        return ScoreJob.from_row(jobs.get_row(db, jobs.SCORING, job_id))
+    except jobs.JobNotFound:
+        raise ScoreJobNotFound(f"No scoring job with id {job_id}.") from None
 
 
 def latest_job(db: Database, dataset_name: str) -> ScoreJob | None:
@@ -140,31 +147,14 @@ def _update(db: Database, job_id: int, **values: Any) -> None:
 
 def request_cancel(db: Database, job_id: int) -> ScoreJob:
     """Ask the job's worker to stop after its current chunk; a job with no worker stops now."""
-    job = get_job(db, job_id)
-    if job.is_active:
-        _update(db, job_id, cancel_requested=1)
-        if not pid_alive(job.pid):
-            _update(db, job_id, status="cancelled", pid=None)
+    get_job(db, job_id)
+    jobs.request_cancel(db, jobs.SCORING, job_id)
     return get_job(db, job_id)
 
 
 def reconcile(db: Database) -> list[int]:
     """Mark jobs whose worker is gone (killed, crashed, rebooted) ``interrupted``."""
-    gone = [
-        row["id"]
-        for row in db["devmode_score_jobs"].rows_where("status in ('queued', 'running')")
-        if row["pid"] and not pid_alive(row["pid"])
-    ]
-    for job_id in gone:
-        _update(
-            db,
-            job_id,
-            status="interrupted",
-            pid=None,
-            error="The scoring process stopped without finishing (killed or crashed). Resume "
-            "it: the rows already scored are kept.",
-        )
-    return gone
+    return jobs.reconcile(db, jobs.SCORING)
 
 
 def execute_job(
@@ -175,64 +165,48 @@ def execute_job(
     A cancel request (or Ctrl-C) stops it after the current chunk, ``cancelled``; an error is
     recorded (``failed``) and raised again.
     """
-    with open_db(db_path) as db:
+    with jobs.claimed(db_path, jobs.SCORING, job_id) as db:
         job = get_job(db, job_id)
-        if job.status == "completed":
-            raise DevmodeError(f"Scoring job {job_id} has already completed.")
-        _update(db, job_id, status="running", pid=os.getpid(), cancel_requested=0, error=None)
-        last_poll = [0.0]
-
-        def should_stop() -> bool:
-            if time.monotonic() - last_poll[0] < CANCEL_POLL_SECONDS:
-                return False
-            last_poll[0] = time.monotonic()
-            return bool(get_job(db, job_id).cancel_requested)
-
+        should_stop = jobs.CancelPoll(db, jobs.SCORING, job_id)
         summary = dict(job.summary)
-        try:
-            for task in job.tasks:
-                _update(db, job_id, task=task, rows_done=0, rows_total=0)
-                result = monitoring.score_dataset(
-                    db,
-                    job.dataset,
-                    task=task,
-                    on_progress=lambda done, total: _update(
-                        db, job_id, rows_done=done, rows_total=total
-                    ),
-                    should_stop=should_stop,
-                )
-                summary[task] = _merge(summary.get(task), result)
-                _update(db, job_id, summary=summary)
-                if echo:
-                    echo(_describe(task, result))
-                if result.cancelled:
-                    _update(db, job_id, status="cancelled", pid=None)
-                    return get_job(db, job_id)
-        except KeyboardInterrupt:
-            _update(db, job_id, status="cancelled", pid=None, summary=summary)
-            raise
-        except BaseException as e:
-            message = str(e) if isinstance(e, DevmodeError) else f"{type(e).__name__}: {e}"
-            _update(db, job_id, status="failed", pid=None, error=message, summary=summary)
-            raise
-        _update(db, job_id, status="completed", pid=None)
+        for task in job.tasks:
+            _update(db, job_id, task=task, rows_done=0, rows_total=0)
+            result = monitoring.score_dataset(
+                db,
+                job.dataset,
+                task=task,
+                on_progress=lambda done, total: _update(
+                    db, job_id, rows_done=done, rows_total=total
+                ),
+                should_stop=should_stop,
+            )
+            summary[task] = _merge(summary.get(task), result)
+            _update(db, job_id, summary=summary)
+            if echo:
+                echo(_describe(task, result))
+            if result.cancelled:
+                jobs.set_status(db, jobs.SCORING, job_id, jobs.CANCELLED, pid=None)
+                return get_job(db, job_id)
+        jobs.set_status(db, jobs.SCORING, job_id, jobs.COMPLETED, pid=None)
         return get_job(db, job_id)
 
 
 def start_job(db_path: str | Path, job_id: int) -> int:
-    """Start (or resume) job ``job_id`` in a worker process; returns its pid."""
-    from devmode.worker import spawn_worker
+    """Start (or resume) job ``job_id`` in a worker process; returns its pid.
 
-    db_path = str(Path(db_path).resolve())
+    :raises JobAlreadyRunning: if its worker is alive
+    """
+    return jobs.start(db_path, jobs.SCORING, job_id)
+
+
+def start_scoring(db_path: str | Path, dataset_name: str) -> ScoreJob:
+    """A new job scoring ``dataset_name`` with the active models, started in a worker process:
+    what *Score new rows* does."""
     with open_db(db_path) as db:
-        reconcile(db)
-        job = get_job(db, job_id)
-        if job.is_active and pid_alive(job.pid):
-            raise JobAlreadyRunning(f"Scoring job {job_id} is already running.")
-        folder = settings.files_dir(db_path) / "score-jobs" / f"job-{job_id}"
-        process = spawn_worker(db_path, ["score-worker", str(job_id)], folder)
-        _update(db, job_id, status="queued", pid=process.pid, cancel_requested=0, error=None)
-    return process.pid
+        job = create_job(db, dataset_name)
+    start_job(db_path, job.id)
+    with open_db(db_path) as db:
+        return get_job(db, job.id)
 
 
 def _merge(earlier: dict[str, Any] | None, result: monitoring.ScoreSummary) -> dict[str, Any]:

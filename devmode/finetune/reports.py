@@ -108,3 +108,30 @@ def compare_runs(runs_to_compare: list) -> list[dict[str, Any]]:
     metric("best epoch", lambda r: r.best_epoch, 0)
     metric("samples/s", lambda r: r.samples_per_second, 0)
     return rows
+
+
+def before_after_table(run) -> list[dict[str, Any]]:
+    """``before_after`` as the table a person reads: model, accuracy, macro-F1, kind."""
+    return [
+        {
+            "model": r["model"],
+            "accuracy": r["accuracy"],
+            "macro-F1": r["macro_f1"],
+            "kind": r["kind"],
+        }
+        for r in before_after(run)
+    ]
+
+
+def compare_table(runs_to_compare: list) -> list[dict[str, Any]]:
+    """``compare_runs`` as the table a person reads: a column per run, ``run 3``, ``run 4``."""
+    return [
+        {
+            "setting": row["setting"],
+            **{
+                f"run {run.id}": str(value)
+                for run, value in zip(runs_to_compare, row["values"], strict=True)
+            },
+        }
+        for row in compare_runs(runs_to_compare)
+    ]

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import IO, Any
 
-from devmode import config
+from devmode import environment
 from devmode.errors import DevmodeError
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+# File name endings an upload widget offers (the content decides the format; these are hints).
+UPLOAD_EXTENSIONS = ("csv", "tsv", "tab", "txt", "json", "jsonl", "ndjson", "parquet", "pq")
 # Encodings tried in this order when none is given; latin-1 decodes any byte, so it is last.
 ENCODINGS = ("utf-8-sig", "utf-8", "cp1252", "latin-1")
 # How much of the file format and encoding detection look at.
@@ -89,6 +91,18 @@ class Upload:
         """Yield ``(rows, fraction_done)`` with at most ``batch_size`` rows each."""
         return self._batches(batch_size)
 
+    def describe(self) -> str:
+        """What was read, for a person: 'Read **a.csv** (1,024 bytes): CSV, encoding utf-8; 2 columns.'"""
+        details = [self.format.upper()]
+        if self.encoding:
+            details.append(f"encoding {self.encoding}")
+        if self.delimiter:
+            details.append(f"delimiter {self.delimiter!r}")
+        return (
+            f"Read **{self.source}** ({self.size_bytes:,} bytes): {', '.join(details)}; "
+            f"{len(self.columns)} columns."
+        )
+
     def preview(self, n: int = 20) -> list[Row]:
         """The first ``n`` rows (reads only as far as it needs)."""
         out: list[Row] = []
@@ -118,10 +132,10 @@ def read_upload(
     :param filename: the name the person gave the file; its extension is a hint for the format
     :param format: one of ``FORMATS`` to skip detection (a wrong one is reported, not guessed past)
     :param encoding: a Python codec name to skip detection
-    :param max_bytes: refuse larger files; defaults to ``config.max_upload_bytes()``
+    :param max_bytes: refuse larger files; defaults to ``environment.max_upload_bytes()``
     """
     opener, size, name = _opener(source, filename)
-    limit = config.max_upload_bytes() if max_bytes is None else max_bytes
+    limit = environment.max_upload_bytes() if max_bytes is None else max_bytes
     if size > limit:
         raise InvalidUpload(
             f"{name} is {_human_size(size)}; the upload limit is {_human_size(limit)}. "

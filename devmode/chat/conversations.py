@@ -20,7 +20,9 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.db import NotFoundError
 
-from devmode.chat import ChatSettings, ContextPlan, Reply, describe_reply
+from devmode.chat.context import ContextPlan
+from devmode.chat.limits import ChatSettings
+from devmode.chat.replies import Reply, describe_reply
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 
@@ -60,6 +62,24 @@ class Message:
         figures = {**self.report, "masked": tuple(self.report.get("masked", ()))}
         return describe_reply(Reply(text=self.content, **figures))
 
+    @property
+    def context_note(self) -> str:
+        """What of the context was dropped or cut for this message ('' when all was sent):
+        'Context: history dropped (31 tokens), pinned truncated (200 tokens)'."""
+        dropped = [p for p in self.context if p["status"] != "kept"]
+        if not dropped:
+            return ""
+        return "Context: " + ", ".join(
+            f"{p['kind']} {p['status']} ({p['tokens']} tokens)" for p in dropped
+        )
+
+
+def conversation_titles(found: list[Conversation], new: Any = 0) -> dict[Any, str]:
+    """How a list of conversations names each one, by id, after ``new``: a new conversation."""
+    titles = {new: "New conversation"}
+    titles.update({c.id: f"{c.title or 'untitled'} · {c.message_count} messages" for c in found})
+    return titles
+
 
 def create_conversation(db: Database, settings: ChatSettings, title: str = "") -> Conversation:
     now = utc_now()
@@ -85,6 +105,14 @@ def get_conversation(db: Database, conversation_id: int) -> Conversation:
         ) from None
     count = db["devmode_chat_messages"].count_where("conversation_id = ?", [conversation_id])
     return _conversation(row, count)
+
+
+def find_conversation(db: Database, conversation_id: int) -> Conversation | None:
+    """The conversation, or None when there is none with that id (a new one is being begun)."""
+    try:
+        return get_conversation(db, conversation_id)
+    except ConversationNotFound:
+        return None
 
 
 def list_conversations(db: Database) -> list[Conversation]:

@@ -18,6 +18,7 @@ the unpacked folder has loaded as a classifier.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import stat
@@ -31,6 +32,8 @@ from sqlite_utils import Database
 
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
+from devmode.finetune import runs
+from devmode.finetune.config import TrainConfig
 
 TASKS = ("sentiment", "topic")
 # The run's record inside an exported archive, beside the model's own files.
@@ -40,22 +43,6 @@ MAX_ARCHIVE_FILES = 1000
 MAX_UNPACKED_RATIO = 4  # unpacked bytes per byte of the upload limit: a zip bomb stops here
 # Files every devmode classifier folder holds.
 REQUIRED_FILES = ("devmode_model.json", "head.safetensors", "config.json")
-# The run fields an archive carries (what a report needs, nothing about this machine).
-RECORD_FIELDS = (
-    "dataset",
-    "dataset_sha256",
-    "split_seed",
-    "config",
-    "versions",
-    "baseline",
-    "validation",
-    "test",
-    "best_epoch",
-    "device",
-    "precision",
-    "train_seconds",
-    "samples_per_second",
-)
 
 
 class InvalidArchive(DevmodeError):
@@ -79,6 +66,9 @@ class Model:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Model:
         return cls(**{**row, "labels": json.loads(row["labels"])})
+
+    def describe_import(self, archive_name: str) -> str:
+        return f"Imported {archive_name} as run {self.run_id} ({', '.join(self.labels)})."
 
 
 def models_dir(files_dir: str | Path) -> Path:
@@ -116,6 +106,29 @@ def get_model_for_run(db: Database, run_id: int) -> Model:
     return Model.from_row(row)
 
 
+def model_run_ids(db: Database) -> list[int]:
+    """The runs that have a saved model, newest model first."""
+    return [m.run_id for m in list_models(db)]
+
+
+def model_rows(db: Database) -> list[dict[str, Any]]:
+    """The registry as a table a person reads: each model with its run's test accuracy."""
+    rows = []
+    for m in list_models(db):
+        test = runs.get_run(db, m.run_id).test or {}
+        rows.append(
+            {
+                "run": m.run_id,
+                "dataset": m.dataset,
+                "labels": ", ".join(m.labels),
+                "active as": m.active_as or "",
+                "test accuracy": test.get("accuracy"),
+                "created": m.created_at[:16],
+            }
+        )
+    return rows
+
+
 def active_model(db: Database, task: str) -> Model | None:
     row = next(db["devmode_models"].rows_where("active_as = ?", [task]), None)
     return Model.from_row(row) if row else None
@@ -132,27 +145,41 @@ def promote(db: Database, run_id: int, task: str) -> Model:
     return get_model_for_run(db, run_id)
 
 
+def archive_name(run_id: int) -> str:
+    """The file name an exported model gets: ``devmode-run-3.zip``."""
+    return f"devmode-run-{run_id}.zip"
+
+
 def export_zip(db: Database, run_id: int, destination: str | Path) -> Path:
-    """Write run ``run_id``'s model folder to a zip file (paths inside are relative)."""
-    model = get_model_for_run(db, run_id)
-    source = Path(model.path)
+    """Write run ``run_id``'s model folder to a zip file (paths inside are relative); a folder
+    as ``destination`` gets ``archive_name(run_id)`` in it."""
     destination = Path(destination)
     if destination.is_dir():
-        destination = destination / f"devmode-run-{run_id}.zip"
-    row = db["devmode_runs"].get(run_id)
-    record = {k: json.loads(row[k]) if k in _JSON_RECORD else row[k] for k in RECORD_FIELDS}
-    folder = Path(f"devmode-run-{run_id}")
+        destination = destination / archive_name(run_id)
     tmp = destination.with_suffix(".partial")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(source.rglob("*")):
-            if file.is_file() and not file.is_symlink():  # only the folder's own files
-                archive.write(file, folder / file.relative_to(source))
-        archive.writestr(str(folder / RUN_RECORD), json.dumps(record, indent=2))
+    with open(tmp, "wb") as out:
+        _write_archive(db, run_id, out)
     tmp.replace(destination)
     return destination
 
 
-_JSON_RECORD = ("config", "versions", "baseline", "validation", "test")
+def export_bytes(db: Database, run_id: int) -> bytes:
+    """The same archive as ``export_zip``, in memory: for a download, with nothing left on disk."""
+    out = io.BytesIO()
+    _write_archive(db, run_id, out)
+    return out.getvalue()
+
+
+def _write_archive(db: Database, run_id: int, out) -> None:
+    model = get_model_for_run(db, run_id)
+    source = Path(model.path)
+    record = runs.run_record(db, run_id)
+    folder = Path(f"devmode-run-{run_id}")
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(source.rglob("*")):
+            if file.is_file() and not file.is_symlink():  # only the folder's own files
+                archive.write(file, folder / file.relative_to(source))
+        archive.writestr(str(folder / RUN_RECORD), json.dumps(record, indent=2))
 
 
 def import_zip(
@@ -170,7 +197,7 @@ def import_zip(
     :param name: the archive's name for messages and the run's record, when ``archive_path`` is
         a copy under another name (an upload)
     """
-    from devmode.training import load_classifier
+    from devmode.finetune.classifier import load_classifier
 
     archive_path = Path(archive_path)
     name = name or archive_path.name
@@ -256,48 +283,23 @@ def _safe_members(archive: zipfile.ZipFile, name: str, max_unpacked: int):
 
 
 def _register_import(db, staging: Path, card: dict, record: dict, source: str) -> Model:
-    """One transaction: a completed run for the imported model, and its registry row."""
+    """One transaction: a completed run for the imported model, and its registry row. The
+    archive's record is outside input: its settings are validated here, before anything is
+    registered, so a bad archive can never break the listing of runs."""
     dataset = record.get("dataset") or card.get("train_config", {}).get("dataset") or "imported"
-    config = {**(record.get("config") or card.get("train_config") or {}), "dataset": dataset}
-    versions = dict(record.get("versions") or {})
-    versions["imported_from"] = source
+    try:
+        config = TrainConfig.from_dict(record.get("config") or card.get("train_config") or {})
+    except DevmodeError as e:
+        raise InvalidArchive(f"{source} holds a training config that cannot be: {e}") from None
+    record = {**record, "dataset": dataset, "config": config.to_dict()}
     with db.atomic():
-        run_id = (
-            db["devmode_runs"]
-            .insert(
-                {
-                    "dataset": dataset,
-                    "dataset_sha256": record.get("dataset_sha256"),
-                    "split_seed": record.get("split_seed"),
-                    "config": json.dumps(config),
-                    "status": "completed",
-                    "versions": json.dumps(versions),
-                    **{
-                        k: json.dumps(record[k]) if record.get(k) is not None else None
-                        for k in ("baseline", "validation", "test")
-                    },
-                    **{
-                        k: record.get(k)
-                        for k in (
-                            "best_epoch",
-                            "device",
-                            "precision",
-                            "train_seconds",
-                            "samples_per_second",
-                        )
-                    },
-                    "created_at": utc_now(),
-                    "finished_at": utc_now(),
-                }
-            )
-            .last_pk
-        )
+        run_id = runs.add_imported_run(db, record, source)
         folder = staging.with_name(f"run-{run_id}")
         if folder.exists():
             raise InvalidArchive(f"{folder} already exists; move it away and import again.")
         staging.rename(folder)
         try:
-            db["devmode_runs"].update(run_id, {"model_dir": str(folder)})
+            runs.save_figures(db, run_id, model_dir=str(folder))
             return register_model(db, run_id, dataset, card["labels"], folder)
         except BaseException:
             folder.rename(staging)  # the transaction rolls back; the caller removes the folder
@@ -309,5 +311,5 @@ def delete_model(db: Database, run_id: int) -> None:
     model = get_model_for_run(db, run_id)
     with db.atomic():
         db["devmode_models"].delete(model.id)
-        db["devmode_runs"].update(run_id, {"model_dir": None})
+        runs.save_figures(db, run_id, model_dir=None)
     shutil.rmtree(model.path, ignore_errors=True)

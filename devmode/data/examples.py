@@ -102,7 +102,7 @@ def check_data(data: TrainData) -> None:
 
 def load_examples(db, dataset_name: str) -> TrainData:
     """A stored dataset's labelled rows, grouped by its stored split."""
-    from devmode import ingest
+    from devmode.data import ingest
 
     dataset = ingest.get_dataset(db, dataset_name)
     mapping = dataset.mapping

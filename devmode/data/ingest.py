@@ -22,9 +22,10 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
+from devmode.data.readers import Upload
 from devmode.db import TABLE_PREFIX, utc_now
 from devmode.errors import DevmodeError
-from devmode.readers import Upload
+from devmode.specs import Settings, setting
 
 # The column devmode adds to every dataset table: 'train', 'validation', 'test', or NULL for rows
 # that cannot be used for training (blank label).
@@ -123,24 +124,34 @@ class ColumnMapping:
 
 
 @dataclass(frozen=True)
-class SplitSpec:
+class SplitSpec(Settings):
     """Fractions of each label's rows for train / validation / test, and the shuffle seed."""
 
-    train: float = 0.8
-    validation: float = 0.1
-    test: float = 0.1
-    seed: int = 42
+    error = InvalidSplit
 
-    def __post_init__(self):
+    train: float = setting(
+        0.8, "Share of each label's rows to train on.", minimum=0, maximum=1, step=0.05
+    )
+    validation: float = setting(
+        0.1, "Share that picks the best epoch.", minimum=0, maximum=1, step=0.05
+    )
+    test: float = setting(
+        0.1, "Share held out for the honest score.", minimum=0, maximum=1, step=0.05
+    )
+    seed: int = setting(
+        42,
+        "Seed of the shuffle: the same file and seed give the same split anywhere.",
+        minimum=0,
+    )
+
+    def check_together(self) -> None:
         parts = (self.train, self.validation, self.test)
-        if any(not 0 <= p <= 1 for p in parts) or abs(sum(parts) - 1) > 1e-6 or self.train <= 0:
+        if abs(sum(parts) - 1) > 1e-6 or self.train <= 0:
             raise InvalidSplit(
                 f"Split fractions must be between 0 and 1, add up to 1, and leave rows to train "
                 f"on; found train {self.train}, validation {self.validation}, test {self.test} "
                 f"(sum {sum(parts):g}). Use e.g. 0.8 / 0.1 / 0.1."
             )
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidSplit(f"The split seed must be a whole number >= 0; found {self.seed!r}.")
 
     @property
     def fractions(self) -> list[float]:
@@ -181,9 +192,18 @@ class Dataset:
             row_count=row["row_count"],
             columns=json.loads(row["columns"]),
             mapping=ColumnMapping(**{r: row[f"{r}_column"] for r in ROLES}),
-            split=SplitSpec(train, validation, test, row["split_seed"]),
+            split=SplitSpec.from_stored(
+                {"train": train, "validation": validation, "test": test, "seed": row["split_seed"]}
+            ),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+        )
+
+    def describe_source(self) -> str:
+        """'From a.csv · csv · uploaded 2026-11-30T09:30 UTC · sha256 3f2a…'"""
+        return (
+            f"From {self.source} · {self.format} · uploaded {self.created_at[:16]} UTC · "
+            f"sha256 {self.sha256[:12]}…"
         )
 
 
@@ -500,6 +520,16 @@ def _assign_split(db: Database, name: str, label: str | None, split: SplitSpec) 
 
 # ----------------------------------------------------------------------------------------------
 # Reading
+
+
+def dataset_names(db: Database, *, labelled: bool = False, dated: bool = False) -> list[str]:
+    """Names of the stored datasets, newest first; only those with a label (or date) column
+    mapped when asked."""
+    return [
+        d.name
+        for d in list_datasets(db)
+        if (d.mapping.label or not labelled) and (d.mapping.date or not dated)
+    ]
 
 
 def list_datasets(db: Database) -> list[Dataset]:

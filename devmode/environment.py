@@ -1,0 +1,55 @@
+"""What the environment decides: the database file, the upload limit, where model files live,
+and how many CPUs this process may use, with the defaults devmode runs on out of the box.
+
+DEVMODE_DB=team.db DEVMODE_MAX_UPLOAD_MB=200 python -m devmode datasets list
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Where everything is kept: one SQLite file. Relative paths resolve against the working directory.
+DEFAULT_DB_PATH = "devmode.db"
+# Uploads above this size are refused before a byte is written (Streamlit's own cap is set to
+# the same value in .streamlit/config.toml).
+DEFAULT_MAX_UPLOAD_MB = 1024
+
+
+def db_path() -> str:
+    """The database file devmode uses: ``$DEVMODE_DB``, else ``devmode.db`` in the working directory."""
+    return str(Path(os.environ.get("DEVMODE_DB") or DEFAULT_DB_PATH).expanduser().resolve())
+
+
+def max_upload_bytes() -> int:
+    """The upload size limit in bytes, from ``$DEVMODE_MAX_UPLOAD_MB`` (megabytes, may be fractional)."""
+    raw = os.environ.get("DEVMODE_MAX_UPLOAD_MB")
+    if not raw:
+        return DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise ValueError(
+            f"DEVMODE_MAX_UPLOAD_MB must be a number of megabytes, found {raw!r}. "
+            f"Set it to e.g. 200, or unset it for the default of {DEFAULT_MAX_UPLOAD_MB}."
+        ) from None
+    return int(megabytes * 1024 * 1024)
+
+
+def files_dir(database_path: str | Path) -> Path:
+    """Where model weights and checkpoints live: a folder beside the database file.
+
+    ``devmode.db`` keeps its files in ``devmode_files/``, so copying the two together (or
+    backing up both) moves everything.
+    """
+    database_path = Path(database_path).resolve()
+    return database_path.parent / f"{database_path.stem}_files"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (``taskset``, a container's cpuset), not the
+    machine's count, so that a pinned job does not start more threads than it has cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,304 @@
+"""The saved classifier: an encoder with a pooling and a linear head, how it is saved and
+loaded, how texts become batches, and how it predicts. Training (``training.py``), evaluation
+(``evaluation.py``), scoring (``monitor/scoring.py``) and the registry build on this module;
+none of it knows about the training loop.
+
+    model, tokenizer, card = load_classifier("devmode_files/models/run-3")
+    encoded = encode(tokenizer, [("Profit rose.", "positive")], card["labels"], max_length=128)
+    probabilities = predict_probabilities(model, encoded, 256, tokenizer.pad_token_id, cpu, False)
+
+A saved classifier is a folder: the encoder and tokenizer in Hugging Face format,
+``head.safetensors`` and ``devmode_model.json`` (labels, pooling, max length, the training
+config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from devmode.finetune.config import (
+    EMBEDDED_BASE_MODEL,
+    InvalidBaseModel,
+    InvalidConfig,
+    TrainConfig,
+    resolve_base_model,
+)
+
+# Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
+MODEL_CARD = "devmode_model.json"
+HEAD_WEIGHTS = "head.safetensors"
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+
+
+class TextClassifier(nn.Module):
+    """A Hugging Face encoder, a pooling of its token vectors, dropout and a linear head.
+
+    Mean pooling is how all-MiniLM-L6-v2 was trained (as a sentence encoder), so it is the
+    default; ``cls`` uses the first token, as BERT's own classification head does.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        # True when training steps are captured as CUDA graphs: the encoder then gets its mask in
+        # the prepared 4-D form, which it uses as it is, with no host-side checks (step_graphs.py)
+        self.expand_mask = False
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        # BERT's pooler (a dense layer over [CLS]) is not used by either pooling: leave it out
+        # of training, or the optimizer updates it for nothing and DDP waits for its gradients
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(False)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        encoder_mask = attention_mask
+        if self.expand_mask:
+            encoder_mask = expanded_attention_mask(
+                attention_mask, self.encoder.config._attn_implementation, torch.float32
+            )
+        hidden = self.encoder(input_ids=input_ids, attention_mask=encoder_mask).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
+
+
+def quiet_transformers() -> None:
+    """No "Loading weights" bar per model load: it clutters worker logs, the CLI and tests."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
+    """Load a Hugging Face encoder and its tokenizer from a folder or hub id."""
+    from transformers import AutoModel, AutoTokenizer
+
+    quiet_transformers()
+
+    source = resolve_base_model(base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise InvalidBaseModel(
+            f"Could not load the base model {base_model!r}: {e}. Expected a local Hugging Face "
+            "model folder, or a hub id when the machine is online. Use the embedded model "
+            f"({EMBEDDED_BASE_MODEL}) to work offline."
+        ) from e
+    return encoder, tokenizer
+
+
+def save_classifier(
+    model: TextClassifier, tokenizer, labels: list[str], config: TrainConfig, path
+) -> None:
+    """Write the classifier as a folder: the encoder and tokenizer in Hugging Face format,
+    ``head.safetensors`` and ``devmode_model.json`` (labels, pooling, the training config)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()},
+        path / HEAD_WEIGHTS,
+    )
+    card = {
+        "format": 1,
+        "labels": labels,
+        "pooling": model.pooling,
+        "max_length_tokens": config.max_length_tokens,
+        "base_model": config.base_model,
+        "train_config": config.to_dict(),
+    }
+    (path / MODEL_CARD).write_text(json.dumps(card, indent=2))
+
+
+def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
+    """Load a classifier saved by ``save_classifier``: (model in eval mode, tokenizer, card)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path)
+    if not (path / MODEL_CARD).is_file():
+        raise InvalidBaseModel(
+            f"{path} is not a devmode classifier (no {MODEL_CARD}). Expected a folder saved by a "
+            "finished training run; pick a model from the registry."
+        )
+    card = json.loads((path / MODEL_CARD).read_text())
+    quiet_transformers()
+    encoder = AutoModel.from_pretrained(path)
+    model = TextClassifier(encoder, len(card["labels"]), card["pooling"], dropout=0.0)
+    model.head.load_state_dict(load_file(path / HEAD_WEIGHTS))
+    return model.eval(), AutoTokenizer.from_pretrained(path), card
+
+
+def expanded_attention_mask(
+    attention_mask: torch.Tensor, implementation: str, dtype: torch.dtype
+) -> torch.Tensor:
+    """A (batch, width) 0/1 mask in the 4-D form transformers passes on as it is (CUDA graphs).
+
+    SDPA takes a boolean mask (True = attend); the eager implementation adds its mask to the
+    attention scores, so it gets 0 or the dtype's most negative number.
+    """
+    keep = attention_mask[:, None, None, :].bool()
+    if implementation == "sdpa":
+        return keep
+    return (~keep).to(dtype) * torch.finfo(dtype).min
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches
+
+
+@dataclass
+class Encoded:
+    """Token ids of every text (unpadded), their class ids, and lengths for bucketing."""
+
+    ids: list[list[int]]
+    labels: torch.Tensor
+    lengths: np.ndarray
+
+
+def encode(
+    tokenizer, examples: list[tuple[str, str]], labels: list[str], max_length: int
+) -> Encoded:
+    """Tokenize every text once; padding happens per batch, to that batch's longest text."""
+    index = {label: i for i, label in enumerate(labels)}
+    ids = tokenizer([text for text, _ in examples], truncation=True, max_length=max_length)[
+        "input_ids"
+    ]
+    return Encoded(
+        ids=ids,
+        labels=torch.tensor([index.get(label, -1) for _, label in examples], dtype=torch.long),
+        lengths=np.array([len(x) for x in ids]),
+    )
+
+
+def collate(encoded: Encoded, indices: Sequence[int], pad_id: int, device: torch.device):
+    """Pad one batch to its longest text; returns (input_ids, attention_mask, labels) on device."""
+    width = int(encoded.lengths[indices].max())
+    input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
+    for row, i in enumerate(indices):
+        input_ids[row, : encoded.lengths[i]] = torch.as_tensor(encoded.ids[i])
+    attention_mask = (
+        torch.arange(width)[None, :] < torch.as_tensor(encoded.lengths[indices])[:, None]
+    ).long()
+    labels = encoded.labels[indices]
+    non_blocking = device.type == "cuda"
+    if non_blocking:
+        input_ids, attention_mask, labels = (
+            input_ids.pin_memory(),
+            attention_mask.pin_memory(),
+            labels.pin_memory(),
+        )
+    return (
+        input_ids.to(device, non_blocking=non_blocking),
+        attention_mask.to(device, non_blocking=non_blocking),
+        labels.to(device, non_blocking=non_blocking),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Device and prediction
+
+
+def pick_device(config: TrainConfig) -> tuple[torch.device, bool]:
+    """(device, use bf16 autocast) from the config and what the machine has."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise InvalidConfig(
+            "device=cuda was asked for, but this machine has no CUDA GPU (found "
+            f"torch {torch.__version__}). Use device=auto or cpu."
+        )
+    device = torch.device(
+        "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    )
+    if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InvalidConfig("precision=bf16 needs a GPU with bfloat16 support; use fp32.")
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    return device, use_bf16
+
+
+def autocast(device: torch.device, use_bf16: bool, cache: bool = True):
+    """bf16 autocast, or nothing. ``cache=False`` inside CUDA graphs: autocast's cache of bf16
+    weight copies would otherwise be filled once at capture and go stale as the weights train."""
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def forward_sorted(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    encoded: Encoded,
+    width: int,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> np.ndarray:
+    """``forward(input_ids, attention_mask)`` over every text in batches sorted by length (little
+    padding); rows of ``width`` floats come back in input order."""
+    order = np.argsort(encoded.lengths, kind="stable")
+    out = np.zeros((len(order), width), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
+        with autocast(device, use_bf16):
+            out[indices] = forward(input_ids, attention_mask).float().cpu().numpy()
+    return out
+
+
+def predict_probabilities(
+    model: TextClassifier,
+    encoded: Encoded,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> np.ndarray:
+    """Class probabilities for every encoded text, in input order."""
+    model.eval()
+    return forward_sorted(
+        lambda ids, mask: torch.softmax(model(ids, mask).float(), dim=-1),
+        encoded,
+        model.head.out_features,
+        batch_size,
+        pad_id,
+        device,
+        use_bf16,
+    )
+
+
+def sentence_embeddings(model, encoded, batch_size, pad_id, device, use_bf16) -> np.ndarray:
+    """Unit-length sentence vectors (the model's pooling), in input order."""
+    return forward_sorted(
+        lambda ids, mask: F.normalize(model.embed(ids, mask).float(), dim=-1),
+        encoded,
+        model.encoder.config.hidden_size,
+        batch_size,
+        pad_id,
+        device,
+        use_bf16,
+    )

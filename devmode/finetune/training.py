@@ -1,0 +1,627 @@
+"""The fine-tuning loop for text classification (sentiment, topic, any label), on CUDA or the CPU.
+
+    $ python -m devmode train phrasebank --epochs 5
+
+    data = TrainData.from_rows(rows)
+    result = train(TrainConfig(epochs=3), data, output_dir="models/1", on_progress=print)
+
+Knows nothing of Streamlit or SQLite: rows in, a saved model and a report out, progress through
+a callback. ``train`` reads top to bottom (nanoGPT style): seed, device, model, batches,
+optimizer, resume; then per step: learning rate, forward, backward, (adversarial step), clip,
+step, log; per epoch: evaluate, keep the best, checkpoint, maybe stop early; at the end, the
+best epoch is judged once on the test split and saved. The model itself, its batches and its
+predictions are ``classifier.py``; the reports are ``evaluation.py``.
+
+What makes it fast is what the plain Trainer recipe does not do: every text is tokenized once,
+batches are drawn from length-sorted buckets and padded only to their longest text, the GPU
+never waits on a ``.item()`` outside log steps, and evaluation runs in large sorted batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from devmode.data.examples import TrainData, check_data
+from devmode.environment import usable_cpus
+from devmode.errors import DevmodeError
+from devmode.finetune.checkpoints import Checkpoints, load_trainable, trainable_state
+from devmode.finetune.classifier import (
+    Encoded,
+    TextClassifier,
+    autocast,
+    collate,
+    encode,
+    load_encoder,
+    pick_device,
+    predict_probabilities,
+    save_classifier,
+)
+from devmode.finetune.config import InvalidBaseModel, TrainConfig
+from devmode.finetune.distributed import cluster
+from devmode.finetune.evaluation import classification_report, evaluate
+from devmode.finetune.step_graphs import (
+    MAX_DEVICE_TEXT_BYTES,
+    GraphCaptureFailed,
+    StepGraphs,
+    graphs_supported,
+)
+
+# Batches per sorted bucket: larger buckets pad less, smaller ones shuffle more.
+BUCKET_BATCHES = 50
+# Layers LoRA adapts, by their names in BERT-like (query, key, value, dense) and DistilBERT-like
+# (q_lin, k_lin, v_lin) encoders.
+LORA_TARGETS = ("query", "key", "value", "dense", "q_lin", "k_lin", "v_lin")
+
+
+class OutOfMemory(DevmodeError):
+    """The accelerator ran out of memory; the message says which settings would fit."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report from the loop: a log step (train_loss, learning_rate, samples_per_second) or
+    an evaluation (eval_loss, eval_accuracy, eval_macro_f1)."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | cancelled
+    steps: int
+    epochs_run: int
+    best_epoch: int | None
+    validation: dict[str, Any] | None
+    test: dict[str, Any] | None
+    labels: list[str]
+    device: str
+    precision: str
+    train_seconds: float  # forward, backward and optimizer steps only
+    samples_per_second: float  # training samples per train_second
+    output_dir: str | None
+    loop_seconds: float = 0.0  # wall time of the epochs, with evaluation and checkpoints
+    step_graphs: int = 0  # training steps captured as CUDA graphs (one per batch width)
+    notes: list[str] = field(default_factory=list)  # e.g. why CUDA graphs were not used
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands; a checkpoint saves it, so a resumed run goes on from there."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0
+    best_f1: float = -1.0  # validation macro-F1 of the best epoch so far
+    best_loss: float = float("inf")  # and its validation loss (breaks ties)
+    best_epoch: int | None = None
+    bad_epochs: int = 0  # epochs since the best one
+    train_seconds: float = 0.0
+    samples: int = 0
+    validation: dict[str, Any] | None = None  # the best epoch's validation report
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> LoopState:
+        """From a checkpoint (one written before a field existed gives it its default)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+    def end_epoch(self, epoch: int, step: int, validation: dict[str, Any], loss: float) -> bool:
+        """Record the epoch that just ended; True when it is the best so far (keep its weights).
+
+        Better means a higher validation macro-F1, or the same with a lower loss: ties are
+        common on small validation splits, and the later, more confident model is then the
+        better one.
+        """
+        is_best = (validation["macro_f1"], -loss) > (self.best_f1, -self.best_loss)
+        if is_best:
+            self.best_f1, self.best_loss, self.best_epoch = validation["macro_f1"], loss, epoch
+            self.bad_epochs, self.validation = 0, validation
+        else:
+            self.bad_epochs += 1
+        self.epoch, self.step = epoch, step
+        return is_best
+
+
+def train(
+    config: TrainConfig,
+    data: TrainData,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    on_progress: Callable[[Progress], None] = lambda p: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    """Fine-tune ``config.base_model`` on ``data.train``; keep the epoch with the best validation
+    macro-F1; report on ``data.test``; save the model to ``output_dir``.
+
+    With ``checkpoint_dir``, the state is saved after every epoch, and a run started again with
+    the same folder resumes from there. ``should_stop`` is polled after every step; when it says
+    yes the result is ``cancelled`` and no model is saved (the checkpoint stays, for a resume).
+    CUDA out-of-memory becomes an ``OutOfMemory`` error that says what would fit.
+    """
+    check_data(data)
+    try:
+        return _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop)
+    except torch.cuda.OutOfMemoryError as e:
+        torch.cuda.empty_cache()
+        longest = config.max_length_tokens
+        raise OutOfMemory(
+            f"The GPU ran out of memory with batch_size={config.batch_size} and "
+            f"max_length_tokens={longest} ({e}). Try batch_size={max(1, config.batch_size // 2)} "
+            f"or max_length_tokens={max(8, longest // 2)}, or freeze layers / use LoRA."
+        ) from None
+
+
+def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -> TrainResult:
+    # -- seed, device, model, data ----------------------------------------------------------
+    seed_everything(config.seed)
+    device, use_bf16 = pick_device(config)
+    peers = cluster()  # one process, or one of several under accelerate launch / torchrun
+    device = peers.device(device)
+    if device.type == "cpu" and peers.world_size == 1:
+        torch.set_num_threads(usable_cpus())
+    report = on_progress if peers.is_main else (lambda p: None)
+    model, tokenizer = build_model(config, len(data.labels))
+    model.to(device)
+    pad_id = tokenizer.pad_token_id or 0
+    train_set = encode(tokenizer, data.train, data.labels, config.max_length_tokens)
+    validation_set = encode(tokenizer, data.validation, data.labels, config.max_length_tokens)
+    steps_per_epoch = peers.steps_per_epoch(math.ceil(len(data.train) / config.batch_size))
+    total_steps = steps_per_epoch * config.epochs
+    notes: list[str] = []
+    graphs_off = why_no_graphs(config, device, peers.world_size, model.encoder, train_set)
+    if graphs_off and config.cuda_graphs and device.type == "cuda":
+        notes.append(f"CUDA graphs off: {graphs_off}")
+    use_graphs = graphs_off is None
+    optimizer = make_optimizer(model, config, device)
+    weights = (
+        class_weight_tensor(train_set, len(data.labels), device) if config.class_weights else None
+    )
+    fgm = FGM(model, config.adversarial_epsilon) if config.adversarial == "fgm" else None
+
+    # -- resume from a checkpoint, if there is one ------------------------------------------
+    state, best_weights = LoopState(), None
+    checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
+    if checkpoints:
+        saved, best_weights = checkpoints.load(model, optimizer, device)
+        state = LoopState.from_dict(saved) if saved else state
+    if use_graphs:
+        make_capturable(optimizer, device)  # after the checkpoint, whose groups it would undo
+    core = model  # the plain module: evaluated, checkpointed and saved
+    model, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
+    step_once = TrainingStep(model, optimizer, config, weights, fgm, device, use_bf16, use_graphs)
+    graphs = None
+    if use_graphs:
+        core.expand_mask = True
+        graphs = StepGraphs(
+            train_set, pad_id, config.batch_size, steps_per_epoch, step_once, device, capture=True
+        )
+    window = LogWindow(graphs.loss_sum if graphs else torch.zeros((), device=device))
+
+    # -- the loop ---------------------------------------------------------------------------
+    status = "completed"
+    step = state.step
+    loop_start = time.perf_counter()
+    for epoch in range(state.epoch, config.epochs):
+        model.train()
+        window.start()
+        batches = peers.shard(
+            bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch)
+        )
+        if graphs:
+            graphs.start_epoch(batches)
+        for indices in batches:
+            lr = lr_at(step, total_steps, config)
+            set_lr(optimizer, lr)
+            # AdamW makes its moments on its first step, which must not be captured (each replay
+            # would zero them again): that step, and any after a failed capture, run eagerly
+            replayed = False
+            if graphs and optimizer.state:
+                try:
+                    replayed = graphs.step(indices)
+                except GraphCaptureFailed as e:
+                    notes.append(f"CUDA graphs off after a failed capture: {e}")
+                    graphs, core.expand_mask = None, False
+            if not replayed:
+                window.loss += step_once(*collate(train_set, indices, pad_id, device))
+                if graphs:
+                    graphs.skip()
+            step += 1
+            window.add(len(indices) * peers.world_size)
+            is_log_step = step % config.log_every_steps == 0 or step == total_steps
+            if is_log_step:
+                report(Progress(step, total_steps, epoch + 1, window.report(state, lr)))  # syncs
+            # several processes must agree to stop, which costs a collective: on log steps only
+            if (peers.world_size == 1 or is_log_step) and peers.any(should_stop()):
+                status = "cancelled"
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the epoch's steps are queued, not done, until now
+        window.close(state)
+        if status == "cancelled":
+            break
+
+        # -- evaluate, keep the best, checkpoint, maybe stop early ----------------------------
+        # every process evaluates the whole validation split, so all make the same decisions
+        validation, eval_loss = evaluate(
+            core, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
+        )
+        report(
+            Progress(
+                step,
+                total_steps,
+                epoch + 1,
+                {
+                    "eval_loss": eval_loss,
+                    "eval_accuracy": validation["accuracy"],
+                    "eval_macro_f1": validation["macro_f1"],
+                },
+            )
+        )
+        if state.end_epoch(epoch + 1, step, validation, eval_loss):
+            best_weights = trainable_state(core)
+        if checkpoints and peers.is_main:  # written in the background while training goes on
+            checkpoints.save(core, optimizer, dataclasses.asdict(state), best_weights)
+        peers.wait()
+        if config.early_stopping_patience and state.bad_epochs >= config.early_stopping_patience:
+            break
+    if checkpoints:
+        checkpoints.wait()
+
+    result = TrainResult(
+        status=status,
+        steps=step,
+        epochs_run=state.epoch,
+        best_epoch=state.best_epoch,
+        validation=state.validation,
+        test=None,
+        labels=data.labels,
+        device=device.type,
+        precision="bf16" if use_bf16 else "fp32",
+        train_seconds=state.train_seconds,
+        samples_per_second=state.samples / max(state.train_seconds, 1e-9),
+        output_dir=None,
+        loop_seconds=time.perf_counter() - loop_start,
+        step_graphs=len(graphs.graphs) if graphs else 0,
+        notes=notes,
+    )
+    if status == "cancelled" or best_weights is None or not peers.is_main:
+        peers.wait()
+        return result
+
+    # -- the best epoch's weights, judged once on the held-out test split, then saved ---------
+    load_trainable(core, best_weights)
+    test_set = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
+    probabilities = predict_probabilities(
+        core, test_set, config.eval_batch_size, pad_id, device, use_bf16
+    )
+    result.test = classification_report(
+        data.labels, test_set.labels.numpy(), probabilities, [t for t, _ in data.test]
+    )
+    if output_dir is not None:
+        result.output_dir = save_atomically(core, tokenizer, data.labels, config, output_dir)
+    peers.wait()
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers of the loop, in the order it uses them
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(config: TrainConfig, num_labels: int) -> tuple[TextClassifier, Any]:
+    """The classifier to train (on the CPU) and its tokenizer: the base model's encoder with
+    ``config``'s dropout, pooling, frozen parts or LoRA adapters, and a fresh head."""
+    encoder, tokenizer = load_encoder(config.base_model)
+    for module in encoder.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = config.dropout
+    model = TextClassifier(encoder, num_labels, config.pooling, config.dropout)
+    freeze_layers(model, config)
+    if config.lora:
+        add_lora(model, config)
+    return model, tokenizer
+
+
+def freeze_layers(model: TextClassifier, config: TrainConfig) -> None:
+    """Apply ``config.freeze``: train everything, only the top N encoder layers, or the head;
+    and keep the word embeddings fixed when ``config.freeze_embeddings``."""
+    if config.freeze_embeddings:
+        model.encoder.get_input_embeddings().weight.requires_grad = False
+    if config.freeze == "none":
+        return
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad = False
+    if config.freeze == "top_layers":
+        layers = _encoder_layers(model.encoder)
+        for layer in layers[-config.train_top_layers :]:
+            for parameter in layer.parameters():
+                parameter.requires_grad = True
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's stack of transformer layers (BERT: encoder.layer; DistilBERT: transformer.layer)."""
+    depth = getattr(encoder.config, "num_hidden_layers", None)
+    for module in encoder.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth:
+            return module
+    raise InvalidBaseModel(
+        f"Could not find the layer stack of {type(encoder).__name__} to freeze. Use freeze=none "
+        "or head_only with this model."
+    )
+
+
+def add_lora(model: TextClassifier, config: TrainConfig) -> None:
+    """Swap the encoder for a peft LoRA wrapper: only the adapters (and the head) train.
+
+    Adapters go on the attention and feed-forward layers of the transformer stack only: BERT's
+    pooler is a ``dense`` layer too, but neither pooling uses it, so an adapter there would
+    never get a gradient (and DDP refuses parameters that get none).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    layers = {id(m) for m in _encoder_layers(model.encoder).modules()}
+    targets = sorted(
+        name
+        for name, module in model.encoder.named_modules()
+        if isinstance(module, nn.Linear)
+        and id(module) in layers
+        and name.rsplit(".", 1)[-1] in LORA_TARGETS
+    )
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.1, target_modules=targets
+    )
+    model.encoder = get_peft_model(model.encoder, lora)
+
+
+def merge_lora(model: TextClassifier) -> None:
+    """Fold trained adapters back into plain weights, so the saved model needs no peft."""
+    if hasattr(model.encoder, "merge_and_unload"):
+        model.encoder = model.encoder.merge_and_unload()
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int
+) -> list[np.ndarray]:
+    """Shuffle, cut into buckets of ``BUCKET_BATCHES`` batches, sort each bucket by length, batch,
+    and shuffle the batches. Padding drops to near zero while every epoch stays random;
+    the order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    bucket = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, len(order), bucket):
+        chunk = order[start : start + bucket]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def why_no_graphs(config, device, world_size, encoder, train_set) -> str | None:
+    """None when training steps can be CUDA graphs, else the reason (kept in the run's notes)."""
+    if not config.cuda_graphs:
+        return "cuda_graphs is off"
+    if device.type != "cuda":
+        return "not on a CUDA device"
+    if world_size > 1:
+        return "several processes train together (DDP)"
+    if config.optimizer != "adamw":
+        return f"the {config.optimizer} step is not captured; use adamw"
+    unsupported = graphs_supported(encoder)
+    if unsupported:
+        return unsupported
+    if StepGraphs.device_bytes(train_set) > MAX_DEVICE_TEXT_BYTES:
+        return "the padded training texts are too large to keep on the GPU"
+    return None
+
+
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms.
+    For CUDA graphs, ``make_capturable`` then turns it capturable."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim < 2 else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+
+
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Let a (fused) AdamW's ``step()`` be captured in a CUDA graph: its learning rate becomes a
+    tensor on the device (``set_lr`` fills it in place). Call it after ``load_state_dict``,
+    which brings back the saved groups' settings."""
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
+def class_weight_tensor(encoded: Encoded, num_labels: int, device: torch.device) -> torch.Tensor:
+    """Inverse-frequency weights, scaled so that the average example weighs 1."""
+    counts = torch.bincount(encoded.labels, minlength=num_labels).float().clamp(min=1)
+    return (counts.sum() / (num_labels * counts)).to(device)
+
+
+class FGM:
+    """Fast Gradient Method (Miyato et al. 2017): after the normal backward pass, move the
+    batch's word-embedding vectors ``epsilon`` along the loss gradient, and add the loss there.
+
+    It perturbs the embedding layer's output through a forward hook, so it works whether the
+    embedding matrix trains or is frozen (``freeze_embeddings``).
+    """
+
+    def __init__(self, model: TextClassifier, epsilon: float):
+        self.epsilon = epsilon
+        self.delta: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+        model.encoder.get_input_embeddings().register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.delta is not None:
+            return output + self.delta
+        if torch.is_grad_enabled():
+            if not output.requires_grad:
+                output.requires_grad_(True)  # a frozen matrix: make its output a leaf with a .grad
+            else:
+                output.retain_grad()
+            self.output = output
+        return output
+
+    def attack(self) -> None:
+        """Call after ``loss.backward()``: the next forward pass sees perturbed embeddings."""
+        grad = self.output.grad if self.output is not None else None
+        if grad is not None:
+            self.delta = (self.epsilon * grad / (torch.linalg.vector_norm(grad) + 1e-12)).detach()
+        self.output = None
+
+    def restore(self) -> None:
+        self.delta = None
+
+
+class TrainingStep:
+    """One step on a batch: forward, backward (twice with FGM), clip, optimizer step; returns the
+    loss, still on the device. The loop calls it eagerly; ``StepGraphs`` captures it.
+
+    :param in_graph: the step is captured in a CUDA graph: autocast then keeps no cache of bf16
+        weight copies (it would be filled once at capture and go stale as the weights train)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig,
+        class_weights: torch.Tensor | None,
+        fgm: FGM | None,
+        device: torch.device,
+        use_bf16: bool,
+        in_graph: bool,
+    ):
+        self.model, self.optimizer, self.fgm = model, optimizer, fgm
+        self.class_weights = class_weights
+        self.label_smoothing = config.label_smoothing
+        self.max_grad_norm = config.max_grad_norm
+        self.device, self.use_bf16, self.cache = device, use_bf16, not in_graph
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def loss(self, input_ids, attention_mask, labels) -> torch.Tensor:
+        with autocast(self.device, self.use_bf16, cache=self.cache):
+            logits = self.model(input_ids, attention_mask).float()
+        return F.cross_entropy(
+            logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing
+        )
+
+    def __call__(self, input_ids, attention_mask, labels, update: bool = True) -> torch.Tensor:
+        loss = self.loss(input_ids, attention_mask, labels)
+        loss.backward()
+        if self.fgm:
+            self.fgm.attack()
+            self.loss(input_ids, attention_mask, labels).backward()
+            self.fgm.restore()
+        if update:
+            if self.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Linear warmup to ``learning_rate``, then linear or cosine decay to zero (or constant)."""
+    warmup = int(config.warmup_fraction * total_steps)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    if config.schedule == "constant":
+        return config.learning_rate
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    if config.schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.learning_rate * max(0.0, 1 - progress)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor learning rate (CUDA graphs) is filled in place,
+    since a captured step reads it from the same memory every time."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+class LogWindow:
+    """The steps since the last report: their summed loss stays on the device (reading it makes
+    the host wait for the GPU, so only log steps do), their samples, and when they began."""
+
+    def __init__(self, loss: torch.Tensor):
+        self.loss = loss
+        self.steps = self.samples = 0
+        self.since = time.perf_counter()
+
+    def start(self) -> None:
+        self.loss.zero_()
+        self.steps = self.samples = 0
+        self.since = time.perf_counter()
+
+    def add(self, samples: int) -> None:
+        self.steps += 1
+        self.samples += samples
+
+    def report(self, state: LoopState, lr: float) -> dict[str, float]:
+        """The metrics of a log step (moving the window's time and samples into ``state``)."""
+        elapsed = state.train_seconds + time.perf_counter() - self.since
+        metrics = {
+            "train_loss": self.loss.item() / self.steps,  # waits for the GPU
+            "learning_rate": lr,
+            "samples_per_second": (state.samples + self.samples) / max(elapsed, 1e-9),
+        }
+        state.samples += self.samples
+        state.train_seconds = elapsed
+        self.start()
+        return metrics
+
+    def close(self, state: LoopState) -> None:
+        """At the end of an epoch: the steps not reported yet count in ``state`` too."""
+        state.samples += self.samples
+        state.train_seconds += time.perf_counter() - self.since
+
+
+def save_atomically(model: TextClassifier, tokenizer, labels, config, output_dir) -> str:
+    """Save the classifier (adapters merged) under a temporary name, then rename it: a model
+    folder is complete or absent, never half-written."""
+    merge_lora(model)
+    tmp = Path(str(output_dir) + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_classifier(model, tokenizer, labels, config, tmp)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    tmp.rename(output_dir)
+    return str(output_dir)

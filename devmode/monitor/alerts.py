@@ -1,0 +1,264 @@
+"""Alert rules on a dataset's sentiment trend, their evaluation after every scoring, and the
+events they raise.
+
+    $ python -m devmode alerts add headlines --kind spike --threshold 2 --window 8
+
+    rule = add_alert_rule(db, "headlines", RuleSettings(kind="spike", threshold=2))
+    evaluate_alerts(db, "headlines")        # new events, stored once per rule and period
+    alert_events(db, "headlines")           # open events, newest period first
+
+A rule's settings (``RuleSettings``) are defined once, with their bounds and help: the CLI's
+``alerts add`` options and the Monitor page's form are made from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from devmode.data import ingest
+from devmode.db import utc_now
+from devmode.errors import DevmodeError
+from devmode.monitor import trends
+from devmode.specs import Settings, setting
+
+ALERT_KINDS = ("share_negative", "spike")
+# A spike needs this many earlier periods to say what is normal.
+MIN_SPIKE_WINDOW = 3
+# The smallest spread a spike is measured against: flat history is not infinitely calm.
+MIN_SPREAD = 0.02
+
+
+class InvalidAlertRule(DevmodeError):
+    """A rule that cannot work; the message says which setting and what would."""
+
+
+class AlertNotFound(DevmodeError):
+    """No alert has that id."""
+
+
+@dataclass(frozen=True)
+class RuleSettings(Settings):
+    """What a rule watches and when it fires."""
+
+    error = InvalidAlertRule
+
+    kind: str = setting(
+        "share_negative",
+        "share_negative: the share of negative texts is above the threshold; spike: it is that "
+        "many standard deviations above the previous periods.",
+        choices=ALERT_KINDS,
+        label="Kind",
+    )
+    threshold: float = setting(
+        0.5,
+        "A share (0.6) for share_negative, or a z-score (2) for spike.",
+        above=0,
+        label="Threshold",
+    )
+    period: str = setting(
+        trends.DEFAULT_PERIOD, "The trend's period.", choices=trends.PERIODS, label="Period"
+    )
+    window: int = setting(
+        8, "spike: periods of history to compare with.", minimum=1, label="Window (spike)"
+    )
+    min_volume: int = setting(
+        5, "Ignore periods with fewer texts.", minimum=1, label="Minimum texts"
+    )
+    ticker: str | None = setting(
+        None, "Only texts filed under this ticker (default: all).", label="Ticker"
+    )
+    topic: str | None = setting(
+        None, "Only texts of this topic (active topic model; default: all).", label="Topic"
+    )
+
+    def check_together(self) -> None:
+        if self.kind == "share_negative" and not self.threshold < 1:
+            raise InvalidAlertRule(
+                "A share_negative threshold is a share between 0 and 1, e.g. 0.6; found "
+                f"{self.threshold}."
+            )
+        if self.kind == "spike" and self.window < MIN_SPIKE_WINDOW:
+            raise InvalidAlertRule(
+                "A spike rule needs a threshold above 0 (standard deviations, e.g. 2) and a "
+                f"window of at least {MIN_SPIKE_WINDOW} periods; found threshold "
+                f"{self.threshold}, window {self.window}."
+            )
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """A stored rule: its settings, on one dataset."""
+
+    id: int
+    dataset_id: int
+    settings: RuleSettings
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> AlertRule:
+        return cls(row["id"], row["dataset_id"], RuleSettings.from_stored(row), row["created_at"])
+
+    def describe(self) -> str:
+        s = self.settings
+        scope = (
+            " and ".join(
+                f"{name} {value}"
+                for name, value in (("ticker", s.ticker), ("topic", s.topic))
+                if value
+            )
+            or "all texts"
+        )
+        if s.kind == "share_negative":
+            what = f"share negative above {s.threshold:.0%}"
+        else:
+            what = (
+                f"share negative {s.threshold:g} standard deviations above the previous "
+                f"{s.window} {s.period}s"
+            )
+        texts = "text" if s.min_volume == 1 else "texts"
+        return f"{what} in a {s.period} ({scope}, at least {s.min_volume} {texts})"
+
+
+def add_alert_rule(
+    db: Database, dataset_name: str, settings: RuleSettings | None = None, **values: Any
+) -> AlertRule:
+    """Store a rule; it is evaluated now and after every scoring of the dataset.
+
+    :param values: the settings as keywords, instead of ``settings`` (``kind="spike", ...``)
+    """
+    settings = settings or RuleSettings.from_dict(values)
+    dataset = trends.dated_dataset(db, dataset_name, settings.period)
+    values = asdict(settings)
+    values.update(ticker=settings.ticker or None, topic=settings.topic or None)
+    rule_id = (
+        db["devmode_alert_rules"]
+        .insert({"dataset_id": dataset.id, **values, "created_at": utc_now()})
+        .last_pk
+    )
+    return AlertRule.from_row(db["devmode_alert_rules"].get(rule_id))
+
+
+def list_alert_rules(db: Database, dataset_name: str) -> list[AlertRule]:
+    dataset = ingest.get_dataset(db, dataset_name)
+    return [
+        AlertRule.from_row(r)
+        for r in db["devmode_alert_rules"].rows_where("dataset_id = ?", [dataset.id], order_by="id")
+    ]
+
+
+def delete_alert_rule(db: Database, rule_id: int) -> None:
+    with db.atomic():
+        db["devmode_alert_events"].delete_where("rule_id = ?", [rule_id])
+        db["devmode_alert_rules"].delete(rule_id)
+
+
+def evaluate_alerts(db: Database, dataset_name: str) -> list[dict[str, Any]]:
+    """Check every rule of the dataset against its trend; store and return the new events.
+
+    An event is kept once per rule and period, so evaluating again only adds periods that are
+    new (or newly over the line after more texts were scored).
+    """
+    new = []
+    for rule in list_alert_rules(db, dataset_name):
+        s = rule.settings
+        points = trends.sentiment_trend(
+            db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic
+        )
+        for i, point in enumerate(points):
+            if point["volume"] < s.min_volume:
+                continue
+            value = rule_value(s, points[:i], point)
+            if value is None or value <= s.threshold:
+                continue
+            if db["devmode_alert_events"].count_where(
+                "rule_id = ? and period_start = ?", [rule.id, point["period"]]
+            ):
+                continue
+            event = {
+                "rule_id": rule.id,
+                "period_start": point["period"],
+                "value": value,
+                "share_negative": point["share_negative"],
+                "volume": point["volume"],
+                "created_at": utc_now(),
+            }
+            db["devmode_alert_events"].insert(event)
+            new.append(event)
+    return new
+
+
+def rule_value(
+    settings: RuleSettings, earlier: list[dict[str, Any]], point: dict[str, Any]
+) -> float | None:
+    """What the rule compares with its threshold at ``point``: the share negative, or its
+    z-score against the ``window`` earlier periods (None until there are that many)."""
+    if settings.kind == "share_negative":
+        return point["share_negative"]
+    history = [p["share_negative"] for p in earlier if p["volume"] >= settings.min_volume]
+    history = history[-settings.window :]
+    if len(history) < settings.window:
+        return None  # not enough history to say what is normal
+    mean = sum(history) / len(history)
+    spread = (sum((x - mean) ** 2 for x in history) / (len(history) - 1)) ** 0.5
+    return (point["share_negative"] - mean) / max(spread, MIN_SPREAD)
+
+
+def alert_events(
+    db: Database, dataset_name: str, *, include_acknowledged: bool = False
+) -> list[dict[str, Any]]:
+    """Events of the dataset's rules, newest period first, each with its rule's description,
+    period, ticker and topic, and ``summary``: the line a person reads about it."""
+    rules = {r.id: r for r in list_alert_rules(db, dataset_name)}
+    if not rules:
+        return []
+    where = f"rule_id in ({', '.join('?' * len(rules))})"
+    if not include_acknowledged:
+        where += " and acknowledged_at is null"
+    events = db["devmode_alert_events"].rows_where(
+        where, list(rules), order_by="period_start desc, id desc"
+    )
+    out = []
+    for e in events:
+        rule = rules[e["rule_id"]]
+        event = {
+            **e,
+            "rule": rule.describe(),
+            "period": rule.settings.period,
+            "ticker": rule.settings.ticker,
+            "topic": rule.settings.topic,
+        }
+        event["summary"] = describe_event(event)
+        out.append(event)
+    return out
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """'**Week of 2020-05-18** · AAPL: 67% negative of 3 texts — share negative above 50% ...'"""
+    scope = "".join(f" · {x}" for x in (event["ticker"], event["topic"]) if x)
+    texts = "text" if event["volume"] == 1 else "texts"
+    return (
+        f"**{event['period'].capitalize()} of {event['period_start']}**{scope}: "
+        f"{event['share_negative']:.0%} negative of {event['volume']} {texts} — {event['rule']}"
+    )
+
+
+def marked_periods(
+    events: list[dict[str, Any]], period: str, ticker: str | None, topic: str | None
+) -> list[str]:
+    """The starts of the periods a trend of this period, ticker and topic should mark."""
+    return [
+        e["period_start"]
+        for e in events
+        if e["period"] == period and e["ticker"] == ticker and e["topic"] == topic
+    ]
+
+
+def acknowledge_alert(db: Database, event_id: int) -> None:
+    if not db["devmode_alert_events"].count_where("id = ?", [event_id]):
+        raise AlertNotFound(
+            f"No alert with id {event_id}. List them with python -m devmode alerts list DATASET."
+        )
+    db["devmode_alert_events"].update(event_id, {"acknowledged_at": utc_now()})

@@ -1,0 +1,292 @@
+"""Monitoring: score dated text with the active models and keep the predictions: dates read
+from the text's date column, model labels read as sentiment polarities, and incremental,
+chunk-atomic scoring.
+
+    $ python -m devmode score headlines
+
+    summary = score_dataset(db, "headlines", on_progress=print)   # incremental: new rows only
+
+Trends over the predictions are ``trends.py``; alert rules, evaluated after every scoring, are
+``alerts.py``.
+
+Predictions live in ``devmode_predictions``, one row per (dataset, task, row). A row is scored
+again only when the active model for the task has changed. Scoring writes whole chunks in one
+transaction each, so a killed job leaves no half-written chunk and resumes where it stopped.
+
+The sentiment index of a text is P(positive) - P(negative), after the model's labels are mapped
+to negative / neutral / positive (automatically when they are named so).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.db import quote_identifier
+
+from devmode.data import ingest
+from devmode.db import utc_now
+from devmode.errors import DevmodeError
+from devmode.finetune import registry
+from devmode.monitor import alerts
+
+POLARITIES = ("negative", "neutral", "positive")
+# Rows scored and written per transaction: a kill loses at most one chunk's work.
+CHUNK_ROWS = 2048
+# Label names read as a polarity without asking (compared in lower case).
+_POLARITY_NAMES = {
+    "negative": "negative",
+    "neg": "negative",
+    "bearish": "negative",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "positive": "positive",
+    "pos": "positive",
+    "bullish": "positive",
+}
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
+
+
+class NoActiveModel(DevmodeError):
+    """No model is active for the task, so there is nothing to score with."""
+
+
+class NotSentimentLike(DevmodeError):
+    """The model's labels cannot be read as negative / neutral / positive without a mapping."""
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    scored: int  # rows scored by this call
+    already_scored: int  # rows skipped: scored before by the same model
+    unparseable_dates: int  # rows whose date could not be read (scored, but left out of trends)
+    date_examples: list[str]  # a few of those values, to show a person
+    model_run_id: int
+    cancelled: bool = False
+    new_alerts: int = 0  # alert events that this scoring raised
+
+
+# ----------------------------------------------------------------------------------------------
+# Dates
+
+
+def parse_date(value: Any) -> str | None:
+    """The calendar date of ``value`` as 'YYYY-MM-DD', or None when it cannot be read.
+
+    ISO dates and timestamps keep the calendar date they were written in (a headline stamped
+    '2020-05-22 23:30:00-04:00' was published on the 22nd where it was published); an epoch
+    number is read as UTC. Ambiguous day/month orders such as 03/04/2020 are not guessed.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 < value < 32503680000:  # seconds between 1970 and 3000
+            return dt.datetime.fromtimestamp(value, dt.UTC).date().isoformat()
+        return None
+    text = str(value).strip()
+    match = re.match(
+        r"^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?$",
+        text,
+    )
+    if match:
+        try:
+            return dt.date(*map(int, match.groups())).isoformat()
+        except ValueError:
+            return None
+    for fmt in _DATE_FORMATS:
+        try:
+            return dt.datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels
+
+
+def sentiment_map(db: Database, model: registry.Model) -> dict[str, str]:
+    """The model's labels as polarities: from a stored mapping, or from their names."""
+    stored = db["devmode_sentiment_maps"].rows_where("model_id = ?", [model.id])
+    mapping = {row["label"]: row["polarity"] for row in stored}
+    if mapping:
+        return mapping
+    guessed = {label: _POLARITY_NAMES.get(label.strip().lower()) for label in model.labels}
+    if all(guessed.values()) and {"negative", "positive"} <= set(guessed.values()):
+        return guessed
+    raise NotSentimentLike(
+        f"The labels of run {model.run_id}'s model ({', '.join(model.labels)}) do not read as "
+        "negative / neutral / positive, so a sentiment index cannot be computed. Map them, e.g. "
+        f"python -m devmode models map-sentiment {model.run_id} --negative LABEL --positive LABEL "
+        "(other labels count as neutral), or make a sentiment model active."
+    )
+
+
+def set_sentiment_map(
+    db: Database, run_id: int, negative: list[str], positive: list[str]
+) -> dict[str, str]:
+    """Store which of a model's labels are negative and positive; the rest are neutral."""
+    model = registry.get_model_for_run(db, run_id)
+    unknown = sorted(set(negative + positive) - set(model.labels))
+    if unknown or not negative or not positive or set(negative) & set(positive):
+        raise NotSentimentLike(
+            f"Expected at least one negative and one positive label, none in both, all among the "
+            f"model's labels ({', '.join(model.labels)}); found negative={negative}, "
+            f"positive={positive}" + (f", unknown {unknown}" if unknown else "") + "."
+        )
+    mapping = {
+        label: "negative" if label in negative else "positive" if label in positive else "neutral"
+        for label in model.labels
+    }
+    with db.atomic():
+        db["devmode_sentiment_maps"].delete_where("model_id = ?", [model.id])
+        db["devmode_sentiment_maps"].insert_all(
+            {"model_id": model.id, "label": k, "polarity": v} for k, v in mapping.items()
+        )
+    return mapping
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring
+
+
+def describe_active_models(db: Database) -> str:
+    """Which models the Monitor scores with, for a person."""
+    sentiment = registry.active_model(db, "sentiment")
+    topic = registry.active_model(db, "topic")
+    text = (
+        f"Active sentiment model: run {sentiment.run_id} ({', '.join(sentiment.labels)}), "
+        f"trained on {sentiment.dataset}. "
+        if sentiment
+        else "No sentiment model is active. "
+    )
+    if topic:
+        return text + f"Active topic model: run {topic.run_id} ({len(topic.labels)} topics)."
+    return text + (
+        "No topic model is active: promote one on the Fine-tune page to follow sentiment by topic."
+    )
+
+
+def require_active_model(db: Database, task: str) -> registry.Model:
+    """The task's active model; ``NoActiveModel`` with what to do when there is none."""
+    model = registry.active_model(db, task)
+    if model is None:
+        raise NoActiveModel(
+            f"No {task} model is active. Train one on the Fine-tune page (or python -m devmode "
+            f"train DATASET) and promote it: python -m devmode models promote RUN --as {task}."
+        )
+    return model
+
+
+def score_dataset(
+    db: Database,
+    dataset_name: str,
+    *,
+    task: str = "sentiment",
+    scorer=None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ScoreSummary:
+    """Score the rows of ``dataset_name`` that the task's active model has not scored yet.
+
+    :param scorer: a loaded ``scoring.Scorer`` for the active model (loaded here when None)
+    :param on_progress: ``(rows_done, rows_to_do)`` after every chunk
+    :raises NoActiveModel, NotSentimentLike:
+    """
+    dataset = ingest.get_dataset(db, dataset_name)
+    model = require_active_model(db, task)
+    polarity = sentiment_map(db, model) if task == "sentiment" else None
+    if scorer is None:
+        from devmode.monitor.scoring import load_scorer
+
+        scorer = load_scorer(model.path)
+    table = quote_identifier(dataset.name)
+    role = dataset.mapping
+    select = ", ".join(  # qualified: the predictions table has a date and a ticker too
+        f"t.{quote_identifier(col)} as {alias}" if col else f"null as {alias}"
+        for col, alias in ((role.text, "text"), (role.date, "date"), (role.ticker, "ticker"))
+    )
+    pending_sql = f"""
+        from {table} t left join devmode_predictions p
+          on p.dataset_id = :dataset and p.task = :task and p.row_id = t.rowid
+        where p.row_id is null or p.model_id != :model"""
+    args = {"dataset": dataset.id, "task": task, "model": model.id}
+    to_do = db.execute(f"select count(*) {pending_sql}", args).fetchone()[0]
+    already = dataset.row_count - to_do
+    done = unparseable = 0
+    examples: list[str] = []
+    cancelled = False
+    while True:
+        if should_stop and should_stop():
+            cancelled = True
+            break
+        chunk = db.execute(
+            f"select t.rowid, {select} {pending_sql} order by t.rowid limit {CHUNK_ROWS}",
+            args,
+        ).fetchall()
+        if not chunk:
+            break
+        scores = scorer.score([row[1] for row in chunk])
+        topics = _topics_of_rows(db, dataset.id, chunk[0][0], chunk[-1][0]) if polarity else {}
+        stamp = utc_now()
+        records = []
+        for (row_id, _, raw_date, ticker), label, probabilities in zip(
+            chunk, scores.labels, scores.probabilities, strict=True
+        ):
+            date = parse_date(raw_date)
+            if raw_date is not None and date is None:
+                unparseable += 1
+                if len(examples) < 5:
+                    examples.append(str(raw_date))
+            record = {
+                "dataset_id": dataset.id,
+                "task": task,
+                "row_id": row_id,
+                "model_id": model.id,
+                "label": label,
+                "probabilities": json.dumps([round(float(p), 6) for p in probabilities]),
+                "date": date,
+                "ticker": None if ticker is None else str(ticker),
+                "topic": topics.get(row_id),
+                "created_at": stamp,
+                "sentiment": None,
+                "is_negative": None,
+            }
+            if polarity:
+                p = dict(zip(scores.label_names, map(float, probabilities), strict=True))
+                record["sentiment"] = sum(
+                    v for k, v in p.items() if polarity[k] == "positive"
+                ) - sum(v for k, v in p.items() if polarity[k] == "negative")
+                record["is_negative"] = int(polarity[label] == "negative")
+            records.append(record)
+        with db.atomic():  # a whole chunk or nothing
+            db["devmode_predictions"].upsert_all(records, pk=("dataset_id", "task", "row_id"))
+            if task == "topic":  # sentiment rows carry their row's topic, for fast trends
+                db.conn.executemany(
+                    "update devmode_predictions set topic = ? where dataset_id = ? and "
+                    "task = 'sentiment' and row_id = ?",
+                    [(r["label"], dataset.id, r["row_id"]) for r in records],
+                )
+        done += len(chunk)
+        if on_progress:
+            on_progress(done, to_do)
+    new_alerts = (
+        0 if cancelled or task != "sentiment" else len(alerts.evaluate_alerts(db, dataset.name))
+    )
+    return ScoreSummary(done, already, unparseable, examples, model.run_id, cancelled, new_alerts)
+
+
+def _topics_of_rows(db: Database, dataset_id: int, first: int, last: int) -> dict[int, str]:
+    """Topic labels already predicted for the rows ``first``..``last`` of the dataset."""
+    return dict(
+        db.execute(
+            "select row_id, label from devmode_predictions where dataset_id = ? and "
+            "task = 'topic' and row_id between ? and ?",
+            [dataset_id, first, last],
+        ).fetchall()
+    )

@@ -1,0 +1,207 @@
+"""Sentiment trends over the stored predictions: by day, week or month, overall or per ticker
+and topic, the texts behind a point, and what a chart of them needs.
+
+    $ python -m devmode trends headlines --period month --ticker AAPL
+
+    points = sentiment_trend(db, "headlines", period="week")   # index, share negative, volume
+
+The sentiment index of a text is P(positive) - P(negative) (``monitoring.score_dataset`` stores
+it); a period's index is the mean over its texts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.db import quote_identifier
+
+from devmode.data import ingest
+from devmode.errors import DevmodeError
+
+PERIODS = ("day", "week", "month")
+# The period a trend, a chart and an alert rule use unless told otherwise.
+DEFAULT_PERIOD = "week"
+
+
+class NoDateColumn(DevmodeError):
+    """The dataset has no date column, so there is no time to trend over."""
+
+
+def sentiment_trend(
+    db: Database,
+    dataset_name: str,
+    *,
+    period: str = DEFAULT_PERIOD,
+    ticker: str | None = None,
+    topic: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per period: the mean sentiment index, the share of negative texts and the volume.
+
+    Rows ``{"period": "2020-05-18", "sentiment": 0.12, "share_negative": 0.31, "volume": 42}``,
+    oldest first; a week starts on Monday, a month on its first day. Periods with no texts are
+    absent (a chart shows the gap). ``topic`` keeps the texts the active topic model put there.
+
+    Sums per day come first, straight from a covering index in date order; only the few thousand
+    days are then put into weeks or months (a million rows: well under half a second).
+    """
+    dataset = dated_dataset(db, dataset_name, period)
+    where, args = _scope_sql(dataset.id, ticker, topic)
+    rows = db.execute(
+        f"""select {_bucket_sql(period, "day")} as period, sum(total) / sum(n),
+                   1.0 * sum(negative) / sum(n), sum(n)
+            from (select date as day, sum(sentiment) as total, sum(is_negative) as negative,
+                         count(*) as n
+                  from devmode_predictions where {where} group by date)
+            group by 1 order by 1""",
+        args,
+    ).fetchall()
+    return [{"period": p, "sentiment": s, "share_negative": n, "volume": v} for p, s, n, v in rows]
+
+
+def sentiment_by_topic(
+    db: Database, dataset_name: str, *, ticker: str | None = None
+) -> list[dict[str, Any]]:
+    """Per topic (the active topic model's label): sentiment index, share negative and volume.
+
+    Rows without a topic prediction are left out; an empty list when no topic model has scored.
+    """
+    dataset = ingest.get_dataset(db, dataset_name)
+    where, args = _scope_sql(dataset.id, ticker, None)
+    # With a ticker, the unary + keeps SQLite from walking the topic index for the grouping
+    # (every row) instead of the ticker index that already holds the topic (a few thousand).
+    topic = "+topic" if ticker else "topic"
+    rows = db.execute(
+        f"""select topic, avg(sentiment), avg(is_negative), count(*) from devmode_predictions
+            where {where} and {topic} is not null group by {topic}
+            order by count(*) desc, topic""",
+        args,
+    ).fetchall()
+    return [{"topic": t, "sentiment": s, "share_negative": n, "volume": v} for t, s, n, v in rows]
+
+
+def _scope_sql(
+    dataset_id: int, ticker: str | None, topic: str | None, table: str = "devmode_predictions"
+) -> tuple[str, list[Any]]:
+    """WHERE clause (and its arguments) for a dataset's dated sentiment predictions."""
+    where = f"{table}.dataset_id = ? and {table}.task = 'sentiment' and {table}.date is not null"
+    args: list[Any] = [dataset_id]
+    for column, value in (("ticker", ticker), ("topic", topic)):
+        if value:
+            where += f" and {table}.{column} = ?"
+            args.append(value)
+    return where, args
+
+
+def texts_in_period(
+    db: Database,
+    dataset_name: str,
+    *,
+    period: str,
+    start: str,
+    ticker: str | None = None,
+    topic: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """The scored texts behind one point of a trend, most negative first.
+
+    :param start: the period's first day, as ``sentiment_trend`` gives it ('2020-05-18')
+    """
+    dataset = dated_dataset(db, dataset_name, period)
+    where, args = _scope_sql(dataset.id, ticker, topic, table="p")
+    rows = db.execute(
+        f"""select p.date, p.ticker, p.topic, t.{quote_identifier(dataset.mapping.text)}, p.label,
+                   p.sentiment
+            from devmode_predictions p join {quote_identifier(dataset.name)} t on t.rowid = p.row_id
+            where {where} and p.date >= ? and p.date < ?
+            order by p.sentiment, p.date limit {int(limit)}""",
+        [*args, start, _period_end(period, start)],
+    ).fetchall()
+    return [
+        {"date": d, "ticker": tk, "topic": tp, "text": tx, "label": lb, "sentiment": se}
+        for d, tk, tp, tx, lb, se in rows
+    ]
+
+
+def scored_tickers(db: Database, dataset_name: str) -> list[str]:
+    """Tickers with scored texts, most texts first."""
+    return _scored_values(db, dataset_name, "ticker")
+
+
+def scored_topics(db: Database, dataset_name: str) -> list[str]:
+    """Topics the active topic model gave to sentiment-scored texts, most texts first."""
+    return _scored_values(db, dataset_name, "topic")
+
+
+def _scored_values(db: Database, dataset_name: str, column: str) -> list[str]:
+    dataset = ingest.get_dataset(db, dataset_name)
+    return [
+        row[0]
+        for row in db.execute(
+            f"select {column} from devmode_predictions where dataset_id = ? and "
+            f"task = 'sentiment' and {column} is not null group by 1 order by count(*) desc, 1",
+            [dataset.id],
+        )
+    ]
+
+
+def dated_dataset(db: Database, dataset_name: str, period: str) -> ingest.Dataset:
+    if period not in PERIODS:
+        raise DevmodeError(f"period must be one of {', '.join(PERIODS)}; found {period!r}.")
+    dataset = ingest.get_dataset(db, dataset_name)
+    if not dataset.mapping.date:
+        raise NoDateColumn(
+            f"Dataset {dataset.name!r} has no date column, so it has no trend over time. Map its "
+            "date column on the Datasets page (or python -m devmode datasets map NAME "
+            "--date-column COLUMN)."
+        )
+    return dataset
+
+
+def _period_end(period: str, start: str) -> str:
+    """The first day after the period that begins on ``start`` ('YYYY-MM-DD')."""
+    first = dt.date.fromisoformat(start)
+    if period == "day":
+        return (first + dt.timedelta(days=1)).isoformat()
+    if period == "week":
+        return (first + dt.timedelta(days=7)).isoformat()
+    return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1).isoformat()
+
+
+def _bucket_sql(period: str, column: str = "date") -> str:
+    """SQL for the first day of ``column``'s period (weeks start on Monday)."""
+    return {
+        "day": column,
+        "week": f"date({column}, '-' || ((cast(strftime('%w', {column}) as integer) + 6) % 7) || ' days')",
+        "month": f"strftime('%Y-%m-01', {column})",
+    }[period]
+
+
+# ----------------------------------------------------------------------------------------------
+# What a chart of a trend shows beside it
+
+
+def trend_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Texts in all, periods, and the latest period's index and start, for metrics."""
+    return {
+        "texts": sum(p["volume"] for p in points),
+        "periods": len(points),
+        "latest": points[-1]["sentiment"] if points else None,
+        "latest_period": points[-1]["period"] if points else None,
+    }
+
+
+def period_starts(points: list[dict[str, Any]]) -> list[str]:
+    """The periods of a trend, newest first (a select's options)."""
+    return [p["period"] for p in reversed(points)]
+
+
+def most_negative_period(points: list[dict[str, Any]]) -> str | None:
+    """The start of the period with the lowest sentiment index (the first place to look)."""
+    return min(points, key=lambda p: p["sentiment"])["period"] if points else None
+
+
+def describe_scope(dataset: str, ticker: str | None, topic: str | None, period: str) -> str:
+    """'headlines · AAPL · per week': what a trend covers, for its title."""
+    return " · ".join(x for x in (dataset, ticker, topic) if x) + f" · per {period}"
