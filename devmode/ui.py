@@ -61,17 +61,20 @@ def leave_legacy_navigation() -> None:
     """Streamlit decides when the server starts that an app with a ``pages/`` folder beside its
     entry file runs in its legacy mode (the folder's files listed as pages, "app" among them)
     until ``st.navigation`` is called. Landing first on a page other than Home (a wall screen
-    opened at /Monitor after a restart) runs that page alone under the legacy list: declaring
-    the navigation in that first run replaces the list and ends the legacy mode for the server.
+    opened at /Monitor after a restart) would run that page alone under the legacy list:
+    declare the navigation, which ends the legacy mode for the server, and run again through
+    ``app.py`` before anything is drawn.
 
-    Only a session's first run does it: a later run has widgets whose ids must not move (and
+    Only a session's first run does it: it has no widget interaction a rerun could lose (and
     Streamlit's AppTest, unlike a server, starts every run in the legacy mode).
     """
     from streamlit.runtime.pages_manager import PagesManager  # no public API tells this
 
-    if PagesManager.uses_pages_directory and "ui_navigation_declared" not in st.session_state:
-        navigation()  # st.navigation: from now on app.py's navigation is the app's
+    first_run = "ui_navigation_declared" not in st.session_state
     st.session_state["ui_navigation_declared"] = True
+    if PagesManager.uses_pages_directory and first_run:
+        navigation()  # st.navigation: from now on app.py's navigation is the app's
+        st.rerun()
 
 
 def page_links() -> None:
