@@ -20,10 +20,42 @@ from sqlite_utils import Database, Migrations
 
 # devmode's own tables start with this; ingest refuses dataset names that do.
 TABLE_PREFIX = "devmode_"
-# How long a writer waits for another writer's transaction before "database is locked".
-BUSY_TIMEOUT_MS = 30_000
+# How long a writer waits for another writer's transaction before giving up ("database is
+# locked"). The longest transaction devmode holds is one upload (a million rows: about 16 s).
+BUSY_TIMEOUT_MS = 120_000
 
 migrations = Migrations("devmode")
+
+
+class Store(Database):
+    """sqlite-utils' ``Database`` whose writers queue instead of failing.
+
+    Every transaction (``atomic()``, and so every sqlite-utils write) begins with
+    ``BEGIN IMMEDIATE``: it takes the write lock before it reads, so a second writer waits for
+    the first (up to ``BUSY_TIMEOUT_MS``) and then sees what the first wrote. A plain
+    ``BEGIN`` that reads and then writes is refused at once in WAL mode when another writer
+    committed in between ("database is locked", however long the busy timeout). Statements
+    outside a transaction commit on their own (the connection is in autocommit mode), so none
+    holds the lock by accident.
+    """
+
+    @contextmanager
+    def atomic(self) -> Iterator[Store]:
+        if self.conn.in_transaction:
+            with super().atomic():  # a savepoint in the transaction around it
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
 
 
 @migrations(name="0001_datasets")
@@ -280,11 +312,11 @@ def shuffle_key(seed: int, rowid: int) -> int:
     return (x ^ (x >> 31)) >> 1  # SQLite integers are signed 64-bit
 
 
-def open_db(path: str | Path) -> Database:
+def open_db(path: str | Path) -> Store:
     """Open (creating if needed) the devmode database at ``path``, in WAL mode, migrated.
 
-    WAL lets pages read while a worker writes; the busy timeout lets two writers queue instead of
-    failing at once. Use it as a context manager so the connection is closed::
+    WAL lets pages read while a worker writes; ``Store`` makes two writers queue instead of
+    failing (see its docstring). Use it as a context manager so the connection is closed::
 
         with open_db("devmode.db") as db:
             ...
@@ -295,41 +327,19 @@ def open_db(path: str | Path) -> Database:
             f"The folder for the database does not exist: {path.parent}. "
             "Create it, or point DEVMODE_DB (or --db) at a file in an existing folder."
         )
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
-    db = Database(conn)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    db = Store(conn)
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.enable_wal()  # a no-op when the file is already in WAL mode
         db.conn.create_function("devmode_shuffle_key", 2, shuffle_key, deterministic=True)
         if migrations.pending(db):
-            migrations.apply(db)
+            with db.atomic():  # two processes opening a new file: the second finds them done
+                migrations.apply(db)
     except BaseException:
         db.close()
         raise
     return db
-
-
-@contextmanager
-def immediate(db: Database) -> Iterator[Database]:
-    """A write transaction that takes SQLite's write lock as it begins (``BEGIN IMMEDIATE``).
-
-    Use it where a decision is read and then written (check that no worker runs, then start
-    one): a second writer waits for the first (up to the busy timeout) and then reads what the
-    first wrote, instead of both deciding on the same stale read. Inside another transaction it
-    is a savepoint of that one.
-    """
-    if db.conn.in_transaction:
-        with db.atomic():
-            yield db
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    db.conn.execute("COMMIT")
 
 
 def utc_now() -> str:

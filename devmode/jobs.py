@@ -29,7 +29,7 @@ from sqlite_utils import Database
 from sqlite_utils.db import NotFoundError
 
 from devmode import environment
-from devmode.db import immediate, open_db, utc_now
+from devmode.db import open_db, utc_now
 from devmode.errors import DevmodeError
 
 # queued: stored, its worker not yet at work; interrupted: the worker died without saying so.
@@ -220,7 +220,7 @@ def claimed(db_path: str | Path, kind: JobKind, job_id: int, **values: Any) -> I
     :raises DevmodeError: it has already completed
     """
     with open_db(db_path) as db:
-        with immediate(db):
+        with db.atomic():
             row = get_row(db, kind, job_id)
             if row["status"] == RUNNING and row["pid"] != os.getpid() and pid_alive(row["pid"]):
                 raise JobAlreadyRunning(
@@ -265,7 +265,7 @@ def start(db_path: str | Path, kind: JobKind, job_id: int) -> int:
     :raises JobAlreadyRunning: if the job's worker is alive
     """
     db_path = str(Path(db_path).resolve())
-    with open_db(db_path) as db, immediate(db):
+    with open_db(db_path) as db, db.atomic():
         reconcile(db, kind)
         row = get_row(db, kind, job_id)
         if row["status"] in ACTIVE_STATUSES and pid_alive(row["pid"]):

@@ -191,9 +191,7 @@ def add_exchange(
     """Store a message and its reply (one transaction) with the settings they were sent under;
     these settings become the conversation's current ones. The first message names an untitled
     conversation."""
-    conversation = get_conversation(db, conversation_id)
     now = utc_now()
-    position = conversation.message_count
     context = [
         {"kind": p.kind, "role": p.role, "tokens": p.tokens, "status": p.status} for p in plan.parts
     ]
@@ -201,7 +199,9 @@ def add_exchange(
     report.pop("text")
     report.pop("tokens_per_s")  # derived: Reply computes it again
     stored = json.dumps(settings.to_dict())
-    with db.atomic():
+    with db.atomic():  # read under the write lock: two exchanges never take the same position
+        conversation = get_conversation(db, conversation_id)
+        position = conversation.message_count
         db["devmode_chat_messages"].insert_all(
             [
                 {

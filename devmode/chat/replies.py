@@ -205,6 +205,12 @@ class ReplyStream:
         check_prompt(prompt, limits)
         self.backend, self.plan, self.limits = backend, plan, limits
         self.reply: Reply | None = None
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """Stop generating at the next token: whoever reads the reply has gone away (a client
+        that closed its connection). The model is free for the next reply soon after."""
+        self._abandoned = True
 
     def __iter__(self) -> Iterator[str]:
         limits = self.limits
@@ -218,7 +224,7 @@ class ReplyStream:
             return time.perf_counter() - start > limits.timeout_s
 
         def should_stop() -> bool:
-            return watcher.stopped_by is not None or timed_out()
+            return watcher.stopped_by is not None or self._abandoned or timed_out()
 
         events = iter(self.backend.stream(self.plan.messages(), limits, should_stop))
         try:

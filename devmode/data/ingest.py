@@ -367,12 +367,12 @@ def insert_upload(
     :raises InvalidDatasetName, DatasetExists, InvalidMapping, readers.InvalidUpload:
     """
     split = split or SplitSpec()
-    validate_name(db, name)
     validate_mapping(upload.columns, mapping)
     now = utc_now()
     table = db[name]
     total = 0
-    with db.atomic():
+    with db.atomic():  # the name is checked under the write lock: two uploads cannot both take it
+        validate_name(db, name)
         for rows, fraction in upload.batches(batch_size):
             # alter=True: a JSONL line further down may bring a new key
             table.insert_all(rows, batch_size=batch_size, alter=True)
@@ -406,9 +406,9 @@ def insert_upload(
 
 def set_mapping(db: Database, name: str, mapping: ColumnMapping) -> Dataset:
     """Change a dataset's column roles; a new label column re-draws the split (same seed)."""
-    dataset = get_dataset(db, name)
-    validate_mapping(dataset.columns, mapping)
     with db.atomic():
+        dataset = get_dataset(db, name)
+        validate_mapping(dataset.columns, mapping)
         _check_roles_have_values(db, name, mapping)
         _update_record(db, dataset, {f"{r}_column": c for r, c in mapping.to_dict().items()})
         if mapping.label != dataset.mapping.label:
@@ -422,8 +422,8 @@ def resplit(db: Database, name: str, split: SplitSpec) -> Dataset:
     Runs trained on the old split keep the seed they recorded; a new split changes which rows
     later runs hold out.
     """
-    dataset = get_dataset(db, name)
     with db.atomic():
+        dataset = get_dataset(db, name)
         _update_record(
             db, dataset, {"split_seed": split.seed, "split_fractions": json.dumps(split.fractions)}
         )
@@ -433,10 +433,10 @@ def resplit(db: Database, name: str, split: SplitSpec) -> Dataset:
 
 def rename_dataset(db: Database, name: str, new_name: str) -> Dataset:
     """Rename a dataset and its table together."""
-    dataset = get_dataset(db, name)
-    if new_name.lower() != dataset.name.lower() or not NAME_PATTERN.match(new_name):
-        validate_name(db, new_name)  # a change of case alone is not a clash with itself
     with db.atomic():
+        dataset = get_dataset(db, name)
+        if new_name.lower() != dataset.name.lower() or not NAME_PATTERN.match(new_name):
+            validate_name(db, new_name)  # a change of case alone is not a clash with itself
         # SQLite refuses a rename that only changes case, so go through a temporary name
         temporary = f"{TABLE_PREFIX}renaming_{dataset.id}"
         db.execute(
@@ -451,8 +451,8 @@ def rename_dataset(db: Database, name: str, new_name: str) -> Dataset:
 
 def drop_dataset(db: Database, name: str) -> None:
     """Delete a dataset's rows and its record."""
-    dataset = get_dataset(db, name)
     with db.atomic():
+        dataset = get_dataset(db, name)
         db[dataset.name].drop()
         db["devmode_datasets"].delete(dataset.id)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from devmode import environment, jobs
 from devmode.data import examples, ingest
-from devmode.db import immediate, open_db
+from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.finetune import registry, runs
 from devmode.finetune.config import TrainConfig
@@ -42,7 +42,7 @@ def start_run(db_path: str | Path, dataset: str, config: TrainConfig) -> runs.Ru
     and ``train --background`` do. A second click while the same settings train on the same
     dataset is refused (``JobAlreadyRunning``), in one transaction with the check.
     """
-    with open_db(db_path) as db, immediate(db):
+    with open_db(db_path) as db, db.atomic():
         twin = runs.active_twin(db, dataset, config)
         if twin:
             raise jobs.JobAlreadyRunning(

@@ -162,31 +162,37 @@ def evaluate_alerts(db: Database, dataset_name: str) -> list[dict[str, Any]]:
     new (or newly over the line after more texts were scored).
     """
     new = []
-    for rule in list_alert_rules(db, dataset_name):
-        s = rule.settings
-        points = trends.sentiment_trend(
-            db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic
-        )
-        for i, point in enumerate(points):
-            if point["volume"] < s.min_volume:
-                continue
-            value = rule_value(s, points[:i], point)
-            if value is None or value <= s.threshold:
-                continue
-            if db["devmode_alert_events"].count_where(
-                "rule_id = ? and period_start = ?", [rule.id, point["period"]]
-            ):
-                continue
-            event = {
-                "rule_id": rule.id,
-                "period_start": point["period"],
-                "value": value,
-                "share_negative": point["share_negative"],
-                "volume": point["volume"],
-                "created_at": utc_now(),
-            }
-            db["devmode_alert_events"].insert(event)
-            new.append(event)
+    with db.atomic():  # one evaluation at a time: an event is never stored twice
+        for rule in list_alert_rules(db, dataset_name):
+            new += _evaluate_rule(db, dataset_name, rule)
+    return new
+
+
+def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dict[str, Any]]:
+    """The rule's new events over the dataset's trend, stored."""
+    s = rule.settings
+    points = trends.sentiment_trend(
+        db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic
+    )
+    new = []
+    for i, point in enumerate(points):
+        value = rule_value(s, points[:i], point)
+        if point["volume"] < s.min_volume or value is None or value <= s.threshold:
+            continue
+        if db["devmode_alert_events"].count_where(
+            "rule_id = ? and period_start = ?", [rule.id, point["period"]]
+        ):
+            continue
+        event = {
+            "rule_id": rule.id,
+            "period_start": point["period"],
+            "value": value,
+            "share_negative": point["share_negative"],
+            "volume": point["volume"],
+            "created_at": utc_now(),
+        }
+        db["devmode_alert_events"].insert(event)
+        new.append(event)
     return new
 
 

@@ -24,7 +24,7 @@ from sqlite_utils import Database
 
 from devmode import jobs
 from devmode.data import ingest
-from devmode.db import immediate, open_db, utc_now
+from devmode.db import open_db, utc_now
 from devmode.finetune import registry
 from devmode.monitor import monitoring
 
@@ -89,7 +89,7 @@ def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) 
         model = monitoring.require_active_model(db, task)
         if task == "sentiment":
             monitoring.sentiment_map(db, model)
-    with immediate(db):
+    with db.atomic():
         running = active_job(db, dataset.name)
         if running:
             raise jobs.JobAlreadyRunning(
