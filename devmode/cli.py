@@ -18,10 +18,10 @@ import click
 
 from devmode import __version__, environment, jobs
 from devmode.chat import bench, limits, replies
-from devmode.data import ingest, readers
+from devmode.data import ingest, readers, uploads
 from devmode.db import open_db
 from devmode.errors import DevmodeError
-from devmode.finetune import config, distributed, registry, reports, runs, worker
+from devmode.finetune import archives, config, distributed, registry, reports, runs, worker
 from devmode.monitor import alerts, monitoring, score_jobs, trends
 
 
@@ -134,7 +134,7 @@ def _mapping(base: ingest.ColumnMapping, no_label: bool, **columns) -> ingest.Co
     "--no-label", is_flag=True, help="Unlabelled data (e.g. headlines to score): no label column."
 )
 @click.option(
-    "--format", "format_", type=click.Choice(readers.FORMATS), help="Skip format detection."
+    "--format", "format_", type=click.Choice(uploads.FORMATS), help="Skip format detection."
 )
 @click.option("--encoding", help="Skip encoding detection (e.g. utf-8, cp1252).")
 @_split_options
@@ -469,8 +469,8 @@ def runs_list(ctx, dataset):
         f"{'id':>4} {'status':<12} {'dataset':<20} {'progress':>9} {'test acc':>9} {'macro-F1':>9}"
     )
     for run in found:
-        acc = f"{run.test['accuracy']:.3f}" if run.test else "-"
-        f1 = f"{run.test['macro_f1']:.3f}" if run.test else "-"
+        acc = reports.score_text((run.test or {}).get("accuracy"))
+        f1 = reports.score_text((run.test or {}).get("macro_f1"))
         click.echo(
             f"{run.id:>4} {run.status:<12} {run.dataset:<20} {run.fraction_done:>8.0%} {acc:>9} {f1:>9}"
         )
@@ -587,7 +587,7 @@ def models_promote(ctx, run_id, task):
 def models_export(ctx, run_id, destination):
     """Export a run's model folder (Hugging Face encoder + head + label map) as a zip."""
     with _db(ctx) as db:
-        path = registry.export_zip(db, run_id, destination)
+        path = archives.export_zip(db, run_id, destination)
     click.echo(f"Wrote {path}")
 
 
@@ -599,7 +599,7 @@ def models_import(ctx, archive):
     """Add a model archive written by `models export` (here or on another machine) to the
     registry, as a completed run of its own."""
     with _db(ctx) as db:
-        model = registry.import_zip(
+        model = archives.import_zip(
             db,
             archive,
             environment.files_dir(ctx.obj["db_path"]),
@@ -639,7 +639,8 @@ def _echo_run(run) -> None:
     )
     for row in reports.before_after(run):
         click.echo(
-            f"  {row['model']:<28} accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}"
+            f"  {row['model']:<28} accuracy {reports.score_text(row['accuracy'])}  "
+            f"macro-F1 {reports.score_text(row['macro_f1'])}"
         )
 
 
@@ -729,9 +730,9 @@ def trends_command(ctx, dataset, period, ticker, topic, as_json):
         click.echo(json.dumps(points, indent=2))
         return
     if not points:
-        click.echo(
-            f"No scored, dated rows in {dataset}. Score them first: python -m devmode score {dataset}"
-        )
+        with _db(ctx) as db:
+            reason = trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
+        click.echo(f"{reason} Score new rows with: python -m devmode score {dataset}")
         return
     click.echo(f"{period:<12} {'sentiment':>10} {'negative':>9} {'volume':>7}")
     for p in points:
@@ -1032,17 +1033,32 @@ def backup_command(ctx, destination):
 @cli.command("hash-password")
 @click.option(
     "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="The password (asked for, hidden, twice when not given).",
+    help="The password itself. Kept for scripts, but a password on the command line stays in "
+    "the shell's history and shows in `ps` while the command runs: prefer the prompt (no "
+    "option) or --password-stdin.",
+)
+@click.option(
+    "--password-stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read the password from standard input (its first line), e.g. piped from a secrets "
+    "manager: it never appears on a command line.",
 )
 @_friendly_errors
-def hash_password_command(password):
-    """Print the hash that puts the app behind this password: set it as DEVMODE_PASSWORD_HASH,
-    or as the Streamlit secret devmode_password_hash. The password itself is stored nowhere."""
+def hash_password_command(password, from_stdin):
+    """Print the hash that puts the app behind a password: set it as DEVMODE_PASSWORD_HASH, or
+    as the Streamlit secret devmode_password_hash. The password itself is stored nowhere.
+
+    Without an option the password is asked for, hidden, twice (the safest way).
+    """
     from devmode import auth
 
+    if password is not None and from_stdin:
+        raise click.ClickException("Give the password one way: --password or --password-stdin.")
+    if from_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    elif password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
         raise click.ClickException("Choose a password of at least 8 characters.")
     click.echo(auth.hash_password(password))

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import ingest, readers
+from devmode.data import ingest, uploads
 from devmode.errors import DevmodeError
 
 ui.page_setup(__file__)
@@ -21,18 +21,18 @@ tab_upload, tab_stored = st.tabs(["Upload", "Stored datasets"])
 
 # ----------------------------------------------------------------------------------------------
 with tab_upload, ui.page_db() as db:
-    uploaded = st.file_uploader("File", type=readers.UPLOAD_EXTENSIONS, key="datasets_file")
+    uploaded = st.file_uploader("File", type=uploads.UPLOAD_EXTENSIONS, key="datasets_file")
     with st.expander("Reading options"):
         c1, c2 = st.columns(2)
         format_ = c1.selectbox(
             "Format",
-            [None, *readers.FORMATS],
+            [None, *uploads.FORMATS],
             key="datasets_format",
             format_func=lambda f: "detect" if f is None else f,
         )
         encoding = c2.selectbox(
             "Encoding",
-            [None, *readers.ENCODINGS],
+            [None, *uploads.ENCODINGS],
             key="datasets_encoding",
             format_func=lambda e: "detect" if e is None else e,
         )

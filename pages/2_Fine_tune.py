@@ -6,7 +6,7 @@ import streamlit as st
 from devmode import charts, environment, ui
 from devmode.data import ingest, readers
 from devmode.errors import DevmodeError
-from devmode.finetune import config, registry, reports, runs, worker
+from devmode.finetune import archives, config, registry, reports, runs, worker
 
 ui.page_setup(__file__)
 st.caption(
@@ -157,12 +157,12 @@ with tab_models:
             """Built when the file is asked for, in memory (its own connection: the request may
             come on another thread)."""
             with ui.page_db() as db:
-                return registry.export_bytes(db, run_id)
+                return archives.export_bytes(db, run_id)
 
         c[2].download_button(
             "Export zip",
             export,
-            registry.archive_name(model_run),
+            archives.archive_name(model_run),
             key="train_export",
             icon=":material/download:",
         )
@@ -180,7 +180,7 @@ with tab_models:
         if archive is not None and st.button("Import", key="train_import"):
             try:
                 with ui.page_db() as db, ui.uploaded_file(archive) as path:
-                    imported = registry.import_zip(
+                    imported = archives.import_zip(
                         db,
                         path,
                         environment.files_dir(environment.db_path()),

@@ -107,12 +107,13 @@ with ui.page_db() as db:
             format_func=lambda t: "all topics" if t is None else t,
         )
     points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+    why_empty = "" if points else trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
     by_topic = trends.sentiment_by_topic(db, dataset, ticker=ticker) if topics else []
     events = alerts.alert_events(db, dataset)
     rules = alerts.list_alert_rules(db, dataset)
 
 if not points:
-    st.info(f"No scored rows in **{dataset}** for this choice yet. Press *Score new rows*.")
+    st.info(f"{why_empty} Press *Score new rows* to score what is new.")
     st.stop()
 
 scope = trends.describe_scope(dataset, ticker, topic, period)

@@ -41,6 +41,19 @@ def test_the_cli_prints_a_hash_and_refuses_short_passwords():
     assert short.exit_code == 1 and "at least 8 characters" in short.output
 
 
+def test_the_password_can_come_from_standard_input():
+    """The secret off the command line (and out of the shell's history), for scripts."""
+    piped = CliRunner().invoke(cli, ["hash-password", "--password-stdin"], input=f"{PASSWORD}\n")
+    assert piped.exit_code == 0, piped.output
+    assert auth.verify_password(PASSWORD, piped.output.strip()) and PASSWORD not in piped.output
+    both = CliRunner().invoke(
+        cli, ["hash-password", "--password", PASSWORD, "--password-stdin"], input="x\n"
+    )
+    assert both.exit_code == 1 and "one way" in both.output
+    helped = " ".join(CliRunner().invoke(cli, ["hash-password", "--help"]).output.split())
+    assert "shell's history" in helped and "never appears on a command line" in helped
+
+
 @pytest.fixture
 def gated(db_path, monkeypatch):
     monkeypatch.setenv("DEVMODE_DB", db_path)

@@ -128,6 +128,18 @@ CASES = [
     ),
     ("fake Parquet", "not_parquet.parquet", [], ["does not start with the Parquet magic bytes"]),
     ("bad split", "good.csv", ["--split", "0.9,0.2,0.1"], ["add up to 1", "sum 1.2"]),
+    (
+        "more columns than SQLite allows",
+        "too_many_columns.csv",
+        [],
+        ["has 2,002 columns; a dataset can have at most 1,999", "Keep the columns you need"],
+    ),
+    (
+        "a NUL byte in a text (in the head)",
+        "nul_in_text.csv",
+        [],
+        ["contains NUL bytes, so it is not a text file"],
+    ),
 ]
 
 
@@ -176,3 +188,77 @@ def test_the_same_files_are_accepted_when_they_are_fine(stocked_db):
     for filename in ("wrong_delimiter.tsv", "cp1252_as_utf8.csv"):
         result = CliRunner().invoke(cli, ["--db", stocked_db, "ingest", str(BAD / filename)])
         assert result.exit_code == 0, result.output
+
+
+def test_a_nul_byte_after_the_first_megabyte_is_refused_too(stocked_db, tmp_path):
+    """The binary check reads the head of the file; a NUL further down was stored before."""
+    path = tmp_path / "late_nul.csv"
+    rows = [f"row {i} about rates and bonds,neutral" for i in range(40_000)]
+    rows.append("profit \x00 rose,positive")
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    assert path.stat().st_size > 1_100_000
+    before = file_digest(stocked_db)
+    result = CliRunner().invoke(cli, ["--db", stocked_db, "ingest", str(path)])
+    assert result.exit_code == 1 and "row 40,001 (text) holds a NUL character" in result.output
+    assert file_digest(stocked_db) == before
+
+
+def test_blank_lines_before_the_header_are_skipped(stocked_db, tmp_path):
+    """The header used to be stored as a data row (a fake class 'label')."""
+    path = tmp_path / "blank_first.csv"
+    path.write_text("\n\n  \ntext,label\nprofit rose,positive\nshares fell,negative\n")
+    result = CliRunner().invoke(cli, ["--db", stocked_db, "ingest", str(path), "--name", "b"])
+    assert result.exit_code == 0, result.output
+    assert "labels:  negative 1, positive 1" in result.output
+    assert "Stored 2 rows" in result.output
+
+
+def test_nested_parquet_columns_keep_their_names_and_values(stocked_db, tmp_path):
+    """List, struct and map columns were named by their leaf ('element'), so a mapped list
+    column became the text 'element'."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from devmode.data import ingest
+    from devmode.db import open_db
+
+    table = pa.table(
+        {
+            "text": ["profit rose", "shares fell"],
+            "tags": [["earnings", "q1"], ["markets"]],
+            "meta": [{"source": "wire", "score": 1}, {"source": "blog", "score": 2}],
+            "extra": pa.array([[("k", 1)], [("k", 2)]], type=pa.map_(pa.string(), pa.int64())),
+            "label": ["positive", "negative"],
+        }
+    )
+    path = tmp_path / "nested.parquet"
+    pq.write_table(table, path)
+    result = CliRunner().invoke(
+        cli, ["--db", stocked_db, "ingest", str(path), "--name", "nested", "--text-column", "tags"]
+    )
+    assert result.exit_code == 0, result.output
+    with open_db(stocked_db) as db:
+        assert ingest.get_dataset(db, "nested").columns == [
+            "text",
+            "tags",
+            "meta",
+            "extra",
+            "label",
+        ]
+        rows = list(db["nested"].rows)
+    assert rows[0]["tags"] == '["earnings", "q1"]' and '"source": "wire"' in rows[0]["meta"]
+
+
+def test_the_corpus_holds_forty_bad_inputs_or_more():
+    """Issue 13's goal: at least 40 bad inputs across uploads, archives, requests and dates, each
+    with its expected message (the parametrised tests here and in test_models, test_server and
+    test_monitoring check each message, that nothing traces back, and that the database is
+    byte-identical or the server still answers)."""
+    from tests.test_models import ARCHIVE_CASES
+    from tests.test_monitoring import UNREADABLE_DATES
+    from tests.test_server import BODY_CASES, BROKEN_LENGTHS, FIELD_CASES
+
+    uploads = len(CASES) + 2  # and the size limit, and a NUL past the first megabyte
+    archives = len(ARCHIVE_CASES) + 1  # and a CRC that does not match
+    requests = len(FIELD_CASES) + len(BODY_CASES) + len(BROKEN_LENGTHS) + 3  # route, method, size
+    assert uploads + archives + requests + len(UNREADABLE_DATES) >= 40

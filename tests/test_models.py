@@ -8,8 +8,9 @@ import pytest
 
 from devmode import environment
 from devmode.db import open_db
-from devmode.finetune import registry, runs
+from devmode.finetune import archives, registry, runs
 from devmode.monitor.scoring import load_scorer
+from tests.conftest import file_digest
 from tests.test_cli import run as run_cli
 
 LIMIT = 50 * 1024 * 1024
@@ -17,12 +18,12 @@ LIMIT = 50 * 1024 * 1024
 
 def export(news_db, tmp_path):
     with open_db(news_db) as db:
-        return registry.export_zip(db, 1, tmp_path / "model.zip")
+        return archives.export_zip(db, 1, tmp_path / "model.zip")
 
 
 def import_(news_db, archive, max_bytes=LIMIT):
     with open_db(news_db) as db:
-        return registry.import_zip(db, archive, environment.files_dir(news_db), max_bytes=max_bytes)
+        return archives.import_zip(db, archive, environment.files_dir(news_db), max_bytes=max_bytes)
 
 
 def test_an_exported_model_comes_back_as_a_run_that_scores_the_same(news_db, tmp_path):
@@ -67,29 +68,51 @@ def rewritten(archive, tmp_path, name="hostile.zip", extra=(), drop=(), link=Non
     return out
 
 
-@pytest.mark.parametrize(
-    "change,phrase",
-    [
-        ({"extra": [("devmode-run-1/../../escaped.txt", b"x")]}, "outside its folder"),
-        ({"extra": [("/tmp/absolute.txt", b"x")]}, "outside its folder"),
-        ({"extra": [("devmode-run-1\\..\\win.txt", b"x")]}, "outside its folder"),
-        ({"link": ("devmode-run-1/vocab_link", "/etc/passwd")}, "or is a link"),
-        ({"drop": ["head.safetensors"]}, "head.safetensors missing"),
-        (
-            {
-                "extra": [("devmode-run-1/head.safetensors", b"not weights")],
-                "drop": ["head.safetensors"],
-            },
-            "does not load",
-        ),
-    ],
-)
+def record(value) -> dict:
+    """A change to an archive: its run record replaced by ``value`` (an object or raw bytes)."""
+    data = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return {"drop": ["devmode_run.json"], "extra": [("devmode-run-1/devmode_run.json", data)]}
+
+
+ARCHIVE_CASES = [
+    ({"extra": [("devmode-run-1/../../escaped.txt", b"x")]}, "outside its folder"),
+    ({"extra": [("/tmp/absolute.txt", b"x")]}, "outside its folder"),
+    ({"extra": [("devmode-run-1\\..\\win.txt", b"x")]}, "outside its folder"),
+    ({"link": ("devmode-run-1/vocab_link", "/etc/passwd")}, "or is a link"),
+    ({"drop": ["head.safetensors"]}, "head.safetensors missing"),
+    (
+        {
+            "extra": [("devmode-run-1/head.safetensors", b"not weights")],
+            "drop": ["head.safetensors"],
+        },
+        "does not load",
+    ),
+    (record({"config": {"epochs": -5}}), "training config that cannot be: epochs must be"),
+    (record({"config": {"learning_rate": "fast"}}), "learning_rate must be a number"),
+    (record(b"{not json"), "devmode_run.json is not JSON"),
+    (record(b"[1, 2]"), "devmode_run.json holds a list; expected a JSON object"),
+    (record({"test": "great"}), "test = 'great'; expected object"),
+    (record({"test": {"accuracy": "high", "macro_f1": 0.5}}), "test.accuracy = 'high'"),
+    (record({"baseline": {"majority": {"accuracy": 2}}}), "baseline.majority.accuracy = 2"),
+    (record({"split_seed": "forty-two"}), "split_seed = 'forty-two'; expected int"),
+    (
+        {"extra": [("devmode-run-1/config.json/inner.txt", b"x")]},
+        "uses 'devmode-run-1/config.json' both as a file and as a folder",
+    ),
+    ({"extra": [("devmode-run-1/" + "a" * 300, b"x")]}, "longer than a file system takes"),
+    ({"extra": [("devmode-run-1/config.json", b"{}")]}, "the same entry more than once"),
+]
+
+
+@pytest.mark.parametrize("change,phrase", ARCHIVE_CASES)
 def test_hostile_or_broken_archives_are_refused_and_leave_nothing(
     news_db, tmp_path, change, phrase
 ):
     archive = rewritten(export(news_db, tmp_path), tmp_path, **change)
-    with pytest.raises(registry.InvalidArchive, match=phrase):
+    before = file_digest(news_db)
+    with pytest.raises(archives.InvalidArchive, match=phrase):
         import_(news_db, archive)
+    assert file_digest(news_db) == before
     with open_db(news_db) as db:
         assert [r.id for r in runs.list_runs(db)] == [1] and len(registry.list_models(db)) == 1
     assert not list(registry.models_dir(environment.files_dir(news_db)).glob("imported-*"))
@@ -100,19 +123,19 @@ def test_hostile_or_broken_archives_are_refused_and_leave_nothing(
 
 def test_size_count_and_zip_bomb_limits(news_db, tmp_path, monkeypatch):
     archive = export(news_db, tmp_path)
-    with pytest.raises(registry.InvalidArchive, match="archives up to"):
+    with pytest.raises(archives.InvalidArchive, match="archives up to"):
         import_(news_db, archive, max_bytes=1000)
     bomb = rewritten(archive, tmp_path, "bomb.zip")
     with zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as z:
         z.writestr("devmode-run-1/zeros.bin", b"\0" * (8 * 1024 * 1024))  # 8 MB -> a few KB
-    with pytest.raises(registry.InvalidArchive, match="would unpack to"):
+    with pytest.raises(archives.InvalidArchive, match="would unpack to"):
         import_(news_db, bomb, max_bytes=bomb.stat().st_size + 1)
-    monkeypatch.setattr(registry, "MAX_ARCHIVE_FILES", 5)
-    with pytest.raises(registry.InvalidArchive, match="files; a model has a dozen"):
+    monkeypatch.setattr(archives, "MAX_ARCHIVE_FILES", 5)
+    with pytest.raises(archives.InvalidArchive, match="files; a model has a dozen"):
         import_(news_db, archive)
     not_zip = tmp_path / "model.zip.txt"
     not_zip.write_text("hello")
-    with pytest.raises(registry.InvalidArchive, match="is not a zip file"):
+    with pytest.raises(archives.InvalidArchive, match="is not a zip file"):
         import_(news_db, not_zip)
 
 
@@ -128,3 +151,39 @@ def test_the_cli_imports_an_archive(news_db, tmp_path):
     assert refused.exit_code == 1 and "outside its folder" in refused.output
     record = json.loads(zipfile.ZipFile(archive).read("devmode-run-1/devmode_run.json"))
     assert record["dataset"] == "tiny" and "test" in record
+
+
+def test_an_archive_whose_data_lies_about_its_header_is_refused(news_db, tmp_path):
+    """A flipped byte inside an entry: its CRC no longer matches; nothing is registered."""
+    archive = export(news_db, tmp_path)
+    stored = tmp_path / "stored.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    data = bytearray(stored.read_bytes())
+    config = zipfile.ZipFile(stored).read("devmode-run-1/config.json")
+    at = data.index(config) + len(config) // 2
+    data[at] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(
+        archives.InvalidArchive, match="is damaged: its entry 'devmode-run-1/config.json'"
+    ):
+        import_(news_db, stored)
+    with open_db(news_db) as db:
+        assert [r.id for r in runs.list_runs(db)] == [1]
+
+
+def test_after_a_refused_record_every_view_of_the_runs_still_works(news_db, tmp_path):
+    """The class of failure: a bad record stored once broke `runs list`, `runs show`, `runs
+    compare` and the page for good. It is now refused, and every view goes on working."""
+    bad = rewritten(export(news_db, tmp_path), tmp_path, **record({"config": {"epochs": -5}}))
+    refused = run_cli(news_db, "models", "import", str(bad))
+    assert refused.exit_code == 1 and "epochs must be" in refused.output
+    assert "Traceback" not in refused.output
+    for command in (
+        ["runs", "list"],
+        ["runs", "show", "1"],
+        ["runs", "compare", "1"],
+        ["models", "list"],
+    ):
+        assert run_cli(news_db, *command).exit_code == 0, command

@@ -16,6 +16,20 @@ from devmode.monitor.scoring import Scores
 from devmode.monitor.trends import NoDateColumn, sentiment_trend
 from tests.conftest import store_tiny_dataset, tiny_config
 
+# Dates that are refused (read as no date, and said so) rather than misread.
+UNREADABLE_DATES = [
+    "05/22/2020",  # day/month order is not guessed
+    "2020-02-30",
+    "yesterday",
+    20201332,  # eight digits that are no date: not August 1970
+    "Fri, 31 Feb 2020 10:00:00 GMT",
+]
+
+
+@pytest.mark.parametrize("value", UNREADABLE_DATES)
+def test_unreadable_dates_are_no_date(value):
+    assert parse_date(value) is None
+
 
 @pytest.mark.parametrize(
     "value,expected",
@@ -27,6 +41,12 @@ from tests.conftest import store_tiny_dataset, tiny_config
         ("22.05.2020", "2020-05-22"),
         ("20200522", "2020-05-22"),
         (1590105600, "2020-05-22"),  # epoch seconds, UTC
+        (20200522, "2020-05-22"),  # a number written YYYYMMDD (JSON, Parquet), not 1970-08-22
+        (20200522.0, "2020-05-22"),
+        (20201332, None),  # eight digits that are no date: unreadable, not August 1970
+        ("Fri, 22 May 2020 23:30:00 -0400", "2020-05-22"),  # RFC 2822, as feeds write it
+        ("22 May 2020 10:00:00 GMT", "2020-05-22"),
+        ("Fri, 31 Feb 2020 10:00:00 GMT", None),
         ("05/22/2020", None),  # day/month order is not guessed
         ("2020-02-30", None),
         ("yesterday", None),
@@ -173,6 +193,36 @@ def test_score_and_trends_from_the_cli(news_db):
     assert refused.exit_code == 1 and "unknown ['nope']" in refused.output
 
 
+def test_an_empty_trend_says_why(news_db, tmp_path):
+    """Rows scored with dates that cannot be read: the trend used to say 'score them first'."""
+    from click.testing import CliRunner
+
+    from devmode.cli import cli
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
+    from tests.conftest import write_csv
+
+    rows = [{"text": f"flat {i}", "date": d} for i, d in enumerate(["someday", "soon", "later"])]
+    with open_db(news_db) as db:
+        ingest.insert_upload(
+            db,
+            read_upload(write_csv(tmp_path / "vague.csv", rows)),
+            "vague",
+            ingest.ColumnMapping("text", date="date"),
+        )
+        assert "No rows of vague are scored yet" in trends.why_no_trend(db, "vague")
+        score_dataset(db, "vague", scorer=FakeScorer())
+    answer = CliRunner().invoke(cli, ["--db", news_db, "trends", "vague"]).output
+    assert "3 rows of vague are scored, but none has a date that could be read" in answer
+    assert "(e.g. 'someday', 'soon', 'later')" in answer and "20200522" in answer
+    assert "score them first" not in answer.lower()
+    with open_db(news_db) as db:
+        score_dataset(db, "news", scorer=FakeScorer())
+        assert trends.why_no_trend(db, "news", ticker="ZZZ") == (
+            "No scored, dated rows of news for ticker ZZZ."
+        )
+
+
 def test_texts_behind_a_point_and_tickers(news_db):
     with open_db(news_db) as db:
         score_dataset(db, "news", scorer=FakeScorer())
@@ -210,7 +260,7 @@ def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
     monkeypatch.setenv("DEVMODE_DB", news_db)
     at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()
     assert not at.exception
-    assert any("No scored rows in **news** for this choice yet" in i.value for i in at.info)
+    assert any("No rows of news are scored yet" in i.value for i in at.info)
     at.button(key="monitor_score").click().run()  # starts a real worker process
     assert not at.exception and not at.error
     assert wait_for_job(news_db).status == "completed"

@@ -281,13 +281,13 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     import tempfile
     import zipfile
 
-    from devmode.finetune import registry
+    from devmode.finetune import archives
 
     monkeypatch.setenv("DEVMODE_DB", news_db)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where upload copies would stay
     (tmp_path / "export").mkdir()
     with open_db(news_db) as db:
-        archive = registry.export_zip(db, 1, tmp_path / "export" / "model.zip")
+        archive = archives.export_zip(db, 1, tmp_path / "export" / "model.zip")
     at = AppTest.from_file(str(ROOT / "pages" / "2_Fine_tune.py"), default_timeout=60).run()
     at.file_uploader(key="train_import_file").set_value(
         ("desk-model.zip", archive.read_bytes(), "application/zip")

@@ -169,41 +169,41 @@ def still_answers(server) -> bool:
     return call(server, "GET", "/models")[0] == 200
 
 
-@pytest.mark.parametrize(
-    "body,status,phrase,param",
-    [
-        (
-            {"messages": USER, "max_tokens": 2.5},
-            400,
-            "max_tokens: input should be a valid integer",
-            "max_tokens",
-        ),
-        ({"messages": USER, "top_k": 2.5}, 400, "top_k: input should be a valid integer", "top_k"),
-        ({"messages": USER, "stop": 5}, 400, "stop", "stop"),
-        (
-            {"messages": [{"role": "user", "content": [{"text": 5}]}]},
-            400,
-            "messages[0].content",
-            "messages[0].content",
-        ),
-        (
-            {"messages": USER, "stream": True, "stream_options": "yes"},
-            400,
-            "stream_options",
-            "stream_options",
-        ),
-        ({"messages": USER, "max_tokens": 0}, 400, "max_tokens must be from 1", None),
-        ({"messages": USER, "temperature": "hot"}, 400, "temperature", "temperature"),
-        ({"messages": "hello"}, 400, "'messages' must be a non-empty list", "messages"),
-        (
-            {"messages": [{"role": "user"}]},
-            400,
-            "messages[0].content is required",
-            "messages[0].content",
-        ),
-        ({}, 400, "'messages' must be a non-empty list", "messages"),
-    ],
-)
+FIELD_CASES = [
+    (
+        {"messages": USER, "max_tokens": 2.5},
+        400,
+        "max_tokens: input should be a valid integer",
+        "max_tokens",
+    ),
+    ({"messages": USER, "top_k": 2.5}, 400, "top_k: input should be a valid integer", "top_k"),
+    ({"messages": USER, "stop": 5}, 400, "stop", "stop"),
+    (
+        {"messages": [{"role": "user", "content": [{"text": 5}]}]},
+        400,
+        "messages[0].content",
+        "messages[0].content",
+    ),
+    (
+        {"messages": USER, "stream": True, "stream_options": "yes"},
+        400,
+        "stream_options",
+        "stream_options",
+    ),
+    ({"messages": USER, "max_tokens": 0}, 400, "max_tokens must be from 1", None),
+    ({"messages": USER, "temperature": "hot"}, 400, "temperature", "temperature"),
+    ({"messages": "hello"}, 400, "'messages' must be a non-empty list", "messages"),
+    (
+        {"messages": [{"role": "user"}]},
+        400,
+        "messages[0].content is required",
+        "messages[0].content",
+    ),
+    ({}, 400, "'messages' must be a non-empty list", "messages"),
+]
+
+
+@pytest.mark.parametrize("body,status,phrase,param", FIELD_CASES)
 def test_malformed_fields_are_400_with_the_field_named(serve, body, status, phrase, param):
     server = serve()
     answered, payload = call(server, "POST", "/chat/completions", body)
@@ -215,15 +215,15 @@ def test_malformed_fields_are_400_with_the_field_named(serve, body, status, phra
     assert still_answers(server)
 
 
-@pytest.mark.parametrize(
-    "content,status,phrase",
-    [
-        (b"{not json", 400, "not JSON"),
-        (b"[1, 2]", 400, "must be a JSON object; found list"),
-        (b"", 400, "'messages' must be a non-empty list"),
-        (b"\xff\xfe", 400, "not JSON"),
-    ],
-)
+BODY_CASES = [
+    (b"{not json", 400, "not JSON"),
+    (b"[1, 2]", 400, "must be a JSON object; found list"),
+    (b"", 400, "'messages' must be a non-empty list"),
+    (b"\xff\xfe", 400, "not JSON"),
+]
+
+
+@pytest.mark.parametrize("content,status,phrase", BODY_CASES)
 def test_bodies_that_are_not_a_json_object_are_400(serve, content, status, phrase):
     server = serve()
     answered, payload = call(server, "POST", "/chat/completions", content)
@@ -246,7 +246,10 @@ def test_routes_methods_and_sizes_are_4xx_error_objects(serve, monkeypatch):
     assert still_answers(server)
 
 
-@pytest.mark.parametrize("length", [b"abc", b"-5", b"5, 6"])
+BROKEN_LENGTHS = [b"abc", b"-5", b"5, 6"]
+
+
+@pytest.mark.parametrize("length", BROKEN_LENGTHS)
 def test_a_content_length_that_breaks_http_is_a_400_error_object(serve, length):
     """Before, a non-numeric length dropped the connection and a negative one held a thread."""
     server = serve()

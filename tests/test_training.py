@@ -230,6 +230,21 @@ def test_class_weights_favour_rare_classes():
             [r for r in tiny_rows() if not (r["label"] == "neutral" and r["split"] == "train")],
             "labels the training split never shows: ['neutral']",
         ),
+        (
+            tiny_rows() + [{"text": "\u200b\u200d\ufeff", "label": "positive", "split": "train"}],
+            "1 train rows have a blank text (empty, spaces, or only invisible characters",
+        ),
+        (
+            tiny_rows()
+            + [
+                {"text": f"up {i}", "label": label, "split": split}
+                for i, (label, split) in enumerate(
+                    [("Positive", "train")] * 3 + [("positive ", "validation")] * 3
+                )
+            ],
+            "differ only in case or surrounding spaces, so they would train as separate "
+            "classes: 'positive' (30 rows) / 'Positive' (3 rows) / 'positive ' (3 rows)",
+        ),
     ],
 )
 def test_bad_data_is_refused_before_training(rows, message, tiny_model_dir):

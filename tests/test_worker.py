@@ -9,7 +9,7 @@ import pytest
 from devmode import jobs
 from devmode.data import ingest
 from devmode.db import open_db
-from devmode.finetune import registry, runs, worker
+from devmode.finetune import archives, registry, runs, worker
 from tests.conftest import tiny_config, wait_for
 
 
@@ -128,7 +128,7 @@ def test_registry_promote_export_delete(tiny_db, tiny_model_dir, tmp_path):
         registry.promote(db, second.id, "sentiment")  # takes over from the first
         assert registry.active_model(db, "sentiment").run_id == second.id
         assert [m.active_as for m in registry.list_models(db)] == ["sentiment", None]
-        archive = registry.export_zip(db, second.id, tmp_path)
+        archive = archives.export_zip(db, second.id, tmp_path)
         import zipfile
 
         names = zipfile.ZipFile(archive).namelist()

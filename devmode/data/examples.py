@@ -8,6 +8,7 @@ Free of torch, so the pages and the CLI can refuse bad data at once, before a ru
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,14 +53,21 @@ class TrainData:
         return cls(**splits, labels=sorted({label for _, label in splits["train"] if label}))
 
 
+def is_blank(text: str | None) -> bool:
+    """Nothing a model could read: empty, white space, or only invisible characters such as
+    zero-width spaces and joiners and byte-order marks (Unicode's format characters)."""
+    return not text or all(ch.isspace() or unicodedata.category(ch) == "Cf" for ch in text)
+
+
 def check_data(data: TrainData) -> None:
     """Refuse data that cannot train or be judged, before any model is loaded."""
     for split in ("train", "validation", "test"):
         examples = getattr(data, split)
-        blank = [i for i, (text, label) in enumerate(examples) if not (text or "").strip()]
+        blank = [i for i, (text, label) in enumerate(examples) if is_blank(text)]
         if blank:
             raise InvalidTrainingData(
-                f"{len(blank)} {split} rows have a blank text. Expected text in every labelled "
+                f"{len(blank)} {split} rows have a blank text (empty, spaces, or only invisible "
+                "characters such as zero-width spaces). Expected text in every labelled "
                 "row. Fill or delete those rows in the file and upload it again, or map another "
                 "text column on the Datasets page."
             )
@@ -70,6 +78,7 @@ def check_data(data: TrainData) -> None:
                 "labelled. Split the dataset again on the Datasets page."
             )
     counts = Counter(label for _, label in data.train + data.validation + data.test)
+    _refuse_label_variants(counts)
     if len(data.labels) < 2:
         raise InvalidTrainingData(
             f"The training split has {len(data.labels)} class{'es' if len(data.labels) != 1 else ''} "
@@ -97,6 +106,27 @@ def check_data(data: TrainData) -> None:
             f"The split has {len(data.validation)} validation and {len(data.test)} test rows; "
             "both are needed (validation picks the best epoch, test gives the honest score). "
             "Split the dataset again with non-zero validation and test fractions."
+        )
+
+
+def _refuse_label_variants(counts: Counter) -> None:
+    """Labels that differ only in case or surrounding spaces ('positive', 'Positive',
+    'positive ') would train as separate classes, without anyone having meant them to."""
+    spellings: dict[str, list[str]] = {}
+    for label in counts:
+        spellings.setdefault(label.strip().casefold(), []).append(label)
+    variants = [
+        sorted(group, key=lambda x: -counts[x]) for group in spellings.values() if len(group) > 1
+    ]
+    if variants:
+        shown = "; ".join(
+            " / ".join(f"{label!r} ({counts[label]:,} rows)" for label in group)
+            for group in variants
+        )
+        raise InvalidTrainingData(
+            f"Some labels differ only in case or surrounding spaces, so they would train as "
+            f"separate classes: {shown}. Expected one spelling per class. Write each class one "
+            "way in the file's label column and upload it again."
         )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
-from devmode.data.readers import Upload
+from devmode.data.uploads import InvalidUpload, Upload
 from devmode.db import TABLE_PREFIX, utc_now
 from devmode.errors import DevmodeError
 from devmode.specs import Settings, setting
@@ -374,6 +374,7 @@ def insert_upload(
     with db.atomic():  # the name is checked under the write lock: two uploads cannot both take it
         validate_name(db, name)
         for rows, fraction in upload.batches(batch_size):
+            _refuse_nul(rows, total, upload.source)
             # alter=True: a JSONL line further down may bring a new key
             table.insert_all(rows, batch_size=batch_size, alter=True)
             total += len(rows)
@@ -402,6 +403,19 @@ def insert_upload(
         )
         _assign_split(db, name, mapping.label, split)
     return get_dataset(db, name)
+
+
+def _refuse_nul(rows: list[dict[str, Any]], before: int, source: str) -> None:
+    """A NUL character anywhere in the file (not only where the binary check looked) is refused:
+    stored, it would cut the text short wherever it is read back as a C string."""
+    for i, row in enumerate(rows):
+        for column, value in row.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidUpload(
+                    f"{source}: row {before + i + 1:,} ({column}) holds a NUL character (byte "
+                    "0x00), which text never has. Expected plain text; remove that byte, or "
+                    "export the file again as UTF-8 text."
+                )
 
 
 def set_mapping(db: Database, name: str, mapping: ColumnMapping) -> Dataset:

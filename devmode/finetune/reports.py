@@ -30,6 +30,12 @@ REFERENCES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def score_text(value: float | None, digits: int = 3) -> str:
+    """A score as a person reads it; a figure that was never published or measured is "-"
+    (the Twitter-topic reference has no macro-F1)."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def references_for(dataset_sha256: str | None) -> list[dict[str, Any]]:
     """Published figures for a dataset recognised by its file hash; empty when unknown."""
     return REFERENCES.get(dataset_sha256 or "", [])

@@ -178,6 +178,47 @@ def _bucket_sql(period: str, column: str = "date") -> str:
     }[period]
 
 
+# Dates devmode reads, for messages about the ones it cannot.
+READABLE_DATES = (
+    "2020-05-22, 2020-05-22 11:38:00-04:00, 20200522, 22.05.2020 or Fri, 22 May 2020 11:38:00 -0400"
+)
+
+
+def why_no_trend(
+    db: Database, dataset_name: str, *, ticker: str | None = None, topic: str | None = None
+) -> str:
+    """Why a trend came back empty, for a person: nothing scored yet, scored rows whose dates
+    could not be read (with examples), or nothing under this ticker or topic."""
+    dataset = ingest.get_dataset(db, dataset_name)
+    scored, dated = db.execute(
+        "select count(*), count(date) from devmode_predictions where dataset_id = ? and "
+        "task = 'sentiment'",
+        [dataset.id],
+    ).fetchone()
+    if not scored:
+        return f"No rows of {dataset.name} are scored yet."
+    if not dated:
+        column = quote_identifier(dataset.mapping.date)
+        examples = [
+            row[0]
+            for row in db.execute(
+                f"""select t.{column} from devmode_predictions p
+                    join {quote_identifier(dataset.name)} t on t.rowid = p.row_id
+                    where p.dataset_id = ? and p.task = 'sentiment' and p.date is null
+                    and t.{column} is not null limit 3""",
+                [dataset.id],
+            )
+        ]
+        shown = f" (e.g. {', '.join(map(repr, examples))})" if examples else ""
+        return (
+            f"{scored:,} rows of {dataset.name} are scored, but none has a date that could be "
+            f"read in its {dataset.mapping.date!r} column{shown}. Expected dates like "
+            f"{READABLE_DATES}. Map another date column, or fix the dates and upload again."
+        )
+    scope = " and ".join(f"{k} {v}" for k, v in (("ticker", ticker), ("topic", topic)) if v)
+    return f"No scored, dated rows of {dataset.name} for {scope or 'this choice'}."
+
+
 # ----------------------------------------------------------------------------------------------
 # What a chart of a trend shows beside it
 
