@@ -18,11 +18,11 @@ import click
 
 from devmode import __version__, environment, jobs
 from devmode.chat import bench, limits, replies
-from devmode.data import ingest, readers, uploads
+from devmode.data import ingest, readers, sources, uploads
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.finetune import archives, config, distributed, registry, reports, runs, worker
-from devmode.monitor import alerts, monitoring, score_jobs, trends
+from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher
 
 
 def _friendly_errors(fn):
@@ -719,25 +719,36 @@ def score_worker_command(ctx, job_id):
 @cli.command("trends")
 @click.argument("dataset")
 @_setting_options(alerts.RuleSettings, only=("period", "ticker", "topic"))
+@click.option(
+    "--by",
+    "column",
+    help="Split by this column: ticker, topic, or any of the dataset's (e.g. source). "
+    f"Shows the {trends.MAX_SPLIT_VALUES} values with the most texts.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 @_friendly_errors
-def trends_command(ctx, dataset, period, ticker, topic, as_json):
+def trends_command(ctx, dataset, period, ticker, topic, column, as_json):
     """Print the sentiment index (P(positive) - P(negative)), share negative and volume per period."""
     with _db(ctx) as db:
-        points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+        if column:
+            points = trends.trend_by(db, dataset, column, period=period)
+        else:
+            points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+        reason = "" if points else trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
     if as_json:
         click.echo(json.dumps(points, indent=2))
         return
     if not points:
-        with _db(ctx) as db:
-            reason = trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
         click.echo(f"{reason} Score new rows with: python -m devmode score {dataset}")
         return
-    click.echo(f"{period:<12} {'sentiment':>10} {'negative':>9} {'volume':>7}")
+    first = f"{column:<24} " if column else ""
+    click.echo(f"{first}{period:<12} {'sentiment':>10} {'negative':>9} {'volume':>7}")
     for p in points:
+        value = f"{str(p['value'])[:24]:<24} " if column else ""
         click.echo(
-            f"{p['period']:<12} {p['sentiment']:>+10.3f} {p['share_negative']:>8.0%} {p['volume']:>7,}"
+            f"{value}{p['period']:<12} {p['sentiment']:>+10.3f} {p['share_negative']:>8.0%} "
+            f"{p['volume']:>7,}"
         )
 
 
@@ -791,6 +802,201 @@ def alerts_ack(ctx, alert_id):
     with _db(ctx) as db:
         alerts.acknowledge_alert(db, alert_id)
     click.echo(f"Acknowledged alert {alert_id}.")
+
+
+@alerts_group.command("rules")
+@click.argument("dataset")
+@click.pass_context
+@_friendly_errors
+def alerts_rules(ctx, dataset):
+    """List DATASET's rules with their ids and where each one is delivered."""
+    with _db(ctx) as db:
+        rules = alerts.list_alert_rules(db, dataset)
+        channels = delivery.list_channels(db)
+    if not rules:
+        click.echo(f"No rules on {dataset}. Add one: python -m devmode alerts add {dataset} ...")
+    for rule in rules:
+        click.echo(f"{rule.id:>4}  {rule.describe()}")
+        for channel in (c for c in channels if c.rule_id == rule.id):
+            click.echo(f"      -> channel {channel.id}: {channel.describe()}")
+
+
+@alerts_group.command("notify")
+@click.argument("rule_id", type=int)
+@click.option("--webhook", help="POST each new alert of the rule to this URL.")
+@click.option(
+    "--format",
+    "webhook_format",
+    type=click.Choice(delivery.WEBHOOK_FORMATS),
+    default="slack",
+    show_default=True,
+    help='slack: a {"text": ...} body that Slack and Teams incoming webhooks show; json: the '
+    "alert, its rule and its stories as fields.",
+)
+@click.option("--email", help="E-mail each new alert to this address (see alerts smtp).")
+@click.option("--remove", "remove_id", type=int, help="Stop delivering to channel ID instead.")
+@click.pass_context
+@_friendly_errors
+def alerts_notify(ctx, rule_id, webhook, webhook_format, email, remove_id):
+    """Deliver RULE_ID's new alerts to a webhook or an e-mail address, with retries."""
+    with _db(ctx) as db:
+        if remove_id is not None:
+            delivery.remove_channel(db, remove_id)
+            click.echo(f"Channel {remove_id} removed; its delivery log is kept.")
+            return
+        channel = delivery.add_channel(
+            db, rule_id, webhook=webhook, email=email, format=webhook_format
+        )
+    click.echo(
+        f"Channel {channel.id}: rule {rule_id}'s new alerts go to {channel.describe()} "
+        "(delivered by the watcher: python -m devmode watch)."
+    )
+
+
+@alerts_group.command("deliveries")
+@click.argument("dataset", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@click.pass_context
+@_friendly_errors
+def alerts_deliveries(ctx, dataset, as_json):
+    """The delivery log (newest first): every alert sent or being retried, and why it failed."""
+    with _db(ctx) as db:
+        rows = delivery.list_deliveries(db, dataset)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No deliveries yet.")
+    for row in rows:
+        error = (
+            f": {row['last_error']}" if row["last_error"] and row["status"] != "delivered" else ""
+        )
+        click.echo(
+            f"{row['id']:>4}  {row['status']:<9} rule {row['rule_id']}, {row['period']} of "
+            f"{row['period_start']} -> {row['kind']} {row['target']} ({row['attempts']} tries){error}"
+        )
+
+
+@alerts_group.command("smtp")
+@_setting_options(delivery.SmtpSettings, required=("host", "sender"))
+@click.pass_context
+@_friendly_errors
+def alerts_smtp(ctx, **settings):
+    """Set the mail server e-mail alerts go through (the password stays in an environment
+    variable: only its name is stored)."""
+    smtp = delivery.SmtpSettings(**settings)
+    with _db(ctx) as db:
+        delivery.set_smtp_settings(db, smtp)
+    login = f" as {smtp.user} (password from ${smtp.password_env})" if smtp.user else ""
+    click.echo(f"E-mail alerts go through {smtp.host}:{smtp.port} ({smtp.security}){login}.")
+
+
+# ----------------------------------------------------------------------------------------------
+# sources, watch
+
+
+@cli.group("sources")
+def sources_group():
+    """Feeds and folders that add rows to a dataset by themselves (polled by the watcher)."""
+
+
+@sources_group.command("add")
+@click.argument("dataset")
+@click.option("--feed", help="An RSS or Atom feed URL.")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False),
+    help="A folder; CSV, TSV, JSON, JSONL or Parquet files dropped into it are added.",
+)
+@_setting_options(sources.SourceSettings)
+@click.pass_context
+@_friendly_errors
+def sources_add(ctx, dataset, feed, folder, every):
+    """Attach a feed or a folder to DATASET (created on the first poll when it does not exist)."""
+    settings = sources.SourceSettings(every=every)
+    with _db(ctx) as db:
+        source = sources.add_source(db, dataset, feed=feed, folder=folder, settings=settings)
+    click.echo(
+        f"Source {source.id}: {source.location} -> {source.dataset}, every {source.every_seconds} s. "
+        "It is polled by the watcher: python -m devmode watch (or --once)."
+    )
+
+
+@sources_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+@click.pass_context
+@_friendly_errors
+def sources_list(ctx, as_json):
+    """Every source with its health: last poll, items added, last error."""
+    with _db(ctx) as db:
+        found = sources.list_sources(db)
+        current = watcher.current_watcher(db)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in found], indent=2))
+        return
+    if not found:
+        click.echo("No sources yet. Add one: python -m devmode sources add DATASET --feed URL")
+    for source in found:
+        click.echo(f"{source.id:>4}  {source.kind:<6} {source.location} -> {source.dataset}")
+        click.echo(f"      {source.health()}")
+    click.echo(current.describe() if current else "Not watching: python -m devmode watch")
+
+
+@sources_group.command("remove")
+@click.argument("source_id", type=int)
+@click.pass_context
+@_friendly_errors
+def sources_remove(ctx, source_id):
+    """Stop polling SOURCE_ID; the rows it brought stay in the dataset."""
+    with _db(ctx) as db:
+        source = sources.remove_source(db, source_id)
+    click.echo(
+        f"Source {source_id} removed ({source.location}); its rows stay in {source.dataset}."
+    )
+
+
+@cli.command("watch")
+@click.option("--once", is_flag=True, help="One pass over every due source, then exit.")
+@click.option("--stop", is_flag=True, help="Ask the running watcher to stop after its pass.")
+@click.pass_context
+@_friendly_errors
+def watch_command(ctx, once, stop):
+    """Poll due sources, score new rows, evaluate alert rules and deliver alerts, until stopped.
+
+    One watcher runs at a time (this command, or *Start watching* on the Monitor page).
+    """
+    db_path = ctx.obj["db_path"]
+    if stop:
+        with _db(ctx) as db:
+            stopped = watcher.stop_watching(db)
+        click.echo(f"Asked watcher {stopped.id} to stop." if stopped else "No watcher is running.")
+        return
+    if once:
+        summary = watcher.Watcher(db_path).run_pass()
+        for line in summary.lines + summary.problems:
+            click.echo(line)
+        click.echo(
+            f"Polled {summary.polled} sources: {summary.added:,} new rows, {summary.scored:,} "
+            f"scored, {summary.new_alerts} new alerts, {summary.delivered} delivered."
+        )
+        return
+    with _db(ctx) as db:
+        job = watcher.create_watcher(db)
+    click.echo(f"Watcher {job.id} watching; Ctrl-C (or watch --stop) stops it.")
+    try:
+        watcher.execute_watcher(db_path, job.id, echo=click.echo)
+    except KeyboardInterrupt:
+        pass
+    click.echo("Stopped watching.")
+
+
+@cli.command("watch-worker", hidden=True)
+@click.argument("watcher_id", type=int)
+@click.pass_context
+@_friendly_errors
+def watch_worker_command(ctx, watcher_id):
+    """Internal: run watcher WATCHER_ID in this process (started by the Monitor page)."""
+    watcher.execute_watcher(ctx.obj["db_path"], watcher_id, echo=print)
 
 
 # ----------------------------------------------------------------------------------------------

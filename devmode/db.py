@@ -299,6 +299,100 @@ def _job_times(db: Database) -> None:
     db["devmode_score_jobs"].add_column("finished_at", str)
 
 
+@migrations(name="0008_sources_and_deliveries")
+def _sources_and_deliveries(db: Database) -> None:
+    """Feeds and watched folders that append to a dataset, the watcher that polls them, and
+    alerts that reach people: channels per rule and a log of every delivery."""
+    db["devmode_sources"].create(
+        {
+            "id": int,
+            "kind": str,  # feed | folder
+            "location": str,  # the feed's URL or the folder's absolute path
+            "dataset": str,  # the dataset it appends to (created on the first poll)
+            "every_seconds": int,
+            "title": str,  # the feed's own title, once read
+            "state": str,  # JSON: the feed's ETag and Last-Modified, or the folder's files taken
+            "created_at": str,
+            "last_poll_at": str,
+            "last_ok_at": str,
+            "last_added": int,
+            "total_added": int,
+            "last_error": str,  # NULL after a poll that worked
+            "last_note": str,  # what a poll that worked still wants said (items without dates)
+            "failures": int,  # polls failed in a row: the back-off grows with it
+            "next_poll_at": str,
+        },
+        pk="id",
+        not_null={"kind", "location", "dataset", "every_seconds", "created_at"},
+        defaults={"total_added": 0, "failures": 0, "state": "{}"},
+    )
+    db["devmode_source_items"].create(
+        {
+            "dataset_id": int,
+            "key": str,  # guid or link, else a hash of the normalised text and date
+            "row_id": int,  # rowid in the dataset's table
+            "source_id": int,
+            "seen_at": str,
+        },
+        pk=("dataset_id", "key"),
+    )
+    db["devmode_watchers"].create(
+        {
+            "id": int,
+            "status": str,  # jobs.STATUSES
+            "pid": int,
+            "cancel_requested": int,
+            "passes": int,
+            "summary": str,  # JSON: what the latest pass did
+            "error": str,
+            "created_at": str,
+            "updated_at": str,
+            "started_at": str,
+            "finished_at": str,
+        },
+        pk="id",
+        defaults={"cancel_requested": 0, "passes": 0, "summary": "{}"},
+    )
+    events = db["devmode_alert_events"]
+    events.add_column("usual", float)  # spike: the mean share negative of the window
+    events.add_column("band_high", float)  # the share negative above which the rule fires
+    db["devmode_alert_channels"].create(
+        {
+            "id": int,
+            "rule_id": int,
+            "kind": str,  # webhook | email
+            "target": str,  # the URL or the address
+            "format": str,  # webhook: slack (Slack and Teams) | json
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("rule_id", "devmode_alert_rules", "id")],
+        not_null={"rule_id", "kind", "target", "created_at"},
+    )
+    db["devmode_alert_deliveries"].create(
+        {
+            "id": int,
+            "event_id": int,
+            "channel_id": int,
+            "status": str,  # pending | sending | delivered | failed
+            "attempts": int,
+            "last_error": str,
+            "next_attempt_at": str,
+            "claimed_at": str,
+            "delivered_at": str,
+            "created_at": str,
+        },
+        pk="id",
+        defaults={"attempts": 0},
+        not_null={"event_id", "channel_id", "status", "created_at"},
+    )
+    db["devmode_alert_deliveries"].create_index(["event_id", "channel_id"], unique=True)
+    db["devmode_alert_deliveries"].create_index(["status", "next_attempt_at"])
+    db["devmode_settings"].create(
+        {"name": str, "value": str, "updated_at": str}, pk="name", not_null={"value"}
+    )
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 

@@ -7,8 +7,8 @@ their worker process, liveness, reconcile, cancel and failure recording.
         ...                                                 # an error is recorded: failed / cancelled
     reconcile(db, TRAINING)                     # jobs whose worker died become interrupted
 
-A job is a row in its own table (``devmode_runs``, ``devmode_score_jobs``) with ``status``,
-``pid``, ``cancel_requested``, ``error``, ``started_at`` and ``finished_at``; SQLite is the only
+A job is a row in its own table (``devmode_runs``, ``devmode_score_jobs``, ``devmode_watchers``)
+with ``status``, ``pid``, ``cancel_requested``, ``error``, ``started_at`` and ``finished_at``; SQLite is the only
 channel between a worker and the pages, so a page that reloads reads what the worker writes.
 A worker outlives the page that started it: reloads and Streamlit restarts do not touch it.
 """
@@ -127,6 +127,17 @@ SCORING = JobKind(
     interrupted_message="The scoring process stopped without finishing (killed or crashed). "
     "Resume it: the rows already scored are kept.",
     list_command="the Monitor page",
+)
+
+WATCHING = JobKind(
+    table="devmode_watchers",
+    noun="Watcher",
+    worker_command="watch-worker",
+    folder_name="watchers",
+    touched_column="updated_at",
+    interrupted_message="The watcher process stopped (killed or crashed). Start watching again: "
+    "everything it stored is kept, and a poll it was in the middle of is done again.",
+    list_command="python -m devmode sources list",
 )
 
 

@@ -25,6 +25,9 @@ from devmode.specs import Settings, Spec
 
 # (file, title, icon, address): the navigation, the page titles and the links, in one place.
 # The addresses are those the pages had before the navigation existed (/Fine_tune, ...).
+# Seconds between redraws of a live panel (the watcher's status; the wall display).
+LIVE_REFRESH_S = 3
+
 PAGES = [
     ("pages/0_Home.py", "Home", ":material/home:", ""),
     ("pages/1_Datasets.py", "Datasets", ":material/table:", "Datasets"),

@@ -1,12 +1,13 @@
-"""Monitor: score dated headlines with the active sentiment model and watch the trend."""
+"""Monitor: score dated headlines with the active sentiment model and watch the trend; feeds
+and folders that bring new text by themselves, a watcher, and alerts that reach people."""
 
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import ingest
+from devmode.data import ingest, sources
 from devmode.errors import DevmodeError
 from devmode.finetune import registry
-from devmode.monitor import alerts, monitoring, score_jobs, trends
+from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher
 
 ui.page_setup(__file__)
 st.caption(
@@ -19,6 +20,83 @@ with ui.page_db() as db:
     dated = ingest.dataset_names(db, dated=True)
     active = registry.active_model(db, "sentiment")
     about_models = monitoring.describe_active_models(db)
+    watched = sources.health_rows(db)
+
+
+@st.fragment(run_every=ui.LIVE_REFRESH_S)
+def watch_panel():
+    """The watcher: start or stop it; while it runs, redraw the page when a pass stored rows."""
+    with ui.page_db() as db:
+        current = watcher.current_watcher(db)
+    if current is None or not current.is_active:
+        st.caption(current.describe() if current else "Not watching.")
+        if st.button("Start watching", type="primary", key="monitor_watch_start"):
+            try:
+                watcher.start_watching(environment.db_path())
+            except DevmodeError as e:
+                st.error(str(e))
+            else:
+                st.rerun()
+        return
+    st.success(current.describe())
+    if st.button("Stop watching", key="monitor_watch_stop"):
+        with ui.page_db() as db:
+            watcher.stop_watching(db)
+        st.toast("The watcher stops after its current pass.")
+    if (
+        st.session_state.setdefault("monitor_drawn_change", current.changed_at)
+        != current.changed_at
+    ):
+        st.session_state["monitor_drawn_change"] = current.changed_at
+        st.rerun()  # new rows or scores: redraw the chart and the alerts
+
+
+with st.expander("Live sources: feeds and folders", expanded=not dated):
+    st.caption(
+        "An RSS or Atom feed, or a folder that CSV / JSONL / Parquet files are dropped into, "
+        "feeds a dataset by itself while the watcher runs: it polls each source, scores the new "
+        "rows with the active models, checks the alert rules and delivers the alerts."
+    )
+    watch_panel()
+    if watched:
+        st.dataframe(watched, hide_index=True, key="monitor_sources_table")
+    with st.form("monitor_source_form", clear_on_submit=True):
+        c = st.columns([3, 2, 1])
+        location = c[0].text_input(
+            "Feed URL or folder",
+            placeholder="https://example.com/markets.rss or /data/inbox",
+            key="monitor_source_location",
+        )
+        into = c[1].text_input(
+            "Into dataset",
+            help="An existing dataset, or a new name: it is created on the first poll.",
+            key="monitor_source_dataset",
+        )
+        every = ui.setting_input(sources.SourceSettings.spec("every"), "monitor_source_every", c[2])
+        if st.form_submit_button("Add source"):
+            try:
+                with ui.page_db() as db:
+                    added = sources.add_location(
+                        db, into, location, sources.SourceSettings(every=every)
+                    )
+            except DevmodeError as e:
+                st.error(str(e))
+            else:
+                st.success(f"Source {added.id} added; the watcher polls it at once.")
+                st.rerun()
+    if watched:
+        c = st.columns([3, 1])
+        chosen = c[0].selectbox(
+            "Source",
+            watched,
+            format_func=sources.describe_row,
+            key="monitor_source_remove_choice",
+            label_visibility="collapsed",
+        )
+        if c[1].button("Remove source", key="monitor_source_remove"):
+            with ui.page_db() as db:
+                sources.remove_source(db, chosen["id"])
+            st.rerun()
 
 if active is None:
     st.info(
@@ -111,6 +189,8 @@ with ui.page_db() as db:
     by_topic = trends.sentiment_by_topic(db, dataset, ticker=ticker) if topics else []
     events = alerts.alert_events(db, dataset)
     rules = alerts.list_alert_rules(db, dataset)
+    channels = delivery.channels_by_rule(db)
+    deliveries = delivery.list_deliveries(db, dataset)
 
 if not points:
     st.info(f"{why_empty} Press *Score new rows* to score what is new.")
@@ -179,6 +259,13 @@ with st.expander("Alert rules"):
             with ui.page_db() as db:
                 alerts.delete_alert_rule(db, rule.id)
             st.rerun()
+        for channel in channels.get(rule.id, []):
+            c = st.columns([6, 1])
+            c[0].caption(f"→ {channel.describe()}")
+            if c[1].button("Remove", key=f"monitor_remove_channel_{channel.id}"):
+                with ui.page_db() as db:
+                    delivery.remove_channel(db, channel.id)
+                st.rerun()
     with st.form("monitor_rule_form"):
         rule_settings = ui.settings_form(
             alerts.RuleSettings,
@@ -199,3 +286,43 @@ with st.expander("Alert rules"):
                 st.error(str(e))
             else:
                 st.rerun()
+
+if rules:
+    with st.expander("Deliver alerts: webhook or e-mail"):
+        with st.form("monitor_notify_form", clear_on_submit=True):
+            c = st.columns([1, 3, 1])
+            rule_id = c[0].selectbox("Rule", rules, format_func=alerts.AlertRule.label)
+            target = c[1].text_input(
+                "Webhook URL or e-mail address",
+                key="monitor_notify_target",
+                placeholder="https://hooks.slack.com/services/... or desk@example.com",
+            )
+            body = c[2].selectbox(
+                "Webhook body",
+                delivery.WEBHOOK_FORMATS,
+                help="slack: a text message that Slack and Teams incoming webhooks show; json: "
+                "the alert, its rule and its stories as fields.",
+            )
+            if st.form_submit_button("Deliver this rule's alerts"):
+                try:
+                    with ui.page_db() as db:
+                        delivery.add_target(db, rule_id.id, target, format=body)
+                except DevmodeError as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()
+        with st.form("monitor_smtp_form"):
+            st.caption("E-mail server (the password stays in an environment variable)")
+            smtp = ui.settings_form(delivery.SmtpSettings, "monitor_smtp", columns=3)
+            if st.form_submit_button("Save e-mail server"):
+                try:
+                    with ui.page_db() as db:
+                        delivery.set_smtp_settings(db, delivery.SmtpSettings(**smtp))
+                except DevmodeError as e:
+                    st.error(str(e))
+                else:
+                    st.success("Saved.")
+
+if deliveries:
+    st.subheader("Deliveries")
+    st.dataframe(deliveries, hide_index=True, key="monitor_deliveries")

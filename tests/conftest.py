@@ -232,18 +232,35 @@ def promoted_news_db(db_path, tmp_path, tiny_model_dir, rows: list[dict]) -> str
     return db_path
 
 
+NEWS_ROWS = [
+    {"date": "2020-05-18", "ticker": "A", "text": "down bad"},  # Monday
+    {"date": "2020-05-20 10:00:00-04:00", "ticker": "A", "text": "up good"},
+    {"date": "2020-05-20", "ticker": "B", "text": "down awful"},
+    {"date": "2020-05-25", "ticker": "B", "text": "flat steady"},  # next Monday
+    {"date": "2020-06-02", "ticker": "A", "text": "up great"},
+    {"date": "someday", "ticker": "A", "text": "flat sales"},
+]
+
+
 @pytest.fixture
 def news_db(db_path, tmp_path, tiny_model_dir):
     """Dated headlines with tickers, and a completed, promoted sentiment model."""
-    rows = [
-        {"date": "2020-05-18", "ticker": "A", "text": "down bad"},  # Monday
-        {"date": "2020-05-20 10:00:00-04:00", "ticker": "A", "text": "up good"},
-        {"date": "2020-05-20", "ticker": "B", "text": "down awful"},
-        {"date": "2020-05-25", "ticker": "B", "text": "flat steady"},  # next Monday
-        {"date": "2020-06-02", "ticker": "A", "text": "up great"},
-        {"date": "someday", "ticker": "A", "text": "flat sales"},
-    ]
-    return promoted_news_db(db_path, tmp_path, tiny_model_dir, rows)
+    return promoted_news_db(db_path, tmp_path, tiny_model_dir, NEWS_ROWS)
+
+
+@pytest.fixture(scope="session")
+def trained_news_db(tmp_path_factory, tiny_model_dir):
+    """``news_db`` made once per session: copy it (``news_copy``) before writing to it."""
+    folder = tmp_path_factory.mktemp("trained_news")
+    return promoted_news_db(folder / "devmode.db", folder, tiny_model_dir, NEWS_ROWS)
+
+
+@pytest.fixture
+def news_copy(trained_news_db, tmp_path):
+    """A fresh copy of ``trained_news_db`` (the model folder is shared, read-only)."""
+    from devmode.db import backup
+
+    return str(backup(trained_news_db, tmp_path / "copy"))
 
 
 # ----------------------------------------------------------------------------------------------

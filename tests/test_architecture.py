@@ -324,6 +324,7 @@ def test_every_setting_has_a_spec_with_help():
 # Options the CLI writes by hand although a spec has the same flag, and why.
 HAND_WRITTEN = {
     "--api-key-env": "serve: the key clients must send (default: none), not the endpoint's key",
+    "--stop": "watch: stop the running watcher, not a stop sequence",
 }
 
 

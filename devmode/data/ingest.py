@@ -13,6 +13,7 @@ Every write is one transaction: a bad file, a crash or a kill leaves the databas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -403,6 +404,60 @@ def insert_upload(
         )
         _assign_split(db, name, mapping.label, split)
     return get_dataset(db, name)
+
+
+def create_empty(
+    db: Database, name: str, columns: list[str], mapping: ColumnMapping, *, source: str, format: str
+) -> Dataset:
+    """A new dataset with no rows yet, that a feed or a watched folder appends to."""
+    validate_mapping(columns, mapping)
+    now = utc_now()
+    with db.atomic():
+        validate_name(db, name)
+        db[name].create({column: str for column in [*columns, SPLIT_COLUMN]})
+        split = SplitSpec()
+        db["devmode_datasets"].insert(
+            {
+                "name": name,
+                "source": source,
+                "format": format,
+                "size_bytes": 0,
+                "sha256": hashlib.sha256(b"").hexdigest(),
+                "row_count": 0,
+                "columns": json.dumps(columns),
+                **{f"{role}_column": col for role, col in mapping.to_dict().items()},
+                "split_seed": split.seed,
+                "split_fractions": json.dumps(split.fractions),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return get_dataset(db, name)
+
+
+def append_rows(db: Database, name: str, rows: list[dict[str, Any]]) -> list[int]:
+    """Append ``rows`` to a dataset (new keys become columns); returns their rowids.
+
+    The dataset's hash moves on with what was added, so a run trained before is told the data
+    changed. Appended rows get no split: they are for scoring, not for training.
+    """
+    with db.atomic():
+        dataset = get_dataset(db, name)
+        _refuse_nul(rows, dataset.row_count, dataset.source)
+        table = db[dataset.name]
+        ids = [table.insert(row, alter=True).last_rowid for row in rows]
+        digest = hashlib.sha256(dataset.sha256.encode())
+        digest.update(json.dumps(rows, default=str, sort_keys=True).encode())
+        _update_record(
+            db,
+            dataset,
+            {
+                "row_count": dataset.row_count + len(rows),
+                "sha256": digest.hexdigest(),
+                "columns": json.dumps([c.name for c in table.columns if c.name != SPLIT_COLUMN]),
+            },
+        )
+    return ids
 
 
 def _refuse_nul(rows: list[dict[str, Any]], before: int, source: str) -> None:

@@ -101,6 +101,10 @@ class AlertRule:
     def from_row(cls, row: dict[str, Any]) -> AlertRule:
         return cls(row["id"], row["dataset_id"], RuleSettings.from_stored(row), row["created_at"])
 
+    def label(self) -> str:
+        """'Rule 3: share negative above 60% in a week (...)': the rule in a select."""
+        return f"Rule {self.id}: {self.describe()}"
+
     def describe(self) -> str:
         s = self.settings
         scope = (
@@ -141,6 +145,20 @@ def add_alert_rule(
     return AlertRule.from_row(db["devmode_alert_rules"].get(rule_id))
 
 
+class RuleNotFound(DevmodeError):
+    """No alert rule has that id."""
+
+
+def get_rule(db: Database, rule_id: int) -> AlertRule:
+    row = next(db["devmode_alert_rules"].rows_where("id = ?", [rule_id]), None)
+    if row is None:
+        raise RuleNotFound(
+            f"No alert rule with id {rule_id}. See a dataset's rules with python -m devmode "
+            "alerts rules DATASET."
+        )
+    return AlertRule.from_row(row)
+
+
 def list_alert_rules(db: Database, dataset_name: str) -> list[AlertRule]:
     dataset = ingest.get_dataset(db, dataset_name)
     return [
@@ -150,7 +168,14 @@ def list_alert_rules(db: Database, dataset_name: str) -> list[AlertRule]:
 
 
 def delete_alert_rule(db: Database, rule_id: int) -> None:
+    """Delete a rule with its events, channels and delivery log."""
     with db.atomic():
+        db.execute(
+            "delete from devmode_alert_deliveries where event_id in "
+            "(select id from devmode_alert_events where rule_id = ?)",
+            [rule_id],
+        )
+        db["devmode_alert_channels"].delete_where("rule_id = ?", [rule_id])
         db["devmode_alert_events"].delete_where("rule_id = ?", [rule_id])
         db["devmode_alert_rules"].delete(rule_id)
 
@@ -169,7 +194,8 @@ def evaluate_alerts(db: Database, dataset_name: str) -> list[dict[str, Any]]:
 
 
 def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dict[str, Any]]:
-    """The rule's new events over the dataset's trend, stored."""
+    """The rule's new events over the dataset's trend, stored, each queued for delivery on the
+    rule's channels (in the same transaction: an event is delivered once or not at all)."""
     s = rule.settings
     points = trends.sentiment_trend(
         db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic
@@ -183,15 +209,25 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
             "rule_id = ? and period_start = ?", [rule.id, point["period"]]
         ):
             continue
+        usual, band_high = rule_band(s, points[:i])
+        stamp = utc_now()
         event = {
             "rule_id": rule.id,
             "period_start": point["period"],
             "value": value,
             "share_negative": point["share_negative"],
             "volume": point["volume"],
-            "created_at": utc_now(),
+            "usual": usual,
+            "band_high": band_high,
+            "created_at": stamp,
         }
-        db["devmode_alert_events"].insert(event)
+        event["id"] = db["devmode_alert_events"].insert(event).last_pk
+        db.execute(
+            """insert or ignore into devmode_alert_deliveries
+                   (event_id, channel_id, status, attempts, next_attempt_at, created_at)
+               select ?, id, 'pending', 0, ?, ? from devmode_alert_channels where rule_id = ?""",
+            [event["id"], stamp, stamp, rule.id],
+        )
         new.append(event)
     return new
 
@@ -203,13 +239,36 @@ def rule_value(
     z-score against the ``window`` earlier periods (None until there are that many)."""
     if settings.kind == "share_negative":
         return point["share_negative"]
+    history = _history(settings, earlier)
+    if history is None:
+        return None  # not enough history to say what is normal
+    mean, spread = history
+    return (point["share_negative"] - mean) / spread
+
+
+def rule_band(
+    settings: RuleSettings, earlier: list[dict[str, Any]]
+) -> tuple[float | None, float | None]:
+    """(the usual share negative, the share above which the rule fires) before a period: for
+    a spike, the window's mean and mean + threshold x spread; for a share, (None, threshold)."""
+    if settings.kind == "share_negative":
+        return None, settings.threshold
+    history = _history(settings, earlier)
+    if history is None:
+        return None, None
+    mean, spread = history
+    return mean, mean + settings.threshold * spread
+
+
+def _history(settings: RuleSettings, earlier: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """The mean and spread (at least ``MIN_SPREAD``) of the window's share negative."""
     history = [p["share_negative"] for p in earlier if p["volume"] >= settings.min_volume]
     history = history[-settings.window :]
     if len(history) < settings.window:
-        return None  # not enough history to say what is normal
+        return None
     mean = sum(history) / len(history)
     spread = (sum((x - mean) ** 2 for x in history) / (len(history) - 1)) ** 0.5
-    return (point["share_negative"] - mean) / max(spread, MIN_SPREAD)
+    return mean, max(spread, MIN_SPREAD)
 
 
 def alert_events(

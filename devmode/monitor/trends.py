@@ -12,6 +12,7 @@ it); a period's index is the mean over its texts.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlite_utils import Database
@@ -23,6 +24,8 @@ from devmode.errors import DevmodeError
 PERIODS = ("day", "week", "month")
 # The period a trend, a chart and an alert rule use unless told otherwise.
 DEFAULT_PERIOD = "week"
+# A dataset column of this name holds each text's address (feeds write it): shown with stories.
+LINK_COLUMN = "link"
 
 
 class NoDateColumn(DevmodeError):
@@ -58,6 +61,57 @@ def sentiment_trend(
         args,
     ).fetchall()
     return [{"period": p, "sentiment": s, "share_negative": n, "volume": v} for p, s, n, v in rows]
+
+
+# Values a split trend shows (the rest are summed under "other").
+MAX_SPLIT_VALUES = 10
+
+
+def trend_by(
+    db: Database,
+    dataset_name: str,
+    column: str,
+    *,
+    period: str = DEFAULT_PERIOD,
+    limit: int = MAX_SPLIT_VALUES,
+) -> list[dict[str, Any]]:
+    """The trend split by any categorical column: ticker, topic, or one of the dataset's own
+    (source, a feed's title, ...). Rows ``{"value", "period", "sentiment", "share_negative",
+    "volume"}`` for the ``limit`` values with the most texts, oldest period first."""
+    dataset = dated_dataset(db, dataset_name, period)
+    where, args = _scope_sql(dataset.id, None, None, table="p")
+    if column in ("ticker", "topic") and column not in dataset.columns:
+        value, join = f"p.{column}", ""
+    elif column in dataset.columns:
+        value = f"t.{quote_identifier(column)}"
+        join = f"join {quote_identifier(dataset.name)} t on t.rowid = p.row_id"
+    else:
+        raise DevmodeError(
+            f"{dataset.name} has no column {column!r}. Expected ticker, topic or one of its "
+            f"columns: {', '.join(dataset.columns)}."
+        )
+    top = [
+        row[0]
+        for row in db.execute(
+            f"""select {value} from devmode_predictions p {join} where {where} and {value} is not null
+                group by 1 order by count(*) desc, 1 limit {int(limit)}""",
+            args,
+        )
+    ]
+    if not top:
+        return []
+    rows = db.execute(
+        f"""select {value}, {_bucket_sql(period, "p.date")}, avg(p.sentiment), avg(p.is_negative),
+                   count(*)
+            from devmode_predictions p {join}
+            where {where} and {value} in (select value from json_each(?))
+            group by 1, 2 order by 2, 1""",
+        [*args, json.dumps(top)],
+    ).fetchall()
+    return [
+        {"value": v, "period": p, "sentiment": s, "share_negative": n, "volume": c}
+        for v, p, s, n, c in rows
+    ]
 
 
 def sentiment_by_topic(
@@ -110,18 +164,17 @@ def texts_in_period(
     """
     dataset = dated_dataset(db, dataset_name, period)
     where, args = _scope_sql(dataset.id, ticker, topic, table="p")
+    link = f"t.{quote_identifier(LINK_COLUMN)}" if LINK_COLUMN in dataset.columns else "null"
     rows = db.execute(
         f"""select p.date, p.ticker, p.topic, t.{quote_identifier(dataset.mapping.text)}, p.label,
-                   p.sentiment
+                   p.sentiment, {link}
             from devmode_predictions p join {quote_identifier(dataset.name)} t on t.rowid = p.row_id
             where {where} and p.date >= ? and p.date < ?
             order by p.sentiment, p.date limit {int(limit)}""",
         [*args, start, _period_end(period, start)],
     ).fetchall()
-    return [
-        {"date": d, "ticker": tk, "topic": tp, "text": tx, "label": lb, "sentiment": se}
-        for d, tk, tp, tx, lb, se in rows
-    ]
+    keys = ("date", "ticker", "topic", "text", "label", "sentiment", "link")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def scored_tickers(db: Database, dataset_name: str) -> list[str]:

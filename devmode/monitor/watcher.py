@@ -1,0 +1,309 @@
+"""The watcher: poll the sources that are due, score their new rows with the active models,
+evaluate the alert rules, deliver the alerts; then wait for the next source to be due.
+
+    $ python -m devmode watch              # until stopped (Ctrl-C)
+    $ python -m devmode watch --once       # one pass over every due source, then exit
+
+    watcher = start_watching(db_path)      # the Monitor page's *Start watching*: a worker process
+    stop_watching(db)                      # it stops after its current pass
+    Watcher(db_path).run_pass()            # one pass in this process
+
+A watcher is a job like a training run (``jobs.WATCHING``): one at a time, its status and last
+pass in ``devmode_watchers``, re-attached by the page after a reload, marked interrupted when
+its process dies. Each poll and each scored chunk is its own transaction, so a watcher killed
+at any moment loses and duplicates nothing: the next one polls again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from devmode import jobs
+from devmode.data import ingest, sources
+from devmode.db import open_db, utc_now
+from devmode.errors import DevmodeError
+from devmode.finetune import registry
+from devmode.monitor import delivery, monitoring
+
+# The longest a watcher sleeps between looks at what is due (a source added on the page is
+# polled within this), and how often its row says it is alive when nothing happens.
+TICK_S = 1.0
+HEARTBEAT_S = 30.0
+
+
+@dataclass
+class PassSummary:
+    """What one pass did."""
+
+    at: str = field(default_factory=utc_now)
+    polled: int = 0
+    added: int = 0
+    scored: int = 0
+    new_alerts: int = 0
+    delivered: int = 0
+    problems: list[str] = field(default_factory=list)  # poll and delivery errors, scoring refusals
+    lines: list[str] = field(default_factory=list)  # what a person reads, a line per event
+
+    @property
+    def did_something(self) -> bool:
+        return bool(
+            self.polled or self.scored or self.new_alerts or self.delivered or self.problems
+        )
+
+
+@dataclass(frozen=True)
+class WatcherJob(jobs.JobState):
+    id: int
+    status: str
+    pid: int | None
+    cancel_requested: bool
+    passes: int
+    summary: dict[str, Any]
+    error: str | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> WatcherJob:
+        return cls(
+            **{
+                **row,
+                "summary": json.loads(row["summary"] or "{}"),
+                "cancel_requested": bool(row["cancel_requested"]),
+            }
+        )
+
+    @property
+    def changed_at(self) -> str | None:
+        """When a pass last stored rows, scores, alerts or deliveries: a page redraws on a change."""
+        return self.summary.get("changed_at")
+
+    def describe(self) -> str:
+        """'Watching since 12:01 UTC (process 4242): 37 passes, the last at 12:30 ...'."""
+        last = self.summary
+        latest = (
+            f"; last pass {last['at'][11:19]} UTC: {last.get('added', 0):,} new rows, "
+            f"{last.get('scored', 0):,} scored, {last.get('new_alerts', 0)} alerts, "
+            f"{last.get('delivered', 0)} delivered"
+            if last.get("at")
+            else ""
+        )
+        since = (self.started_at or self.created_at)[:16].replace("T", " ")
+        if self.is_active:
+            return (
+                f"Watching since {since} UTC (process {self.pid}): {self.passes:,} passes{latest}."
+            )
+        ended = (self.finished_at or self.updated_at)[:16].replace("T", " ")
+        what = "stopped" if self.status == jobs.CANCELLED else self.status
+        error = f" {self.error}" if self.error else ""
+        return f"Not watching: the last watcher {what} at {ended} UTC after {self.passes:,} passes.{error}"
+
+
+class Watcher:
+    """Runs passes, keeping each task's loaded model between them (loaded again only when the
+    active model changes)."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        fetch_timeout: float = sources.FETCH_TIMEOUT_S,
+        delivery_timeout: float = delivery.DELIVERY_TIMEOUT_S,
+    ):
+        self.db_path = str(db_path)
+        self.fetch_timeout = fetch_timeout
+        self.delivery_timeout = delivery_timeout
+        self._scorers: dict[str, tuple[int, Any]] = {}  # task -> (model id, Scorer)
+        self._scored_with: dict[str, int | None] = {}  # task -> model id of the last pass
+
+    def run_pass(self) -> PassSummary:
+        """Poll every due source, score what is new, evaluate rules, deliver what is due."""
+        summary = PassSummary()
+        with open_db(self.db_path) as db:
+            for source in sources.due_sources(db):
+                result = sources.poll_source(db, source.id, timeout=self.fetch_timeout)
+                summary.polled += 1
+                summary.added += result.added
+                (summary.problems if result.error else summary.lines).append(result.describe())
+            for name in self._to_score(db, summary):
+                self._score(db, name, summary)
+            for outcome in delivery.deliver_due(db, timeout=self.delivery_timeout):
+                summary.delivered += outcome.status == "delivered"
+                (summary.lines if outcome.status == "delivered" else summary.problems).append(
+                    outcome.describe()
+                )
+        return summary
+
+    def _to_score(self, db: Database, summary: PassSummary) -> list[str]:
+        """Watched datasets with rows to score: all of them on the first pass or when an active
+        model changed, else those that got new rows."""
+        models = {
+            task: getattr(registry.active_model(db, task), "id", None) for task in registry.TASKS
+        }
+        changed = models != self._scored_with
+        self._scored_with = models
+        watched = {s.dataset.lower(): s.dataset for s in sources.list_sources(db)}
+        names = {d.lower(): d for d in ingest.dataset_names(db)}
+        if not changed and not summary.added:
+            return []
+        return [names[key] for key in watched if key in names]
+
+    def _score(self, db: Database, dataset: str, summary: PassSummary) -> None:
+        for task in ("topic", "sentiment"):  # topics first: sentiment rows carry them
+            model = registry.active_model(db, task)
+            if model is None:
+                continue
+            try:
+                result = monitoring.score_dataset(
+                    db, dataset, task=task, scorer=self._scorer(task, model)
+                )
+            except DevmodeError as e:
+                summary.problems.append(f"{dataset}: not scored with the {task} model: {e}")
+                continue
+            summary.scored += result.scored
+            summary.new_alerts += result.new_alerts
+            if result.scored:
+                summary.lines.append(
+                    f"{dataset}: {result.scored:,} rows scored with the {task} model"
+                    + (f", {result.new_alerts} new alerts." if result.new_alerts else ".")
+                )
+
+    def _scorer(self, task: str, model: registry.Model):
+        loaded = self._scorers.get(task)
+        if loaded is None or loaded[0] != model.id:
+            from devmode.monitor.scoring import load_scorer
+
+            self._scorers[task] = (model.id, load_scorer(model.path))
+        return self._scorers[task][1]
+
+    def run(
+        self,
+        *,
+        should_stop: Callable[[], bool],
+        on_pass: Callable[[PassSummary], None] | None = None,
+    ) -> int:
+        """Pass after pass until ``should_stop()``; returns the number of passes."""
+        passes = 0
+        while not should_stop():
+            summary = self.run_pass()
+            passes += 1
+            if on_pass:
+                on_pass(summary)
+            deadline = time.monotonic() + self._wait_s()
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(min(0.2, TICK_S))
+        return passes
+
+    def _wait_s(self) -> float:
+        """Until the next source is due, at most ``TICK_S`` (new sources, retries, stops)."""
+        with open_db(self.db_path) as db:
+            due = sources.next_due_at(db)
+        if due is None or due == "":
+            return 0.0 if due == "" else TICK_S
+        wait = (dt.datetime.fromisoformat(due) - dt.datetime.now(dt.UTC)).total_seconds()
+        return max(0.0, min(wait, TICK_S))
+
+
+# ----------------------------------------------------------------------------------------------
+# The watcher as a job
+
+
+def create_watcher(db: Database) -> WatcherJob:
+    """A queued watcher; refused while another is watching (checked and stored together)."""
+    with db.atomic():
+        running = current_watcher(db)
+        if running and running.is_active:
+            raise jobs.JobAlreadyRunning(
+                f"Watcher {running.id} is already watching (process {running.pid}). Stop it "
+                "first: there is one watcher at a time."
+            )
+        stamp = utc_now()
+        watcher_id = (
+            db["devmode_watchers"]
+            .insert({"status": jobs.QUEUED, "created_at": stamp, "updated_at": stamp})
+            .last_pk
+        )
+    return get_watcher(db, watcher_id)
+
+
+def get_watcher(db: Database, watcher_id: int) -> WatcherJob:
+    return WatcherJob.from_row(jobs.get_row(db, jobs.WATCHING, watcher_id))
+
+
+def current_watcher(db: Database) -> WatcherJob | None:
+    """The newest watcher (after marking dead ones interrupted), or None if none ever ran."""
+    jobs.reconcile(db, jobs.WATCHING)
+    row = next(db["devmode_watchers"].rows_where(order_by="id desc", limit=1), None)
+    return WatcherJob.from_row(row) if row else None
+
+
+def start_watching(db_path: str | Path) -> WatcherJob:
+    """*Start watching*: a watcher in a worker process of its own (it outlives the page)."""
+    with open_db(db_path) as db:
+        watcher = create_watcher(db)
+    try:
+        jobs.start(db_path, jobs.WATCHING, watcher.id)
+    except BaseException as e:
+        with open_db(db_path) as db:
+            jobs.set_status(db, jobs.WATCHING, watcher.id, jobs.FAILED, error=jobs.error_message(e))
+        raise
+    with open_db(db_path) as db:
+        return get_watcher(db, watcher.id)
+
+
+def stop_watching(db: Database) -> WatcherJob | None:
+    """Ask the running watcher to stop after its current pass; None when none is running."""
+    watcher = current_watcher(db)
+    if watcher is None or not watcher.is_active:
+        return None
+    jobs.request_cancel(db, jobs.WATCHING, watcher.id)
+    return get_watcher(db, watcher.id)
+
+
+def execute_watcher(
+    db_path: str | Path,
+    watcher_id: int,
+    *,
+    echo: Callable[[str], None] | None = None,
+    watcher: Watcher | None = None,
+) -> WatcherJob:
+    """Watch in this process until asked to stop (or Ctrl-C), recording every pass."""
+    watcher = watcher or Watcher(db_path)
+    with jobs.claimed(db_path, jobs.WATCHING, watcher_id) as db:
+        should_stop = jobs.CancelPoll(db, jobs.WATCHING, watcher_id)
+        last_write = 0.0
+        changed_at = None  # when a pass last stored something a page would draw
+
+        def record(summary: PassSummary) -> None:
+            nonlocal last_write, changed_at
+            for line in summary.lines + summary.problems:
+                if echo:
+                    echo(line)
+            if summary.added or summary.scored or summary.new_alerts or summary.delivered:
+                changed_at = summary.at
+            if summary.did_something or time.monotonic() - last_write > HEARTBEAT_S:
+                stored = {**asdict(summary), "changed_at": changed_at}
+                db.execute(
+                    "update devmode_watchers set passes = passes + 1, summary = ?, "
+                    "updated_at = ? where id = ?",
+                    [json.dumps(stored), utc_now(), watcher_id],
+                )
+                last_write = time.monotonic()
+            else:
+                db.execute(
+                    "update devmode_watchers set passes = passes + 1 where id = ?", [watcher_id]
+                )
+
+        watcher.run(should_stop=should_stop, on_pass=record)
+        jobs.set_status(db, jobs.WATCHING, watcher_id, jobs.CANCELLED, pid=None)
+        return get_watcher(db, watcher_id)
