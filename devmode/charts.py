@@ -181,15 +181,22 @@ def trend_figure(
     title: str = "Sentiment",
     rolling: int = 4,
     alerts: Sequence[str] = (),
+    *,
+    wall: bool = False,
 ) -> go.Figure:
     """The sentiment index per period with its rolling mean, and the volume as bars beneath;
-    a range selector and slider let a person zoom into years of data.
+    range buttons (3 months to all) zoom into years of data, as does dragging.
+
+    The index axis fits the data: an index that moves between -0.25 and -0.1 fills the chart
+    instead of a sliver of -1..1. There is no range slider: it drew every trace a second time.
 
     :param points: ``monitoring.sentiment_trend`` rows (period, sentiment, share_negative, volume)
     :param rolling: periods in the rolling mean (weighted by volume)
     :param alerts: period starts that raised an alert, marked on the index line
+    :param wall: for a screen across a room: large type, no buttons
     """
     x = [p["period"] for p in points]
+    smooth = _rolling_mean(points, rolling)
     fig = go.Figure()
     fig.add_bar(
         x=x,
@@ -211,7 +218,7 @@ def trend_figure(
     )
     fig.add_scatter(
         x=x,
-        y=_rolling_mean(points, rolling),
+        y=smooth,
         name=f"rolling mean ({rolling})",
         mode="lines",
         line=dict(color="#E45756", width=2.5),
@@ -228,27 +235,42 @@ def trend_figure(
             customdata=[p["share_negative"] for p in marked],
             hovertemplate="alert %{x}: %{customdata:.0%} negative<extra></extra>",
         )
+    buttons = [
+        dict(count=3, label="3m", step="month", stepmode="backward"),
+        dict(count=1, label="1y", step="year", stepmode="backward"),
+        dict(count=5, label="5y", step="year", stepmode="backward"),
+        dict(step="all", label="all"),
+    ]
     fig.update_layout(
         title=dict(text=title, y=0.98),
-        height=440,
+        height=560 if wall else 440,
+        font=dict(size=20) if wall else None,
         margin=dict(l=10, r=10, t=90, b=10),
-        yaxis=dict(title="P(positive) - P(negative)", range=[-1, 1], zeroline=True),
+        yaxis=dict(
+            title="P(positive) - P(negative)",
+            range=index_range([p["sentiment"] for p in points] + smooth),
+            zeroline=True,
+        ),
         yaxis2=dict(title="texts", overlaying="y", side="right", showgrid=False),
         xaxis=dict(
             type="date",
-            rangeslider=dict(visible=True),
-            rangeselector=dict(
-                buttons=[
-                    dict(count=3, label="3m", step="month", stepmode="backward"),
-                    dict(count=1, label="1y", step="year", stepmode="backward"),
-                    dict(count=5, label="5y", step="year", stepmode="backward"),
-                    dict(step="all", label="all"),
-                ]
-            ),
+            rangeslider=dict(visible=False),
+            rangeselector=None if wall else dict(buttons=buttons),
         ),
         legend=dict(orientation="h", x=1, xanchor="right", y=1.16),
     )
     return fig
+
+
+def index_range(values: Sequence[float | None], *, margin: float = 0.15) -> list[float]:
+    """A sentiment axis that fits ``values`` with a margin (at least 0.05 each side), inside
+    -1..1: [-0.27, -0.08] for an index between -0.25 and -0.1."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return [-1.0, 1.0]
+    low, high = min(present), max(present)
+    pad = max(0.05, (high - low) * margin)
+    return [max(-1.0, low - pad), min(1.0, high + pad)]
 
 
 def _rolling_mean(points: list[dict[str, Any]], window: int) -> list[float | None]:

@@ -22,7 +22,7 @@ from devmode.data import ingest, readers, sources, uploads
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.finetune import archives, config, distributed, registry, reports, runs, worker
-from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher
+from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher, watchlist
 
 
 def _friendly_errors(fn):
@@ -718,7 +718,7 @@ def score_worker_command(ctx, job_id):
 
 @cli.command("trends")
 @click.argument("dataset")
-@_setting_options(alerts.RuleSettings, only=("period", "ticker", "topic"))
+@_setting_options(alerts.RuleSettings, only=("period", "ticker", "topic", "stories"))
 @click.option(
     "--by",
     "column",
@@ -728,13 +728,15 @@ def score_worker_command(ctx, job_id):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 @_friendly_errors
-def trends_command(ctx, dataset, period, ticker, topic, column, as_json):
+def trends_command(ctx, dataset, period, ticker, topic, stories, column, as_json):
     """Print the sentiment index (P(positive) - P(negative)), share negative and volume per period."""
     with _db(ctx) as db:
         if column:
             points = trends.trend_by(db, dataset, column, period=period)
         else:
-            points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+            points = trends.sentiment_trend(
+                db, dataset, period=period, ticker=ticker, topic=topic, stories=stories
+            )
         reason = "" if points else trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
     if as_json:
         click.echo(json.dumps(points, indent=2))
@@ -889,6 +891,50 @@ def alerts_smtp(ctx, **settings):
         delivery.set_smtp_settings(db, smtp)
     login = f" as {smtp.user} (password from ${smtp.password_env})" if smtp.user else ""
     click.echo(f"E-mail alerts go through {smtp.host}:{smtp.port} ({smtp.security}){login}.")
+
+
+@cli.group("watchlist")
+def watchlist_group():
+    """Tickers with their names: who a text is about when the data has no ticker column."""
+
+
+@watchlist_group.command("add")
+@click.argument("ticker")
+@click.option("--name", help="The company's name, matched as a whole word (e.g. Apple).")
+@click.option("--alias", "aliases", multiple=True, help="Another name to match. Repeatable.")
+@click.pass_context
+@_friendly_errors
+def watchlist_add(ctx, ticker, name, aliases):
+    """Add TICKER (matched as $TICKER, and by its names); every dataset is tagged again."""
+    with _db(ctx) as db:
+        entry = watchlist.add_entry(db, ticker, name=name, aliases=aliases)
+    click.echo(f"Watching {entry.describe()}: trends, alerts and the wall display follow it.")
+
+
+@watchlist_group.command("list")
+@click.pass_context
+@_friendly_errors
+def watchlist_list(ctx):
+    """The watchlist."""
+    with _db(ctx) as db:
+        entries = watchlist.list_entries(db)
+    if not entries:
+        click.echo(
+            "The watchlist is empty. Add one: python -m devmode watchlist add AAPL --name Apple"
+        )
+    for entry in entries:
+        click.echo(entry.describe())
+
+
+@watchlist_group.command("remove")
+@click.argument("ticker")
+@click.pass_context
+@_friendly_errors
+def watchlist_remove(ctx, ticker):
+    """Take TICKER off the watchlist (its mentions go with it)."""
+    with _db(ctx) as db:
+        entry = watchlist.remove_entry(db, ticker)
+    click.echo(f"Removed {entry.describe()}.")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -393,6 +393,34 @@ def _sources_and_deliveries(db: Database) -> None:
     )
 
 
+@migrations(name="0009_stories_and_watchlist")
+def _stories_and_watchlist(db: Database) -> None:
+    """Stories: near-duplicate texts (syndicated, re-posted) collapsed into the first of them;
+    a sentiment prediction says whether its row repeats an earlier story (``repeat``), covered
+    by the trend index so that counting stories costs no table reads. A watchlist: the tickers
+    texts are about when the data has no ticker column, found by cashtag and name."""
+    db["devmode_story_rows"].create(
+        {"dataset_id": int, "row_id": int, "story_id": int},  # story_id: the story's first row
+        pk=("dataset_id", "row_id"),
+    )
+    db["devmode_story_rows"].create_index(["dataset_id", "story_id"])
+    predictions = db["devmode_predictions"]
+    predictions.add_column("repeat", int)
+    db.execute(
+        "drop index if exists idx_devmode_predictions_dataset_id_task_date_sentiment_is_negative"
+    )
+    predictions.create_index(["dataset_id", "task", "date", "sentiment", "is_negative", "repeat"])
+    db["devmode_watchlist"].create(
+        {"ticker": str, "name": str, "aliases": str, "created_at": str},  # aliases: JSON list
+        pk="ticker",
+    )
+    db["devmode_mentions"].create(
+        {"dataset_id": int, "ticker": str, "row_id": int}, pk=("dataset_id", "ticker", "row_id")
+    )
+    db["devmode_mentions"].create_index(["dataset_id", "row_id"])
+    db["devmode_alert_rules"].add_column("stories", int)  # 1: count each story once
+
+
 def shuffle_key(seed: int, rowid: int) -> int:
     """A deterministic pseudo-random 63-bit key for ``rowid`` under ``seed`` (splitmix64).
 

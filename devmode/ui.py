@@ -25,8 +25,9 @@ from devmode.specs import Settings, Spec
 
 # (file, title, icon, address): the navigation, the page titles and the links, in one place.
 # The addresses are those the pages had before the navigation existed (/Fine_tune, ...).
-# Seconds between redraws of a live panel (the watcher's status; the wall display).
+# Seconds between redraws of a live panel (the watcher's status), and of the wall display.
 LIVE_REFRESH_S = 3
+WALL_REFRESH_S = 10
 
 PAGES = [
     ("pages/0_Home.py", "Home", ":material/home:", ""),
@@ -58,6 +59,30 @@ def page_setup(script: str, heading: str | None = None) -> None:
     require_password()
     st.sidebar.caption(f"Database: `{environment.db_path()}`")
     st.title(heading or title)
+
+
+def query_flag(name: str) -> bool:
+    """Whether the address asks for ``name`` (``?kiosk=1``; 0, false and off say no)."""
+    return st.query_params.get(name, "").strip().lower() not in ("", "0", "false", "off", "no")
+
+
+def query_text(name: str) -> str | None:
+    """The address's ``name`` parameter (``?dataset=wire``), or None."""
+    return st.query_params.get(name) or None
+
+
+def kiosk_chrome() -> None:
+    """A wall display: no sidebar, header or toolbar, large figures."""
+    st.markdown(
+        """<style>
+        [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+        header[data-testid="stHeader"], [data-testid="stToolbar"] {display: none !important;}
+        .block-container {padding-top: 1rem; max-width: 100% !important;}
+        [data-testid="stMetricValue"] {font-size: 3rem;}
+        [data-testid="stMetricLabel"] p {font-size: 1.4rem;}
+        </style>""",
+        unsafe_allow_html=True,
+    )
 
 
 def leave_legacy_navigation() -> None:

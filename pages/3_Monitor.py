@@ -7,9 +7,53 @@ from devmode import charts, environment, ui
 from devmode.data import ingest, sources
 from devmode.errors import DevmodeError
 from devmode.finetune import registry
-from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher
+from devmode.monitor import (
+    alerts,
+    delivery,
+    monitoring,
+    score_jobs,
+    trends,
+    wall,
+    watcher,
+    watchlist,
+)
 
 ui.page_setup(__file__)
+
+if ui.query_flag("kiosk"):  # the wall display: no widgets, redrawn by itself
+    ui.kiosk_chrome()
+
+    @st.fragment(run_every=ui.WALL_REFRESH_S)
+    def wall_display():
+        with ui.page_db() as db:
+            view = wall.wall_view(
+                db,
+                ui.query_text("dataset"),
+                period=ui.query_text("period") or trends.DEFAULT_PERIOD,
+            )
+        if view is None:
+            st.info("Nothing to show yet: no dataset with dates. Add a feed on the Monitor page.")
+            return
+        st.plotly_chart(
+            charts.trend_figure(view.points, view.title, alerts=view.marked, wall=True),
+            key="wall_trend",
+        )
+        if view.tiles:
+            tiles = st.columns(len(view.tiles))
+            for box, tile in zip(tiles, view.tiles, strict=True):
+                box.metric(tile.ticker, tile.value_text(), tile.change_text(), border=True)
+                box.caption(tile.caption())
+        c = st.columns(2)
+        c[0].subheader("Open alerts")
+        for event in view.alerts:
+            c[0].error(event["summary"])
+        if not view.alerts:
+            c[0].success("No open alerts.")
+        c[1].subheader(f"Most negative stories · {view.stories_day or '-'}")
+        c[1].dataframe(view.stories, hide_index=True)
+
+    wall_display()
+    st.stop()
 st.caption(
     "Score dated text with the active sentiment model and follow the sentiment index "
     "(P(positive) − P(negative)) over time, overall or per ticker; open any point to read the "
@@ -21,6 +65,7 @@ with ui.page_db() as db:
     active = registry.active_model(db, "sentiment")
     about_models = monitoring.describe_active_models(db)
     watched = sources.health_rows(db)
+    entries = watchlist.list_entries(db)
 
 
 @st.fragment(run_every=ui.LIVE_REFRESH_S)
@@ -97,6 +142,37 @@ with st.expander("Live sources: feeds and folders", expanded=not dated):
             with ui.page_db() as db:
                 sources.remove_source(db, chosen["id"])
             st.rerun()
+
+with st.expander("Watchlist: who a text is about"):
+    st.caption(
+        "For data without a ticker column: texts are filed under an entry when they name "
+        "its cashtag ($AAPL), its company name or an alias. Trends, alerts and the wall "
+        "display (add ?kiosk=1 to this page's address) follow each entry."
+    )
+    for entry in entries:
+        c = st.columns([6, 1])
+        c[0].markdown(entry.describe())
+        if c[1].button("Remove", key=f"monitor_watchlist_remove_{entry.ticker}"):
+            with ui.page_db() as db:
+                watchlist.remove_entry(db, entry.ticker)
+            st.rerun()
+    with st.form("monitor_watchlist_form", clear_on_submit=True):
+        c = st.columns([1, 2, 3])
+        ticker = c[0].text_input("Ticker", placeholder="AAPL", key="monitor_watchlist_ticker")
+        name = c[1].text_input("Company name", placeholder="Apple", key="monitor_watchlist_name")
+        aliases = c[2].text_input(
+            "Aliases", placeholder="iPhone maker; Apple Inc", key="monitor_watchlist_aliases"
+        )
+        if st.form_submit_button("Add to watchlist"):
+            try:
+                with ui.page_db() as db:
+                    watchlist.add_entry(
+                        db, ticker, name=name, aliases=watchlist.split_aliases(aliases)
+                    )
+            except DevmodeError as e:
+                st.error(str(e))
+            else:
+                st.rerun()
 
 if active is None:
     st.info(
@@ -184,7 +260,15 @@ with ui.page_db() as db:
             key="monitor_topic",
             format_func=lambda t: "all topics" if t is None else t,
         )
-    points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, topic=topic)
+    stories = st.toggle(
+        "Count stories, not copies",
+        value=True,
+        key="monitor_stories",
+        help="The same story syndicated across sources or re-posted is counted once.",
+    )
+    points = trends.sentiment_trend(
+        db, dataset, period=period, ticker=ticker, topic=topic, stories=stories
+    )
     why_empty = "" if points else trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
     by_topic = trends.sentiment_by_topic(db, dataset, ticker=ticker) if topics else []
     events = alerts.alert_events(db, dataset)
@@ -223,9 +307,9 @@ if st.session_state.get("monitor_drill") not in starts:  # default: the most neg
 start = st.selectbox(f"{period.capitalize()} starting", starts, key="monitor_drill")
 with ui.page_db() as db:
     texts = trends.texts_in_period(
-        db, dataset, period=period, start=start, ticker=ticker, topic=topic
+        db, dataset, period=period, start=start, ticker=ticker, topic=topic, stories=stories
     )
-st.dataframe(texts, hide_index=True)
+st.dataframe(trends.without_empty_columns(texts), hide_index=True)
 
 # ----------------------------------------------------------------------------------------------
 st.subheader("Alerts")

@@ -249,7 +249,22 @@ def test_trend_figure_has_the_index_its_rolling_mean_and_volume():
     assert [t.name for t in fig.data] == ["texts", "sentiment index", "rolling mean (2)"]
     assert list(fig.data[0].y) == [1, 3, 4]
     assert list(fig.data[2].y) == pytest.approx([0.5, (0.5 - 1.5) / 4, (-1.5 + 0) / 7])
-    assert fig.layout.xaxis.rangeslider.visible
+    # no range slider (it drew every trace again); the range buttons stay
+    assert not fig.layout.xaxis.rangeslider.visible
+    assert [b.label for b in fig.layout.xaxis.rangeselector.buttons] == ["3m", "1y", "5y", "all"]
+    assert list(fig.layout.yaxis.range) == pytest.approx([-0.65, 0.65])
+
+
+def test_the_index_axis_fits_the_data():
+    from devmode.charts import index_range, trend_figure
+
+    # the Guardian/CNBC headlines' index moves between about -0.25 and -0.1
+    assert index_range([-0.25, -0.1, None]) == pytest.approx([-0.3, -0.05])
+    assert index_range([0.9, 0.95]) == pytest.approx([0.85, 1.0])  # never past -1..1
+    assert index_range([]) == [-1.0, 1.0]
+    points = [{"period": "2020-01-06", "sentiment": -0.2, "share_negative": 0.4, "volume": 3}]
+    wall = trend_figure(points, "S", wall=True)
+    assert wall.layout.font.size == 20 and wall.layout.xaxis.rangeselector.buttons == ()
 
 
 def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
@@ -331,7 +346,9 @@ def weekly_points(shares, volume=10):
 )
 def test_rules_flag_the_right_periods(news_db, monkeypatch, kind, threshold, shares, expected):
     monkeypatch.setattr(
-        trends, "sentiment_trend", lambda db, name, period, ticker, topic: weekly_points(shares)
+        trends,
+        "sentiment_trend",
+        lambda db, name, period, ticker, topic, stories=False: weekly_points(shares),
     )
     with open_db(news_db) as db:
         rule = alerts.add_alert_rule(
@@ -352,7 +369,7 @@ def test_small_periods_never_alert(news_db, monkeypatch):
     monkeypatch.setattr(
         trends,
         "sentiment_trend",
-        lambda db, name, period, ticker, topic: weekly_points([0.9], volume=2),
+        lambda db, name, period, ticker, topic, stories=False: weekly_points([0.9], volume=2),
     )
     with open_db(news_db) as db:
         alerts.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)

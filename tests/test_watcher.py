@@ -205,9 +205,13 @@ def test_monitor_page_adds_a_feed_and_watches_it(news_copy, server, monkeypatch)
 
     def scored():
         with open_db(news_copy) as db:
-            return "wire" in db.table_names() and db["devmode_predictions"].count_where(
-                "dataset_id = (select id from devmode_datasets where name = 'wire')"
-            ) == 3
+            return (
+                "wire" in db.table_names()
+                and db["devmode_predictions"].count_where(
+                    "dataset_id = (select id from devmode_datasets where name = 'wire')"
+                )
+                == 3
+            )
 
     wait_for(scored, timeout=120, what="the watcher to poll and score the feed")
     at.run()

@@ -73,6 +73,11 @@ class RuleSettings(Settings):
     topic: str | None = setting(
         None, "Only texts of this topic (active topic model; default: all).", label="Topic"
     )
+    stories: bool = setting(
+        False,
+        "Count each story once: copies syndicated across feeds or re-posted are not counted again.",
+        label="Count stories",
+    )
 
     def check_together(self) -> None:
         if self.kind == "share_negative" and not self.threshold < 1:
@@ -99,7 +104,8 @@ class AlertRule:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AlertRule:
-        return cls(row["id"], row["dataset_id"], RuleSettings.from_stored(row), row["created_at"])
+        settings = RuleSettings.from_stored({**row, "stories": bool(row.get("stories"))})
+        return cls(row["id"], row["dataset_id"], settings, row["created_at"])
 
     def label(self) -> str:
         """'Rule 3: share negative above 60% in a week (...)': the rule in a select."""
@@ -123,7 +129,8 @@ class AlertRule:
                 f"{s.window} {s.period}s"
             )
         texts = "text" if s.min_volume == 1 else "texts"
-        return f"{what} in a {s.period} ({scope}, at least {s.min_volume} {texts})"
+        counted = "stories" if s.stories else texts
+        return f"{what} in a {s.period} ({scope}, at least {s.min_volume} {counted})"
 
 
 def add_alert_rule(
@@ -198,7 +205,7 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
     rule's channels (in the same transaction: an event is delivered once or not at all)."""
     s = rule.settings
     points = trends.sentiment_trend(
-        db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic
+        db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic, stories=s.stories
     )
     new = []
     for i, point in enumerate(points):

@@ -19,13 +19,9 @@ to negative / neutral / positive (automatically when they are named so).
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
@@ -34,7 +30,8 @@ from devmode.data import ingest
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 from devmode.finetune import registry
-from devmode.monitor import alerts
+from devmode.monitor import alerts, stories, watchlist
+from devmode.monitor.dates import parse_date
 
 POLARITIES = ("negative", "neutral", "positive")
 # Rows scored and written per transaction: a kill loses at most one chunk's work.
@@ -50,7 +47,6 @@ _POLARITY_NAMES = {
     "pos": "positive",
     "bullish": "positive",
 }
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%Y%m%d")
 
 
 class NoActiveModel(DevmodeError):
@@ -70,59 +66,6 @@ class ScoreSummary:
     model_run_id: int
     cancelled: bool = False
     new_alerts: int = 0  # alert events that this scoring raised
-
-
-# ----------------------------------------------------------------------------------------------
-# Dates
-
-
-def parse_date(value: Any) -> str | None:
-    """The calendar date of ``value`` as 'YYYY-MM-DD', or None when it cannot be read.
-
-    ISO dates and timestamps, and RFC 2822 dates ('Fri, 22 May 2020 23:30:00 -0400', as RSS
-    feeds and e-mail write them), keep the calendar date they were written in (a headline
-    stamped 23:30 at -04:00 was published on the 22nd where it was published). A number is a
-    date written YYYYMMDD when it reads as one (20200522), else epoch seconds, read as UTC.
-    Ambiguous day/month orders such as 03/04/2020 are not guessed.
-    """
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value == int(value) and 19000101 <= value <= 21001231:
-            return _compact_date(value)  # 8 digits are a date, not a second of August 1970
-        if 0 < value < 32503680000:  # seconds between 1970 and 3000
-            return dt.datetime.fromtimestamp(value, dt.UTC).date().isoformat()
-        return None
-    text = str(value).strip()
-    if re.match(r"^(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}", text):  # RFC 2822
-        try:  # 'Fri, 22 May 2020 23:30:00 -0400': the date where it was written, as ISO's are
-            return email.utils.parsedate_to_datetime(text).date().isoformat()
-        except (TypeError, ValueError):
-            return None
-    match = re.match(
-        r"^(\d{4})-(\d{2})-(\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?$",
-        text,
-    )
-    if match:
-        try:
-            return dt.date(*map(int, match.groups())).isoformat()
-        except ValueError:
-            return None
-    for fmt in _DATE_FORMATS:
-        try:
-            return dt.datetime.strptime(text, fmt).date().isoformat()
-        except ValueError:
-            continue
-    return None
-
-
-def _compact_date(value: int | float) -> str | None:
-    """The date a number written YYYYMMDD stands for (20200522, as JSON or Parquet keep such a
-    column), or None when it is no date (20201332)."""
-    try:
-        return dt.datetime.strptime(str(int(value)), "%Y%m%d").date().isoformat()
-    except ValueError:
-        return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -235,6 +178,8 @@ def score_dataset(
           on p.dataset_id = :dataset and p.task = :task and p.row_id = t.rowid
         where p.row_id is null or p.model_id != :model"""
     args = {"dataset": dataset.id, "task": task, "model": model.id}
+    stories.assign_stories(db, dataset.name)  # repeats are marked as they are scored
+    matcher = watchlist.Matcher(watchlist.list_entries(db)) if not role.ticker else None
     to_do = db.execute(f"select count(*) {pending_sql}", args).fetchone()[0]
     already = dataset.row_count - to_do
     done = unparseable = 0
@@ -252,6 +197,7 @@ def score_dataset(
             break
         scores = scorer.score([row[1] for row in chunk])
         topics = _topics_of_rows(db, dataset.id, chunk[0][0], chunk[-1][0]) if polarity else {}
+        repeats = stories.repeats_of_rows(db, dataset.id, chunk[0][0], chunk[-1][0])
         stamp = utc_now()
         records = []
         for (row_id, _, raw_date, ticker), label, probabilities in zip(
@@ -272,6 +218,7 @@ def score_dataset(
                 "date": date,
                 "ticker": None if ticker is None else str(ticker),
                 "topic": topics.get(row_id),
+                "repeat": repeats.get(row_id),
                 "created_at": stamp,
                 "sentiment": None,
                 "is_negative": None,
@@ -285,6 +232,8 @@ def score_dataset(
             records.append(record)
         with db.atomic():  # a whole chunk or nothing
             db["devmode_predictions"].upsert_all(records, pk=("dataset_id", "task", "row_id"))
+            if matcher:  # who each text is about, from the watchlist
+                watchlist.tag_rows(db, dataset.id, [(row[0], row[1]) for row in chunk], matcher)
             if task == "topic":  # sentiment rows carry their row's topic, for fast trends
                 db.conn.executemany(
                     "update devmode_predictions set topic = ? where dataset_id = ? and "

@@ -24,8 +24,10 @@ from devmode.errors import DevmodeError
 PERIODS = ("day", "week", "month")
 # The period a trend, a chart and an alert rule use unless told otherwise.
 DEFAULT_PERIOD = "week"
-# A dataset column of this name holds each text's address (feeds write it): shown with stories.
+# Dataset columns of these names hold each text's address and where it came from (feeds write
+# both): shown with stories.
 LINK_COLUMN = "link"
+SOURCE_COLUMN = "source"
 
 
 class NoDateColumn(DevmodeError):
@@ -39,18 +41,21 @@ def sentiment_trend(
     period: str = DEFAULT_PERIOD,
     ticker: str | None = None,
     topic: str | None = None,
+    stories: bool = False,
 ) -> list[dict[str, Any]]:
     """Per period: the mean sentiment index, the share of negative texts and the volume.
 
     Rows ``{"period": "2020-05-18", "sentiment": 0.12, "share_negative": 0.31, "volume": 42}``,
     oldest first; a week starts on Monday, a month on its first day. Periods with no texts are
-    absent (a chart shows the gap). ``topic`` keeps the texts the active topic model put there.
+    absent (a chart shows the gap). ``topic`` keeps the texts the active topic model put there;
+    ``ticker`` the texts filed under it (or, without a ticker column, those that mention the
+    watchlist entry); ``stories`` counts each story once (``stories.py``).
 
     Sums per day come first, straight from a covering index in date order; only the few thousand
     days are then put into weeks or months (a million rows: well under half a second).
     """
     dataset = dated_dataset(db, dataset_name, period)
-    where, args = _scope_sql(dataset.id, ticker, topic)
+    where, args = _scope_sql(dataset, ticker, topic, stories=stories)
     rows = db.execute(
         f"""select {_bucket_sql(period, "day")} as period, sum(total) / sum(n),
                    1.0 * sum(negative) / sum(n), sum(n)
@@ -79,8 +84,11 @@ def trend_by(
     (source, a feed's title, ...). Rows ``{"value", "period", "sentiment", "share_negative",
     "volume"}`` for the ``limit`` values with the most texts, oldest period first."""
     dataset = dated_dataset(db, dataset_name, period)
-    where, args = _scope_sql(dataset.id, None, None, table="p")
-    if column in ("ticker", "topic") and column not in dataset.columns:
+    where, args = _scope_sql(dataset, None, None, table="p")
+    if column == "ticker" and not dataset.mapping.ticker and "ticker" not in dataset.columns:
+        value = "m.ticker"  # the watchlist entries each text mentions
+        join = "join devmode_mentions m on m.dataset_id = p.dataset_id and m.row_id = p.row_id"
+    elif column in ("ticker", "topic") and column not in dataset.columns:
         value, join = f"p.{column}", ""
     elif column in dataset.columns:
         value = f"t.{quote_identifier(column)}"
@@ -122,7 +130,7 @@ def sentiment_by_topic(
     Rows without a topic prediction are left out; an empty list when no topic model has scored.
     """
     dataset = ingest.get_dataset(db, dataset_name)
-    where, args = _scope_sql(dataset.id, ticker, None)
+    where, args = _scope_sql(dataset, ticker, None)
     # With a ticker, the unary + keeps SQLite from walking the topic index for the grouping
     # (every row) instead of the ticker index that already holds the topic (a few thousand).
     topic = "+topic" if ticker else "topic"
@@ -136,15 +144,30 @@ def sentiment_by_topic(
 
 
 def _scope_sql(
-    dataset_id: int, ticker: str | None, topic: str | None, table: str = "devmode_predictions"
+    dataset: ingest.Dataset,
+    ticker: str | None,
+    topic: str | None,
+    table: str = "devmode_predictions",
+    *,
+    stories: bool = False,
 ) -> tuple[str, list[Any]]:
     """WHERE clause (and its arguments) for a dataset's dated sentiment predictions."""
     where = f"{table}.dataset_id = ? and {table}.task = 'sentiment' and {table}.date is not null"
-    args: list[Any] = [dataset_id]
-    for column, value in (("ticker", ticker), ("topic", topic)):
-        if value:
-            where += f" and {table}.{column} = ?"
-            args.append(value)
+    args: list[Any] = [dataset.id]
+    if ticker and not dataset.mapping.ticker:  # the watchlist entry's mentions
+        where += (
+            f" and {table}.row_id in (select row_id from devmode_mentions where dataset_id = ? "
+            "and ticker = ?)"
+        )
+        args += [dataset.id, ticker]
+    elif ticker:
+        where += f" and {table}.ticker = ?"
+        args.append(ticker)
+    if topic:
+        where += f" and {table}.topic = ?"
+        args.append(topic)
+    if stories:
+        where += f" and {table}.repeat is not 1"
     return where, args
 
 
@@ -156,30 +179,63 @@ def texts_in_period(
     start: str,
     ticker: str | None = None,
     topic: str | None = None,
+    stories: bool = False,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
     """The scored texts behind one point of a trend, most negative first.
 
     :param start: the period's first day, as ``sentiment_trend`` gives it ('2020-05-18')
+    :param stories: each story once (its first text), with ``copies`` and its ``sources``
     """
     dataset = dated_dataset(db, dataset_name, period)
-    where, args = _scope_sql(dataset.id, ticker, topic, table="p")
+    where, args = _scope_sql(dataset, ticker, topic, table="p", stories=stories)
+    table = quote_identifier(dataset.name)
     link = f"t.{quote_identifier(LINK_COLUMN)}" if LINK_COLUMN in dataset.columns else "null"
+    extra, keys = "", ["date", "ticker", "topic", "text", "label", "sentiment", "link"]
+    if stories:
+        source = (
+            f"(select group_concat(distinct c.{quote_identifier(SOURCE_COLUMN)}) from "
+            f"devmode_story_rows s join {table} c on c.rowid = s.row_id where "
+            "s.dataset_id = p.dataset_id and s.story_id = p.row_id)"
+            if SOURCE_COLUMN in dataset.columns
+            else "null"
+        )
+        extra = f""", (select count(*) from devmode_story_rows s where s.dataset_id = p.dataset_id
+                      and s.story_id = p.row_id), {source}"""
+        keys += ["copies", "sources"]
     rows = db.execute(
         f"""select p.date, p.ticker, p.topic, t.{quote_identifier(dataset.mapping.text)}, p.label,
-                   p.sentiment, {link}
-            from devmode_predictions p join {quote_identifier(dataset.name)} t on t.rowid = p.row_id
+                   p.sentiment, {link} {extra}
+            from devmode_predictions p join {table} t on t.rowid = p.row_id
             where {where} and p.date >= ? and p.date < ?
             order by p.sentiment, p.date limit {int(limit)}""",
         [*args, start, _period_end(period, start)],
     ).fetchall()
-    keys = ("date", "ticker", "topic", "text", "label", "sentiment", "link")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
+def without_empty_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows less the columns that are empty in every row (no ticker, no topic): a table
+    shows what the data has."""
+    keep = [k for k in (rows[0] if rows else {}) if any(r[k] not in (None, "") for r in rows)]
+    return [{k: r[k] for k in keep} for r in rows]
+
+
 def scored_tickers(db: Database, dataset_name: str) -> list[str]:
-    """Tickers with scored texts, most texts first."""
-    return _scored_values(db, dataset_name, "ticker")
+    """Tickers with scored texts, most texts first: the ticker column's, or, without one, the
+    watchlist entries the texts mention."""
+    dataset = ingest.get_dataset(db, dataset_name)
+    if dataset.mapping.ticker:
+        return _scored_values(db, dataset_name, "ticker")
+    return [
+        row[0]
+        for row in db.execute(
+            """select m.ticker from devmode_mentions m join devmode_predictions p
+                 on p.dataset_id = m.dataset_id and p.task = 'sentiment' and p.row_id = m.row_id
+               where m.dataset_id = ? group by 1 order by count(*) desc, 1""",
+            [dataset.id],
+        )
+    ]
 
 
 def scored_topics(db: Database, dataset_name: str) -> list[str]:
