@@ -556,6 +556,7 @@ def models_list(ctx):
     for m in found:
         active = f"  [active {m.active_as}]" if m.active_as else ""
         click.echo(f"run {m.run_id:<4} {m.dataset:<20} {', '.join(m.labels)}{active}")
+        click.echo(f"         CPU scoring: {registry.cpu_scoring(m.path)}")
 
 
 @models_group.command("promote")

@@ -257,10 +257,15 @@ def trained_news_db(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture
 def news_copy(trained_news_db, tmp_path):
-    """A fresh copy of ``trained_news_db`` (the model folder is shared, read-only)."""
+    """A fresh copy of ``trained_news_db``, its model folder with it (int8 checks write there)."""
     from devmode.db import backup
+    from devmode.environment import files_dir
 
-    return str(backup(trained_news_db, tmp_path / "copy"))
+    copy = backup(trained_news_db, tmp_path / "copy")
+    old, new = str(files_dir(trained_news_db)), str(files_dir(copy))
+    with open_db(copy) as db:
+        db.execute("update devmode_models set path = replace(path, ?, ?)", [old, new])
+    return str(copy)
 
 
 # ----------------------------------------------------------------------------------------------

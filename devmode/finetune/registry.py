@@ -101,10 +101,18 @@ def model_rows(db: Database) -> list[dict[str, Any]]:
                 "labels": ", ".join(m.labels),
                 "active as": m.active_as or "",
                 "test accuracy": test.get("accuracy"),
+                "CPU scoring": cpu_scoring(m.path),
                 "created": m.created_at[:16],
             }
         )
     return rows
+
+
+def cpu_scoring(path: str) -> str:
+    """How the model scores on a CPU: int8 when its check agreed, with the figures."""
+    from devmode.monitor import int8  # reads a JSON file: no torch here
+
+    return int8.describe(int8.int8_card(path))
 
 
 def active_model(db: Database, task: str) -> Model | None:

@@ -164,9 +164,7 @@ def score_dataset(
     model = require_active_model(db, task)
     polarity = sentiment_map(db, model) if task == "sentiment" else None
     if scorer is None:
-        from devmode.monitor.scoring import load_scorer
-
-        scorer = load_scorer(model.path)
+        scorer = model_scorer(db, model, dataset.name)
     table = quote_identifier(dataset.name)
     role = dataset.mapping
     select = ", ".join(  # qualified: the predictions table has a date and a ticker too
@@ -247,6 +245,44 @@ def score_dataset(
         0 if cancelled or task != "sentiment" else len(alerts.evaluate_alerts(db, dataset.name))
     )
     return ScoreSummary(done, already, unparseable, examples, model.run_id, cancelled, new_alerts)
+
+
+def model_scorer(db: Database, model: registry.Model, scoring: str | None = None):
+    """The registered model's ``Scorer``. On a CPU its int8 form is built and checked once
+    first (``quantized.py``), on the test and validation texts of the data it was trained on
+    (or, when that dataset is gone, on the texts of ``scoring``); a failed build is recorded
+    and scoring stays in full precision."""
+    from devmode.monitor import int8, quantized
+    from devmode.monitor.scoring import load_scorer
+
+    if quantized.needs_check(model.path):
+        try:
+            quantized.build_int8(model.path, check_texts(db, model.dataset, scoring))
+        except Exception as e:  # an encoder ONNX cannot export: full precision it is
+            int8.record_failure(model.path, f"{type(e).__name__}: {e}")
+    return load_scorer(model.path)
+
+
+def check_texts(db: Database, trained_on: str, fallback: str | None = None) -> list[str]:
+    """Texts an int8 model is checked on: the test, then validation, split of the dataset a
+    model was trained on, else the first texts of ``fallback``."""
+    from devmode.monitor.int8 import CHECK_TEXTS
+
+    texts: list[str] = []
+    for name, splits in ((trained_on, ("test", "validation")), (fallback, (None,))):
+        if not name or texts:
+            continue
+        try:
+            dataset = ingest.get_dataset(db, name)
+        except ingest.NoSuchDataset:
+            continue
+        for split in splits:
+            for row in ingest.iter_rows(db, dataset.name, split, [dataset.mapping.text]):
+                if len(texts) >= CHECK_TEXTS:
+                    return texts
+                if row[dataset.mapping.text]:
+                    texts.append(str(row[dataset.mapping.text]))
+    return texts
 
 
 def _topics_of_rows(db: Database, dataset_id: int, first: int, last: int) -> dict[int, str]:

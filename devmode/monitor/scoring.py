@@ -74,6 +74,8 @@ class _SequenceClassifier(nn.Module):
 class Scorer:
     """A loaded classifier, ready to score; build one with ``load_scorer``."""
 
+    precision = "fp32"  # what the numbers are computed in: fp32, bf16 (CUDA), int8 (quantized.py)
+
     def __init__(
         self,
         model: nn.Module,
@@ -88,6 +90,7 @@ class Scorer:
         self.max_length = max_length
         self.device = device
         self.use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.precision = "bf16" if self.use_bf16 else "fp32"
         self.tokens_per_batch = (
             GPU_TOKENS_PER_BATCH if device.type == "cuda" else CPU_TOKENS_PER_BATCH
         )
@@ -127,6 +130,7 @@ class Scorer:
 
     @torch.inference_mode()
     def _forward(self, encoded: Encoded, batch, pad_id) -> np.ndarray:
+        """Class probabilities of the rows ``batch`` of ``encoded``."""
         input_ids, attention_mask, _ = collate(encoded, batch, pad_id, self.device)
         if self.use_bf16:
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -153,14 +157,27 @@ def _token_budget_batches(order: np.ndarray, lengths: np.ndarray, budget: int) -
     return batches
 
 
-def load_scorer(model_dir: str | Path, device: str = "auto") -> Scorer:
-    """Load a devmode classifier folder, or any ``AutoModelForSequenceClassification`` folder."""
+def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "auto") -> Scorer:
+    """Load a devmode classifier folder, or any ``AutoModelForSequenceClassification`` folder.
+
+    :param precision: ``auto``: on a CPU, the model's int8 form when its check found the same
+        labels as full precision on at least 99% of texts (``quantized.py``), else fp32;
+        ``fp32``: never int8
+    """
     path = Path(model_dir)
     target = torch.device(
         "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     )
     if target.type == "cpu":
         torch.set_num_threads(usable_cpus())
+    if target.type == "cpu" and precision == "auto":
+        from devmode.monitor import int8
+
+        card = int8.int8_card(path)
+        if card and card["used"] and int8.available():
+            from devmode.monitor.quantized import load_int8
+
+            return load_int8(path)
     if (path / MODEL_CARD).is_file():
         model, tokenizer, card = load_classifier(path)
         return Scorer(model, tokenizer, card["labels"], card["max_length_tokens"], target)

@@ -165,7 +165,7 @@ class Watcher:
                 continue
             try:
                 result = monitoring.score_dataset(
-                    db, dataset, task=task, scorer=self._scorer(task, model)
+                    db, dataset, task=task, scorer=self._scorer(db, task, model)
                 )
             except DevmodeError as e:
                 summary.problems.append(f"{dataset}: not scored with the {task} model: {e}")
@@ -178,12 +178,10 @@ class Watcher:
                     + (f", {result.new_alerts} new alerts." if result.new_alerts else ".")
                 )
 
-    def _scorer(self, task: str, model: registry.Model):
+    def _scorer(self, db: Database, task: str, model: registry.Model):
         loaded = self._scorers.get(task)
         if loaded is None or loaded[0] != model.id:
-            from devmode.monitor.scoring import load_scorer
-
-            self._scorers[task] = (model.id, load_scorer(model.path))
+            self._scorers[task] = (model.id, monitoring.model_scorer(db, model))
         return self._scorers[task][1]
 
     def run(

@@ -1,0 +1,56 @@
+"""A model's int8 card: whether its int8 form (``quantized.py``) gives the full model's labels
+often enough to score in its place, read without loading torch (the registry shows it).
+
+    describe(int8_card("devmode_files/models/run-3"))   # 'int8 (same label as full precision on 99.6% ...)'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+INT8_FILE = "model.int8.onnx"
+INT8_CARD = "int8.json"
+# The share of a check set on which the int8 model must give the full model's label.
+MIN_AGREEMENT = 0.99
+# Texts in a check set, at most (a model's test and validation texts, else texts it scores).
+CHECK_TEXTS = 2000
+
+
+def available() -> bool:
+    """Whether ONNX Runtime is installed (it is in requirements.txt; a trimmed install may not
+    have it, and then scoring stays in full precision)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def int8_card(model_dir: str | Path) -> dict[str, Any] | None:
+    """What the last check found: ``{"agreement", "check_texts", "used", ...}``, or None."""
+    path = Path(model_dir) / INT8_CARD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def describe(card: dict[str, Any] | None) -> str:
+    """'int8 (same label on 99.6% of 2,000 texts)', for the registry and the CLI."""
+    if card is None:
+        return "not checked yet"
+    if card.get("error"):
+        return f"full precision (int8 could not be built: {card['error']})"
+    share = f"{card['agreement']:.1%} of {card['check_texts']:,} texts"
+    if card["used"]:
+        return f"int8 (same label as full precision on {share})"
+    return f"full precision (int8 agreed on only {share}; needs {MIN_AGREEMENT:.0%})"
+
+
+def record_failure(model_dir: str | Path, error: str) -> None:
+    """A build that failed: kept on the card, so it is not tried on every scoring."""
+    folder = Path(model_dir)
+    card = {"agreement": 0.0, "check_texts": 0, "used": False, "error": error}
+    partial = folder / f"{INT8_CARD}.{os.getpid()}.partial"
+    partial.write_text(json.dumps(card, indent=2))
+    os.replace(partial, folder / INT8_CARD)
