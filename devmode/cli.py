@@ -833,8 +833,7 @@ def alerts_rules(ctx, dataset):
     type=click.Choice(delivery.WEBHOOK_FORMATS),
     default="slack",
     show_default=True,
-    help='slack: a {"text": ...} body that Slack and Teams incoming webhooks show; json: the '
-    "alert, its rule and its stories as fields.",
+    help=delivery.WEBHOOK_FORMAT_HELP,
 )
 @click.option("--email", help="E-mail each new alert to this address (see alerts smtp).")
 @click.option("--remove", "remove_id", type=int, help="Stop delivering to channel ID instead.")

@@ -384,8 +384,7 @@ if rules:
             body = c[2].selectbox(
                 "Webhook body",
                 delivery.WEBHOOK_FORMATS,
-                help="slack: a text message that Slack and Teams incoming webhooks show; json: "
-                "the alert, its rule and its stories as fields.",
+                help=delivery.WEBHOOK_FORMAT_HELP,
             )
             if st.form_submit_button("Deliver this rule's alerts"):
                 try:

@@ -41,8 +41,11 @@ from devmode.monitor import alerts, trends
 from devmode.specs import Settings, setting
 
 CHANNEL_KINDS = ("webhook", "email")
-# slack: {"text": ...}, which Slack's and Teams' incoming webhooks both show; json: structured.
 WEBHOOK_FORMATS = ("slack", "json")
+WEBHOOK_FORMAT_HELP = (
+    "slack: a {\"text\": ...} body, which Slack's and Teams' incoming webhooks both show; json: "
+    "the alert, its rule and its stories as fields."
+)
 # A delivery is tried this many times, waiting RETRY_BASE_S x 4**(attempt - 1) in between.
 MAX_ATTEMPTS = 5
 RETRY_BASE_S = 10
