@@ -243,21 +243,24 @@ def trend_figure(
     ]
     fig.update_layout(
         title=dict(text=title, y=0.98),
-        height=560 if wall else 440,
+        height=600 if wall else 440,
         font=dict(size=20) if wall else None,
-        margin=dict(l=10, r=10, t=90, b=10),
+        # large type needs room for its tick labels, and the title a line above the legend
+        margin=dict(l=110, r=90, t=150, b=70) if wall else dict(l=10, r=10, t=90, b=10),
         yaxis=dict(
             title="P(positive) - P(negative)",
             range=index_range([p["sentiment"] for p in points] + smooth),
             zeroline=True,
         ),
-        yaxis2=dict(title="texts", overlaying="y", side="right", showgrid=False),
+        yaxis2=dict(
+            title="texts", overlaying="y", side="right", showgrid=False, rangemode="tozero"
+        ),
         xaxis=dict(
             type="date",
             rangeslider=dict(visible=False),
             rangeselector=None if wall else dict(buttons=buttons),
         ),
-        legend=dict(orientation="h", x=1, xanchor="right", y=1.16),
+        legend=dict(orientation="h", x=1, xanchor="right", y=1.12 if wall else 1.16),
     )
     return fig
 

@@ -37,6 +37,8 @@ if ui.query_flag("kiosk"):  # the wall display: no widgets, redrawn by itself
         st.plotly_chart(
             charts.trend_figure(view.points, view.title, alerts=view.marked, wall=True),
             key="wall_trend",
+            config={"displayModeBar": False},
+            theme=None,  # the figure's own large type, readable across a room
         )
         if view.tiles:
             tiles = st.columns(len(view.tiles))

@@ -118,9 +118,7 @@ def test_empty_columns_are_left_out_of_tables():
     assert trends.without_empty_columns([]) == []
 
 
-def test_the_wall_display_shows_chart_tiles_alerts_and_stories_without_widgets(
-    wire, monkeypatch
-):
+def test_the_wall_display_shows_chart_tiles_alerts_and_stories_without_widgets(wire, monkeypatch):
     import json
 
     from streamlit.testing.v1 import AppTest
