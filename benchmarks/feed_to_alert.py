@@ -210,13 +210,15 @@ def _rows(db_path: str) -> int:
         return db["bench_feed"].count if "bench_feed" in db.table_names() else 0
 
 
-def _scored(db_path: str) -> int:
+def _scored(db_path: str, dataset: str = "bench_feed") -> int:
+    """Rows of ``dataset`` with a sentiment prediction."""
     from devmode.db import open_db
 
     with open_db(db_path) as db:
         return db.execute(
             "select count(*) from devmode_predictions p join devmode_datasets d on d.id = "
-            "p.dataset_id where d.name = 'bench_feed' and p.task = 'sentiment'"
+            "p.dataset_id where d.name = ? and p.task = 'sentiment'",
+            [dataset],
         ).fetchone()[0]
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from feed_to_alert import HEADLINES, Local, ensure_model, rss  # noqa: E402
+from feed_to_alert import HEADLINES, Local, _scored, ensure_model, rss  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -109,12 +109,9 @@ def main() -> None:
     with open_db(db_path) as db:
         stored = db["day_feed"].count
         keys = db["devmode_source_items"].count
-        scored = db.execute(
-            "select count(*) from devmode_predictions p join devmode_datasets d on d.id = "
-            "p.dataset_id where d.name = 'day_feed' and p.task = 'sentiment'"
-        ).fetchone()[0]
         log = delivery.list_deliveries(db, "day_feed", limit=100_000)
         watcher.stop_watching(db)
+    scored = _scored(db_path, "day_feed")
     received = Counter(body["alert"]["period_start"] for _, body in local.alerts)
     hour = seconds / 24
     first = [m for t, m in memory if hour <= t < 2 * hour] or [memory[0][1]]

@@ -466,7 +466,13 @@ def open_db(path: str | Path) -> Store:
 
 def utc_now() -> str:
     """The time as ISO-8601 UTC text with milliseconds: how every ``*_at`` column is written."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    return stamp(dt.datetime.now(dt.UTC))
+
+
+def stamp(moment: dt.datetime) -> str:
+    """``moment`` written as every ``*_at`` column is (ISO-8601 with milliseconds), so that
+    stamps compare as text: a due time computed from now, a back-off, a retry."""
+    return moment.isoformat(timespec="milliseconds")
 
 
 def count_rows(db: Database, table: str, where: str | None = None) -> int:

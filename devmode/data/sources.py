@@ -39,7 +39,7 @@ from sqlite_utils import Database
 from devmode import __version__
 from devmode.data import ingest, readers
 from devmode.data.uploads import UPLOAD_EXTENSIONS
-from devmode.db import utc_now
+from devmode.db import stamp, utc_now
 from devmode.errors import DevmodeError
 from devmode.specs import Settings, setting
 
@@ -376,14 +376,14 @@ def _store(db: Database, source: Source, batch: _Batch) -> int:
     if not new:
         return 0
     row_ids = ingest.append_rows(db, dataset.name, list(new.values()))
-    stamp = utc_now()
+    seen_at = utc_now()
     db["devmode_source_items"].insert_all(
         {
             "dataset_id": dataset.id,
             "key": key,
             "row_id": row_id,
             "source_id": source.id,
-            "seen_at": stamp,
+            "seen_at": seen_at,
         }
         for key, row_id in zip(new, row_ids, strict=True)
     )
@@ -413,14 +413,14 @@ def _record_success(db: Database, source: Source, result: PollResult, batch: _Ba
     db["devmode_sources"].update(
         source.id,
         {
-            "last_poll_at": _iso(now),
-            "last_ok_at": _iso(now),
+            "last_poll_at": stamp(now),
+            "last_ok_at": stamp(now),
             "last_added": result.added,
             "total_added": source.total_added + result.added,
             "last_error": None,
             "last_note": " ".join(batch.notes) or None,
             "failures": 0,
-            "next_poll_at": _iso(now + dt.timedelta(seconds=source.every_seconds)),
+            "next_poll_at": stamp(now + dt.timedelta(seconds=source.every_seconds)),
             "state": json.dumps(batch.state),
             "title": batch.title or source.title,
         },
@@ -435,11 +435,11 @@ def _record_failure(db: Database, source: Source, error: str) -> None:
         db["devmode_sources"].update(
             source.id,
             {
-                "last_poll_at": _iso(now),
+                "last_poll_at": stamp(now),
                 "last_added": 0,
                 "last_error": error,
                 "failures": failures,
-                "next_poll_at": _iso(now + dt.timedelta(seconds=wait)),
+                "next_poll_at": stamp(now + dt.timedelta(seconds=wait)),
             },
         )
 
@@ -648,10 +648,6 @@ def _is_data_file(path: Path) -> bool:
         and not path.name.endswith(_PARTIAL_SUFFIXES)
         and path.suffix.lower().lstrip(".") in UPLOAD_EXTENSIONS
     )
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")
 
 
 def _short(stamp: str | None) -> str:

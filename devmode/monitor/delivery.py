@@ -35,7 +35,7 @@ from sqlite_utils import Database
 
 from devmode import __version__
 from devmode.data import ingest
-from devmode.db import utc_now
+from devmode.db import stamp, utc_now
 from devmode.errors import DevmodeError
 from devmode.monitor import alerts, trends
 from devmode.specs import Settings, setting
@@ -427,20 +427,19 @@ def deliver_due(
 
 
 def _claim_due(db: Database, now: dt.datetime) -> list[dict[str, Any]]:
-    stamp = _iso(now)
-    stale = _iso(now - dt.timedelta(seconds=STALE_CLAIM_S))
+    at, stale = stamp(now), stamp(now - dt.timedelta(seconds=STALE_CLAIM_S))
+    where = (
+        "(status = 'pending' and next_attempt_at <= ?) or (status = 'sending' and claimed_at < ?)"
+    )
+    # the watcher asks every second: take the write lock only when something is due, then
+    # read again under it (another watcher may have claimed it meanwhile)
+    if not db["devmode_alert_deliveries"].count_where(where, [at, stale]):
+        return []
     with db.atomic():
-        due = list(
-            db["devmode_alert_deliveries"].rows_where(
-                "(status = 'pending' and next_attempt_at <= ?) or "
-                "(status = 'sending' and claimed_at < ?)",
-                [stamp, stale],
-                order_by="id",
-            )
-        )
+        due = list(db["devmode_alert_deliveries"].rows_where(where, [at, stale], order_by="id"))
         for delivery in due:
             db["devmode_alert_deliveries"].update(
-                delivery["id"], {"status": "sending", "claimed_at": stamp}
+                delivery["id"], {"status": "sending", "claimed_at": at}
             )
     return due
 
@@ -451,7 +450,7 @@ def _record_attempt(
     attempts = delivery["attempts"] + 1
     now = dt.datetime.now(dt.UTC)
     if error is None:
-        values = {"status": "delivered", "delivered_at": _iso(now), "last_error": None}
+        values = {"status": "delivered", "delivered_at": stamp(now), "last_error": None}
     elif attempts >= MAX_ATTEMPTS:
         values = {"status": "failed", "last_error": f"{error} (gave up after {attempts} tries)"}
     else:
@@ -459,7 +458,7 @@ def _record_attempt(
         values = {
             "status": "pending",
             "last_error": error,
-            "next_attempt_at": _iso(now + dt.timedelta(seconds=wait)),
+            "next_attempt_at": stamp(now + dt.timedelta(seconds=wait)),
         }
     db["devmode_alert_deliveries"].update(delivery["id"], {**values, "attempts": attempts})
     return DeliveryResult(delivery["id"], channel.describe(), values["status"], error)
@@ -485,7 +484,3 @@ def list_deliveries(
     )
     keys = [c[0] for c in rows.description]
     return [dict(zip(keys, row, strict=True)) for row in rows.fetchall()]
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.isoformat(timespec="milliseconds")

@@ -47,10 +47,14 @@ def describe(card: dict[str, Any] | None) -> str:
     return f"full precision (int8 agreed on only {share}; needs {MIN_AGREEMENT:.0%})"
 
 
-def record_failure(model_dir: str | Path, error: str) -> None:
-    """A build that failed: kept on the card, so it is not tried on every scoring."""
+def write_card(model_dir: str | Path, card: dict[str, Any]) -> None:
+    """Write the card whole, then rename it into place: a reader never sees half of one."""
     folder = Path(model_dir)
-    card = {"agreement": 0.0, "check_texts": 0, "used": False, "error": error}
     partial = folder / f"{INT8_CARD}.{os.getpid()}.partial"
     partial.write_text(json.dumps(card, indent=2))
     os.replace(partial, folder / INT8_CARD)
+
+
+def record_failure(model_dir: str | Path, error: str) -> None:
+    """A build that failed: kept on the card, so it is not tried on every scoring."""
+    write_card(model_dir, {"agreement": 0.0, "check_texts": 0, "used": False, "error": error})

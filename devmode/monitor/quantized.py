@@ -19,7 +19,6 @@ boundaries pass it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import time
@@ -35,11 +34,11 @@ from devmode.environment import usable_cpus
 from devmode.finetune.classifier import MODEL_CARD, collate
 from devmode.monitor.int8 import (
     CHECK_TEXTS,
-    INT8_CARD,
     INT8_FILE,
     MIN_AGREEMENT,
     available,
     int8_card,
+    write_card,
 )
 from devmode.monitor.scoring import CPU_TOKENS_PER_BATCH, Scorer, load_scorer
 
@@ -103,9 +102,7 @@ def build_int8(model_dir: str | Path, check_texts: list[str]) -> dict[str, Any]:
         "onnxruntime": onnxruntime.__version__,
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    partial = folder / f"{INT8_CARD}{suffix}"
-    partial.write_text(json.dumps(result, indent=2))
-    os.replace(partial, folder / INT8_CARD)
+    write_card(folder, result)
     return result
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from devmode.data import ingest
+from devmode.data import ingest, sources
 from devmode.monitor import alerts, trends, watchlist
 
 # Stories listed under "most negative today", and alerts shown.
@@ -65,7 +65,7 @@ def default_dataset(db: Database) -> str | None:
     dated = [d for d in ingest.list_datasets(db) if d.mapping.date]
     if not dated:
         return None
-    fed = {row[0].lower() for row in db.execute("select dataset from devmode_sources")}
+    fed = {source.dataset.lower() for source in sources.list_sources(db)}
     return max(dated, key=lambda d: (d.name.lower() in fed, d.updated_at)).name
 
 

@@ -53,10 +53,13 @@ class PassSummary:
     lines: list[str] = field(default_factory=list)  # what a person reads, a line per event
 
     @property
+    def stored_something(self) -> bool:
+        """Rows, scores, alerts or deliveries: what a page showing the watcher would redraw."""
+        return bool(self.added or self.scored or self.new_alerts or self.delivered)
+
+    @property
     def did_something(self) -> bool:
-        return bool(
-            self.polled or self.scored or self.new_alerts or self.delivered or self.problems
-        )
+        return bool(self.stored_something or self.polled or self.problems)
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,10 @@ class Watcher:
         }
         changed = models != self._scored_with
         self._scored_with = models
-        watched = {s.dataset.lower(): s.dataset for s in sources.list_sources(db)}
-        names = {d.lower(): d for d in ingest.dataset_names(db)}
         if not changed and not summary.added:
             return []
-        return [names[key] for key in watched if key in names]
+        watched = {s.dataset.lower() for s in sources.list_sources(db)}
+        return [name for name in ingest.dataset_names(db) if name.lower() in watched]
 
     def _score(self, db: Database, dataset: str, summary: PassSummary) -> None:
         for task in ("topic", "sentiment"):  # topics first: sentiment rows carry them
@@ -280,28 +282,28 @@ def execute_watcher(
     with jobs.claimed(db_path, jobs.WATCHING, watcher_id) as db:
         should_stop = jobs.CancelPoll(db, jobs.WATCHING, watcher_id)
         last_write = 0.0
+        passes = 0
         changed_at = None  # when a pass last stored something a page would draw
 
         def record(summary: PassSummary) -> None:
-            nonlocal last_write, changed_at
+            # a pass runs every second or so: the row is written when a pass did something,
+            # and otherwise once per HEARTBEAT_S, not once per pass
+            nonlocal last_write, passes, changed_at
+            passes += 1
             for line in summary.lines + summary.problems:
                 if echo:
                     echo(line)
-            if summary.added or summary.scored or summary.new_alerts or summary.delivered:
+            if summary.stored_something:
                 changed_at = summary.at
             if summary.did_something or time.monotonic() - last_write > HEARTBEAT_S:
                 stored = {**asdict(summary), "changed_at": changed_at}
                 db.execute(
-                    "update devmode_watchers set passes = passes + 1, summary = ?, "
-                    "updated_at = ? where id = ?",
-                    [json.dumps(stored), utc_now(), watcher_id],
+                    "update devmode_watchers set passes = ?, summary = ?, updated_at = ? "
+                    "where id = ?",
+                    [passes, json.dumps(stored), utc_now(), watcher_id],
                 )
                 last_write = time.monotonic()
-            else:
-                db.execute(
-                    "update devmode_watchers set passes = passes + 1 where id = ?", [watcher_id]
-                )
 
         watcher.run(should_stop=should_stop, on_pass=record)
-        jobs.set_status(db, jobs.WATCHING, watcher_id, jobs.CANCELLED, pid=None)
+        jobs.set_status(db, jobs.WATCHING, watcher_id, jobs.CANCELLED, pid=None, passes=passes)
         return get_watcher(db, watcher_id)
