@@ -103,7 +103,7 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
 
         # -- fine-tune a short run and watch the bar move ------------------------------------
         open_page(page, app.url("Fine_tune"))
-        type_into(page, "Epochs", "4", role="spinbutton")
+        type_into(page, "Epochs", "2", role="spinbutton")
         type_into(page, "Batch size", "16", role="spinbutton")
         type_into(page, "Max length (tokens)", "64", role="spinbutton")
         expand(page, "Hardware and logging")

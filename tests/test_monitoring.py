@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from devmode.db import open_db
+from devmode.db import open_db, trend_triggers
 from devmode.finetune import registry, runs, worker
 from devmode.monitor import alerts, monitoring, trends
 from devmode.monitor.monitoring import (
@@ -63,13 +63,16 @@ class FakeScorer:
 
     label_names = ["negative", "neutral", "positive"]
 
-    def __init__(self):
+    def __init__(self, flip: bool = False):
         self.calls = 0
+        self.flip = flip  # "down" reads as positive and "up" as negative
 
     def score(self, texts):
         self.calls += 1
         table = {"down": [0.8, 0.1, 0.1], "flat": [0.1, 0.8, 0.1], "up": [0.1, 0.1, 0.8]}
         probabilities = np.array([table[t.split()[0]] for t in texts], dtype=np.float32)
+        if self.flip:
+            probabilities = probabilities[:, ::-1]
         return Scores(
             [self.label_names[int(p.argmax())] for p in probabilities],
             probabilities,
@@ -97,6 +100,112 @@ def test_score_then_trend_by_week_month_and_ticker(news_db):
             ("2020-05-20", 1.0),
             ("2020-05-25", 0.0),
         ]
+
+
+def _every_trend(db, dataset: str = "news") -> dict:
+    """Each period, scope and story setting: the rollup's answer and the predictions' own."""
+    from devmode.data import ingest
+
+    found = {}
+    record = ingest.get_dataset(db, dataset)
+    for period in trends.PERIODS:
+        for ticker, topic in ((None, None), ("A", None), ("B", None), (None, "x"), (None, "y")):
+            for stories in (False, True):
+                key = (period, ticker, topic, stories)
+                rolled = sentiment_trend(
+                    db, dataset, period=period, ticker=ticker, topic=topic, stories=stories
+                )
+                direct = trends._trend_from_rows(db, record, period, ticker, topic, stories=stories)
+                found[key] = (rolled, direct)
+    return found
+
+
+def assert_rollup_matches_rows(db, dataset: str = "news") -> None:
+    from devmode.data import ingest
+
+    record = ingest.get_dataset(db, dataset)
+    for column in ("ticker", "topic"):
+        counted = db.execute(  # dated or not
+            f"""select {column}, count(*) from devmode_predictions where dataset_id = ? and
+                task = 'sentiment' and {column} is not null group by 1 order by 2 desc, 1""",
+            [record.id],
+        ).fetchall()
+        assert trends._scored_values(db, dataset, column) == [value for value, _ in counted]
+        if column == "topic":
+            by_topic = trends.sentiment_by_topic(db, dataset)
+            assert [(t["topic"], t["volume"]) for t in by_topic] == counted
+        split = trends.trend_by(db, dataset, column, period="week")
+        for value in {row["value"] for row in split}:
+            scope = {"ticker": value} if column == "ticker" else {"topic": value}
+            direct = trends._trend_from_rows(
+                db, record, "week", scope.get("ticker"), scope.get("topic")
+            )
+            assert [(r["period"], r["volume"]) for r in split if r["value"] == value] == [
+                (p["period"], p["volume"]) for p in direct
+            ], (column, value)
+    for key, (rolled, direct) in _every_trend(db, dataset).items():
+        assert [(p["period"], p["volume"]) for p in rolled] == [
+            (p["period"], p["volume"]) for p in direct
+        ], key
+        for r, d in zip(rolled, direct, strict=True):
+            assert r["sentiment"] == pytest.approx(d["sentiment"]), key
+            assert r["share_negative"] == pytest.approx(d["share_negative"]), key
+
+
+def test_the_trend_rollup_follows_every_write(news_db, tiny_model_dir):
+    """The daily rollup answers as the predictions themselves do after scoring, a topic copy,
+    story marks, a re-scoring by a new model, deleted rows, a rebuilt rollup (the migration's
+    fill) and a dropped dataset whose id is used again."""
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
+    from tests.conftest import NEWS_ROWS, write_csv
+
+    with open_db(news_db) as db:
+        score_dataset(db, "news", scorer=FakeScorer())
+        assert db["devmode_trend_days"].count > 0
+        assert_rollup_matches_rows(db)
+        db.execute(
+            "update devmode_predictions set topic = case row_id % 2 when 0 then 'x' else 'y' end"
+        )
+        db.execute("update devmode_predictions set repeat = 1 where row_id in (2, 3)")
+        assert_rollup_matches_rows(db)
+        assert sentiment_trend(db, "news", period="month", stories=True)[0]["volume"] == 2
+        run = runs.create_run(db, "tiny", tiny_config(tiny_model_dir, epochs=1, seed=3))
+    worker.execute_run(news_db, run.id)
+    with open_db(news_db) as db:
+        registry.promote(db, run.id, "sentiment")
+        score_dataset(db, "news", scorer=FakeScorer(flip=True))  # upserts every row
+        assert_rollup_matches_rows(db)
+        db.execute("delete from devmode_predictions where row_id = 1")
+        assert_rollup_matches_rows(db)
+        before = db["devmode_trend_days"].count_where("n > 0")  # emptied days stay, at 0
+        db.execute("drop table devmode_trend_days")
+        trend_triggers(db, on=False)
+        db.execute("delete from _sqlite_migrations where name = '0010_trend_rollup'")
+    with open_db(news_db) as db:  # the migration runs again and fills the rollup
+        assert db["devmode_trend_days"].count_where("n > 0") == before
+        assert_rollup_matches_rows(db)
+        dataset_id = ingest.get_dataset(db, "news").id
+        ingest.drop_dataset(db, "news")
+        assert not db["devmode_trend_days"].count_where("dataset_id = ?", [dataset_id])
+        assert not db["devmode_predictions"].count_where("dataset_id = ?", [dataset_id])
+        again = ingest.insert_upload(
+            db,
+            read_upload(write_csv(db_dir(news_db) / "again.csv", NEWS_ROWS[:2])),
+            "news",
+            ingest.ColumnMapping("text", date="date", ticker="ticker"),
+        )
+        assert again.id == dataset_id  # SQLite gives the freed id out again
+        assert sentiment_trend(db, "news") == []
+        score_dataset(db, "news", scorer=FakeScorer())
+        assert sum(p["volume"] for p in sentiment_trend(db, "news")) == 2
+        assert_rollup_matches_rows(db)
+
+
+def db_dir(db_path):
+    from pathlib import Path
+
+    return Path(db_path).parent
 
 
 def test_scoring_is_incremental_and_follows_the_active_model(news_db, tiny_model_dir):

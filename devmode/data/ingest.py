@@ -518,12 +518,25 @@ def rename_dataset(db: Database, name: str, new_name: str) -> Dataset:
     return get_dataset(db, new_name)
 
 
+# Tables of what was worked out from a dataset's rows (by its id): they go with it, so that a
+# dataset stored later under the same id starts clean.
+DERIVED_TABLES = (
+    "devmode_predictions",
+    "devmode_trend_days",
+    "devmode_story_rows",
+    "devmode_mentions",
+)
+
+
 def drop_dataset(db: Database, name: str) -> None:
-    """Delete a dataset's rows and its record."""
+    """Delete a dataset's rows, its record and what was worked out from them."""
     with db.atomic():
         dataset = get_dataset(db, name)
         db[dataset.name].drop()
-        db["devmode_datasets"].delete(dataset.id)
+        db["devmode_datasets"].delete(dataset.id)  # first: the rollup's triggers then skip it
+        for table in DERIVED_TABLES:
+            if db[table].exists():
+                db[table].delete_where("dataset_id = ?", [dataset.id])
 
 
 def _update_record(db: Database, dataset: Dataset, values: dict[str, Any]) -> None:

@@ -51,10 +51,47 @@ def sentiment_trend(
     ``ticker`` the texts filed under it (or, without a ticker column, those that mention the
     watchlist entry); ``stories`` counts each story once (``stories.py``).
 
-    Sums per day come first, straight from a covering index in date order; only the few thousand
-    days are then put into weeks or months (a million rows: well under half a second).
+    One scope (all texts, a ticker column's value, or a topic) is read from the daily rollup
+    (``devmode_trend_days``, kept by triggers): a few thousand days whatever the rows, put into
+    weeks or months here. A ticker and a topic together, or a watchlist entry, are summed from
+    the predictions per day, straight from a covering index in date order.
     """
     dataset = dated_dataset(db, dataset_name, period)
+    scope = _rollup_scope(dataset, ticker, topic)
+    if scope is None:
+        return _trend_from_rows(db, dataset, period, ticker, topic, stories=stories)
+    story = "story_" if stories else ""
+    rows = db.execute(
+        f"""select {_bucket_sql(period, "day")} as period, sum({story}total) / sum({story}n),
+                   1.0 * sum({story}negative) / sum({story}n), sum({story}n)
+            from devmode_trend_days where dataset_id = ? and scope = ? and value = ? and day > ''
+            group by 1 having sum({story}n) > 0 order by 1""",
+        [dataset.id, *scope],
+    ).fetchall()
+    return _points(rows)
+
+
+def _rollup_scope(
+    dataset: ingest.Dataset, ticker: str | None, topic: str | None
+) -> tuple[str, str] | None:
+    """The rollup's (scope, value) for a trend, or None when it keeps no such sums."""
+    if ticker and topic or ticker and not dataset.mapping.ticker:
+        return None
+    if ticker:
+        return "ticker", ticker
+    return ("topic", topic) if topic else ("", "")
+
+
+def _trend_from_rows(
+    db: Database,
+    dataset: ingest.Dataset,
+    period: str,
+    ticker: str | None,
+    topic: str | None,
+    *,
+    stories: bool = False,
+) -> list[dict[str, Any]]:
+    """``sentiment_trend`` summed from the predictions themselves."""
     where, args = _scope_sql(dataset, ticker, topic, stories=stories)
     rows = db.execute(
         f"""select {_bucket_sql(period, "day")} as period, sum(total) / sum(n),
@@ -65,6 +102,10 @@ def sentiment_trend(
             group by 1 order by 1""",
         args,
     ).fetchall()
+    return _points(rows)
+
+
+def _points(rows: list[tuple]) -> list[dict[str, Any]]:
     return [{"period": p, "sentiment": s, "share_negative": n, "volume": v} for p, s, n, v in rows]
 
 
@@ -84,6 +125,10 @@ def trend_by(
     (source, a feed's title, ...). Rows ``{"value", "period", "sentiment", "share_negative",
     "volume"}`` for the ``limit`` values with the most texts, oldest period first."""
     dataset = dated_dataset(db, dataset_name, period)
+    if (column == "ticker" and dataset.mapping.ticker) or (
+        column == "topic" and column not in dataset.columns
+    ):  # the scorer's own columns: summed per day already
+        return _split_from_rollup(db, dataset, column, period, limit)
     where, args = _scope_sql(dataset, None, None, table="p")
     if column == "ticker" and not dataset.mapping.ticker and "ticker" not in dataset.columns:
         value = "m.ticker"  # the watchlist entries each text mentions
@@ -122,6 +167,27 @@ def trend_by(
     ]
 
 
+def _split_from_rollup(
+    db: Database, dataset: ingest.Dataset, scope: str, period: str, limit: int
+) -> list[dict[str, Any]]:
+    """``trend_by`` a ticker column or the topic, from the daily rollup."""
+    rows = db.execute(
+        f"""with top as (select value from devmode_trend_days where dataset_id = :id and
+                         scope = :scope and day > '' group by value having sum(n) > 0
+                         order by sum(n) desc, value limit {int(limit)})
+            select value, {_bucket_sql(period, "day")}, sum(total) / sum(n),
+                   1.0 * sum(negative) / sum(n), sum(n)
+            from devmode_trend_days where dataset_id = :id and scope = :scope and day > ''
+              and value in (select value from top)
+            group by 1, 2 having sum(n) > 0 order by 2, 1""",
+        {"id": dataset.id, "scope": scope},
+    ).fetchall()
+    return [
+        {"value": v, "period": p, "sentiment": s, "share_negative": n, "volume": c}
+        for v, p, s, n, c in rows
+    ]
+
+
 def sentiment_by_topic(
     db: Database, dataset_name: str, *, ticker: str | None = None
 ) -> list[dict[str, Any]]:
@@ -130,6 +196,16 @@ def sentiment_by_topic(
     Rows without a topic prediction are left out; an empty list when no topic model has scored.
     """
     dataset = ingest.get_dataset(db, dataset_name)
+    if not ticker:
+        rows = db.execute(
+            """select value, sum(total) / sum(n), 1.0 * sum(negative) / sum(n), sum(n)
+               from devmode_trend_days where dataset_id = ? and scope = 'topic'
+               group by 1 having sum(n) > 0 order by 4 desc, 1""",
+            [dataset.id],
+        ).fetchall()
+        return [
+            {"topic": t, "sentiment": s, "share_negative": n, "volume": v} for t, s, n, v in rows
+        ]
     where, args = _scope_sql(dataset, ticker, None)
     # With a ticker, the unary + keeps SQLite from walking the topic index for the grouping
     # (every row) instead of the ticker index that already holds the topic (a few thousand).
@@ -248,9 +324,9 @@ def _scored_values(db: Database, dataset_name: str, column: str) -> list[str]:
     return [
         row[0]
         for row in db.execute(
-            f"select {column} from devmode_predictions where dataset_id = ? and "
-            f"task = 'sentiment' and {column} is not null group by 1 order by count(*) desc, 1",
-            [dataset.id],
+            "select value from devmode_trend_days where dataset_id = ? and scope = ? "
+            "group by 1 having sum(n) > 0 order by sum(n) desc, 1",
+            [dataset.id, column],
         )
     ]
 

@@ -29,6 +29,7 @@ from sqlite_utils import Database
 from devmode import jobs
 from devmode.data import ingest, sources
 from devmode.db import open_db, utc_now
+from devmode.environment import release_freed_memory
 from devmode.errors import DevmodeError
 from devmode.finetune import registry
 from devmode.monitor import delivery, monitoring
@@ -140,6 +141,8 @@ class Watcher:
                 (summary.problems if result.error else summary.lines).append(result.describe())
             for name in self._to_score(db, summary):
                 self._score(db, name, summary)
+            if summary.scored:
+                release_freed_memory()  # a day of passes would otherwise grow the heap
             for outcome in delivery.deliver_due(db, timeout=self.delivery_timeout):
                 summary.delivered += outcome.status == "delivered"
                 (summary.lines if outcome.status == "delivered" else summary.problems).append(
