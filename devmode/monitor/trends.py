@@ -193,13 +193,14 @@ def sentiment_by_topic(
 ) -> list[dict[str, Any]]:
     """Per topic (the active topic model's label): sentiment index, share negative and volume.
 
-    Rows without a topic prediction are left out; an empty list when no topic model has scored.
+    Rows without a topic prediction or a readable date are left out (as from every trend); an
+    empty list when no topic model has scored.
     """
     dataset = ingest.get_dataset(db, dataset_name)
     if not ticker:
         rows = db.execute(
             """select value, sum(total) / sum(n), 1.0 * sum(negative) / sum(n), sum(n)
-               from devmode_trend_days where dataset_id = ? and scope = 'topic'
+               from devmode_trend_days where dataset_id = ? and scope = 'topic' and day > ''
                group by 1 having sum(n) > 0 order by 4 desc, 1""",
             [dataset.id],
         ).fetchall()
