@@ -293,6 +293,14 @@ def chat_server(embedded):
     server.server_close()
 
 
+def scored_rows(db_path, dataset: str) -> int:
+    """Predictions stored for ``dataset`` (0 before it exists): what a watcher has scored."""
+    with open_db(db_path) as db:
+        return db["devmode_predictions"].count_where(
+            "dataset_id = (select id from devmode_datasets where name = ?)", [dataset]
+        )
+
+
 def wait_for(predicate, timeout=90, interval=0.1, what="the condition"):
     """Poll ``predicate`` until it returns something true (returned), or fail after ``timeout``."""
     import time

@@ -20,7 +20,7 @@ from tests.browser_support import (
     type_into,
     visible_text,
 )
-from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice, wait_for
+from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice, scored_rows, wait_for
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-journey"
 
@@ -301,7 +301,9 @@ def test_a_feed_is_watched_the_chart_moves_and_the_alert_reaches_the_webhook(bro
             journey.shot("live_watching")
 
             # the watcher creates and scores "wire"
-            wait_for(lambda: _dataset_listed(news_copy), timeout=180, what="the first poll")
+            wait_for(
+                lambda: scored_rows(news_copy, "wire") == 3, timeout=180, what="the first poll"
+            )
             open_page(page, app.url("Monitor"))
             choose(page, "Dataset", "wire")
             wait_for_text(page, "Sentiment: wire · per week")
@@ -390,14 +392,3 @@ def _unlike(texts: list[str], n: int = 3) -> list[str]:
         if len(chosen) == n:
             break
     return chosen
-
-
-def _dataset_listed(db_path) -> bool:
-    with open_db(db_path) as db:
-        return (
-            "wire" in db.table_names()
-            and db["devmode_predictions"].count_where(
-                "dataset_id = (select id from devmode_datasets where name = 'wire')"
-            )
-            == 3
-        )

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import wait_for
+from conftest import scored_rows, wait_for
 from net_support import LocalServer, Route, rss
 from test_monitoring import FakeScorer
 
@@ -136,16 +136,11 @@ def test_watching_in_the_background_stop_kill_and_start_again(news_copy, server)
     with open_db(news_copy) as db, pytest.raises(jobs.JobAlreadyRunning):
         watcher.create_watcher(db)  # one watcher at a time
 
-    def scored():
-        with open_db(news_copy) as db:
-            return (
-                db["devmode_predictions"].count_where(
-                    "dataset_id = (select id from devmode_datasets where name = 'wire')"
-                )
-                == 3
-            )
-
-    wait_for(scored, timeout=120, what="the watcher to poll and score the feed")
+    wait_for(
+        lambda: scored_rows(news_copy, "wire") == 3,
+        timeout=120,
+        what="the watcher to poll and score the feed",
+    )
     server.routes["/f.rss"] = Route(rss(headlines(["bad", "good", "flat", "up"], day=19, start=10)))
 
     def has_four():
@@ -203,17 +198,11 @@ def test_monitor_page_adds_a_feed_and_watches_it(news_copy, server, monkeypatch)
     at.button(key="monitor_watch_start").click().run()  # a real watcher process
     assert not at.exception and not at.error
 
-    def scored():
-        with open_db(news_copy) as db:
-            return (
-                "wire" in db.table_names()
-                and db["devmode_predictions"].count_where(
-                    "dataset_id = (select id from devmode_datasets where name = 'wire')"
-                )
-                == 3
-            )
-
-    wait_for(scored, timeout=120, what="the watcher to poll and score the feed")
+    wait_for(
+        lambda: scored_rows(news_copy, "wire") == 3,
+        timeout=120,
+        what="the watcher to poll and score the feed",
+    )
     at.run()
     assert any("Watching since" in s.value for s in at.success)
     assert at.dataframe[0].value["added"][0] == 3
