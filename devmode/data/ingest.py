@@ -535,8 +535,7 @@ def drop_dataset(db: Database, name: str) -> None:
         db[dataset.name].drop()
         db["devmode_datasets"].delete(dataset.id)  # first: the rollup's triggers then skip it
         for table in DERIVED_TABLES:
-            if db[table].exists():
-                db[table].delete_where("dataset_id = ?", [dataset.id])
+            db[table].delete_where("dataset_id = ?", [dataset.id])
 
 
 def _update_record(db: Database, dataset: Dataset, values: dict[str, Any]) -> None:

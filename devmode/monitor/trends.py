@@ -75,7 +75,7 @@ def _rollup_scope(
     dataset: ingest.Dataset, ticker: str | None, topic: str | None
 ) -> tuple[str, str] | None:
     """The rollup's (scope, value) for a trend, or None when it keeps no such sums."""
-    if ticker and topic or ticker and not dataset.mapping.ticker:
+    if ticker and (topic or not dataset.mapping.ticker):
         return None
     if ticker:
         return "ticker", ticker
@@ -107,6 +107,13 @@ def _trend_from_rows(
 
 def _points(rows: list[tuple]) -> list[dict[str, Any]]:
     return [{"period": p, "sentiment": s, "share_negative": n, "volume": v} for p, s, n, v in rows]
+
+
+def _split_points(rows: list[tuple]) -> list[dict[str, Any]]:
+    return [
+        {"value": v, "period": p, "sentiment": s, "share_negative": n, "volume": c}
+        for v, p, s, n, c in rows
+    ]
 
 
 # Values a split trend shows (the rest are summed under "other").
@@ -161,10 +168,7 @@ def trend_by(
             group by 1, 2 order by 2, 1""",
         [*args, json.dumps(top)],
     ).fetchall()
-    return [
-        {"value": v, "period": p, "sentiment": s, "share_negative": n, "volume": c}
-        for v, p, s, n, c in rows
-    ]
+    return _split_points(rows)
 
 
 def _split_from_rollup(
@@ -182,10 +186,7 @@ def _split_from_rollup(
             group by 1, 2 having sum(n) > 0 order by 2, 1""",
         {"id": dataset.id, "scope": scope},
     ).fetchall()
-    return [
-        {"value": v, "period": p, "sentiment": s, "share_negative": n, "volume": c}
-        for v, p, s, n, c in rows
-    ]
+    return _split_points(rows)
 
 
 def sentiment_by_topic(
