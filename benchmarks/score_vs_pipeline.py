@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import sys
 import tempfile
@@ -33,28 +34,36 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-HEADLINES = ROOT.parent / "shared" / "data" / "dated_headlines" / "headlines.csv"
-PHRASEBANK = ROOT.parent / "shared" / "data" / "financial_phrasebank" / "sentences_allagree.csv"
+DATA = ROOT.parent / "shared" / "data"
+HEADLINES = Path("dated_headlines") / "headlines.csv"
+PHRASEBANK = Path("financial_phrasebank") / "sentences_allagree.csv"
 
 
-def make_classifier(folder: Path) -> Path:
-    """all-MiniLM-L6-v2 with a 3-class head fitted on Financial PhraseBank's pooled vectors."""
+def make_classifier(
+    folder: Path, base_model: str = "embedded", data: Path = DATA, rows_wanted: int = 0
+) -> Path:
+    """all-MiniLM-L6-v2 with a 3-class head fitted on Financial PhraseBank's pooled vectors
+    (on about ``rows_wanted`` of them, spread over the file, when it is set)."""
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from devmode.finetune.config import embedded_classifier_dir
+    from devmode.finetune.config import resolve_base_model
 
     torch.manual_seed(0)
     names = ["negative", "neutral", "positive"]
+    source = resolve_base_model(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
-        embedded_classifier_dir(),
+        source,
+        dtype=torch.float32,
         num_labels=3,
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
     ).eval()
-    tokenizer = AutoTokenizer.from_pretrained(embedded_classifier_dir())
-    with open(PHRASEBANK, newline="", encoding="utf-8") as f:
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    with open(data / PHRASEBANK, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    if rows_wanted:
+        rows = rows[:: max(1, len(rows) // rows_wanted)]
     vectors = []
     with torch.inference_mode():
         for start in range(0, len(rows), 128):
@@ -76,6 +85,23 @@ def make_classifier(folder: Path) -> Path:
     return folder
 
 
+def time_pipeline(folder: Path, texts: list[str], device: str, dtype, batch_size: int):
+    """Seconds for ``transformers.pipeline`` to classify ``texts``, and its probabilities."""
+    from transformers import pipeline
+
+    classify = pipeline(
+        "text-classification", model=str(folder), device=device, dtype=dtype, top_k=None
+    )
+    classify(texts[:64], batch_size=batch_size)  # warm up
+    start = time.perf_counter()
+    out = classify(texts, batch_size=batch_size, truncation=True)
+    seconds = time.perf_counter() - start
+    names = ["negative", "neutral", "positive"]
+    return seconds, np.array(
+        [[{r["label"]: r["score"] for r in row}[n] for n in names] for row in out]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -83,14 +109,29 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=256, help="The pipeline's batch size.")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--base-model", default="embedded", help="The encoder under the head (a model folder)."
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="The folder holding dated_headlines/ and financial_phrasebank/.",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="Score only the first N headlines, and fit the head on about N sentences (a dry run).",
+    )
+    parser.add_argument("--json", help="Also write the figures to this file.")
     args = parser.parse_args()
-    from transformers import pipeline
-
     from devmode.monitor.scoring import load_scorer
 
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
-    with open(HEADLINES, newline="", encoding="utf-8") as f:
-        texts = [row["text"] for row in csv.DictReader(f)] * args.repeat
+    with open(args.data / HEADLINES, newline="", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    texts = texts[: args.limit or None] * args.repeat
     machine = (
         torch.cuda.get_device_name()
         if device == "cuda"
@@ -100,26 +141,24 @@ def main() -> None:
         f"{len(texts):,} headlines, all-MiniLM-L6-v2 + 3-class head, on {machine}; torch {torch.__version__}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        folder = make_classifier(Path(tmp) / "classifier")
-        classify = pipeline("text-classification", model=str(folder), device=device, top_k=None)
-        classify(texts[:64], batch_size=args.batch_size)  # warm up
-        start = time.perf_counter()
-        out = classify(texts, batch_size=args.batch_size, truncation=True)
-        pipeline_seconds = time.perf_counter() - start
-        names = ["negative", "neutral", "positive"]
-        pipeline_probs = np.array(
-            [[{r["label"]: r["score"] for r in row}[n] for n in names] for row in out]
-        )
+        folder = make_classifier(Path(tmp) / "classifier", args.base_model, args.data, args.limit)
+        # on a GPU a careful user would also ask the pipeline for bf16: both are measured, and
+        # devmode is compared with the faster; labels are compared with the fp32 pipeline's
+        dtypes = [torch.float32] + ([torch.bfloat16] if device == "cuda" else [])
+        rows = []
+        for dtype in dtypes:
+            seconds, probabilities = time_pipeline(folder, texts, device, dtype, args.batch_size)
+            name = f"pipeline (batch {args.batch_size}{', bf16' * (dtype == torch.bfloat16)})"
+            rows.append((name, seconds, probabilities))
+        pipeline_seconds = min(seconds for _, seconds, _ in rows)
+        pipeline_probs = rows[0][2]
 
         scorer = load_scorer(folder, device=device, precision="fp32")
         scorer.score(texts[:64])  # warm up
         start = time.perf_counter()
         scores = scorer.score(texts)
         devmode_seconds = time.perf_counter() - start
-        rows = [
-            ("pipeline (batch " + str(args.batch_size) + ")", pipeline_seconds, pipeline_probs),
-            ("devmode fp32", devmode_seconds, scores.probabilities),
-        ]
+        rows.append((f"devmode {scorer.precision}", devmode_seconds, scores.probabilities))
         if device == "cpu":
             from devmode.monitor import quantized
 
@@ -141,16 +180,29 @@ def main() -> None:
     reference = pipeline_probs.argmax(1)
     print()
     print(
-        f"{'':<26} {'texts/s':>9} {'seconds':>8} {'vs pipeline':>12} {'same label as pipeline':>23}"
+        f"{'':<28} {'texts/s':>9} {'seconds':>8} {'vs pipeline':>12} {'same label as pipeline':>23}"
     )
+    figures = []
     for name, seconds, probs in rows:
         same = float((probs.argmax(1) == reference).mean())
+        figures.append(
+            {
+                "side": name,
+                "texts_per_s": len(texts) / seconds,
+                "seconds": seconds,
+                "vs_pipeline": pipeline_seconds / seconds,
+                "same_label": same,
+            }
+        )
         print(
-            f"{name:<26} {len(texts) / seconds:>9,.0f} {seconds:>8.1f} "
+            f"{name:<28} {len(texts) / seconds:>9,.0f} {seconds:>8.1f} "
             f"{pipeline_seconds / seconds:>11.1f}x {same:>22.2%}"
         )
     gap = float(np.abs(pipeline_probs - scores.probabilities).max())
-    print(f"fp32: largest probability difference from the pipeline {gap:.1e}")
+    print(f"devmode {scorer.precision}: largest probability difference from the pipeline {gap:.1e}")
+    if args.json:
+        record = {"machine": machine, "texts": len(texts), "torch": torch.__version__}
+        Path(args.json).write_text(json.dumps({**record, "results": figures}, indent=2))
     if device == "cpu":
         print(
             f"int8 check: same label as fp32 on {card['agreement']:.2%} of {card['check_texts']:,} "

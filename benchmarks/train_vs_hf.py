@@ -48,21 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = {
-    "allagree": DATA / "financial_phrasebank" / "sentences_allagree.csv",
-    "50agree": DATA / "financial_phrasebank" / "sentences_50agree.csv",
-    "topic": DATA / "twitter_financial_news_topic",
+    "allagree": Path("financial_phrasebank") / "sentences_allagree.csv",
+    "50agree": Path("financial_phrasebank") / "sentences_50agree.csv",
+    "topic": Path("twitter_financial_news_topic"),
 }
 
 
-def load_splits(name: str, tmp: Path):
-    """(train, validation, test) lists of (text, label), from devmode's own stored split."""
+def load_splits(name: str, tmp: Path, data_dir: Path = DATA, rows_per_label: int = 0):
+    """(train, validation, test) lists of (text, label), from devmode's own stored split; with
+    ``rows_per_label``, only the first that many rows of each label in each split."""
     from devmode.data import ingest, readers
     from devmode.data.examples import TrainData
     from devmode.db import open_db
 
+    source = data_dir / DATASETS[name]
     with open_db(tmp / f"{name}.db") as db:
         if name == "topic":
-            upload = readers.read_upload(DATASETS[name] / "train.csv")
+            upload = readers.read_upload(source / "train.csv")
             ingest.insert_upload(
                 db,
                 upload,
@@ -71,14 +73,21 @@ def load_splits(name: str, tmp: Path):
                 ingest.SplitSpec(0.9, 0.1, 0.0),
             )
             rows = list(ingest.iter_rows(db, "t"))
-            test = [
-                {**r, ingest.SPLIT_COLUMN: "test"} for r in _csv_rows(DATASETS[name] / "valid.csv")
-            ]
+            test = [{**r, ingest.SPLIT_COLUMN: "test"} for r in _csv_rows(source / "valid.csv")]
             rows += test
         else:
-            upload = readers.read_upload(DATASETS[name])
+            upload = readers.read_upload(source)
             ingest.insert_upload(db, upload, "t", ingest.ColumnMapping("text", "label"))
             rows = list(ingest.iter_rows(db, "t"))
+    if rows_per_label:
+        seen: dict[tuple, int] = {}
+        kept = []
+        for row in rows:
+            key = (row[ingest.SPLIT_COLUMN], row["label"])
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] <= rows_per_label:
+                kept.append(row)
+        rows = kept
     return TrainData.from_rows(rows, split_column=ingest.SPLIT_COLUMN)
 
 
@@ -89,10 +98,11 @@ def _csv_rows(path):
         return list(csv.DictReader(f))
 
 
-def run_devmode(data, args, seed, tmp: Path) -> dict:
+def run_devmode(data, args, seed, tmp: Path, side: str = "devmode", **step_options) -> dict:
     from devmode.finetune.config import TrainConfig
     from devmode.finetune.training import train
 
+    options = {**args.devmode_options, **step_options}
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -102,9 +112,9 @@ def run_devmode(data, args, seed, tmp: Path) -> dict:
         device=args.device,
         base_model=args.base_model,
         log_every_steps=50,
-        **args.devmode_options,
+        **options,
     )
-    result = train(config, data, checkpoint_dir=tmp / f"devmode-{seed}")
+    result = train(config, data, checkpoint_dir=tmp / f"{side}-{seed}")
     # the epochs' wall time, evaluation and checkpoints included: what trainer.train() covers
     seconds = result.loop_seconds
     return {
@@ -118,9 +128,34 @@ def run_devmode(data, args, seed, tmp: Path) -> dict:
     }
 
 
+def run_devmode_graphs(data, args, seed, tmp: Path) -> dict:
+    """devmode's step replayed as CUDA graphs it captures itself (``--cuda-graphs``)."""
+    return run_devmode(data, args, seed, tmp, "devmode-graphs", cuda_graphs=True)
+
+
+def run_devmode_compiled(data, args, seed, tmp: Path) -> dict:
+    """The same step through ``torch.compile`` (reduce-overhead on CUDA), the library's way."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    return run_devmode(data, args, seed, tmp, "devmode-compile", compile_step=True)
+
+
 def run_trainer_grouped(data, args, seed, tmp: Path) -> dict:
     """The Trainer as a careful user sets it: the same, with length-grouped batches."""
     return run_trainer(data, args, seed, tmp, grouped=True)
+
+
+def _sampling(grouped: bool) -> dict:
+    """Length-grouped batches or random ones, in this transformers' words: 5.x says
+    ``train_sampling_strategy``; releases before it said ``group_by_length=True``."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}:
+        return {"train_sampling_strategy": "group_by_length" if grouped else "random"}
+    return {"group_by_length": grouped}
 
 
 def run_trainer(data, args, seed, tmp: Path, *, grouped: bool = False) -> dict:
@@ -150,7 +185,11 @@ def run_trainer(data, args, seed, tmp: Path, *, grouped: bool = False) -> dict:
     train_ds, validation_ds, test_ds = (
         to_dataset(x) for x in (data.train, data.validation, data.test)
     )
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels))
+    # fp32 master weights whatever the file holds (transformers 5 keeps an fp16 file's dtype);
+    # bf16 comes from the Trainer's autocast, as devmode's does
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(labels), dtype=torch.float32
+    )
     cuda = args.device != "cpu" and torch.cuda.is_available()
     training_args = TrainingArguments(
         output_dir=str(tmp / f"trainer{'-grouped' * grouped}-{seed}"),
@@ -169,7 +208,7 @@ def run_trainer(data, args, seed, tmp: Path, *, grouped: bool = False) -> dict:
         use_cpu=not cuda,
         report_to="none",
         disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if grouped else "random",
+        **_sampling(grouped),
     )
 
     def metrics(prediction):
@@ -193,7 +232,8 @@ def run_trainer(data, args, seed, tmp: Path, *, grouped: bool = False) -> dict:
     # transformers 5 also groups evaluation batches by length under group_by_length, so
     # predict() returns the test rows reordered (with their labels reordered alike): test in
     # input order, and check that the labels came back in it
-    trainer.args.train_sampling_strategy = "random"
+    for name, value in _sampling(False).items():
+        setattr(trainer.args, name, value)
     test = trainer.predict(test_ds)
     assert list(test.label_ids) == list(test_ds["label"]), "predict() reordered the test rows"
     scores = test.metrics
@@ -275,6 +315,19 @@ def measured_bf16_peak() -> float:
 
 
 SIDES = {"trainer": "Trainer, tutorial", "trainer-grouped": "Trainer, length-grouped"}
+DEVMODE_SIDES = {
+    "devmode": "devmode, eager",
+    "devmode-graphs": "devmode --cuda-graphs",
+    "devmode-compile": "devmode torch.compile",
+}
+LABELS = {**SIDES, **DEVMODE_SIDES}
+RUNNERS = {
+    "trainer": run_trainer,
+    "trainer-grouped": run_trainer_grouped,
+    "devmode": run_devmode,
+    "devmode-graphs": run_devmode_graphs,
+    "devmode-compile": run_devmode_compiled,
+}
 
 
 def print_table(results: list[dict], peak_tflops: float | None) -> None:
@@ -286,12 +339,12 @@ def print_table(results: list[dict], peak_tflops: float | None) -> None:
     )
     for name in datasets:
         seeds = len({r["seed"] for r in results if r["dataset"] == name})
-        mean = {side: _mean_figures(results, name, side) for side in (*SIDES, "devmode")}
+        mean = {side: _mean_figures(results, name, side) for side in RUNNERS}
         for side, figures in mean.items():
             if figures["samples_per_s"] != figures["samples_per_s"]:  # NaN: not run
                 continue
             line = (
-                f"{name:<10} {SIDES.get(side, side):<24} {seeds:>5} "
+                f"{name:<10} {LABELS[side]:<24} {seeds:>5} "
                 f"{figures['samples_per_s']:>10.0f} "
                 f"{figures['accuracy']:>7.3f} / {figures['macro_f1']:.3f}"
             )
@@ -299,12 +352,10 @@ def print_table(results: list[dict], peak_tflops: float | None) -> None:
                 line += f" {100 * figures['model_tflops'] / peak_tflops:>14.2f}%"
             print(line)
         trainers = [mean[s]["samples_per_s"] for s in SIDES if mean[s]["samples_per_s"] > 0]
-        if trainers and mean["devmode"]["samples_per_s"] > 0:
-            fastest = max(trainers)
-            print(
-                f"{name:<10} devmode / the faster Trainer: "
-                f"{mean['devmode']['samples_per_s'] / fastest:.2f}x"
-            )
+        for side, label in DEVMODE_SIDES.items():
+            if trainers and mean[side]["samples_per_s"] > 0:
+                ratio = mean[side]["samples_per_s"] / max(trainers)
+                print(f"{name:<10} {label} / the faster Trainer: {ratio:.2f}x")
     if peak_tflops:
         print(f"bf16 peak measured on this GPU: {peak_tflops:.0f} TFLOP/s (8192^3 product)")
 
@@ -321,7 +372,8 @@ def main() -> None:
         "--sides",
         default="trainer,trainer-grouped,devmode",
         help="Which sides to run: trainer (the tutorial's), trainer-grouped (with "
-        "train_sampling_strategy='group_by_length'), devmode.",
+        "train_sampling_strategy='group_by_length'), devmode (eager steps), devmode-graphs "
+        "(--cuda-graphs), devmode-compile (torch.compile of the step).",
     )
     parser.add_argument(
         "--devmode-option",
@@ -335,6 +387,18 @@ def main() -> None:
         default="embedded",
         help="Both sides fine-tune this model folder (default: the embedded all-MiniLM-L6-v2).",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="The folder holding financial_phrasebank/ and twitter_financial_news_topic/.",
+    )
+    parser.add_argument(
+        "--rows-per-label",
+        type=int,
+        default=0,
+        help="Keep only the first N rows of each label in each split (a quick dry run).",
+    )
     parser.add_argument("--json", help="Also write the raw results to this file.")
     parser.add_argument(
         "--table", help="Print the table from saved --json files (comma-separated) and stop."
@@ -346,6 +410,9 @@ def main() -> None:
         print_table(results, max((part.get("peak_tflops") or 0) for part in saved) or None)
         return
     args.devmode_options = _config_overrides(args.devmode_option)
+    unknown = set(args.sides.split(",")) - set(RUNNERS)
+    if unknown:
+        raise SystemExit(f"--sides: unknown {sorted(unknown)}; expected some of {list(RUNNERS)}.")
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     machine = (
         torch.cuda.get_device_name()
@@ -364,24 +431,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.datasets.split(","):
-            data = load_splits(name, tmp)
+            data = load_splits(name, tmp, args.data, args.rows_per_label)
             tokens = mean_tokens(data, args.base_model)
             for seed in (int(s) for s in args.seeds.split(",")):
-                for side, fn in (
-                    ("trainer", run_trainer),
-                    ("trainer-grouped", run_trainer_grouped),
-                    ("devmode", run_devmode),
-                ):
-                    if side not in args.sides.split(","):
-                        continue
-                    figures = fn(data, args, seed, tmp)
+                for side in args.sides.split(","):
+                    figures = RUNNERS[side](data, args, seed, tmp)
                     figures["model_tflops"] = (
                         figures["samples_per_s"] * tokens * per_token * figures["passes_per_step"]
                     ) / 1e12
                     results.append({"dataset": name, "seed": seed, "side": side, **figures})
                     extra = (
                         f", {figures['step_graphs']} step graphs {' '.join(figures['notes'])}"
-                        if side == "devmode"
+                        if side in DEVMODE_SIDES
                         else ""
                     )
                     print(
@@ -392,11 +453,12 @@ def main() -> None:
                         flush=True,
                     )
                     shutil.rmtree(tmp / f"{side}-{seed}", ignore_errors=True)
+                    if args.json:  # after every side: a run cut short keeps what it measured
+                        record = {"machine": machine, "torch": torch.__version__}
+                        record |= {"peak_tflops": peak, "results": results}
+                        Path(args.json).write_text(json.dumps(record, indent=2))
     print()
     print_table(results, peak)
-    if args.json:
-        record = {"machine": machine, "torch": torch.__version__, "peak_tflops": peak}
-        Path(args.json).write_text(json.dumps({**record, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from devmode.finetune import training
 from devmode.finetune.classifier import (
     TextClassifier,
     collate,
@@ -11,7 +12,7 @@ from devmode.finetune.classifier import (
     expanded_attention_mask,
     load_encoder,
 )
-from devmode.finetune.config import TrainConfig
+from devmode.finetune.config import InvalidConfig, TrainConfig
 from devmode.finetune.step_graphs import WIDTH_MULTIPLE, StepGraphs, round_width
 from devmode.finetune.training import TrainingStep, bucketed_batches, train
 from tests.conftest import tiny_config
@@ -138,6 +139,16 @@ def test_cuda_graphs_train_as_well_as_eager_steps(tiny_model_dir, tiny_data):
 
 
 @requires_cuda
+def test_a_compiled_step_trains_on_cuda(tiny_model_dir, tiny_data):
+    torch._dynamo.reset()
+    result = train(
+        tiny_config(tiny_model_dir, epochs=4, device="cuda", compile_step=True), tiny_data
+    )
+    assert result.notes == ["training step compiled with torch.compile (reduce-overhead)"]
+    assert result.test["accuracy"] >= 0.9
+
+
+@requires_cuda
 def test_cuda_graphs_with_fgm_and_class_weights(tiny_model_dir, tiny_data):
     result = train(
         tiny_config(
@@ -152,3 +163,33 @@ def test_cuda_graphs_with_fgm_and_class_weights(tiny_model_dir, tiny_data):
     )
     assert result.notes == [] and result.step_graphs >= 1
     assert result.test["accuracy"] >= 0.9
+
+
+def test_a_compiled_step_trains_like_the_eager_loop(tiny_model_dir, tiny_data, monkeypatch):
+    """compile_step runs the loop's step through torch.compile on the graphs' static shapes.
+    Traced with aot_eager (dynamo and AOTAutograd, no code generation: seconds, not minutes),
+    it learns the same model as eager steps."""
+    monkeypatch.setattr(training, "COMPILER", "aot_eager")
+    torch._dynamo.reset()
+    settings = dict(epochs=3, dropout=0.0, optimizer="sgd", learning_rate=0.05)
+    losses = {True: [], False: []}
+
+    def run(compile_step):
+        def keep(progress):
+            if "eval_loss" in progress.metrics:
+                losses[compile_step].append(progress.metrics["eval_loss"])
+
+        config = tiny_config(tiny_model_dir, compile_step=compile_step, **settings)
+        return train(config, tiny_data, on_progress=keep)
+
+    compiled, eager = run(True), run(False)
+    assert compiled.notes == ["training step compiled with torch.compile (default)"]
+    assert compiled.step_graphs == 0 and compiled.steps == eager.steps
+    assert len(losses[True]) == 3
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-3)
+    assert compiled.test["accuracy"] == eager.test["accuracy"] > 0.6  # chance is 1/3
+
+
+def test_cuda_graphs_and_compile_step_are_not_both_on():
+    with pytest.raises(InvalidConfig, match="Use one of them"):
+        TrainConfig(cuda_graphs=True, compile_step=True)

@@ -202,6 +202,25 @@ def test_word_embeddings_are_frozen_by_default(tiny_model_dir):
     assert model.encoder.embeddings.position_embeddings.weight.requires_grad
 
 
+def test_a_half_precision_checkpoint_trains_and_saves_in_fp32(tiny_model_dir, tiny_data, tmp_path):
+    """Many hub models are stored in fp16 or bf16, and transformers 5 keeps a file's dtype;
+    AdamW on fp16 weights would lose most updates, so training loads fp32 master weights."""
+    import shutil
+
+    from transformers import AutoModel
+
+    half = tmp_path / "half"
+    shutil.copytree(tiny_model_dir, half)
+    AutoModel.from_pretrained(half).half().save_pretrained(half)
+    assert next(AutoModel.from_pretrained(half).parameters()).dtype == torch.float16
+    encoder, _ = classifier.load_encoder(str(half))
+    assert {p.dtype for p in encoder.parameters()} == {torch.float32}
+    result = train(tiny_config(half, epochs=4), tiny_data, output_dir=tmp_path / "m")
+    assert result.test["accuracy"] > 0.6
+    model, _, _ = load_classifier(tmp_path / "m")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 def test_class_weights_favour_rare_classes():
     encoded = classifier.Encoded(
         ids=[[1]] * 4, labels=torch.tensor([0, 0, 0, 1]), lengths=np.ones(4, int)

@@ -34,6 +34,10 @@ from devmode.finetune.config import (
     resolve_base_model,
 )
 
+# Weights are loaded in this dtype whatever the file holds: transformers 5 otherwise keeps a
+# checkpoint's own dtype (fp16 or bf16 files are common), and training needs fp32 master weights
+# (bf16 comes from autocast).
+WEIGHTS_DTYPE = torch.float32
 # Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
 MODEL_CARD = "devmode_model.json"
 HEAD_WEIGHTS = "head.safetensors"
@@ -99,7 +103,7 @@ def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
     source = resolve_base_model(base_model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = AutoModel.from_pretrained(source)
+        encoder = AutoModel.from_pretrained(source, dtype=WEIGHTS_DTYPE)
     except (OSError, ValueError) as e:
         raise InvalidBaseModel(
             f"Could not load the base model {base_model!r}: {e}. Expected a local Hugging Face "
@@ -148,7 +152,7 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
         )
     card = json.loads((path / MODEL_CARD).read_text())
     quiet_transformers()
-    encoder = AutoModel.from_pretrained(path)
+    encoder = AutoModel.from_pretrained(path, dtype=WEIGHTS_DTYPE)
     model = TextClassifier(encoder, len(card["labels"]), card["pooling"], dropout=0.0)
     model.head.load_state_dict(load_file(path / HEAD_WEIGHTS))
     return model.eval(), AutoTokenizer.from_pretrained(path), card

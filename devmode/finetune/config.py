@@ -233,7 +233,24 @@ class TrainConfig(Settings):
         section=HARDWARE,
     )
 
+    # The library's way to the same end: torch.compile of the forward pass and loss (so of the
+    # backward too), in reduce-overhead mode on CUDA (CUDA graphs made by PyTorch). On 2 CPU
+    # cores it took 151 s to compile all-MiniLM-L6-v2's step and then ran slower than eager
+    # (26 against 32 samples/s), so it is off; benchmarks/gpu_proof.sh measures it on a GPU.
+    compile_step: bool = setting(
+        False,
+        "Compile the training step with torch.compile (reduce-overhead on a GPU). Compiling "
+        "takes minutes on a CPU.",
+        label="torch.compile the step",
+        section=HARDWARE,
+    )
+
     def check_together(self) -> None:
+        if self.cuda_graphs and self.compile_step:
+            raise InvalidConfig(
+                "cuda_graphs and compile_step are two ways of replaying the training step; found "
+                "both on. Use one of them."
+            )
         if self.lora and self.freeze != "none":
             raise InvalidConfig(
                 "lora already freezes the encoder and trains small adapters; found lora=True with "

@@ -62,6 +62,8 @@ from devmode.finetune.step_graphs import (
 
 # Batches per sorted bucket: larger buckets pad less, smaller ones shuffle more.
 BUCKET_BATCHES = 50
+# torch.compile's backend for compile_step (the tests trace with "aot_eager": no code generation).
+COMPILER = "inductor"
 # Layers LoRA adapts, by their names in BERT-like (query, key, value, dense) and DistilBERT-like
 # (q_lin, k_lin, v_lin) encoders.
 LORA_TARGETS = ("query", "key", "value", "dense", "q_lin", "k_lin", "v_lin")
@@ -189,6 +191,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     if graphs_off and config.cuda_graphs and device.type == "cuda":
         notes.append(f"CUDA graphs off: {graphs_off}")
     use_graphs = graphs_off is None
+    if config.compile_step:
+        notes.append(f"training step compiled with torch.compile ({compile_mode(device)})")
     optimizer = make_optimizer(model, config, device)
     weights = (
         class_weight_tensor(train_set, len(data.labels), device) if config.class_weights else None
@@ -207,10 +211,20 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     model, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
     step_once = TrainingStep(model, optimizer, config, weights, fgm, device, use_bf16, use_graphs)
     graphs = None
-    if use_graphs:
-        core.expand_mask = True
+    if config.compile_step:
+        step_once.compile()
+    if use_graphs or config.compile_step:
+        # a compiled step gets the graphs' few static shapes (rounded widths, full batches) and
+        # its texts from the device too, but runs them through the library instead of a capture
+        core.expand_mask = graphs_supported(core.encoder) is None
         graphs = StepGraphs(
-            train_set, pad_id, config.batch_size, steps_per_epoch, step_once, device, capture=True
+            train_set,
+            pad_id,
+            config.batch_size,
+            steps_per_epoch,
+            step_once,
+            device,
+            capture=use_graphs,
         )
     window = LogWindow(graphs.loss_sum if graphs else torch.zeros((), device=device))
 
@@ -232,7 +246,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
             # AdamW makes its moments on its first step, which must not be captured (each replay
             # would zero them again): that step, and any after a failed capture, run eagerly
             replayed = False
-            if graphs and optimizer.state:
+            if graphs and (optimizer.state or not graphs.capture):
                 try:
                     replayed = graphs.step(indices)
                 except GraphCaptureFailed as e:
@@ -532,6 +546,13 @@ class TrainingStep:
         self.max_grad_norm = config.max_grad_norm
         self.device, self.use_bf16, self.cache = device, use_bf16, not in_graph
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.compiled = False
+
+    def compile(self) -> None:
+        """Compile the forward pass and loss with torch.compile (AOTAutograd compiles their
+        backward too); clipping and the optimizer step stay eager (fused AdamW on CUDA)."""
+        self.loss = torch.compile(self.loss, mode=compile_mode(self.device), backend=COMPILER)
+        self.compiled = True
 
     def loss(self, input_ids, attention_mask, labels) -> torch.Tensor:
         with autocast(self.device, self.use_bf16, cache=self.cache):
@@ -541,6 +562,8 @@ class TrainingStep:
         )
 
     def __call__(self, input_ids, attention_mask, labels, update: bool = True) -> torch.Tensor:
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are done
         loss = self.loss(input_ids, attention_mask, labels)
         loss.backward()
         if self.fgm:
@@ -553,6 +576,11 @@ class TrainingStep:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
+
+def compile_mode(device: torch.device) -> str:
+    """torch.compile's mode for a training step: reduce-overhead (CUDA graphs) on CUDA."""
+    return "reduce-overhead" if device.type == "cuda" else "default"
 
 
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:

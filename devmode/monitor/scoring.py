@@ -27,6 +27,7 @@ from torch import nn
 from devmode.environment import usable_cpus
 from devmode.finetune.classifier import (
     MODEL_CARD,
+    WEIGHTS_DTYPE,
     Encoded,
     collate,
     load_classifier,
@@ -190,7 +191,7 @@ def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "a
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     quiet_transformers()
-    model = AutoModelForSequenceClassification.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=WEIGHTS_DTYPE)
     id2label = model.config.id2label
     names = [str(id2label[i]) for i in range(model.config.num_labels)]
     tokenizer = AutoTokenizer.from_pretrained(path)
