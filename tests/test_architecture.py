@@ -23,7 +23,7 @@ FORBIDDEN_IN_PAGES = {
 }
 PAGES = sorted(ROOT.glob("pages/*.py")) + [ROOT / "app.py"]
 CORE = sorted(ROOT.glob("devmode/**/*.py"))
-CAPABILITIES = {"data", "finetune", "monitor", "chat"}
+CAPABILITIES = {"data", "labels", "finetune", "monitor", "chat"}
 SHARED = {
     "__init__.py",
     "__main__.py",

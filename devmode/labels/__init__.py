@@ -1,0 +1,1 @@
+"""Your own labels: which look wrong, and the corrections a person accepts."""

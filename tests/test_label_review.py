@@ -1,0 +1,67 @@
+"""Label review: out-of-fold probabilities and confident learning find planted label errors."""
+
+import numpy as np
+import pytest
+
+from devmode.labels import review
+from tests.conftest import PHRASEBANK_ALLAGREE
+
+
+def test_ranked_issues_are_the_rows_least_likely_to_carry_their_own_label():
+    names = ["negative", "neutral", "positive"]
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    probabilities = np.full((120, 3), 0.05)
+    probabilities[np.arange(120), y] = 0.9
+    wrong = [3, 50, 97]  # the model is sure these rows belong to the next class
+    for i in wrong:
+        probabilities[i] = 0.05
+        probabilities[i, (y[i] + 1) % 3] = 0.9
+    probabilities += rng.uniform(0, 0.01, probabilities.shape)
+    probabilities /= probabilities.sum(1, keepdims=True)
+    issues = review.rank_label_issues(y, probabilities, names)
+    assert sorted(i.index for i in issues) == wrong
+    first = issues[0]
+    assert first.suggested == names[(y[first.index] + 1) % 3] != first.given
+    assert first.confidence > 0.8 > 0.1 > first.given_probability
+    assert [i.given_probability for i in issues] == sorted(i.given_probability for i in issues)
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (["positive"] * 20, "at least two classes"),
+        (
+            ["positive"] * 20 + ["negative"] * 4,
+            r"at least 5 labelled rows; found \{'negative': 4\}",
+        ),
+        ([], "at least two classes"),
+    ],
+)
+def test_labels_that_cannot_be_reviewed_are_refused_with_what_to_do(labels, expected):
+    with pytest.raises(review.ReviewNotPossible, match=expected):
+        review.review(["some text"] * len(labels), labels, "embedded")
+
+
+def test_quick_review_finds_flipped_labels_in_real_sentences():
+    """The embedded model's vectors of 400 PhraseBank sentences, 20 labels flipped on purpose."""
+    import csv
+
+    with open(PHRASEBANK_ALLAGREE, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[::5][:400]
+    names = sorted({r["label"] for r in rows})
+    rng = np.random.default_rng(1)
+    flipped = set(rng.choice(len(rows), size=20, replace=False).tolist())
+    labels = [
+        rng.choice([n for n in names if n != r["label"]]) if i in flipped else r["label"]
+        for i, r in enumerate(rows)
+    ]
+    seen = []
+    issues = review.review(
+        [r["text"] for r in rows], labels, "embedded", on_progress=lambda d, t: seen.append((d, t))
+    )
+    found = {i.index for i in issues}
+    assert len(found & flipped) >= 14  # 17 of the 20 when measured
+    assert len(found & flipped) / len(found) >= 0.5
+    assert all(i.suggested != labels[i.index] and i.given == labels[i.index] for i in issues)
+    assert seen[-1] == (400, 400)
