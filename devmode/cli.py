@@ -22,6 +22,7 @@ from devmode.data import ingest, readers, sources, uploads
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.finetune import archives, config, distributed, registry, reports, runs, worker
+from devmode.labels import corrections
 from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher, watchlist
 
 
@@ -1264,6 +1265,70 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=2), encoding="utf-8")
         click.echo(f"Wrote {len(rows)} rows to {json_path}.")
+
+
+@cli.command("review-labels")
+@click.argument("name")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--accept", is_flag=True, help="Accept the suggestions IDS: relabel those rows.")
+@click.option("--reject", is_flag=True, help="Reject the suggestions IDS: keep those labels.")
+@click.option(
+    "--open", "open_only", is_flag=True, help="List the open suggestions without reviewing again."
+)
+@_setting_options(config.TrainConfig, only={"base_model"})
+@click.option("--json", "as_json", is_flag=True, help="Print the suggestions as JSON.")
+@click.pass_context
+@_friendly_errors
+def review_labels(ctx, name, ids, accept, reject, open_only, base_model, as_json):
+    """Find rows of dataset NAME whose labels look wrong, with the label the model suggests.
+
+    Every labelled row is judged by models that never saw it (5 folds over the base model's
+    vectors), and confident learning (cleanlab) ranks the suspects. Then accept or reject
+    suggestions by id: review-labels NAME --accept 3 7, review-labels NAME --reject 9. An
+    accepted label is changed with its history kept, and the dataset's label version goes up.
+    """
+    if accept and reject:
+        raise click.UsageError("Give --accept or --reject, not both: one decision per call.")
+    if (accept or reject) != bool(ids):
+        raise click.UsageError(
+            "Suggestion ids go with --accept or --reject (e.g. review-labels NAME --accept 3 7); "
+            "without them, give no ids."
+        )
+    with _db(ctx) as db:
+        if accept or reject:
+            version = corrections.decide(
+                db, name, accept=ids if accept else (), reject=ids if reject else ()
+            )
+            click.echo(
+                f"{'Accepted' if accept else 'Rejected'} {len(ids)} suggestion"
+                f"{'s' * (len(ids) > 1)}; {name} is at label version {version}."
+            )
+            return
+        if open_only:
+            found = corrections.open_suggestions(db, name)
+        else:
+            with click.progressbar(
+                length=1, label="Reading texts", file=click.get_text_stream("stderr")
+            ) as bar:
+
+                def progress(done, total):
+                    bar.length = total
+                    bar.update(done - bar.pos)
+
+                found = corrections.review_dataset(db, name, base_model, on_progress=progress)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo(f"No label of {name} looks wrong to the model.")
+        return
+    click.echo(f"{'id':>6} {'label':<14} {'suggested':<14} {'conf':>5}  text")
+    for row in found:
+        click.echo(
+            f"{row['id']:>6} {row['label']:<14} {row['suggested']:<14} "
+            f"{row['confidence']:>5.2f}  {' '.join(str(row['text']).split())[:70]}"
+        )
+    click.echo(f"Accept with: python -m devmode review-labels {name} --accept ID...")
 
 
 @cli.command("backup")

@@ -606,3 +606,48 @@ def backup(database_path: str | Path, destination: str | Path) -> Path:
     if files.is_dir():
         shutil.copytree(files, files_dir(target), dirs_exist_ok=True)
     return target
+
+
+@migrations(name="0011_label_review")
+def _label_review(db: Database) -> None:
+    """Label review: the suggestions a review makes, the history of every label changed (the
+    original is never lost), and a label version per dataset that runs record (the file's hash
+    stays the file's: it finds the published figures)."""
+    db["devmode_datasets"].add_column("label_version", int, not_null_default=0)
+    db["devmode_runs"].add_column("label_version", int, not_null_default=0)
+    db["devmode_label_suggestions"].create(
+        {
+            "id": int,
+            "dataset_id": int,
+            "row_id": int,  # the rowid of the row in the dataset's table
+            "label_column": str,  # the column reviewed: another one's suggestions are not shown
+            "given": str,  # its label when reviewed
+            "suggested": str,
+            "confidence": float,  # the model's probability for the suggestion
+            "given_probability": float,  # and for the label the row had
+            "rank": int,  # 1 = most suspect
+            "mode": str,  # quick | thorough
+            "status": str,  # open | accepted | rejected
+            "reviewed_at": str,
+            "decided_at": str,
+        },
+        pk="id",
+        not_null={"dataset_id", "row_id", "given", "suggested", "status", "reviewed_at"},
+    )
+    db["devmode_label_suggestions"].create_index(["dataset_id", "status", "rank"])
+    db["devmode_label_history"].create(
+        {
+            "id": int,
+            "dataset_id": int,
+            "row_id": int,
+            "old_label": str,
+            "new_label": str,
+            "source": str,  # review | edit
+            "suggestion_id": int,
+            "label_version": int,  # the dataset's label version this change made
+            "changed_at": str,
+        },
+        pk="id",
+        not_null={"dataset_id", "row_id", "new_label", "source", "label_version", "changed_at"},
+    )
+    db["devmode_label_history"].create_index(["dataset_id", "row_id"])

@@ -151,3 +151,30 @@ def load_examples(db, dataset_name: str) -> TrainData:
         label_column=mapping.label,
         split_column=ingest.SPLIT_COLUMN,
     )
+
+
+def labelled_rows(db, dataset_name: str) -> list[tuple[int, str, str]]:
+    """(rowid, text, label) of every row of a stored dataset with a text and a label, in file
+    order (what a label review judges, and where a correction is written back)."""
+    from sqlite_utils.db import quote_identifier
+
+    from devmode.data import ingest
+
+    dataset = ingest.get_dataset(db, dataset_name)
+    text, label = dataset.mapping.text, dataset.mapping.label
+    if not (text and label):
+        role = "label" if text else "text"
+        raise InvalidTrainingData(
+            f"Dataset {dataset.name!r} has no {role} column, so it has no labelled texts. Map one "
+            f"with: python -m devmode datasets map {dataset.name} --{role}-column COLUMN"
+        )
+    rows = db.execute(
+        f"select rowid, {quote_identifier(text)}, {quote_identifier(label)} "
+        f"from {quote_identifier(dataset.name)} order by rowid"
+    )
+    return [
+        (row_id, str(t), str(lab).strip())
+        for row_id, t, lab in rows
+        if not is_blank(None if t is None else str(t))
+        and not is_blank(None if lab is None else str(lab))
+    ]

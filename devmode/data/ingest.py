@@ -177,6 +177,7 @@ class Dataset:
     split: SplitSpec
     created_at: str
     updated_at: str
+    label_version: int = 0  # goes up with every accepted label correction (labels/corrections.py)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Dataset:
@@ -198,6 +199,7 @@ class Dataset:
             ),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            label_version=row.get("label_version") or 0,
         )
 
     def describe_source(self) -> str:
@@ -525,6 +527,8 @@ DERIVED_TABLES = (
     "devmode_trend_days",
     "devmode_story_rows",
     "devmode_mentions",
+    "devmode_label_suggestions",
+    "devmode_label_history",
 )
 
 

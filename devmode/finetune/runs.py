@@ -75,6 +75,7 @@ class Run(jobs.JobState):
     started_at: str | None
     finished_at: str | None
     heartbeat_at: str | None
+    label_version: int = 0  # the dataset's label version when the run was queued
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -159,6 +160,7 @@ def create_run(db: Database, dataset_name: str, config: TrainConfig) -> Run:
             {
                 "dataset": dataset.name,
                 "dataset_sha256": dataset.sha256,
+                "label_version": dataset.label_version,
                 "split_seed": dataset.split.seed,
                 "config": json.dumps(config.to_dict()),
                 "status": jobs.QUEUED,

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from devmode.errors import DevmodeError
 
@@ -85,6 +84,8 @@ def sentence_features(
 ) -> np.ndarray:
     """Each text as the mean-pooled output of every layer of the frozen base model, each layer
     scaled to unit length, side by side: (texts, layers x hidden size) float32."""
+    import torch
+
     from devmode.finetune.classifier import encode, forward_sorted, load_encoder
 
     encoder, tokenizer = load_encoder(base_model)
@@ -94,7 +95,7 @@ def sentence_features(
     encoded = encode(tokenizer, [(t, "") for t in texts], [""], max_length)
     done = [0]
 
-    def pooled_layers(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pooled_layers(input_ids, attention_mask):
         out = encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         mask = attention_mask.unsqueeze(-1).float()
         pooled = [

@@ -1,0 +1,161 @@
+"""What a person decides about suspected label errors, kept in SQLite with its history.
+
+    review_dataset(db, "phrasebank")                    # rank suspects, store them as open
+    open_suggestions(db, "phrasebank")                  # what to show, most suspect first
+    decide(db, "phrasebank", accept=[3, 7], reject=[9]) # change labels, keep the old ones
+
+An accepted suggestion rewrites the row's label in the dataset's own table, adds a line to
+``devmode_label_history`` (old label, new label, when, which suggestion) and raises the
+dataset's label version by one, all in one transaction; runs record the version they trained
+on. The original label is never lost: the history holds every label a row has had. When two
+people decide on the same row, the later decision wins and both are in the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlite_utils import Database
+from sqlite_utils.db import quote_identifier
+
+from devmode.data import examples, ingest
+from devmode.db import utc_now
+from devmode.errors import DevmodeError
+from devmode.labels import review
+
+SUGGESTIONS = "devmode_label_suggestions"
+HISTORY = "devmode_label_history"
+
+
+class NoSuchSuggestion(DevmodeError):
+    """A suggestion id that is not open for this dataset."""
+
+
+def review_dataset(
+    db: Database,
+    name: str,
+    base_model: str = "embedded",
+    *,
+    seed: int = 0,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> list[dict[str, Any]]:
+    """Review every labelled row of ``name`` (quick mode) and store the suspects as open
+    suggestions, replacing the open ones of an earlier review. Returns them, most suspect first."""
+    dataset = ingest.get_dataset(db, name)
+    rows = examples.labelled_rows(db, dataset.name)
+    issues = review.review(
+        [text for _, text, _ in rows],
+        [label for _, _, label in rows],
+        base_model,
+        seed=seed,
+        on_progress=on_progress,
+    )
+    now = utc_now()
+    with db.atomic():
+        db[SUGGESTIONS].delete_where("dataset_id = ? and status = 'open'", [dataset.id])
+        db[SUGGESTIONS].insert_all(
+            {
+                "dataset_id": dataset.id,
+                "row_id": rows[issue.index][0],
+                "label_column": dataset.mapping.label,
+                "given": issue.given,
+                "suggested": issue.suggested,
+                "confidence": issue.confidence,
+                "given_probability": issue.given_probability,
+                "rank": rank,
+                "mode": "quick",
+                "status": "open",
+                "reviewed_at": now,
+            }
+            for rank, issue in enumerate(issues, start=1)
+        )
+    return open_suggestions(db, dataset.name)
+
+
+def open_suggestions(db: Database, name: str) -> list[dict[str, Any]]:
+    """The open suggestions of ``name`` with each row's text and current label, most suspect
+    first."""
+    dataset = ingest.get_dataset(db, name)
+    table = quote_identifier(dataset.name)
+    text, label = (quote_identifier(c) for c in (dataset.mapping.text, dataset.mapping.label))
+    cursor = db.execute(
+        f"""select s.id, s.row_id, r.{text} as text, r.{label} as label, s.given, s.suggested,
+                   s.confidence, s.given_probability, s.rank, s.mode, s.reviewed_at
+            from {SUGGESTIONS} s join {table} r on r.rowid = s.row_id
+            where s.dataset_id = ? and s.label_column = ? and s.status = 'open'
+            order by s.rank""",
+        [dataset.id, dataset.mapping.label],
+    )
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def decide(
+    db: Database, name: str, *, accept: Iterable[int] = (), reject: Iterable[int] = ()
+) -> int:
+    """Accept (relabel) and reject suggestions of ``name`` by id, all or none. Returns the
+    dataset's label version afterwards."""
+    accept, reject = sorted(set(accept)), sorted(set(reject))
+    both = set(accept) & set(reject)
+    if both:
+        raise NoSuchSuggestion(
+            f"Suggestions {sorted(both)} were both accepted and rejected. Give each id once."
+        )
+    with db.atomic():
+        dataset = ingest.get_dataset(db, name)
+        wanted = accept + reject
+        found = {
+            row["id"]: row
+            for row in db[SUGGESTIONS].rows_where(
+                f"dataset_id = ? and label_column = ? and status = 'open' "
+                f"and id in ({','.join('?' * len(wanted))})",
+                [dataset.id, dataset.mapping.label, *wanted],
+            )
+        }
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NoSuchSuggestion(
+                f"No open suggestion of {dataset.name} has the id{'s' * (len(missing) > 1)} "
+                f"{', '.join(map(str, missing))}. Expected ids from python -m devmode review-labels "
+                f"{dataset.name} (decided ones are not open any more); nothing was changed."
+            )
+        now = utc_now()
+        version = dataset.label_version + (1 if accept else 0)
+        table, column = quote_identifier(dataset.name), quote_identifier(dataset.mapping.label)
+        for suggestion_id in accept:
+            suggestion = found[suggestion_id]
+            (old,) = db.execute(
+                f"select {column} from {table} where rowid = ?", [suggestion["row_id"]]
+            ).fetchone()
+            db.execute(
+                f"update {table} set {column} = ? where rowid = ?",
+                [suggestion["suggested"], suggestion["row_id"]],
+            )
+            db[HISTORY].insert(
+                {
+                    "dataset_id": dataset.id,
+                    "row_id": suggestion["row_id"],
+                    "old_label": old,
+                    "new_label": suggestion["suggested"],
+                    "source": "review",
+                    "suggestion_id": suggestion_id,
+                    "label_version": version,
+                    "changed_at": now,
+                }
+            )
+        for status, ids in (("accepted", accept), ("rejected", reject)):
+            for suggestion_id in ids:
+                db[SUGGESTIONS].update(suggestion_id, {"status": status, "decided_at": now})
+        if accept:
+            db["devmode_datasets"].update(dataset.id, {"label_version": version, "updated_at": now})
+    return version
+
+
+def label_history(db: Database, name: str, row_id: int | None = None) -> list[dict[str, Any]]:
+    """Every label change of ``name`` (or of one row), oldest first."""
+    dataset = ingest.get_dataset(db, name)
+    where, args = "dataset_id = ?", [dataset.id]
+    if row_id is not None:
+        where, args = where + " and row_id = ?", args + [row_id]
+    return list(db[HISTORY].rows_where(where, args, order_by="id"))
