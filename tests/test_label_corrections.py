@@ -70,6 +70,22 @@ def test_accepting_relabels_keeps_the_old_label_and_raises_the_version(labelled)
         assert run_.dataset_sha256 == ingest.get_dataset(db, "six").sha256
 
 
+def test_a_run_trains_on_the_labels_of_when_it_starts_and_is_not_resumed_on_others(labelled):
+    from devmode.finetune import worker
+
+    with open_db(labelled) as db:
+        queued = runs.create_run(db, "six", TrainConfig())
+        first, second = (s["id"] for s in corrections.open_suggestions(db, "six"))
+        corrections.decide(db, "six", accept=[first])
+        worker.pin_label_version(db, queued, resuming=False)  # queued before, starts now
+        started = runs.get_run(db, queued.id)
+        assert (queued.label_version, started.label_version) == (0, 1)
+        corrections.decide(db, "six", accept=[second])
+        with pytest.raises(worker.DatasetChanged, match="label version 1 to 2"):
+            worker.pin_label_version(db, started, resuming=True)
+        assert runs.get_run(db, queued.id).label_version == 1
+
+
 def test_a_later_decision_on_the_same_row_wins_and_both_are_in_the_history(labelled):
     with open_db(labelled) as db:
         first, _ = (s["id"] for s in corrections.open_suggestions(db, "six"))

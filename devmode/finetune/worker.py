@@ -84,6 +84,22 @@ def load_training_data(db, run: runs.Run) -> examples.TrainData:
     return examples.load_examples(db, dataset.name)
 
 
+def pin_label_version(db, run: runs.Run, *, resuming: bool) -> None:
+    """Record the labels a run trains on: the dataset's label version when training starts
+    (corrections may have come after the run was queued). A run that already trained on other
+    labels is not resumed on corrected ones: its epochs would have seen two sets of labels."""
+    version = ingest.get_dataset(db, run.dataset).label_version
+    if version == run.label_version:
+        return
+    if resuming:
+        raise DatasetChanged(
+            f"Labels of {run.dataset!r} were corrected (label version {run.label_version} to "
+            f"{version}) after run {run.id} began training, so resuming it would mix two sets of "
+            "labels. Start a new run on the corrected labels."
+        )
+    db["devmode_runs"].update(run.id, {"label_version": version})
+
+
 def execute_run(
     db_path: str | Path,
     run_id: int,
@@ -106,6 +122,7 @@ def execute_run(
         run = runs.get_run(db, run_id)
         position = checkpoint_position(run_dir(db_path, run_id))
         runs.clear_metrics_after(db, run_id, position["step"] if position else 0)
+        pin_label_version(db, run, resuming=position is not None)
         data = load_training_data(db, run)
         if run.baseline is None:
             say("Scoring the baselines (majority class, zero-shot base model) on the test split")
