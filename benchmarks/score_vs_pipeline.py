@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 HEADLINES = Path("dated_headlines") / "headlines.csv"
 PHRASEBANK = Path("financial_phrasebank") / "sentences_allagree.csv"
+NAMES = ["negative", "neutral", "positive"]  # the head's classes, in its order
 
 
 def make_classifier(
@@ -50,14 +51,13 @@ def make_classifier(
     from devmode.finetune.config import resolve_base_model
 
     torch.manual_seed(0)
-    names = ["negative", "neutral", "positive"]
     source = resolve_base_model(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
         source,
         dtype=torch.float32,
         num_labels=3,
-        id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)},
+        id2label=dict(enumerate(NAMES)),
+        label2id={n: i for i, n in enumerate(NAMES)},
     ).eval()
     tokenizer = AutoTokenizer.from_pretrained(source)
     with open(data / PHRASEBANK, newline="", encoding="utf-8") as f:
@@ -75,7 +75,7 @@ def make_classifier(
             )
             vectors.append(model.bert(**batch).pooler_output.numpy())
     fitted = LogisticRegression(C=10.0, max_iter=2000).fit(
-        np.concatenate(vectors), [names.index(r["label"]) for r in rows]
+        np.concatenate(vectors), [NAMES.index(r["label"]) for r in rows]
     )
     with torch.no_grad():
         model.classifier.weight.copy_(torch.tensor(fitted.coef_, dtype=torch.float32))
@@ -96,9 +96,8 @@ def time_pipeline(folder: Path, texts: list[str], device: str, dtype, batch_size
     start = time.perf_counter()
     out = classify(texts, batch_size=batch_size, truncation=True)
     seconds = time.perf_counter() - start
-    names = ["negative", "neutral", "positive"]
     return seconds, np.array(
-        [[{r["label"]: r["score"] for r in row}[n] for n in names] for row in out]
+        [[{r["label"]: r["score"] for r in row}[n] for n in NAMES] for row in out]
     )
 
 

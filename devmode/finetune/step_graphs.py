@@ -23,8 +23,9 @@ the CPU out of the way. What graphs ask in return, and how this module meets it:
 - **Optimizer state first.** AdamW creates its moments on its first step; were that inside a
   capture, every replay would zero them again. The caller runs the first step eagerly.
 
-On the CPU (``capture=False``) the same gather-and-step body runs eagerly: that is how the tests
-check, without a GPU, that it computes what the plain loop computes.
+With ``capture=False`` the same gather-and-step body runs without a capture: on the CPU that is
+how the tests check, without a GPU, that it computes what the plain loop computes, and it is
+how a ``torch.compile``-d step (``compile_step``) gets the same few static shapes.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ learning (``cleanlab``) to rank the rows most likely mislabelled.
 
     features = sentence_features(texts, "embedded")          # the frozen base model, once
     probabilities = out_of_fold_probabilities(features, y)    # no row is judged by a model it trained
-    for issue in rank_label_issues(y, probabilities):
+    for issue in rank_label_issues(y, probabilities, names):
         print(issue.index, issue.suggested, issue.confidence)
 
 Quick mode works on the frozen base model's sentence vectors. Each row is the mean-pooled
@@ -86,7 +86,7 @@ def sentence_features(
     scaled to unit length, side by side: (texts, layers x hidden size) float32."""
     import torch
 
-    from devmode.finetune.classifier import encode, forward_sorted, load_encoder
+    from devmode.finetune.classifier import encode, forward_sorted, load_encoder, mean_pool
 
     encoder, tokenizer = load_encoder(base_model)
     encoder.eval()
@@ -97,9 +97,8 @@ def sentence_features(
 
     def pooled_layers(input_ids, attention_mask):
         out = encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        mask = attention_mask.unsqueeze(-1).float()
         pooled = [
-            (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            mean_pool(hidden, attention_mask)
             for hidden in out.hidden_states[1:]  # the layers' outputs, not the embeddings
         ]
         done[0] += len(input_ids)
