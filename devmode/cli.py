@@ -21,8 +21,17 @@ from devmode.chat import bench, limits, replies
 from devmode.data import ingest, readers, sources, uploads
 from devmode.db import open_db
 from devmode.errors import DevmodeError
-from devmode.finetune import archives, config, distributed, registry, reports, runs, worker
-from devmode.labels import corrections
+from devmode.finetune import (
+    archives,
+    config,
+    distributed,
+    out_of_domain,
+    registry,
+    reports,
+    runs,
+    worker,
+)
+from devmode.labels import corrections, labelling
 from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher, watchlist
 
 
@@ -487,14 +496,54 @@ def runs_show(ctx, run_id, as_json):
     with _db(ctx) as db:
         runs.reconcile(db)
         run = runs.get_run(db, run_id)
+        tests = out_of_domain.tests_for_run(db, run_id)
     if as_json:
-        click.echo(
-            json.dumps(
-                {**dataclasses.asdict(run), "config": run.config.to_dict()}, indent=2, default=str
-            )
-        )
+        record = {**dataclasses.asdict(run), "config": run.config.to_dict()}
+        click.echo(json.dumps({**record, "out_of_domain": tests}, indent=2, default=str))
         return
     _echo_run(run)
+    _echo_test_sets(run, tests)
+
+
+def _echo_test_sets(run, tests) -> None:
+    if not tests:
+        return
+    click.echo("  test sets (in-domain and out-of-domain):")
+    for line in out_of_domain.report_lines(run, tests):
+        mapped = f"  map {line['label map']}" if line["label map"] else ""
+        click.echo(
+            f"    {line['test set']:<30} {line['kind']:<13} rows {line['rows'] or 0:>6,}  "
+            f"accuracy {reports.score_text(line['accuracy'])}  "
+            f"macro-F1 {reports.score_text(line['macro-F1'])}  drift {line['drift']:.3f}{mapped}"
+        )
+
+
+@runs_group.command("test")
+@click.argument("run_id", type=int)
+@click.argument("dataset")
+@click.option(
+    "--map",
+    "label_map",
+    multiple=True,
+    metavar="THEIRS=OURS",
+    help="Map a class of DATASET to one of the model's (repeatable), e.g. --map Bearish=negative.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the stored test as JSON.")
+@click.pass_context
+@_friendly_errors
+def runs_test(ctx, run_id, dataset, label_map, as_json):
+    """Test run RUN_ID's model on every labelled row of another DATASET (out of domain): the
+    report then shows it beside the run's own test split, with how far apart the texts are."""
+    with _db(ctx) as db:
+        found = out_of_domain.add_test(
+            db, run_id, dataset, out_of_domain.parse_label_map(label_map)
+        )
+        run = runs.get_run(db, run_id)
+        tests = out_of_domain.tests_for_run(db, run_id)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    _echo_test_sets(run, tests)
 
 
 @runs_group.command("cancel")
@@ -644,6 +693,8 @@ def _echo_run(run) -> None:
             f"  {row['model']:<28} accuracy {reports.score_text(row['accuracy'])}  "
             f"macro-F1 {reports.score_text(row['macro_f1'])}"
         )
+    if reports.gain_text(run):
+        click.echo(f"  {reports.gain_text(run)}")
 
 
 @models_group.command("map-sentiment")
@@ -1329,6 +1380,54 @@ def review_labels(ctx, name, ids, accept, reject, open_only, base_model, as_json
             f"{row['confidence']:>5.2f}  {' '.join(str(row['text']).split())[:70]}"
         )
     click.echo(f"Accept with: python -m devmode review-labels {name} --accept ID...")
+
+
+@cli.command("label")
+@click.argument("name")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="ROW=LABEL",
+    help="Label row ROW (its id in the list) as LABEL (repeatable).",
+)
+@click.option("--new-class", is_flag=True, help="Allow labels the dataset has no rows of yet.")
+@click.option("--limit", default=20, show_default=True, help="How many rows to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows to label as JSON.")
+@click.pass_context
+@_friendly_errors
+def label_command(ctx, name, assignments, new_class, limit, as_json):
+    """List the unlabelled rows of dataset NAME the current model is least sure of, with its
+    suggestion, or save labels: label NAME --set 12=positive --set 40=negative."""
+    with _db(ctx) as db:
+        if assignments:
+            edits = {}
+            for assignment in assignments:
+                row, sep, label = assignment.partition("=")
+                if not sep or not row.strip().isdigit():
+                    raise click.UsageError(
+                        f"Expected --set ROW=LABEL with a row id, e.g. --set 12=positive; "
+                        f"found {assignment!r}."
+                    )
+                edits[int(row)] = label
+            version = labelling.save_labels(db, name, edits, allow_new_classes=new_class)
+            click.echo(f"Saved {len(edits)} label(s); {name} is at label version {version}.")
+            return
+        found = labelling.rows_to_label(db, name, limit=limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo(f"Every row of {name} with a text has a label.")
+        return
+    click.echo(f"{'row':>6} {'suggested':<14} {'unsure':>6}  text")
+    for row in found:
+        unsure = "" if row["uncertainty"] is None else f"{row['uncertainty']:.2f}"
+        click.echo(
+            f"{row['row_id']:>6} {row['suggested'] or '':<14} {unsure:>6}  "
+            f"{' '.join(row['text'].split())[:70]}"
+        )
+    click.echo(f"Label with: python -m devmode label {name} --set ROW=LABEL ...")
 
 
 @cli.command("backup")

@@ -651,3 +651,31 @@ def _label_review(db: Database) -> None:
         not_null={"dataset_id", "row_id", "new_label", "source", "label_version", "changed_at"},
     )
     db["devmode_label_history"].create_index(["dataset_id", "row_id"])
+
+
+@migrations(name="0012_label_gain_and_out_of_domain")
+def _label_gain_and_out_of_domain(db: Database) -> None:
+    """A run's gain over the previous model on its own test rows, and the out-of-domain tests
+    added to its report (another labelled dataset, with a label map when names differ)."""
+    db["devmode_runs"].add_column("comparison", str)  # JSON: the previous run's model, same rows
+    # why a row is suspect: model (confident learning) or duplicate (a near-copy labelled
+    # otherwise, whose row id is duplicate_of)
+    db["devmode_label_suggestions"].add_column("reason", str, not_null_default="model")
+    db["devmode_label_suggestions"].add_column("duplicate_of", int)
+    db["devmode_out_of_domain"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "dataset": str,  # the dataset tested on, by name when it was tested
+            "dataset_id": int,
+            "label_version": int,  # its labels then
+            "label_map": str,  # JSON: its class -> the model's class, where they differ
+            "rows": int,
+            "report": str,  # JSON: accuracy, macro-F1, per class, confusion matrix
+            "distance": float,  # between its mean embedding and the training set's
+            "tested_at": str,
+        },
+        pk="id",
+        not_null={"run_id", "dataset", "dataset_id", "rows", "report", "tested_at"},
+    )
+    db["devmode_out_of_domain"].create_index(["run_id", "dataset_id"], unique=True)

@@ -41,3 +41,23 @@ def test_ranked_issues_are_the_rows_least_likely_to_carry_their_own_label():
 def test_labels_that_cannot_be_reviewed_are_refused_with_what_to_do(labels, expected):
     with pytest.raises(review.ReviewNotPossible, match=expected):
         review.review(["some text"] * len(labels), labels, "embedded")
+
+
+def test_near_copies_with_different_labels_are_flagged_toward_the_likelier_label():
+    texts = [
+        "Acme shares rose 5% after strong quarterly profit",
+        "Acme shares rose 6% after strong quarterly profit",  # a near-copy, labelled otherwise
+        "Globex cuts 300 jobs as demand for its widgets falls",
+        "The board meets on Tuesday to discuss the dividend",
+        "The board meets on Tuesday to discuss the dividend!",  # same label: no conflict
+    ]
+    names = ["negative", "neutral", "positive"]
+    y = np.array([2, 0, 0, 1, 1])
+    probabilities = np.array(
+        [[0.1, 0.2, 0.7], [0.3, 0.2, 0.5], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]]
+    )
+    assert review.near_duplicate_groups(texts) == [[0, 1], [3, 4]]
+    (issue,) = review.duplicate_label_issues(texts, y, probabilities, names)
+    assert (issue.index, issue.given, issue.suggested) == (1, "negative", "positive")
+    assert (issue.reason, issue.duplicate_of) == ("duplicate", 0)
+    assert review.duplicate_label_issues(texts, y, probabilities, names, {1}) == []

@@ -123,3 +123,24 @@ def zero_shot_report(config: TrainConfig, data: TrainData) -> dict[str, Any]:
     similarity = text_vectors @ label_vectors.T
     probabilities = torch.softmax(torch.from_numpy(similarity) / 0.05, dim=-1).numpy()
     return classification_report(data.labels, test.labels.numpy(), probabilities, texts)
+
+
+def previous_model_report(
+    previous_model_dir: str, data: TrainData, load_scorer=None
+) -> dict[str, Any]:
+    """An earlier run's model scored on this run's test rows (with today's labels), so the gain
+    between two runs is measured on the same rows: accuracy and macro-F1 over this run's
+    classes (a class the earlier model lacks is never right for it)."""
+    from sklearn.metrics import f1_score
+
+    if load_scorer is None:
+        from devmode.monitor.scoring import load_scorer
+    truth = [label for _, label in data.test]
+    predicted = load_scorer(previous_model_dir).score([text for text, _ in data.test]).labels
+    return {
+        "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth, strict=True)])),
+        "macro_f1": float(
+            f1_score(truth, predicted, labels=data.labels, average="macro", zero_division=0)
+        ),
+        "n": len(truth),
+    }

@@ -24,7 +24,7 @@ from devmode.data import examples, ingest
 from devmode.db import utc_now
 from devmode.finetune.config import TrainConfig, resolve_base_model
 
-_JSON_FIELDS = ("config", "versions", "baseline", "validation", "test")
+_JSON_FIELDS = ("config", "versions", "baseline", "validation", "test", "comparison")
 # What an exported model carries of its run (what a report needs, nothing about this machine).
 RECORD_FIELDS = (
     "dataset",
@@ -76,6 +76,7 @@ class Run(jobs.JobState):
     finished_at: str | None
     heartbeat_at: str | None
     label_version: int = 0  # the dataset's label version when the run was queued
+    comparison: dict[str, Any] | None = None  # the previous model on this run's test rows
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:

@@ -100,6 +100,28 @@ def pin_label_version(db, run: runs.Run, *, resuming: bool) -> None:
     db["devmode_runs"].update(run.id, {"label_version": version})
 
 
+def compare_with_previous(
+    db, run: runs.Run, data: examples.TrainData, say: Callable[[str], None]
+) -> dict | None:
+    """The newest earlier model trained on the same dataset, scored on this run's test rows:
+    the report shows this run's gain over it on the same rows."""
+    from devmode.finetune import evaluation
+
+    previous = next(
+        (
+            m
+            for m in registry.list_models(db)
+            if m.dataset == run.dataset and m.run_id < run.id and Path(m.path).is_dir()
+        ),
+        None,
+    )
+    if previous is None:
+        return None
+    say(f"Scoring run {previous.run_id}'s model on the same test rows, for the gain")
+    report = evaluation.previous_model_report(previous.path, data)
+    return {"run_id": previous.run_id, **report}
+
+
 def execute_run(
     db_path: str | Path,
     run_id: int,
@@ -160,6 +182,7 @@ def execute_run(
         if result.status == jobs.CANCELLED:
             runs.set_status(db, run_id, jobs.CANCELLED, pid=None, **figures)
             return jobs.CANCELLED
+        figures["comparison"] = compare_with_previous(db, run, data, say)
         with db.atomic():
             registry.register_model(db, run_id, run.dataset, result.labels, result.output_dir)
             runs.set_status(

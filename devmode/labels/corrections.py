@@ -65,6 +65,8 @@ def review_dataset(
                 "given_probability": issue.given_probability,
                 "rank": rank,
                 "mode": "quick",
+                "reason": issue.reason,
+                "duplicate_of": None if issue.duplicate_of is None else rows[issue.duplicate_of][0],
                 "status": "open",
                 "reviewed_at": now,
             }
@@ -81,7 +83,8 @@ def open_suggestions(db: Database, name: str) -> list[dict[str, Any]]:
     text, label = (quote_identifier(c) for c in (dataset.mapping.text, dataset.mapping.label))
     cursor = db.execute(
         f"""select s.id, s.row_id, r.{text} as text, r.{label} as label, s.given, s.suggested,
-                   s.confidence, s.given_probability, s.rank, s.mode, s.reviewed_at
+                   s.confidence, s.given_probability, s.rank, s.mode, s.reason, s.duplicate_of,
+                   s.reviewed_at
             from {SUGGESTIONS} s join {table} r on r.rowid = s.row_id
             where s.dataset_id = ? and s.label_column = ? and s.status = 'open'
             order by s.rank""",

@@ -10,7 +10,9 @@ Quick mode works on the frozen base model's sentence vectors. Each row is the me
 output of every transformer layer, each layer's vector scaled to unit length, side by side. Two
 classifiers are averaged: a logistic regression and a 15-nearest-neighbour vote (cosine).
 Cleanlab's ``num_label_issues`` says how many rows to flag, and the rows with the lowest
-probability for their own label are the ones flagged.
+probability for their own label are the ones flagged. Near-copies of one text that carry
+different labels are flagged too (``near_duplicate_groups``): a person labelled the same thing
+two ways, whatever the model thinks.
 
 What was measured (``benchmarks/label_review.py``, PhraseBank all-agree, 5% of labels flipped,
 mean of 5 draws). The last layer with a logistic regression alone and cleanlab's defaults
@@ -32,6 +34,9 @@ import numpy as np
 from devmode.errors import DevmodeError
 
 FOLDS = 5
+# Estimated Jaccard similarity of two texts' character 5-grams above which they are one text
+# (re-posts, a changed figure or ticker): such copies should carry one label.
+DUPLICATE_THRESHOLD = 0.8
 NEIGHBOURS = 15
 # Inverse regularisation of the logistic regression per 384 features (all-MiniLM-L6-v2's width):
 # wide multi-layer vectors need more of it.
@@ -55,6 +60,8 @@ class LabelIssue:
     suggested: str
     confidence: float
     given_probability: float
+    reason: str = "model"  # model: confident learning; duplicate: a near-copy labelled otherwise
+    duplicate_of: int | None = None  # with "duplicate": a near-copy's index that has ``suggested``
 
 
 def check_reviewable(labels: Sequence[str], folds: int = FOLDS) -> None:
@@ -167,6 +174,67 @@ def rank_label_issues(
     return issues
 
 
+def near_duplicate_groups(texts: Sequence[str]) -> list[list[int]]:
+    """Groups (two or more) of texts that are near-copies of each other, by MinHash over
+    character 5-grams (``datasketch``, as stories are found), in index order."""
+    from datasketch import MinHashLSH
+
+    from devmode.monitor.stories import NUM_PERM, minhashes
+
+    index = MinHashLSH(threshold=DUPLICATE_THRESHOLD, num_perm=NUM_PERM)
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, signature in enumerate(minhashes(texts)):
+        if signature is None:
+            continue
+        for j in index.query(signature):
+            parent[root(i)] = root(j)
+        index.insert(i, signature)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(texts)):
+        groups.setdefault(root(i), []).append(i)
+    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def duplicate_label_issues(
+    texts: Sequence[str],
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    names: Sequence[str],
+    already: set[int] = frozenset(),
+) -> list[LabelIssue]:
+    """Near-copies that carry different labels: each group takes the label of its own that the
+    out-of-fold probabilities, summed over the group, favour; the other rows are suggested it."""
+    issues = []
+    for group in near_duplicate_groups(texts):
+        given = sorted({int(labels[i]) for i in group})
+        if len(given) < 2:
+            continue
+        summed = probabilities[group].sum(0)
+        best = max(given, key=lambda c: summed[c])
+        keeper = next(i for i in group if labels[i] == best)
+        issues.extend(
+            LabelIssue(
+                index=i,
+                given=names[labels[i]],
+                suggested=names[best],
+                confidence=float(probabilities[i, best]),
+                given_probability=float(probabilities[i, labels[i]]),
+                reason="duplicate",
+                duplicate_of=keeper,
+            )
+            for i in group
+            if labels[i] != best and i not in already
+        )
+    return issues
+
+
 def review(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -180,4 +248,8 @@ def review(
     names = sorted({str(label) for label in labels})
     y = np.array([names.index(str(label)) for label in labels])
     features = sentence_features(texts, base_model, on_progress=on_progress)
-    return rank_label_issues(y, out_of_fold_probabilities(features, y, seed=seed), names)
+    probabilities = out_of_fold_probabilities(features, y, seed=seed)
+    issues = rank_label_issues(y, probabilities, names)
+    return issues + duplicate_label_issues(
+        texts, y, probabilities, names, {issue.index for issue in issues}
+    )

@@ -77,12 +77,12 @@ def assign_stories(db: Database, dataset_name: str) -> StoriesSummary:
         ).fetchall()
         index = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
         known: dict[int, tuple[MinHash, dt.date | None]] = {}
-        for (row_id, _, raw), signature in zip(heads, _minhashes(r[1] for r in heads), strict=True):
+        for (row_id, _, raw), signature in zip(heads, minhashes(r[1] for r in heads), strict=True):
             if signature is not None:
                 index.insert(row_id, signature)
                 known[row_id] = signature, _day(raw)
         placed = []
-        for (row_id, _, raw), signature in zip(new, _minhashes(r[1] for r in new), strict=True):
+        for (row_id, _, raw), signature in zip(new, minhashes(r[1] for r in new), strict=True):
             story, day = row_id, _day(raw)
             if signature is not None:
                 matches = []
@@ -129,7 +129,7 @@ def repeats_of_rows(db: Database, dataset_id: int, first: int, last: int) -> dic
     }
 
 
-def _minhashes(texts) -> list[MinHash | None]:
+def minhashes(texts) -> list[MinHash | None]:
     sets = [shingles(t) for t in texts]
     signatures = iter(MinHash.bulk([s for s in sets if s], num_perm=NUM_PERM))
     return [next(signatures) if s else None for s in sets]

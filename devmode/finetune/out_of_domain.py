@@ -1,0 +1,203 @@
+"""Test a trained model on another labelled dataset: how it holds up on text unlike its training
+set, side by side with its own test split, and how far apart the two sets of texts are.
+
+    label_map = parse_label_map(["Bearish=negative", "Bullish=positive"])
+    add_test(db, run_id=3, dataset="tweets", label_map=label_map)   # stored with the run
+    tests_for_run(db, 3)                      # what the report shows beside the in-domain line
+
+Every class of the other dataset must name one of the model's classes, by the same name or
+through the label map; a class left unmapped is refused with the classes it could map to. The
+drift figure is the cosine distance between the two sets' mean sentence embeddings under the
+run's base model (0 for the same kind of text; topics far apart reach 0.3 and more).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+
+from devmode.data import examples, ingest
+from devmode.db import utc_now
+from devmode.errors import DevmodeError
+from devmode.finetune import registry, runs
+
+TABLE = "devmode_out_of_domain"
+# Texts drawn (seeded) from each set for its mean embedding: the mean of 512 unit vectors moves
+# by well under 0.01 between draws.
+EMBEDDING_SAMPLE = 512
+
+
+class LabelMapRefused(DevmodeError):
+    """A label map that is malformed, names a class the model lacks, or leaves a class out."""
+
+
+def parse_label_map(pairs: Sequence[str]) -> dict[str, str]:
+    """``["Bearish=negative", ...]`` as a dict; refuses anything not of the form A=B."""
+    mapping = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise LabelMapRefused(
+                f"Expected each label map entry as THEIR_CLASS=MODEL_CLASS (e.g. "
+                f"Bearish=negative); found {pair!r}."
+            )
+        mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def resolve_label_map(
+    their_classes: Sequence[str], model_classes: Sequence[str], label_map: dict[str, str]
+) -> dict[str, str]:
+    """Each of their classes -> a model class: the map's entry, else the same name (any case)."""
+    by_fold = {c.casefold(): c for c in model_classes}
+    wrong = {k: v for k, v in label_map.items() if v.casefold() not in by_fold}
+    if wrong:
+        raise LabelMapRefused(
+            f"The label map sends {wrong} to classes the model does not have; expected one of "
+            f"{', '.join(model_classes)}."
+        )
+    resolved, unmapped = {}, []
+    for theirs in their_classes:
+        target = label_map.get(theirs, theirs)
+        if target.casefold() in by_fold:
+            resolved[theirs] = by_fold[target.casefold()]
+        else:
+            unmapped.append(theirs)
+    if unmapped:
+        raise LabelMapRefused(
+            f"These classes of the test set map to none of the model's classes "
+            f"({', '.join(model_classes)}): {', '.join(unmapped)}. Map each, e.g. "
+            f"{unmapped[0]}={model_classes[0]}. Nothing was stored."
+        )
+    return resolved
+
+
+def mean_embedding(texts: Sequence[str], base_model: str, *, seed: int = 0) -> np.ndarray:
+    """The mean of the texts' unit sentence vectors under the frozen base model (a sample of
+    ``EMBEDDING_SAMPLE`` of them, seeded)."""
+    import torch
+
+    from devmode.finetune.classifier import (
+        TextClassifier,
+        encode,
+        load_encoder,
+        sentence_embeddings,
+    )
+
+    texts = list(texts)
+    if len(texts) > EMBEDDING_SAMPLE:
+        keep = np.random.default_rng(seed).choice(len(texts), EMBEDDING_SAMPLE, replace=False)
+        texts = [texts[i] for i in keep]
+    encoder, tokenizer = load_encoder(base_model)
+    model = TextClassifier(encoder, 1, "mean", 0.0).eval()
+    encoded = encode(tokenizer, [(t, "") for t in texts], [""], 128)
+    vectors = sentence_embeddings(
+        model, encoded, 128, tokenizer.pad_token_id or 0, torch.device("cpu"), False
+    )
+    return vectors.mean(0)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine distance between two mean embeddings."""
+    return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def training_texts(db: Database, run: runs.Run) -> list[str]:
+    return [text for text, _ in examples.load_examples(db, run.dataset).train]
+
+
+def add_test(
+    db: Database,
+    run_id: int,
+    dataset: str,
+    label_map: dict[str, str] | None = None,
+    *,
+    load_scorer: Callable[[str], Any] | None = None,
+    embed: Callable[[Sequence[str], str], np.ndarray] = mean_embedding,
+) -> dict[str, Any]:
+    """Score run ``run_id``'s model on every labelled row of ``dataset`` and store the report
+    with the run (replacing an earlier test on the same dataset). Returns the stored test."""
+    from devmode.finetune.evaluation import classification_report
+
+    model = registry.get_model_for_run(db, run_id)
+    run = runs.get_run(db, run_id)
+    other = ingest.get_dataset(db, dataset)
+    rows = examples.labelled_rows(db, other.name)
+    if not rows:
+        raise LabelMapRefused(
+            f"Dataset {other.name!r} has no labelled rows to test on; expected a dataset with a "
+            "label column. Map its label column on the Datasets page first."
+        )
+    their_classes = sorted({label for _, _, label in rows})
+    resolved = resolve_label_map(their_classes, model.labels, label_map or {})
+    if load_scorer is None:
+        from devmode.monitor.scoring import load_scorer
+    texts = [text for _, text, _ in rows]
+    scores = load_scorer(model.path).score(texts)
+    names = list(scores.label_names)
+    y_true = np.array([names.index(resolved[label]) for _, _, label in rows])
+    report = classification_report(names, y_true, scores.probabilities, texts)
+    gap = distance(
+        embed(training_texts(db, run), run.config.base_model),
+        embed(texts, run.config.base_model),
+    )
+    record = {
+        "run_id": run_id,
+        "dataset": other.name,
+        "dataset_id": other.id,
+        "label_version": other.label_version,
+        "label_map": json.dumps({k: v for k, v in resolved.items() if k != v}),
+        "rows": len(rows),
+        "report": json.dumps(report),
+        "distance": gap,
+        "tested_at": utc_now(),
+    }
+    with db.atomic():
+        db[TABLE].delete_where("run_id = ? and dataset_id = ?", [run_id, other.id])
+        db[TABLE].insert(record)
+    return tests_for_run(db, run_id)[other.name]
+
+
+def tests_for_run(db: Database, run_id: int) -> dict[str, dict[str, Any]]:
+    """The out-of-domain tests stored with a run, by dataset name."""
+    return {
+        row["dataset"]: {
+            **row,
+            "label_map": json.loads(row["label_map"] or "{}"),
+            "report": json.loads(row["report"]),
+        }
+        for row in db[TABLE].rows_where("run_id = ?", [run_id], order_by="id")
+    }
+
+
+def report_lines(run: runs.Run, tests: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """In-domain and out-of-domain scores side by side: one line per test set."""
+    test = run.test or {}
+    lines = [
+        {
+            "test set": f"{run.dataset} (its test split)",
+            "kind": "in-domain",
+            "rows": test.get("n"),
+            "accuracy": test.get("accuracy"),
+            "macro-F1": test.get("macro_f1"),
+            "drift": 0.0,
+            "label map": "",
+        }
+    ]
+    for name, found in tests.items():
+        lines.append(
+            {
+                "test set": name,
+                "kind": "out-of-domain",
+                "rows": found["rows"],
+                "accuracy": found["report"]["accuracy"],
+                "macro-F1": found["report"]["macro_f1"],
+                "drift": found["distance"],
+                "label map": ", ".join(f"{k} → {v}" for k, v in found["label_map"].items()),
+            }
+        )
+    return lines

@@ -1,0 +1,207 @@
+"""Labelling in the browser: the rows without a label, the ones the current model is least sure
+about first (active learning), and the labels a person types, saved with their history.
+
+    rows = rows_to_label(db, "wire")          # [{row_id, text, suggested, confidence, uncertainty}]
+    save_labels(db, "wire", {12: "positive", 40: "negative"})   # version + 1, history kept
+
+The current model is the newest one trained on the dataset. Uncertainty is one minus the margin
+between its two likeliest classes (margin sampling): 1 when it cannot tell two classes apart, 0
+when it is sure. A saved label is written to the dataset's own table, with a line in
+``devmode_label_history`` per row (old label, new label, when), and the dataset's label version
+goes up by one, all in one transaction; when two people label the same row the later save wins
+and both are in the history. A newly labelled row joins the training split, so the test rows
+stay the ones the previous run was scored on and the next run's gain is measured on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+from sqlite_utils.db import quote_identifier
+
+from devmode.data import examples, ingest
+from devmode.db import utc_now
+from devmode.errors import DevmodeError
+from devmode.finetune import registry
+from devmode.labels.corrections import HISTORY
+
+# A labelling session ranks at most this many unlabelled rows (a seeded sample of them when
+# there are more): scoring them takes a few seconds on a CPU.
+POOL = 2000
+EDIT = "edit"
+
+
+class LabelRefused(DevmodeError):
+    """A label that cannot be saved: blank, a class the dataset does not have, an unknown row."""
+
+
+def uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """One minus the margin between each row's two likeliest classes: higher is less sure."""
+    top2 = np.sort(probabilities, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def current_model(db: Database, name: str) -> registry.Model | None:
+    """The newest registered model trained on dataset ``name``, if its folder is still there."""
+    for model in registry.list_models(db):
+        if model.dataset == name and Path(model.path).is_dir():
+            return model
+    return None
+
+
+def classes(db: Database, name: str) -> list[str]:
+    """The labels the dataset's rows carry, sorted."""
+    return sorted({label for _, _, label in examples.labelled_rows(db, name)})
+
+
+def unlabelled_rows(db: Database, name: str) -> list[tuple[int, str]]:
+    """(rowid, text) of every row with a text and a blank label, in file order."""
+    dataset = ingest.get_dataset(db, name)
+    text = quote_identifier(dataset.mapping.text)
+    label = f"r.{quote_identifier(dataset.mapping.label)}" if dataset.mapping.label else "null"
+    cursor = db.execute(
+        f"select rowid, {text}, {label} from {quote_identifier(dataset.name)} r order by rowid"
+    )
+    return [
+        (row_id, str(t))
+        for row_id, t, lab in cursor
+        if not examples.is_blank(None if t is None else str(t))
+        and examples.is_blank(None if lab is None else str(lab))
+    ]
+
+
+def rows_to_label(
+    db: Database,
+    name: str,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    load_scorer: Callable[[str], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The dataset's unlabelled rows with the current model's suggestion, least sure first (in
+    file order, without suggestions, when no model has been trained on the dataset yet)."""
+    rows = unlabelled_rows(db, name)
+    if len(rows) > POOL:
+        keep = np.sort(np.random.default_rng(seed).choice(len(rows), POOL, replace=False))
+        rows = [rows[i] for i in keep]
+    model = current_model(db, name)
+    found = [
+        {"row_id": r, "text": t, "suggested": None, "confidence": None, "uncertainty": None}
+        for r, t in rows
+    ]
+    if model is not None and rows:
+        if load_scorer is None:
+            from devmode.monitor.scoring import load_scorer
+        scores = load_scorer(model.path).score([t for _, t in rows])
+        unsure = uncertainty(scores.probabilities)
+        for row, label, p, u in zip(
+            found, scores.labels, scores.probabilities, unsure, strict=True
+        ):
+            row.update(suggested=label, confidence=float(p.max()), uncertainty=float(u))
+        found.sort(key=lambda row: -row["uncertainty"])
+    return found[:limit]
+
+
+def save_labels(
+    db: Database, name: str, labels: Mapping[int, str], *, allow_new_classes: bool = False
+) -> int:
+    """Write ``labels`` (rowid -> label) to dataset ``name``, all or none, with their history.
+    Returns the dataset's label version afterwards (unchanged when nothing changed)."""
+    with db.atomic():
+        dataset = ingest.get_dataset(db, name)
+        if not dataset.mapping.label:
+            raise LabelRefused(
+                f"Dataset {dataset.name!r} has no label column to write to. Map one first: "
+                f"python -m devmode datasets map {dataset.name} --label-column COLUMN (add an "
+                "empty column to the file if it has none)."
+            )
+        known = classes(db, dataset.name)
+        cleaned = {
+            int(row_id): _checked(label, known, allow_new_classes, row_id)
+            for row_id, label in labels.items()
+        }
+        table = quote_identifier(dataset.name)
+        column = quote_identifier(dataset.mapping.label)
+        split = quote_identifier(ingest.SPLIT_COLUMN)
+        current = (
+            {
+                row_id: (old, where)
+                for row_id, old, where in db.execute(
+                    f"select rowid, {column}, {split} from {table} where rowid in "
+                    f"({','.join('?' * len(cleaned))})",
+                    list(cleaned),
+                )
+            }
+            if cleaned
+            else {}
+        )
+        missing = sorted(set(cleaned) - set(current))
+        if missing:
+            raise LabelRefused(
+                f"Dataset {dataset.name} has no row{'s' * (len(missing) > 1)} "
+                f"{', '.join(map(str, missing))}; expected row ids from its table of rows to "
+                "label (reload it: the rows may have been deleted). Nothing was saved."
+            )
+        changed = {
+            row_id: label
+            for row_id, label in cleaned.items()
+            if (current[row_id][0] or "").strip() != label
+        }
+        if not changed:
+            return dataset.label_version
+        version, now = dataset.label_version + 1, utc_now()
+        for row_id, label in changed.items():
+            old, where = current[row_id]
+            db.execute(
+                f"update {table} set {column} = ?, {split} = ? where rowid = ?",
+                [label, where or "train", row_id],
+            )
+            db[HISTORY].insert(
+                {
+                    "dataset_id": dataset.id,
+                    "row_id": row_id,
+                    "old_label": old,
+                    "new_label": label,
+                    "source": EDIT,
+                    "label_version": version,
+                    "changed_at": now,
+                }
+            )
+        db["devmode_datasets"].update(dataset.id, {"label_version": version, "updated_at": now})
+        if not _has_held_out_rows(db, dataset.name):
+            # the first labels of an unlabelled dataset: draw validation and test from them
+            ingest.resplit(db, dataset.name, dataset.split)
+    return version
+
+
+def _checked(label: str | None, known: list[str], allow_new: bool, row_id: int) -> str:
+    """The label as stored: stripped, in the spelling of the class it names."""
+    value = (label or "").strip()
+    if examples.is_blank(value):
+        raise LabelRefused(
+            f"Row {row_id} was given a blank label; expected one of {', '.join(known) or 'the classes'}. "
+            "Type a class, or leave the row out of the save to keep it unlabelled. Nothing was saved."
+        )
+    spelled = {k.casefold(): k for k in known}
+    if value.casefold() in spelled:
+        return spelled[value.casefold()]
+    if known and not allow_new:
+        raise LabelRefused(
+            f"Row {row_id} was given {value!r}, which is not one of the dataset's classes "
+            f"({', '.join(known)}). Pick one of them, or allow new classes (the *New class* box, "
+            "or --new-class on the CLI) if you mean to add one. Nothing was saved."
+        )
+    return value
+
+
+def _has_held_out_rows(db: Database, name: str) -> bool:
+    split = quote_identifier(ingest.SPLIT_COLUMN)
+    (held_out,) = db.execute(
+        f"select count(distinct {split}) from {quote_identifier(name)} "
+        f"where {split} in ('validation', 'test')"
+    ).fetchone()
+    return held_out == 2

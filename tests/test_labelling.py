@@ -1,0 +1,223 @@
+"""Labelling in the browser's core: the rows to label (least sure first), labels saved with their
+history, the gain of the next run on the same test rows, and out-of-domain tests."""
+
+import numpy as np
+import pytest
+
+from devmode.data import examples, ingest, readers
+from devmode.db import open_db
+from devmode.finetune import out_of_domain, reports, runs, worker
+from devmode.labels import corrections, labelling
+from tests.conftest import tiny_config, tiny_rows, write_csv
+from tests.test_cli import run as cli
+
+
+def _store(db_path, tmp_path, name, rows, split=(0.6, 0.2, 0.2)):
+    upload = readers.read_upload(write_csv(tmp_path / f"{name}.csv", rows))
+    with open_db(db_path) as db:
+        ingest.insert_upload(
+            db, upload, name, ingest.ColumnMapping("text", "label"), ingest.SplitSpec(*split)
+        )
+
+
+@pytest.fixture
+def partly_labelled(db_path, tmp_path):
+    """The tiny task with 12 of its texts left unlabelled."""
+    rows = [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
+    rows += [{"text": r["text"], "label": ""} for r in tiny_rows(12, seed=7)]
+    _store(db_path, tmp_path, "tiny", rows)
+    return db_path
+
+
+def _train(db_path, tiny_model_dir, dataset="tiny", **overrides):
+    with open_db(db_path) as db:
+        queued = runs.create_run(
+            db, dataset, tiny_config(tiny_model_dir, **{"epochs": 2, **overrides})
+        )
+    worker.execute_run(db_path, queued.id)
+    with open_db(db_path) as db:
+        return runs.get_run(db, queued.id)
+
+
+def test_uncertainty_is_one_minus_the_margin_of_the_two_likeliest_classes():
+    p = np.array([[0.9, 0.05, 0.05], [0.45, 0.44, 0.11], [0.5, 0.0, 0.5]])
+    assert np.allclose(labelling.uncertainty(p), [0.15, 0.99, 1.0])
+
+
+def test_rows_to_label_come_least_sure_first_once_a_model_exists(partly_labelled, tiny_model_dir):
+    with open_db(partly_labelled) as db:
+        before = labelling.rows_to_label(db, "tiny")
+    assert len(before) == 12 and all(r["suggested"] is None for r in before)
+    assert [r["row_id"] for r in before] == sorted(r["row_id"] for r in before)  # file order
+
+    _train(partly_labelled, tiny_model_dir)
+    with open_db(partly_labelled) as db:
+        after = labelling.rows_to_label(db, "tiny", limit=5)
+    assert len(after) == 5
+    assert {r["suggested"] for r in after} <= {"negative", "neutral", "positive"}
+    unsure = [r["uncertainty"] for r in after]
+    assert unsure == sorted(unsure, reverse=True) and all(0 <= u <= 1 for u in unsure)
+
+
+def test_saved_labels_keep_history_join_training_and_raise_the_version(partly_labelled):
+    with open_db(partly_labelled) as db:
+        first, second = (r["row_id"] for r in labelling.rows_to_label(db, "tiny", limit=2))
+        test_rows = examples.load_examples(db, "tiny").test
+        version = labelling.save_labels(db, "tiny", {first: " Positive ", second: "negative"})
+        assert version == ingest.get_dataset(db, "tiny").label_version == 1
+        stored = dict(
+            db.execute(
+                "select rowid, label from tiny where rowid in (?, ?)", [first, second]
+            ).fetchall()
+        )
+        assert stored == {first: "positive", second: "negative"}  # the class's own spelling
+        split = {
+            r
+            for (r,) in db.execute(
+                "select devmode_split from tiny where rowid in (?, ?)", [first, second]
+            )
+        }
+        assert split == {"train"}
+        assert examples.load_examples(db, "tiny").test == test_rows  # the same test rows
+        # saving the same labels again changes nothing
+        assert labelling.save_labels(db, "tiny", {first: "positive"}) == 1
+        # two people label the same row: the later save wins, both are in the history
+        assert labelling.save_labels(db, "tiny", {first: "neutral"}) == 2
+        changes = corrections.label_history(db, "tiny", first)
+        assert [(c["old_label"], c["new_label"], c["source"]) for c in changes] == [
+            (None, "positive", "edit"),  # the file's blank cell, kept as it was
+            ("positive", "neutral", "edit"),
+        ]
+
+
+@pytest.mark.parametrize(
+    "edits, allow_new, expected",
+    [
+        ({"first": "  "}, False, "blank label; expected one of negative, neutral, positive"),
+        ({"first": "bullish"}, False, "'bullish', which is not one of the dataset's classes"),
+        ({"first": "positive", 99999: "positive"}, False, "has no row 99999"),
+    ],
+)
+def test_bad_labels_are_refused_and_nothing_is_saved(partly_labelled, edits, allow_new, expected):
+    with open_db(partly_labelled) as db:
+        first = labelling.rows_to_label(db, "tiny", limit=1)[0]["row_id"]
+        edits = {first if k == "first" else k: v for k, v in edits.items()}
+        with pytest.raises(labelling.LabelRefused, match=expected):
+            labelling.save_labels(db, "tiny", edits, allow_new_classes=allow_new)
+        assert ingest.get_dataset(db, "tiny").label_version == 0
+        assert corrections.label_history(db, "tiny") == []
+        assert len(labelling.unlabelled_rows(db, "tiny")) == 12
+
+
+def test_a_new_class_is_saved_when_allowed(partly_labelled):
+    with open_db(partly_labelled) as db:
+        first = labelling.rows_to_label(db, "tiny", limit=1)[0]["row_id"]
+        labelling.save_labels(db, "tiny", {first: "mixed"}, allow_new_classes=True)
+        assert "mixed" in labelling.classes(db, "tiny")
+
+
+def test_the_first_labels_of_a_mostly_unlabelled_set_get_held_out_rows(db_path, tmp_path):
+    rows = [
+        {"text": "shares rose", "label": "positive"},
+        {"text": "shares fell", "label": "negative"},
+    ]
+    rows += [{"text": f"{w} {i}", "label": ""} for i, w in enumerate(["good", "bad"] * 15)]
+    _store(db_path, tmp_path, "fresh", rows)
+    with open_db(db_path) as db:
+        todo = labelling.rows_to_label(db, "fresh")
+        labelling.save_labels(
+            db,
+            "fresh",
+            {r["row_id"]: "positive" if "good" in r["text"] else "negative" for r in todo},
+        )
+        data = examples.load_examples(db, "fresh")
+    assert data.validation and data.test  # drawn from the new labels, within each class
+    examples.check_data(data)
+
+
+def test_a_retrained_run_reports_its_gain_on_the_same_test_rows(partly_labelled, tiny_model_dir):
+    first = _train(partly_labelled, tiny_model_dir, epochs=1)
+    assert first.comparison is None and reports.gain_text(first) is None
+    with open_db(partly_labelled) as db:
+        todo = labelling.rows_to_label(db, "tiny")
+        truth = {r["text"]: r["label"] for r in tiny_rows(12, seed=7)}
+        labelling.save_labels(db, "tiny", {r["row_id"]: truth[r["text"]] for r in todo})
+    second = _train(partly_labelled, tiny_model_dir, epochs=3)
+    assert second.comparison["run_id"] == first.id
+    assert second.comparison["n"] == second.test["n"] == first.test["n"]
+    assert second.label_version == 1 and first.label_version == 0
+    # the earlier model, scored again on the same rows, gets the score its own run reported
+    assert second.comparison["accuracy"] == pytest.approx(first.test["accuracy"])
+    text = reports.gain_text(second)
+    assert f"Gain over run {first.id} on the same {first.test['n']} test rows" in text
+    models = [r["model"] for r in reports.before_after(second)]
+    assert f"previous model (run {first.id}), same test rows" in models
+    shown = cli(partly_labelled, "runs", "show", second.id)
+    assert shown.exit_code == 0 and "Gain over run" in shown.output
+
+
+@pytest.fixture
+def tweets(partly_labelled, tmp_path):
+    """A second labelled set whose classes are named differently."""
+    names = {"positive": "Bullish", "negative": "Bearish", "neutral": "Neutral"}
+    rows = [{"text": r["text"], "label": names[r["label"]]} for r in tiny_rows(30, seed=3)]
+    _store(partly_labelled, tmp_path, "tweets", rows)
+    return partly_labelled
+
+
+def test_an_out_of_domain_test_needs_every_class_mapped_and_stores_nothing_otherwise(
+    tweets, tiny_model_dir
+):
+    trained = _train(tweets, tiny_model_dir)
+    with open_db(tweets) as db:
+        with pytest.raises(
+            out_of_domain.LabelMapRefused, match="map to none of the model's classes .*: Bullish"
+        ):
+            out_of_domain.add_test(db, trained.id, "tweets", {"Bearish": "negative"})
+        with pytest.raises(out_of_domain.LabelMapRefused, match="classes the model does not have"):
+            out_of_domain.add_test(db, trained.id, "tweets", {"Bearish": "down"})
+        assert out_of_domain.tests_for_run(db, trained.id) == {}
+    with pytest.raises(out_of_domain.LabelMapRefused, match="THEIR_CLASS=MODEL_CLASS"):
+        out_of_domain.parse_label_map(["Bearish"])
+
+    result = cli(
+        tweets,
+        "runs",
+        "test",
+        trained.id,
+        "tweets",
+        "--map",
+        "Bearish=negative",
+        "--map",
+        "Bullish=positive",
+    )
+    assert result.exit_code == 0, result.output
+    assert "out-of-domain" in result.output and "Bearish → negative" in result.output
+    with open_db(tweets) as db:
+        found = out_of_domain.tests_for_run(db, trained.id)["tweets"]
+        lines = out_of_domain.report_lines(runs.get_run(db, trained.id), {"tweets": found})
+    assert found["rows"] == 30 and found["report"]["n"] == 30
+    # Neutral found its class by name, in any case; every pair that differs is shown
+    assert found["label_map"] == {
+        "Bearish": "negative",
+        "Bullish": "positive",
+        "Neutral": "neutral",
+    }
+    assert 0 <= found["distance"] < 1
+    assert [line["kind"] for line in lines] == ["in-domain", "out-of-domain"]
+    assert lines[1]["accuracy"] == found["report"]["accuracy"]
+
+
+def test_the_label_command_lists_and_saves(partly_labelled):
+    listed = cli(partly_labelled, "label", "tiny", "--limit", "3", "--json")
+    assert listed.exit_code == 0, listed.output
+    import json
+
+    rows = json.loads(listed.output)
+    assert len(rows) == 3
+    saved = cli(partly_labelled, "label", "tiny", "--set", f"{rows[0]['row_id']}=positive")
+    assert saved.exit_code == 0 and "label version 1" in saved.output
+    blank = cli(partly_labelled, "label", "tiny", "--set", f"{rows[1]['row_id']}=")
+    assert blank.exit_code == 1 and "blank label" in blank.output
+    bad = cli(partly_labelled, "label", "tiny", "--set", "x=positive")
+    assert bad.exit_code == 2 and "ROW=LABEL" in bad.output
