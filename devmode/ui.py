@@ -21,6 +21,7 @@ import streamlit as st
 
 from devmode import environment
 from devmode.db import open_db
+from devmode.errors import DevmodeError
 from devmode.specs import Settings, Spec
 
 # (file, title, icon, address): the navigation, the page titles and the links, in one place.
@@ -375,3 +376,43 @@ def dataset_stats(db_path: str, dataset_id: int, name: str, updated_at: str, map
 
     with open_db(db_path) as db:
         return ingest.dataset_stats(db, name)
+
+
+@st.cache_data(show_spinner="Asking the model which rows it is least sure of…", max_entries=16)
+def rows_to_label(db_path: str, name: str, model_run_id: int | None, row_count: int):
+    """The dataset's unlabelled rows, least sure first: ranked again only when the model or the
+    rows change (the arguments after ``name`` are the cache's key)."""
+    from devmode.labels import labelling
+
+    with open_db(db_path) as db:
+        return labelling.rows_to_label(db, name)
+
+
+def save_label_edits(name: str, rows: list, key: str, allow_new_key: str) -> None:
+    """Callback of the labelling table: save what was just typed or ticked, at once."""
+    from devmode.labels import labelling
+
+    edits = labelling.edited_labels(rows, st.session_state[key]["edited_rows"])
+    if not edits:
+        return
+    try:
+        with open_db(environment.db_path()) as db:
+            version = labelling.save_labels(
+                db, name, edits, allow_new_classes=st.session_state.get(allow_new_key, False)
+            )
+    except DevmodeError as e:
+        st.session_state["labelling_error"] = str(e)
+    else:
+        st.session_state["labelling_saved"] = (
+            f"Saved {len(edits)} label{'s' * (len(edits) > 1)}; {name} is at label version {version}."
+        )
+
+
+@st.cache_data(show_spinner="Comparing the texts with the model's training set…", max_entries=32)
+def untested_warning(db_path: str, model_run_id: int, dataset: str, row_count: int):
+    """The Monitor's drift warning, worked out again only when the model or the rows change."""
+    from devmode.finetune import out_of_domain, registry
+
+    with open_db(db_path) as db:
+        model = registry.get_model_for_run(db, model_run_id)
+        return out_of_domain.untested_warning(db, model, dataset)

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from devmode import charts, environment, ui
+from devmode import charts, environment, jobs, ui
 from devmode.data import ingest, uploads
 from devmode.errors import DevmodeError
+from devmode.labels import corrections, labelling
 
 ui.page_setup(__file__)
 st.caption(
@@ -125,6 +126,136 @@ with tab_stored, ui.page_db() as db:
 
         st.markdown("**Rows** (first 50, in file order)")
         st.dataframe(ingest.preview(db, selected, 50), hide_index=True)
+
+        if dataset.mapping.label:
+            with st.expander("Review labels: find the ones that look wrong"):
+                st.caption(
+                    "Every labelled row is judged by models that never saw it (5 folds over the "
+                    "base model's vectors); confident learning (cleanlab) ranks the rows most "
+                    "likely mislabelled, and near-copies labelled two ways are listed too. "
+                    "Accepting a suggestion relabels the row; the old label stays in the history."
+                )
+                if st.button("Find suspect labels", key="datasets_review"):
+                    progress = st.progress(0.0, text="Reading the texts…")
+                    try:
+                        corrections.review_dataset(
+                            db,
+                            selected,
+                            on_progress=lambda done, total: progress.progress(
+                                jobs.fraction(done, total), text=f"{done:,} of {total:,} texts read"
+                            ),
+                        )
+                    except DevmodeError as e:
+                        st.error(str(e))
+                    progress.empty()
+                suggestions = corrections.open_suggestions(db, selected)
+                if suggestions:
+                    st.markdown(
+                        f"**{len(suggestions):,} suggestions**, most suspect first: set each "
+                        "one's decision, then apply."
+                    )
+                    decided = st.data_editor(
+                        suggestions,
+                        key="datasets_suggestions",
+                        hide_index=True,
+                        column_order=(
+                            "decision",
+                            "text",
+                            "label",
+                            "suggested",
+                            "confidence",
+                            "reason",
+                            "id",
+                        ),
+                        column_config={
+                            "decision": st.column_config.SelectboxColumn(
+                                "Decision", options=["accept", "reject"]
+                            ),
+                            "confidence": st.column_config.ProgressColumn(
+                                "Confidence", min_value=0.0, max_value=1.0, format="%.2f"
+                            ),
+                        },
+                        disabled=("text", "label", "suggested", "confidence", "reason", "id"),
+                    )
+                    if st.button("Apply decisions", key="datasets_apply", type="primary"):
+                        accept, reject = corrections.decisions(decided)
+                        try:
+                            version = corrections.decide(db, selected, accept=accept, reject=reject)
+                        except DevmodeError as e:
+                            st.error(str(e))
+                        else:
+                            st.session_state["labelling_saved"] = (
+                                f"{len(accept)} accepted, {len(reject)} rejected; "
+                                f"{selected} is at label version {version}."
+                            )
+                            st.rerun()
+                else:
+                    st.caption("No open suggestions: press *Find suspect labels*.")
+
+            with st.expander("Label rows: the model's least sure first", expanded=True):
+                model = labelling.current_model(db, selected)
+                pool = ui.rows_to_label(
+                    environment.db_path(),
+                    selected,
+                    model.run_id if model else None,
+                    dataset.row_count,
+                )
+                todo = labelling.drop_labelled(db, selected, pool, 50)
+                if not todo:
+                    st.caption(f"Every row of {selected} with a text has a label.")
+                else:
+                    st.caption(
+                        (
+                            f"Suggestions from run {model.run_id}'s model, the rows it is least "
+                            "sure of first. "
+                            if model
+                            else "No model is trained on this dataset yet: rows in file order. "
+                        )
+                        + "Type a label, or tick *keep* where the suggestion is right: each "
+                        "row is saved at once, into the training split."
+                    )
+                    st.data_editor(
+                        todo,
+                        key="datasets_labelling",
+                        hide_index=True,
+                        column_order=(
+                            "keep",
+                            "label",
+                            "text",
+                            "suggested",
+                            "uncertainty",
+                            "row_id",
+                        ),
+                        column_config={
+                            "keep": st.column_config.CheckboxColumn("keep", default=False),
+                            "label": st.column_config.TextColumn("label"),
+                            "uncertainty": st.column_config.ProgressColumn(
+                                "unsure", min_value=0.0, max_value=1.0, format="%.2f"
+                            ),
+                        },
+                        disabled=("text", "suggested", "uncertainty", "row_id"),
+                        on_change=ui.save_label_edits,
+                        args=(selected, todo, "datasets_labelling", "datasets_new_class"),
+                    )
+                    st.checkbox(
+                        "Allow new classes (labels no row has yet)", key="datasets_new_class"
+                    )
+                if st.button("Retrain with my labels", key="datasets_retrain", type="primary"):
+                    try:
+                        started = labelling.retrain(environment.db_path(), selected)
+                    except DevmodeError as e:
+                        st.error(str(e))
+                    else:
+                        st.success(
+                            f"Run {started.id} is training on label version "
+                            f"{started.label_version}; its report will show the gain over the "
+                            "previous model on the same test rows."
+                        )
+                        st.page_link("pages/2_Fine_tune.py", label="Follow it on Fine-tune")
+            if "labelling_error" in st.session_state:
+                st.error(st.session_state.pop("labelling_error"))
+            if "labelling_saved" in st.session_state:
+                st.success(st.session_state.pop("labelling_saved"))
 
         with st.expander("Column roles"), st.form("datasets_map_form"):
             roles = ui.column_roles(

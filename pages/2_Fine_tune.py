@@ -4,9 +4,9 @@ and promote the model."""
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import ingest, readers
+from devmode.data import examples, ingest, readers
 from devmode.errors import DevmodeError
-from devmode.finetune import archives, config, registry, reports, runs, worker
+from devmode.finetune import archives, config, out_of_domain, registry, reports, runs, worker
 
 ui.page_setup(__file__)
 st.caption(
@@ -29,8 +29,20 @@ with tab_new:
             "No labelled dataset yet. Upload one on the **Datasets** page and map its label column."
         )
     else:
+        dataset = st.selectbox("Dataset", labelled, key="train_dataset")
+        with ui.page_db() as db:
+            chosen = ingest.get_dataset(db, dataset)
+        counts = ui.dataset_stats(
+            environment.db_path(),
+            chosen.id,
+            chosen.name,
+            chosen.updated_at,
+            chosen.mapping,
+            chosen.split,
+        ).label_counts
+        if examples.few_shot_offer(counts):
+            st.info(f"{examples.few_shot_offer(counts)} Choose *few-shot* as the method below.")
         with st.form("train_form"):
-            dataset = st.selectbox("Dataset", labelled, key="train_dataset")
             settings = ui.settings_form(config.TrainConfig, "train")
             start = st.form_submit_button("Start training", type="primary")
         if start:
@@ -106,6 +118,47 @@ with tab_runs:
                 st.caption(
                     "Published figures come from the papers' own splits and are a reference line, not a like-for-like score."
                 )
+            if reports.gain_text(selected):
+                st.success(reports.gain_text(selected))
+        if selected.is_completed:
+            st.subheader("Test sets: in-domain and out-of-domain")
+            with ui.page_db() as db:
+                tests = out_of_domain.tests_for_run(db, selected.id)
+                others = ingest.dataset_names(db, labelled=True)
+            st.dataframe(
+                out_of_domain.report_lines(selected, tests),
+                hide_index=True,
+                column_config={
+                    "drift": st.column_config.NumberColumn(
+                        "drift",
+                        help="Cosine distance between the mean embeddings of this set "
+                        "and the training split's texts.",
+                        format="%.3f",
+                    )
+                },
+            )
+            with st.form("train_ood_form"):
+                c = st.columns([1, 2])
+                other = c[0].selectbox("Another labelled dataset", others, key="train_ood_dataset")
+                label_map = c[1].text_input(
+                    "Label map (their class=the model's class, comma-separated)",
+                    key="train_ood_map",
+                    placeholder="Bearish=negative, Bullish=positive, Neutral=neutral",
+                    help="Classes spelled the same (in any case) map by themselves.",
+                )
+                if st.form_submit_button("Test on it"):
+                    try:
+                        with (
+                            ui.page_db() as db,
+                            st.spinner(f"Scoring every labelled row of {other}…"),
+                        ):
+                            out_of_domain.add_test(
+                                db, selected.id, other, out_of_domain.parse_label_map(label_map)
+                            )
+                    except DevmodeError as e:
+                        st.error(str(e))
+                    else:
+                        st.rerun()
         if selected.test:
             c = st.columns([1, 1])
             c[0].plotly_chart(charts.confusion_figure(selected.test), key="train_confusion")

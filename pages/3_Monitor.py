@@ -195,6 +195,11 @@ dataset = c[0].selectbox("Dataset", dated, key="monitor_dataset")
 st.session_state.setdefault("monitor_period", trends.DEFAULT_PERIOD)  # widgets read it from state
 period = c[1].selectbox("Period", trends.PERIODS, key="monitor_period")
 st.caption(about_models)
+with ui.page_db() as db:
+    scored_rows = ingest.get_dataset(db, dataset).row_count
+drift = ui.untested_warning(environment.db_path(), active.run_id, dataset, scored_rows)
+if drift:
+    st.warning(drift)
 
 with ui.page_db() as db:
     job = score_jobs.latest_job(db, dataset)

@@ -45,8 +45,8 @@ def test_labels_that_cannot_be_reviewed_are_refused_with_what_to_do(labels, expe
 
 def test_near_copies_with_different_labels_are_flagged_toward_the_likelier_label():
     texts = [
-        "Acme shares rose 5% after strong quarterly profit",
-        "Acme shares rose 6% after strong quarterly profit",  # a near-copy, labelled otherwise
+        "Acme shares rose 5% after a strong quarterly profit beat analysts' forecasts",
+        "UPDATE: Acme shares rose 5% after a strong quarterly profit beat analysts' forecasts",
         "Globex cuts 300 jobs as demand for its widgets falls",
         "The board meets on Tuesday to discuss the dividend",
         "The board meets on Tuesday to discuss the dividend!",  # same label: no conflict

@@ -52,6 +52,7 @@ class _FakeRun:
     test = None
     best_epoch = None
     dataset_sha256 = TWITTER_TOPIC_SHA
+    comparison = None
 
 
 def test_every_cli_view_of_such_a_run_works(db_path):

@@ -82,6 +82,7 @@ def test_widget_ranges_and_sections_come_from_the_specs():
     assert sections[0] is None and "Optimizer and schedule" in sections
     assert [s.name for s in dict(TrainConfig.sections())[None]] == [
         "base_model",
+        "method",
         "epochs",
         "batch_size",
         "learning_rate",

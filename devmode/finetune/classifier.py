@@ -55,11 +55,19 @@ class TextClassifier(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, num_labels: int, pooling: str = "mean", dropout: float = 0.1
+        self,
+        encoder: nn.Module,
+        num_labels: int,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        normalize: bool = False,
     ):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        # the pooled vector scaled to unit length before the head (a SetFit model's head was
+        # fitted on sentence-transformers' normalised embeddings)
+        self.normalize = normalize
         # True when training steps are captured as CUDA graphs: the encoder then gets its mask in
         # the prepared 4-D form, which it uses as it is, with no host-side checks (step_graphs.py)
         self.expand_mask = False
@@ -78,9 +86,8 @@ class TextClassifier(nn.Module):
                 attention_mask, self.encoder.config._attn_implementation, torch.float32
             )
         hidden = self.encoder(input_ids=input_ids, attention_mask=encoder_mask).last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        return mean_pool(hidden, attention_mask)
+        pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, attention_mask)
+        return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(input_ids, attention_mask)))
@@ -138,6 +145,7 @@ def save_classifier(
         "format": 1,
         "labels": labels,
         "pooling": model.pooling,
+        "normalize": model.normalize,
         "max_length_tokens": config.max_length_tokens,
         "base_model": config.base_model,
         "train_config": config.to_dict(),
@@ -159,7 +167,13 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
     card = json.loads((path / MODEL_CARD).read_text())
     quiet_transformers()
     encoder = AutoModel.from_pretrained(path, dtype=WEIGHTS_DTYPE)
-    model = TextClassifier(encoder, len(card["labels"]), card["pooling"], dropout=0.0)
+    model = TextClassifier(
+        encoder,
+        len(card["labels"]),
+        card["pooling"],
+        dropout=0.0,
+        normalize=card.get("normalize", False),  # cards before few-shot mode have none
+    )
     model.head.load_state_dict(load_file(path / HEAD_WEIGHTS))
     return model.eval(), AutoTokenizer.from_pretrained(path), card
 

@@ -24,6 +24,9 @@ SCHEDULES = ("linear", "cosine", "constant")
 FREEZE_MODES = ("none", "top_layers", "head_only")
 POOLINGS = ("mean", "cls")
 ADVERSARIAL = ("none", "fgm")
+# fine-tune: the encoder and a head trained on the labels (training.py); few-shot: SetFit's
+# contrastive recipe for a handful of rows per class (few_shot.py)
+METHODS = ("fine-tune", "few-shot")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 # Sections of the Fine-tune page's form; settings without one are shown first, outside them.
@@ -79,6 +82,15 @@ class TrainConfig(Settings):
         "The embedded all-MiniLM-L6-v2, a local Hugging Face model folder, or a hub id (online "
         "only).",
         label="Base model",
+    )
+    method: str = setting(
+        "fine-tune",
+        "fine-tune: train the encoder and a head on the labels (hundreds of rows or more). "
+        "few-shot: SetFit, for a handful of rows per class (under about 64): the encoder "
+        "learns from pairs of texts, then a logistic regression; it uses SetFit's own epochs, "
+        "learning rate and batch size, and this form's seed, device and maximum length.",
+        choices=METHODS,
+        label="Method",
     )
     epochs: int = setting(5, "Passes over the training split.", minimum=1, maximum=1000)
     batch_size: int = setting(32, "Texts per training step.", minimum=1, maximum=65536)
@@ -246,6 +258,14 @@ class TrainConfig(Settings):
     )
 
     def check_together(self) -> None:
+        if self.method == "few-shot":
+            clashing = [n for n in ("lora", "cuda_graphs", "compile_step") if getattr(self, n)]
+            if clashing:
+                raise InvalidConfig(
+                    f"method='few-shot' trains with SetFit's own loop; found {', '.join(clashing)} "
+                    "on, which only the fine-tune loop has. Turn them off, or use "
+                    "method='fine-tune'."
+                )
         if self.cuda_graphs and self.compile_step:
             raise InvalidConfig(
                 "cuda_graphs and compile_step are two ways of replaying the training step; found "

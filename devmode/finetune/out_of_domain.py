@@ -35,8 +35,11 @@ class LabelMapRefused(DevmodeError):
     """A label map that is malformed, names a class the model lacks, or leaves a class out."""
 
 
-def parse_label_map(pairs: Sequence[str]) -> dict[str, str]:
-    """``["Bearish=negative", ...]`` as a dict; refuses anything not of the form A=B."""
+def parse_label_map(pairs: Sequence[str] | str) -> dict[str, str]:
+    """``["Bearish=negative", ...]`` (or the same in one text, separated by commas or lines) as
+    a dict; refuses anything not of the form A=B."""
+    if isinstance(pairs, str):
+        pairs = [p for p in pairs.replace("\n", ",").split(",") if p.strip()]
     mapping = {}
     for pair in pairs:
         source, sep, target = pair.partition("=")
@@ -108,6 +111,52 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def training_texts(db: Database, run: runs.Run) -> list[str]:
     return [text for text, _ in examples.load_examples(db, run.dataset).train]
+
+
+def sample_texts(db: Database, dataset: str, n: int = EMBEDDING_SAMPLE) -> list[str]:
+    """Up to ``n`` texts of a dataset, drawn by a seeded hash of their row ids (any size)."""
+    from sqlite_utils.db import quote_identifier
+
+    found = ingest.get_dataset(db, dataset)
+    text = quote_identifier(found.mapping.text)
+    rows = db.execute(
+        f"select {text} from {quote_identifier(found.name)} where {text} is not null "
+        f"order by devmode_shuffle_key(0, rowid) limit ?",
+        [n],
+    )
+    return [str(t) for (t,) in rows]
+
+
+def untested_warning(
+    db: Database,
+    model: registry.Model,
+    dataset: str,
+    *,
+    embed: Callable[[Sequence[str], str], np.ndarray] = mean_embedding,
+) -> str | None:
+    """What the Monitor says when ``model`` scores a dataset that is neither its training set nor
+    one of its out-of-domain tests: how far the texts are from its training texts, beside how
+    far its own test split is (the distance a model is known to cope with)."""
+    run = runs.get_run(db, model.run_id)
+    if dataset == run.dataset or dataset in tests_for_run(db, run.id):
+        return None
+    advice = (
+        f"Its scores there are untested: label a sample of {dataset} and add it as an "
+        f"out-of-domain test in the run's report (Fine-tune page, or python -m devmode runs "
+        f"test {run.id} {dataset} --map THEIRS=OURS)."
+    )
+    head = f"The active model (run {run.id}) was trained on {run.dataset} and never tested on text like {dataset}."
+    try:
+        trained = embed(training_texts(db, run), run.config.base_model)
+        own_test = [text for text, _ in examples.load_examples(db, run.dataset).test]
+    except DevmodeError:  # an imported model: its training set is not stored here
+        return f"{head} {advice}"
+    gap = distance(trained, embed(sample_texts(db, dataset), run.config.base_model))
+    own = distance(trained, embed(own_test, run.config.base_model))
+    return (
+        f"{head} Drift: the distance between the two sets' mean embeddings is {gap:.3f} "
+        f"(its own test split: {own:.3f}). {advice}"
+    )
 
 
 def add_test(

@@ -154,7 +154,8 @@ def create_run(db: Database, dataset_name: str, config: TrainConfig) -> Run:
     """
     dataset = ingest.get_dataset(db, dataset_name)
     resolve_base_model(config.base_model)
-    examples.check_data(examples.load_examples(db, dataset.name))
+    data = examples.load_examples(db, dataset.name)
+    (examples.check_few_shot if config.method == "few-shot" else examples.check_data)(data)
     row_id = (
         db["devmode_runs"]
         .insert(

@@ -161,7 +161,10 @@ def execute_run(
                 + " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
             )
 
-        result = training.train(
+        train = training.train
+        if run.config.method == "few-shot":
+            from devmode.finetune.few_shot import train_few_shot as train
+        result = train(
             run.config,
             data,
             output_dir=model_dir(db_path, run_id),

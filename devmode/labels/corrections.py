@@ -155,6 +155,15 @@ def decide(
     return version
 
 
+def decisions(rows: Iterable[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """The ids a table of suggestions marks ``accept`` and ``reject`` (its ``decision`` column)."""
+    rows = list(rows)
+    return (
+        [int(r["id"]) for r in rows if r.get("decision") == "accept"],
+        [int(r["id"]) for r in rows if r.get("decision") == "reject"],
+    )
+
+
 def label_history(db: Database, name: str, row_id: int | None = None) -> list[dict[str, Any]]:
     """Every label change of ``name`` (or of one row), oldest first."""
     dataset = ingest.get_dataset(db, name)

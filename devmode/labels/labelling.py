@@ -90,7 +90,14 @@ def rows_to_label(
         rows = [rows[i] for i in keep]
     model = current_model(db, name)
     found = [
-        {"row_id": r, "text": t, "suggested": None, "confidence": None, "uncertainty": None}
+        {
+            "row_id": r,
+            "text": t,
+            "suggested": None,
+            "confidence": None,
+            "uncertainty": None,
+            "label": None,  # what the person says: the suggestion until they change it
+        }
         for r, t in rows
     ]
     if model is not None and rows:
@@ -101,9 +108,19 @@ def rows_to_label(
         for row, label, p, u in zip(
             found, scores.labels, scores.probabilities, unsure, strict=True
         ):
-            row.update(suggested=label, confidence=float(p.max()), uncertainty=float(u))
+            row.update(
+                suggested=label, confidence=float(p.max()), uncertainty=float(u), label=label
+            )
         found.sort(key=lambda row: -row["uncertainty"])
     return found[:limit]
+
+
+def drop_labelled(
+    db: Database, name: str, rows: list[dict[str, Any]], limit: int | None = None
+) -> list[dict[str, Any]]:
+    """``rows`` (from ``rows_to_label``) less those labelled since, at most ``limit`` of them."""
+    still = {row_id for row_id, _ in unlabelled_rows(db, name)}
+    return [row for row in rows if row["row_id"] in still][:limit]
 
 
 def save_labels(
@@ -176,6 +193,32 @@ def save_labels(
             # the first labels of an unlabelled dataset: draw validation and test from them
             ingest.resplit(db, dataset.name, dataset.split)
     return version
+
+
+def edited_labels(rows: list[dict[str, Any]], edited: dict[int, dict[str, Any]]) -> dict[int, str]:
+    """The labels to save from a table of ``rows_to_label`` a person edited: ``edited`` is
+    Streamlit's ``edited_rows`` (position -> changed cells). A row counts once its ``label`` is
+    typed or its ``keep`` box (the suggestion is right) is ticked."""
+    chosen = {}
+    for position, change in edited.items():
+        row = rows[int(position)]
+        label = change.get("label", row.get("label"))
+        if "label" in change or change.get("keep"):
+            chosen[row["row_id"]] = label
+    return chosen
+
+
+def retrain(db_path: str | Path, name: str):
+    """Start a run on ``name`` with the settings of its latest run (the defaults for a first
+    one): *Retrain with my labels*. Its report shows the gain over the previous model."""
+    from devmode.db import open_db
+    from devmode.finetune import runs, worker
+    from devmode.finetune.config import TrainConfig
+
+    with open_db(db_path) as db:
+        earlier = runs.list_runs(db, name)
+    config = earlier[0].config if earlier else TrainConfig()
+    return worker.start_run(db_path, name, config)
 
 
 def _checked(label: str | None, known: list[str], allow_new: bool, row_id: int) -> str:
