@@ -31,7 +31,7 @@ from devmode.finetune import (
     runs,
     worker,
 )
-from devmode.labels import corrections, labelling
+from devmode.labels import corrections, labelling, review, review_jobs
 from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher, watchlist
 
 
@@ -769,6 +769,15 @@ def score_worker_command(ctx, job_id):
     score_jobs.execute_job(ctx.obj["db_path"], job_id, echo=print)
 
 
+@cli.command("review-worker", hidden=True)
+@click.argument("job_id", type=int)
+@click.pass_context
+@_friendly_errors
+def review_worker_command(ctx, job_id):
+    """Internal: run label review JOB_ID in this process (started by the Datasets page)."""
+    review_jobs.execute_review(ctx.obj["db_path"], job_id, echo=print)
+
+
 @cli.command("trends")
 @click.argument("dataset")
 @_setting_options(alerts.RuleSettings, only=("period", "ticker", "topic", "stories"))
@@ -1326,15 +1335,24 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
 @click.option(
     "--open", "open_only", is_flag=True, help="List the open suggestions without reviewing again."
 )
+@click.option(
+    "--mode",
+    type=click.Choice(review.MODES),
+    default="quick",
+    show_default=True,
+    help="quick: the frozen base model's vectors (seconds); thorough: the base model fine-tuned "
+    "once per fold (minutes, finds more).",
+)
 @_setting_options(config.TrainConfig, only={"base_model"})
 @click.option("--json", "as_json", is_flag=True, help="Print the suggestions as JSON.")
 @click.pass_context
 @_friendly_errors
-def review_labels(ctx, name, ids, accept, reject, open_only, base_model, as_json):
+def review_labels(ctx, name, ids, accept, reject, open_only, mode, base_model, as_json):
     """Find rows of dataset NAME whose labels look wrong, with the label the model suggests.
 
     Every labelled row is judged by models that never saw it (5 folds over the base model's
-    vectors), and confident learning (cleanlab) ranks the suspects. Then accept or reject
+    vectors, or 5 fine-tunes with --mode thorough), and confident learning (cleanlab) ranks the
+    suspects; near-copies labelled two ways are listed too. Then accept or reject
     suggestions by id: review-labels NAME --accept 3 7, review-labels NAME --reject 9. An
     accepted label is changed with its history kept, and the dataset's label version goes up.
     """
@@ -1359,14 +1377,18 @@ def review_labels(ctx, name, ids, accept, reject, open_only, base_model, as_json
             found = corrections.open_suggestions(db, name)
         else:
             with click.progressbar(
-                length=1, label="Reading texts", file=click.get_text_stream("stderr")
+                length=1,
+                label="Fine-tuning per fold" if mode == "thorough" else "Reading texts",
+                file=click.get_text_stream("stderr"),
             ) as bar:
 
                 def progress(done, total):
                     bar.length = total
                     bar.update(done - bar.pos)
 
-                found = corrections.review_dataset(db, name, base_model, on_progress=progress)
+                found = corrections.review_dataset(
+                    db, name, base_model, mode=mode, on_progress=progress
+                )
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

@@ -129,6 +129,17 @@ SCORING = JobKind(
     list_command="the Monitor page",
 )
 
+REVIEWING = JobKind(
+    table="devmode_review_jobs",
+    noun="Label review",
+    worker_command="review-worker",
+    folder_name="reviews",
+    touched_column="updated_at",
+    interrupted_message="The review process stopped without finishing (killed or crashed). "
+    "Start the review again: suggestions are stored only when a review finishes.",
+    list_command="the Datasets page",
+)
+
 WATCHING = JobKind(
     table="devmode_watchers",
     noun="Watcher",

@@ -195,4 +195,21 @@ def assert_healthy(page) -> None:
     """No exception box and no "database is locked" anywhere on the page."""
     text = visible_text(page)
     assert "database is locked" not in text.lower(), text[-2000:]
-    assert page.locator("[data-testid=stException]").count() == 0, text[-2000:]
+    errors = page.locator("[data-testid=stException]")
+    assert errors.count() == 0, errors.first.inner_text()[:3000]
+
+
+def grid_text(grid) -> str:
+    """The cells of a ``st.dataframe`` / ``st.data_editor`` grid as text (its canvas is drawn,
+    so the words are read from the accessible table the grid keeps beside it)."""
+    return grid.locator("table").first.text_content() or ""
+
+
+def tick_first_row(page, grid) -> None:
+    """Tick the checkbox in the first column of the grid's first row, as a person does: a click
+    selects the cell, Space toggles it (the edit starts a script run)."""
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 20, box["y"] + 35 + 17)  # header and row are 35 px high
+    page.keyboard.press("Space")
+    settle(page)

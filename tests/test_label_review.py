@@ -61,3 +61,27 @@ def test_near_copies_with_different_labels_are_flagged_toward_the_likelier_label
     assert (issue.index, issue.given, issue.suggested) == (1, "negative", "positive")
     assert (issue.reason, issue.duplicate_of) == ("duplicate", 0)
     assert review.duplicate_label_issues(texts, y, probabilities, names, {1}) == []
+
+
+def test_thorough_mode_fine_tunes_per_fold_and_finds_planted_flips(tiny_model_dir):
+    from tests.conftest import tiny_config, tiny_rows
+
+    rows = tiny_rows(150, seed=1)
+    names = sorted({r["label"] for r in rows})
+    y = np.array([names.index(r["label"]) for r in rows])
+    flips = [4, 40, 77, 120]
+    for i in flips:
+        y[i] = (y[i] + 1) % 3
+    seen = []
+    probabilities = review.fine_tuned_probabilities(
+        [r["text"] for r in rows],
+        y,
+        names,
+        str(tiny_model_dir),
+        config=tiny_config(tiny_model_dir, epochs=6),
+        on_progress=lambda done, total: seen.append((done, total)),
+    )
+    assert probabilities.shape == (150, 3) and np.allclose(probabilities.sum(1), 1, atol=1e-4)
+    assert seen[-1][0] == seen[-1][1]  # progress over all folds' steps, to the end
+    flagged = {issue.index for issue in review.rank_label_issues(y, probabilities, names)}
+    assert len(flagged & set(flips)) >= 3 and len(flagged) <= 10

@@ -529,6 +529,7 @@ DERIVED_TABLES = (
     "devmode_mentions",
     "devmode_label_suggestions",
     "devmode_label_history",
+    "devmode_review_jobs",
 )
 
 

@@ -37,10 +37,11 @@ def review_dataset(
     name: str,
     base_model: str = "embedded",
     *,
+    mode: str = "quick",
     seed: int = 0,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[dict[str, Any]]:
-    """Review every labelled row of ``name`` (quick mode) and store the suspects as open
+    """Review every labelled row of ``name`` (``quick`` or ``thorough``) and store the suspects as open
     suggestions, replacing the open ones of an earlier review. Returns them, most suspect first."""
     dataset = ingest.get_dataset(db, name)
     rows = examples.labelled_rows(db, dataset.name)
@@ -48,6 +49,7 @@ def review_dataset(
         [text for _, text, _ in rows],
         [label for _, _, label in rows],
         base_model,
+        mode=mode,
         seed=seed,
         on_progress=on_progress,
     )
@@ -64,7 +66,7 @@ def review_dataset(
                 "confidence": issue.confidence,
                 "given_probability": issue.given_probability,
                 "rank": rank,
-                "mode": "quick",
+                "mode": mode,
                 "reason": issue.reason,
                 "duplicate_of": None if issue.duplicate_of is None else rows[issue.duplicate_of][0],
                 "status": "open",
@@ -155,12 +157,17 @@ def decide(
     return version
 
 
+def decision_table(suggestions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Suggestions as the rows of a table a person ticks: ``accept`` and ``reject`` unticked."""
+    return [{"accept": False, "reject": False, **s} for s in suggestions]
+
+
 def decisions(rows: Iterable[dict[str, Any]]) -> tuple[list[int], list[int]]:
-    """The ids a table of suggestions marks ``accept`` and ``reject`` (its ``decision`` column)."""
+    """The ids a table of suggestions ticks in its ``accept`` and ``reject`` columns."""
     rows = list(rows)
     return (
-        [int(r["id"]) for r in rows if r.get("decision") == "accept"],
-        [int(r["id"]) for r in rows if r.get("decision") == "reject"],
+        [int(r["id"]) for r in rows if r.get("accept")],
+        [int(r["id"]) for r in rows if r.get("reject")],
     )
 
 

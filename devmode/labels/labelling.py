@@ -118,9 +118,10 @@ def rows_to_label(
 def drop_labelled(
     db: Database, name: str, rows: list[dict[str, Any]], limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """``rows`` (from ``rows_to_label``) less those labelled since, at most ``limit`` of them."""
+    """``rows`` (from ``rows_to_label``) less those labelled since, at most ``limit`` of them,
+    as the rows of the labelling table (its ``keep`` box unticked)."""
     still = {row_id for row_id, _ in unlabelled_rows(db, name)}
-    return [row for row in rows if row["row_id"] in still][:limit]
+    return [{"keep": False, **row} for row in rows if row["row_id"] in still][:limit]
 
 
 def save_labels(

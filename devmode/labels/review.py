@@ -21,6 +21,9 @@ choices above flag 124 rows holding 80% of flips at 73% precision. The goal of 8
 not met yet in quick mode: frozen vectors classify about 90% of rows right, so the hardest
 clean rows compete with the flips.
 
+Thorough mode fine-tunes the base model once per fold instead (``fine_tuned_probabilities``):
+better probabilities (about 94% of rows right), in minutes rather than seconds.
+
 Knows nothing of SQLite or Streamlit: ``corrections.py`` stores what a person decides.
 """
 
@@ -34,6 +37,10 @@ import numpy as np
 from devmode.errors import DevmodeError
 
 FOLDS = 5
+MODES = ("quick", "thorough")
+# Thorough mode fine-tunes once per fold; two epochs reach ~0.94 held-out accuracy on PhraseBank
+# all-agree (more epochs start to learn the flipped labels back).
+THOROUGH_EPOCHS = 2
 # Estimated Jaccard similarity of two texts' character 5-grams above which they are one text
 # (re-posts, a changed figure or ticker): such copies should carry one label.
 DUPLICATE_THRESHOLD = 0.8
@@ -235,20 +242,78 @@ def duplicate_label_issues(
     return issues
 
 
+def fine_tuned_probabilities(
+    texts: Sequence[str],
+    labels: np.ndarray,
+    names: Sequence[str],
+    base_model: str,
+    *,
+    folds: int = FOLDS,
+    seed: int = 0,
+    config=None,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> np.ndarray:
+    """Thorough mode's out-of-fold probabilities: the base model fine-tuned ``folds`` times
+    (devmode's own loop and defaults, ``THOROUGH_EPOCHS`` epochs, the best kept on a tenth of the
+    training folds), each scoring the fold it never saw. ``config`` (a ``TrainConfig``) replaces
+    those settings."""
+    import tempfile
+
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    from devmode.data.examples import TrainData
+    from devmode.finetune.config import TrainConfig
+    from devmode.finetune.training import train
+    from devmode.monitor.scoring import load_scorer
+
+    texts = list(texts)
+    probabilities = np.zeros((len(texts), len(names)), dtype=np.float32)
+    config = config or TrainConfig(base_model=base_model, epochs=THOROUGH_EPOCHS, seed=seed)
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+
+    def rows(indices) -> list[tuple[str, str]]:
+        return [(texts[i], names[labels[i]]) for i in indices]
+
+    for fold, (trained, held) in enumerate(split.split(texts, labels)):
+        fit, check = train_test_split(
+            trained, test_size=0.1, stratify=labels[trained], random_state=seed
+        )
+        data = TrainData(rows(fit), rows(check), rows(held), list(names))
+
+        def progress(p, fold=fold):  # in thousandths of a fold: folds differ in steps
+            on_progress(fold * 1000 + 1000 * p.step // max(1, p.total_steps), folds * 1000)
+
+        with tempfile.TemporaryDirectory(prefix="devmode-review-") as folder:
+            result = train(config, data, output_dir=folder, on_progress=progress)
+            scorer = load_scorer(result.output_dir, precision="fp32")
+            probabilities[held] = scorer.score([texts[i] for i in held]).probabilities
+        on_progress((fold + 1) * 1000, folds * 1000)  # early stopping may end a fold sooner
+    return probabilities
+
+
 def review(
     texts: Sequence[str],
     labels: Sequence[str],
     base_model: str,
     *,
+    mode: str = "quick",
     seed: int = 0,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> list[LabelIssue]:
-    """Quick mode end to end: the rows whose labels look wrong, most suspect first."""
+    """The rows whose labels look wrong, most suspect first: ``quick`` (frozen vectors, seconds)
+    or ``thorough`` (k-fold fine-tuning, minutes)."""
+    if mode not in MODES:
+        raise ReviewNotPossible(f"mode must be one of {', '.join(MODES)}; found {mode!r}.")
     check_reviewable(labels)
     names = sorted({str(label) for label in labels})
     y = np.array([names.index(str(label)) for label in labels])
-    features = sentence_features(texts, base_model, on_progress=on_progress)
-    probabilities = out_of_fold_probabilities(features, y, seed=seed)
+    if mode == "thorough":
+        probabilities = fine_tuned_probabilities(
+            texts, y, names, base_model, seed=seed, on_progress=on_progress
+        )
+    else:
+        features = sentence_features(texts, base_model, on_progress=on_progress)
+        probabilities = out_of_fold_probabilities(features, y, seed=seed)
     issues = rank_label_issues(y, probabilities, names)
     return issues + duplicate_label_issues(
         texts, y, probabilities, names, {issue.index for issue in issues}
