@@ -681,22 +681,12 @@ def _label_gain_and_out_of_domain(db: Database) -> None:
     db["devmode_out_of_domain"].create_index(["run_id", "dataset_id"], unique=True)
     db["devmode_review_jobs"].create(  # a label review in a worker process (jobs.REVIEWING)
         {
-            "id": int,
-            "dataset_id": int,
-            "dataset": str,
-            "mode": str,  # quick | thorough
-            "base_model": str,
-            "status": str,
-            "pid": int,
-            "cancel_requested": int,
-            "error": str,
+            **{"id": int, "dataset_id": int, "dataset": str, "mode": str, "base_model": str},
+            **{"status": str, "pid": int, "cancel_requested": int, "error": str},
             "done": int,  # progress, in the units the review reports
             "total": int,
             "suggestions": int,  # stored when it completes
-            "created_at": str,
-            "updated_at": str,
-            "started_at": str,
-            "finished_at": str,
+            **{"created_at": str, "updated_at": str, "started_at": str, "finished_at": str},
         },
         pk="id",
         not_null={"dataset_id", "dataset", "mode", "base_model", "status", "created_at"},

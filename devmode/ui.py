@@ -368,6 +368,18 @@ def read_upload_once(uploaded, format_: str | None, encoding: str | None):
     return cached[1], cached[2]
 
 
+def stats_of(dataset):
+    """A stored dataset's checks (``ingest.DatasetStats``), counted again only when it changes."""
+    return dataset_stats(
+        environment.db_path(),
+        dataset.id,
+        dataset.name,
+        dataset.updated_at,
+        dataset.mapping,
+        dataset.split,
+    )
+
+
 @st.cache_data(show_spinner="Counting rows, gaps and labels…", max_entries=64)
 def dataset_stats(db_path: str, dataset_id: int, name: str, updated_at: str, mapping, split):
     """A dataset's checks, counted again only when what they depend on changes (a million rows

@@ -92,14 +92,7 @@ with tab_stored, ui.page_db() as db:
         ui.keep_choice_valid("datasets_selected", names)
         selected = st.selectbox("Dataset", names, key="datasets_selected")
         dataset = ingest.get_dataset(db, selected)
-        stats = ui.dataset_stats(
-            environment.db_path(),
-            dataset.id,
-            dataset.name,
-            dataset.updated_at,
-            dataset.mapping,
-            dataset.split,
-        )
+        stats = ui.stats_of(dataset)
 
         st.caption(dataset.describe_source())
         m = st.columns(4)

@@ -32,14 +32,7 @@ with tab_new:
         dataset = st.selectbox("Dataset", labelled, key="train_dataset")
         with ui.page_db() as db:
             chosen = ingest.get_dataset(db, dataset)
-        counts = ui.dataset_stats(
-            environment.db_path(),
-            chosen.id,
-            chosen.name,
-            chosen.updated_at,
-            chosen.mapping,
-            chosen.split,
-        ).label_counts
+        counts = ui.stats_of(chosen).label_counts
         if examples.few_shot_offer(counts):
             st.info(f"{examples.few_shot_offer(counts)} Choose *few-shot* as the method below.")
         with st.form("train_form"):
@@ -177,7 +170,7 @@ with tab_runs:
                 "Runs",
                 list(labels),
                 default=list(labels)[:2],
-                format_func=labels.get,
+                format_func=runs.run_labels(all_runs, status=False).get,
                 key="train_compare",
             )
             if len(chosen) >= 2:

@@ -520,8 +520,7 @@ def rename_dataset(db: Database, name: str, new_name: str) -> Dataset:
     return get_dataset(db, new_name)
 
 
-# Tables of what was worked out from a dataset's rows (by its id): they go with it, so that a
-# dataset stored later under the same id starts clean.
+# What was worked out from a dataset's rows (by its id) goes with it: a later one starts clean.
 DERIVED_TABLES = (
     "devmode_predictions",
     "devmode_trend_days",

@@ -33,12 +33,11 @@ from devmode.finetune.classifier import (
     TextClassifier,
     encode,
     pick_device,
-    predict_probabilities,
     quiet_transformers,
 )
 from devmode.finetune.config import POOLINGS, InvalidBaseModel, TrainConfig, resolve_base_model
-from devmode.finetune.evaluation import classification_report, evaluate
-from devmode.finetune.training import Progress, TrainResult, save_atomically, seed_everything
+from devmode.finetune.evaluation import evaluate
+from devmode.finetune.training import Progress, TrainResult, judge_and_save, seed_everything
 
 # Pairs are drawn from each row this many times (SetFit's num_iterations), at most MAX_PAIRS.
 ITERATIONS = 20
@@ -144,17 +143,8 @@ def train_few_shot(
             },
         )
     )
-    test = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
-    probabilities = predict_probabilities(
-        classifier, test, config.eval_batch_size, pad_id, device, use_bf16
-    )
-    result.test = classification_report(
-        data.labels, test.labels.numpy(), probabilities, [t for t, _ in data.test]
-    )
-    if output_dir is not None:
-        result.output_dir = save_atomically(
-            classifier.cpu(), tokenizer, data.labels, config, output_dir
-        )
+    judge_and_save(result, classifier, tokenizer, config, data, device, use_bf16, output_dir)
+    classifier.cpu()
     return result
 
 

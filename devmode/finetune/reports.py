@@ -44,47 +44,29 @@ def references_for(dataset_sha256: str | None) -> list[dict[str, Any]]:
 def before_after(run) -> list[dict[str, Any]]:
     """One row per model judged on the run's test split, baselines first, then published figures.
 
-    Rows: ``{"model", "accuracy", "macro_f1", "kind"}`` with kind ``baseline``, ``fine-tuned`` or
-    ``published`` (published figures come from the papers' own splits, not this one).
+    Rows: ``{"model", "accuracy", "macro_f1", "kind"}`` with kind ``baseline``, ``previous`` (the
+    dataset's earlier model, scored again on these rows), ``fine-tuned`` or ``published``
+    (published figures come from the papers' own splits, not this one).
     """
+
+    def line(model: str, kind: str, figures: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "model": model,
+            "kind": kind,
+            "accuracy": figures["accuracy"],
+            "macro_f1": figures["macro_f1"],
+        }
+
     rows = []
     if run.baseline:
         majority = run.baseline["majority"]
-        rows.append(
-            {
-                "model": f"majority class ({majority.get('predicts')})",
-                "kind": "baseline",
-                "accuracy": majority["accuracy"],
-                "macro_f1": majority["macro_f1"],
-            }
-        )
-        zero = run.baseline["zero_shot"]
-        rows.append(
-            {
-                "model": "base model, zero-shot",
-                "kind": "baseline",
-                "accuracy": zero["accuracy"],
-                "macro_f1": zero["macro_f1"],
-            }
-        )
+        rows.append(line(f"majority class ({majority.get('predicts')})", "baseline", majority))
+        rows.append(line("base model, zero-shot", "baseline", run.baseline["zero_shot"]))
     if run.comparison:
-        rows.append(
-            {
-                "model": f"previous model (run {run.comparison['run_id']}), same test rows",
-                "kind": "previous",
-                "accuracy": run.comparison["accuracy"],
-                "macro_f1": run.comparison["macro_f1"],
-            }
-        )
+        name = f"previous model (run {run.comparison['run_id']}), same test rows"
+        rows.append(line(name, "previous", run.comparison))
     if run.test:
-        rows.append(
-            {
-                "model": f"fine-tuned (best epoch {run.best_epoch})",
-                "kind": "fine-tuned",
-                "accuracy": run.test["accuracy"],
-                "macro_f1": run.test["macro_f1"],
-            }
-        )
+        rows.append(line(f"fine-tuned (best epoch {run.best_epoch})", "fine-tuned", run.test))
     for ref in references_for(run.dataset_sha256):
         rows.append({**ref, "kind": "published"})
     return rows

@@ -216,9 +216,11 @@ def get_runs(db: Database, run_ids: list[int]) -> list[Run]:
     return [get_run(db, run_id) for run_id in run_ids]
 
 
-def run_labels(found: list[Run]) -> dict[int, str]:
-    """How a list of runs names each one, by id: ``{3: "run 3 · phrasebank · completed"}``."""
-    return {run.id: run.label() for run in found}
+def run_labels(found: list[Run], *, status: bool = True) -> dict[int, str]:
+    """How a list of runs names each one, by id: ``{3: "run 3 · phrasebank · completed"}``.
+    Without ``status`` the names stay the same while runs finish (a multiselect keeps its
+    choices by their names)."""
+    return {run.id: run.label() if status else f"run {run.id} · {run.dataset}" for run in found}
 
 
 def active_twin(db: Database, dataset_name: str, config: TrainConfig) -> Run | None:

@@ -321,17 +321,26 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
 
     # -- the best epoch's weights, judged once on the held-out test split, then saved ---------
     load_trainable(core, best_weights)
+    judge_and_save(result, core, tokenizer, config, data, device, use_bf16, output_dir)
+    peers.wait()
+    return result
+
+
+def judge_and_save(
+    result: TrainResult, model, tokenizer, config, data, device, use_bf16, output_dir
+) -> None:
+    """The trained model's report on the held-out test split, then the model saved (when
+    ``output_dir`` is given): the end of every run, fine-tune or few-shot."""
     test_set = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
+    pad_id = tokenizer.pad_token_id or 0
     probabilities = predict_probabilities(
-        core, test_set, config.eval_batch_size, pad_id, device, use_bf16
+        model, test_set, config.eval_batch_size, pad_id, device, use_bf16
     )
     result.test = classification_report(
         data.labels, test_set.labels.numpy(), probabilities, [t for t, _ in data.test]
     )
     if output_dir is not None:
-        result.output_dir = save_atomically(core, tokenizer, data.labels, config, output_dir)
-    peers.wait()
-    return result
+        result.output_dir = save_atomically(model, tokenizer, data.labels, config, output_dir)
 
 
 # ----------------------------------------------------------------------------------------------
