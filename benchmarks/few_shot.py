@@ -18,6 +18,12 @@ with k labelled rows a class has no large validation set either), seeded by the 
 Expected before measuring (one draw of 8 per class tried while building the mode: 0.878):
 few-shot about 0.85 accuracy at 8 per class and 0.90 at 16; the fine-tune 0.10-0.20 lower at
 8 per class, closer at 16; zero-shot about 0.5, the same for every draw.
+
+Measured (2 cores, 5 draws, accuracy / macro-F1, mean ± standard deviation): at 8 a class
+few-shot 0.788 ± 0.109 / 0.763 ± 0.093, fine-tune 0.618 ± 0.109 / 0.567 ± 0.090; at 16 a class
+few-shot 0.820 ± 0.041 / 0.810 ± 0.030, fine-tune 0.735 ± 0.073 / 0.713 ± 0.073; zero-shot
+0.414 / 0.412. Few-shot wins as expected, by less than expected at 16 a class, and one draw of 8
+(0.60) shows how much a handful of rows can mislead it.
 """
 
 from __future__ import annotations
