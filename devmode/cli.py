@@ -681,7 +681,7 @@ def _echo_run(run) -> None:
         f"Run {run.id} on {run.dataset}: {run.status}" + (f" ({run.error})" if run.error else "")
     )
     click.echo(
-        f"  progress: step {run.step}/{run.total_steps}, epoch {run.epoch}/{run.config.epochs}"
+        f"  progress: step {run.step}/{run.total_steps}, epoch {run.epoch}/{run.epochs_planned}"
         + (
             f", {run.samples_per_second:,.0f} samples/s on {run.device} ({run.precision})"
             if run.samples_per_second

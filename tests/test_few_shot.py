@@ -6,7 +6,7 @@ import pytest
 
 from devmode.data import examples, ingest, readers
 from devmode.db import open_db
-from devmode.finetune import registry, runs, worker
+from devmode.finetune import registry, reports, runs, worker
 from devmode.finetune.config import InvalidConfig, TrainConfig
 from devmode.monitor.scoring import load_scorer
 from tests.conftest import tiny_config, tiny_rows, write_csv
@@ -42,6 +42,8 @@ def test_a_few_shot_run_trains_reports_and_registers_like_a_fine_tune(
     assert done.config.method == "few-shot" and done.test["n"] == len(data.test)
     assert done.baseline["zero_shot"] and done.validation["accuracy"] is not None
     assert {m["name"] for m in progress} >= {"train_loss", "eval_macro_f1"}
+    assert "few-shot (SetFit)" in [row["model"] for row in reports.before_after(done)]
+    assert "epoch 1/1" in done.status_line(progress)  # one pass over the pairs
     # the saved classifier scores the test texts as the run's report says it does
     scores = load_scorer(model.path, precision="fp32").score([t for t, _ in data.test])
     truth = [label for _, label in data.test]

@@ -66,7 +66,12 @@ def before_after(run) -> list[dict[str, Any]]:
         name = f"previous model (run {run.comparison['run_id']}), same test rows"
         rows.append(line(name, "previous", run.comparison))
     if run.test:
-        rows.append(line(f"fine-tuned (best epoch {run.best_epoch})", "fine-tuned", run.test))
+        name = (
+            "few-shot (SetFit)"
+            if run.config.method == "few-shot"
+            else f"fine-tuned (best epoch {run.best_epoch})"
+        )
+        rows.append(line(name, "fine-tuned", run.test))
     for ref in references_for(run.dataset_sha256):
         rows.append({**ref, "kind": "published"})
     return rows

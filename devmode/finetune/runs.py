@@ -95,6 +95,11 @@ class Run(jobs.JobState):
     def fraction_done(self) -> float:
         return jobs.fraction(self.step, self.total_steps)
 
+    @property
+    def epochs_planned(self) -> int:
+        """A few-shot run makes one pass over its pairs, whatever ``epochs`` says."""
+        return 1 if self.config.method == "few-shot" else self.config.epochs
+
     def eta_seconds(self, samples_per_second: float | None) -> float | None:
         """Seconds of training left at ``samples_per_second`` (the latest logged speed), or
         None before the first log step. Evaluation time is not included."""
@@ -106,7 +111,7 @@ class Run(jobs.JobState):
         """'**running** · step 40/140 · epoch 2/5 · about 1 min 05 s left' (Markdown)."""
         line = (
             f"**{self.status}** · step {self.step:,}/{self.total_steps:,} · "
-            f"epoch {self.epoch}/{self.config.epochs}"
+            f"epoch {self.epoch}/{self.epochs_planned}"
         )
         if self.is_active:
             speeds = [m["value"] for m in metrics if m["name"] == "samples_per_second"]
