@@ -17,6 +17,13 @@ unlabelled pool, their true labels standing in for the person's answers:
 Expected before measuring: uncertainty ahead by 0.02-0.05 macro-F1 from the second round on
 (PhraseBank is 61% neutral, and random draws bring mostly neutral rows), with the gap narrowing
 as both sides near the full-data score.
+
+Measured (2 cores, 3 seeds, macro-F1 after rounds 0-4): random 0.689, 0.774, 0.841, 0.876,
+0.875; uncertainty 0.689, 0.754, 0.826, 0.867, 0.892. Not what was expected: uncertainty trails
+by 0.008-0.020 for three rounds and leads by 0.017 only in the last. With 60-150 rows, the
+model's least-sure rows are mostly hard neutral/positive boundary cases. One seed's
+uncertainty round fell from 0.623 to 0.599 macro-F1 after adding them. A
+class-balanced or diversity-aware choice is the next thing to try.
 """
 
 from __future__ import annotations

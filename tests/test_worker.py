@@ -163,7 +163,7 @@ def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_d
 
     worker.start_job(tiny_db, run.id)
     final = wait_for(
-        lambda: (r := get(tiny_db, run.id)).status in jobs.FINISHED_STATUSES and r, timeout=180
+        lambda: (r := get(tiny_db, run.id)).status in jobs.FINISHED_STATUSES and r, timeout=300
     )
     assert final.status == "completed", final.error
     with open_db(tiny_db) as db:
