@@ -1,6 +1,8 @@
 """Labelling in the browser's core: the rows to label (least sure first), labels saved with their
 history, the gain of the next run on the same test rows, and out-of-domain tests."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -221,3 +223,19 @@ def test_the_label_command_lists_and_saves(partly_labelled):
     assert blank.exit_code == 1 and "blank label" in blank.output
     bad = cli(partly_labelled, "label", "tiny", "--set", "x=positive")
     assert bad.exit_code == 2 and "ROW=LABEL" in bad.output
+
+
+def test_the_monitor_warns_about_text_the_model_was_never_tested_on(news_copy):
+    from devmode.finetune import registry
+
+    with open_db(news_copy) as db:
+        model = registry.active_model(db, "sentiment")
+        assert out_of_domain.untested_warning(db, model, "tiny") is None  # its training set
+        warning = out_of_domain.untested_warning(db, model, "news")
+    assert f"(run {model.run_id}) was trained on tiny and never tested on text like news" in warning
+    gap, own = map(
+        float,
+        re.search(r"embeddings is ([\d.]+) \(its own test split: ([\d.]+)\)", warning).groups(),
+    )
+    assert 0 <= own < 1 and 0 <= gap < 1
+    assert f"runs test {model.run_id} news" in warning

@@ -79,9 +79,9 @@ def resolve_label_map(
     return resolved
 
 
-def mean_embedding(texts: Sequence[str], base_model: str, *, seed: int = 0) -> np.ndarray:
-    """The mean of the texts' unit sentence vectors under the frozen base model (a sample of
-    ``EMBEDDING_SAMPLE`` of them, seeded)."""
+def mean_embeddings(text_sets: Sequence[Sequence[str]], base_model: str) -> list[np.ndarray]:
+    """For each set of texts, the mean of its unit sentence vectors under the frozen base model
+    (a seeded sample of ``EMBEDDING_SAMPLE`` of them), the model loaded once for all sets."""
     import torch
 
     from devmode.finetune.classifier import (
@@ -91,17 +91,20 @@ def mean_embedding(texts: Sequence[str], base_model: str, *, seed: int = 0) -> n
         sentence_embeddings,
     )
 
-    texts = list(texts)
-    if len(texts) > EMBEDDING_SAMPLE:
-        keep = np.random.default_rng(seed).choice(len(texts), EMBEDDING_SAMPLE, replace=False)
-        texts = [texts[i] for i in keep]
     encoder, tokenizer = load_encoder(base_model)
     model = TextClassifier(encoder, 1, "mean", 0.0).eval()
-    encoded = encode(tokenizer, [(t, "") for t in texts], [""], 128)
-    vectors = sentence_embeddings(
-        model, encoded, 128, tokenizer.pad_token_id or 0, torch.device("cpu"), False
-    )
-    return vectors.mean(0)
+    means = []
+    for texts in text_sets:
+        texts = list(texts)
+        if len(texts) > EMBEDDING_SAMPLE:
+            keep = np.random.default_rng(0).choice(len(texts), EMBEDDING_SAMPLE, replace=False)
+            texts = [texts[i] for i in keep]
+        encoded = encode(tokenizer, [(t, "") for t in texts], [""], 128)
+        vectors = sentence_embeddings(
+            model, encoded, 128, tokenizer.pad_token_id or 0, torch.device("cpu"), False
+        )
+        means.append(vectors.mean(0))
+    return means
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -131,8 +134,6 @@ def untested_warning(
     db: Database,
     model: registry.Model,
     dataset: str,
-    *,
-    embed: Callable[[Sequence[str], str], np.ndarray] = mean_embedding,
 ) -> str | None:
     """What the Monitor says when ``model`` scores a dataset that is neither its training set nor
     one of its out-of-domain tests: how far the texts are from its training texts, beside how
@@ -147,12 +148,14 @@ def untested_warning(
     )
     head = f"The active model (run {run.id}) was trained on {run.dataset} and never tested on text like {dataset}."
     try:
-        trained = embed(training_texts(db, run), run.config.base_model)
-        own_test = [text for text, _ in examples.load_examples(db, run.dataset).test]
+        own = examples.load_examples(db, run.dataset)
     except DevmodeError:  # an imported model: its training set is not stored here
         return f"{head} {advice}"
-    gap = distance(trained, embed(sample_texts(db, dataset), run.config.base_model))
-    own = distance(trained, embed(own_test, run.config.base_model))
+    trained, scored, own_test = mean_embeddings(
+        [[t for t, _ in own.train], sample_texts(db, dataset), [t for t, _ in own.test]],
+        run.config.base_model,
+    )
+    gap, own = distance(trained, scored), distance(trained, own_test)
     return (
         f"{head} Drift: the distance between the two sets' mean embeddings is {gap:.3f} "
         f"(its own test split: {own:.3f}). {advice}"
@@ -166,7 +169,6 @@ def add_test(
     label_map: dict[str, str] | None = None,
     *,
     load_scorer: Callable[[str], Any] | None = None,
-    embed: Callable[[Sequence[str], str], np.ndarray] = mean_embedding,
 ) -> dict[str, Any]:
     """Score run ``run_id``'s model on every labelled row of ``dataset`` and store the report
     with the run (replacing an earlier test on the same dataset). Returns the stored test."""
@@ -190,10 +192,7 @@ def add_test(
     names = list(scores.label_names)
     y_true = np.array([names.index(resolved[label]) for _, _, label in rows])
     report = classification_report(names, y_true, scores.probabilities, texts)
-    gap = distance(
-        embed(training_texts(db, run), run.config.base_model),
-        embed(texts, run.config.base_model),
-    )
+    gap = distance(*mean_embeddings([training_texts(db, run), texts], run.config.base_model))
     record = {
         "run_id": run_id,
         "dataset": other.name,

@@ -84,6 +84,19 @@ def get_model_for_run(db: Database, run_id: int) -> Model:
     return Model.from_row(row)
 
 
+def latest_model(db: Database, dataset: str, before_run: int | None = None) -> Model | None:
+    """The newest model trained on ``dataset`` whose folder is still there (of runs before
+    ``before_run`` when given)."""
+    for model in list_models(db):
+        if (
+            model.dataset == dataset
+            and (before_run is None or model.run_id < before_run)
+            and Path(model.path).is_dir()
+        ):
+            return model
+    return None
+
+
 def model_run_ids(db: Database) -> list[int]:
     """The runs that have a saved model, newest model first."""
     return [m.run_id for m in list_models(db)]

@@ -107,14 +107,7 @@ def compare_with_previous(
     the report shows this run's gain over it on the same rows."""
     from devmode.finetune import evaluation
 
-    previous = next(
-        (
-            m
-            for m in registry.list_models(db)
-            if m.dataset == run.dataset and m.run_id < run.id and Path(m.path).is_dir()
-        ),
-        None,
-    )
+    previous = registry.latest_model(db, run.dataset, before_run=run.id)
     if previous is None:
         return None
     say(f"Scoring run {previous.run_id}'s model on the same test rows, for the gain")

@@ -46,11 +46,8 @@ def uncertainty(probabilities: np.ndarray) -> np.ndarray:
 
 
 def current_model(db: Database, name: str) -> registry.Model | None:
-    """The newest registered model trained on dataset ``name``, if its folder is still there."""
-    for model in registry.list_models(db):
-        if model.dataset == name and Path(model.path).is_dir():
-            return model
-    return None
+    """The model whose suggestions are shown: the newest one trained on dataset ``name``."""
+    return registry.latest_model(db, name)
 
 
 def classes(db: Database, name: str) -> list[str]:
