@@ -44,31 +44,42 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.few_shot import PHRASEBANK, read_rows, stratified_test  # noqa: E402
 
 START, BATCH, VALIDATION = 60, 30, 100
+SIDES = ("diverse", "uncertainty", "random")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=PHRASEBANK)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="Seeds run from this one.")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"Which ways to choose, of {', '.join(SIDES)}."
+    )
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     args = parser.parse_args()
     from devmode.data.examples import TrainData
+    from devmode.finetune.classifier import base_vectors
     from devmode.finetune.config import TrainConfig
     from devmode.finetune.training import train
-    from devmode.labels.labelling import uncertainty
+    from devmode.labels.labelling import labelling_order, uncertainty
     from devmode.monitor.scoring import load_scorer
 
     test, rest = stratified_test(read_rows(args.data))
     labels = sorted({label for _, label in rest})
+    sides = args.sides.split(",")
+    vector_of = {}
+    if "diverse" in sides:
+        texts = sorted({t for t, _ in rest})
+        vector_of = dict(zip(texts, base_vectors(TrainConfig().base_model)(texts), strict=True))
     figures: list[dict] = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         rng = random.Random(seed)
         pool = rest[:]
         rng.shuffle(pool)
         validation, pool = pool[:VALIDATION], pool[VALIDATION:]
         config = TrainConfig(epochs=10, batch_size=16, seed=seed)
-        for side in ("uncertainty", "random"):
+        for side in sides:
             labelled, unlabelled = pool[:START], pool[START:]
             side_rng = random.Random(seed + 100)
             for round_ in range(args.rounds + 1):
@@ -89,11 +100,23 @@ def main() -> None:
                     print(json.dumps(figures[-1]), flush=True)
                     if round_ == args.rounds:
                         break
-                    if side == "uncertainty":
+                    if side != "random":
                         scores = load_scorer(result.output_dir, precision="fp32").score(
                             [t for t, _ in unlabelled]
                         )
-                        chosen = set(np.argsort(-uncertainty(scores.probabilities))[:BATCH])
+                        unsure = uncertainty(scores.probabilities)
+                        if side == "diverse":
+                            order = labelling_order(
+                                unsure,
+                                lambda rows, pool=unlabelled: np.stack(
+                                    [vector_of[pool[i][0]] for i in rows]
+                                ),
+                                batch=BATCH,
+                                seed=seed,
+                            )
+                        else:
+                            order = np.argsort(-unsure)
+                        chosen = set(order[:BATCH])
                     else:
                         chosen = set(side_rng.sample(range(len(unlabelled)), BATCH))
                 labelled = labelled + [r for i, r in enumerate(unlabelled) if i in chosen]
@@ -102,18 +125,15 @@ def main() -> None:
                 args.json.write_text(json.dumps(figures, indent=2))
     print()
     print(f"{args.data.name}: {len(test):,} test rows, mean of {args.seeds} seeds")
-    print(f"{'round':>5} {'labelled':>8} {'uncertainty':>12} {'random':>8} {'gain':>7}")
+    print(f"{'round':>5} {'labelled':>8}" + "".join(f" {side:>12}" for side in sides))
     for round_ in range(args.rounds + 1):
-        mean = {
-            side: statistics.mean(
+        mean = [
+            statistics.mean(
                 f["macro_f1"] for f in figures if f["side"] == side and f["round"] == round_
             )
-            for side in ("uncertainty", "random")
-        }
-        print(
-            f"{round_:>5} {START + BATCH * round_:>8} {mean['uncertainty']:>12.3f} "
-            f"{mean['random']:>8.3f} {mean['uncertainty'] - mean['random']:>+7.3f}"
-        )
+            for side in sides
+        ]
+        print(f"{round_:>5} {START + BATCH * round_:>8}" + "".join(f" {m:>12.3f}" for m in mean))
 
 
 if __name__ == "__main__":

@@ -399,3 +399,26 @@ def bench_figure(rows: list[dict[str, Any]]) -> go.Figure:
         height=320,
     )
     return fig
+
+
+def suite_pass_rate_figure(points: list[dict[str, Any]]) -> go.Figure:
+    """Pass rate per variant over a suite's runs (``reports.pass_rates_over_runs``)."""
+    fig = go.Figure()
+    for variant in dict.fromkeys(p["variant"] for p in points):
+        mine = [p for p in points if p["variant"] == variant]
+        fig.add_scatter(
+            x=[f"run {p['run']}" for p in mine],
+            y=[p["pass_rate"] for p in mine],
+            mode="lines+markers",
+            name=variant,
+            hovertemplate="%{x}: %{y:.0%}<extra>" + variant + "</extra>",
+        )
+    fig.update_layout(
+        title="Pass rate per variant, run by run",
+        yaxis=dict(title="pass rate", tickformat=".0%", range=[-0.05, 1.05]),
+        xaxis=dict(type="category"),
+        legend_title="variant",
+        margin=dict(l=10, r=10, t=50, b=10),
+        height=300,
+    )
+    return fig

@@ -10,7 +10,6 @@ Each command is a few lines over the library; devmode's errors become ``click.Cl
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import click
 
 from devmode import __version__, environment, jobs
 from devmode.chat import bench, limits, replies
+from devmode.clitools import friendly_errors as _friendly_errors
 from devmode.data import ingest, readers, sources, uploads
 from devmode.db import open_db
 from devmode.errors import DevmodeError
@@ -33,19 +33,7 @@ from devmode.finetune import (
 )
 from devmode.labels import corrections, labelling, review, review_jobs
 from devmode.monitor import alerts, delivery, monitoring, score_jobs, trends, watcher, watchlist
-
-
-def _friendly_errors(fn):
-    """Turn devmode's errors (and a missing database folder) into a clean CLI message."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (DevmodeError, FileNotFoundError) as e:
-            raise click.ClickException(str(e)) from e
-
-    return wrapper
+from devmode.suites import cli as suites_cli
 
 
 @click.group()
@@ -1153,7 +1141,7 @@ def _chat_settings(ctx, options: dict, base: limits.ChatSettings | None) -> limi
 def _backend(ctx, spec: limits.BackendSpec):
     from devmode.chat import backends
 
-    return backends.make_backend(spec, cache_dir=environment.files_dir(ctx.obj["db_path"]) / "llm")
+    return backends.make_backend(spec, cache_dir=environment.chat_model_dir(ctx.obj["db_path"]))
 
 
 @cli.command("chat")
@@ -1325,6 +1313,10 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=2), encoding="utf-8")
         click.echo(f"Wrote {len(rows)} rows to {json_path}.")
+
+
+cli.add_command(suites_cli.bench)
+cli.add_command(suites_cli.suite_worker)
 
 
 @cli.command("review-labels")

@@ -46,6 +46,11 @@ def files_dir(database_path: str | Path) -> Path:
     return database_path.parent / f"{database_path.stem}_files"
 
 
+def chat_model_dir(database_path: str | Path) -> Path:
+    """Where the embedded chat model's converted weights are kept (made on the first load)."""
+    return files_dir(database_path) / "llm"
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on: its affinity (``taskset``, a container's cpuset), not the
     machine's count, so that a pinned job does not start more threads than it has cores."""

@@ -140,6 +140,17 @@ REVIEWING = JobKind(
     list_command="the Datasets page",
 )
 
+SUITES = JobKind(
+    table="devmode_suite_runs",
+    noun="Suite run",
+    worker_command="suite-worker",
+    folder_name="suite-runs",
+    touched_column="updated_at",
+    interrupted_message="The suite's process stopped without finishing (killed or crashed). "
+    "Resume it: the replies already checked are kept.",
+    list_command="python -m devmode bench runs",
+)
+
 WATCHING = JobKind(
     table="devmode_watchers",
     noun="Watcher",

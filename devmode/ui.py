@@ -277,7 +277,7 @@ def chat_backend(spec):
 
     return backends.make_backend(
         spec,
-        cache_dir=str(environment.files_dir(environment.db_path()) / "llm"),
+        cache_dir=str(environment.chat_model_dir(environment.db_path())),
         api_key=api_key(spec.api_key_name)[0],
         load_embedded=lambda folder, precision: embedded_chat_model(str(folder), precision),
     )
@@ -428,3 +428,21 @@ def untested_warning(db_path: str, model_run_id: int, dataset: str, row_count: i
     with open_db(db_path) as db:
         model = registry.get_model_for_run(db, model_run_id)
         return out_of_domain.untested_warning(db, model, dataset)
+
+
+def new_token() -> str:
+    """A fresh short token: part of a widget's key, so the widget starts over from its data."""
+    import secrets
+
+    return secrets.token_hex(4)
+
+
+# A suite grid's cell colours: pass green, fail red, error or not run amber.
+VERDICT_COLOURS = {"pass": "#e6f4ea", "fail": "#fce8e6", "error": "#fef7e0", "not": "#fef7e0"}
+
+
+def verdict_colour(value: Any) -> str:
+    """CSS for one cell of ``reports.grid`` ('fail 1/3' is a fail)."""
+    word = str(value).split(" ")[0]
+    colour = VERDICT_COLOURS.get(word)
+    return f"background-color: {colour}" if colour else ""

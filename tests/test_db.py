@@ -4,7 +4,8 @@ import threading
 import pytest
 
 from devmode import db as store
-from devmode.db import migrations, open_db, shuffle_key, summary
+from devmode.db import open_db, shuffle_key, summary
+from devmode.schema import migrations
 
 
 def test_open_db_creates_schema_in_wal_mode(db_path):

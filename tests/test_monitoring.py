@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from devmode.db import open_db, trend_triggers
+from devmode.db import open_db
 from devmode.finetune import registry, runs, worker
 from devmode.monitor import alerts, monitoring, trends
 from devmode.monitor.monitoring import (
@@ -14,6 +14,7 @@ from devmode.monitor.monitoring import (
 )
 from devmode.monitor.scoring import Scores
 from devmode.monitor.trends import NoDateColumn, sentiment_trend
+from devmode.schema import trend_triggers
 from tests.conftest import store_tiny_dataset, tiny_config
 
 # Dates that are refused (read as no date, and said so) rather than misread.

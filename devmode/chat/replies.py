@@ -45,6 +45,7 @@ class LimitWatcher:
     text: str = ""  # everything shown so far (masked)
     stopped_by: str | None = None
     detail: str = ""
+    which: str | None = None  # the stop sequence or banned word that ended the reply
     masked: list[str] = field(default_factory=list)
     _pending: str = ""
     _patterns: list[tuple[str, re.Pattern]] = field(default_factory=list)
@@ -70,9 +71,9 @@ class LimitWatcher:
         """The stream ended: release what was held back (after a last check)."""
         return self._release(final=True)
 
-    def stop(self, reason: str, detail: str) -> None:
+    def stop(self, reason: str, detail: str, which: str | None = None) -> None:
         if not self.stopped_by:
-            self.stopped_by, self.detail = reason, detail
+            self.stopped_by, self.detail, self.which = reason, detail, which
 
     def _release(self, final: bool) -> str:
         hits = []
@@ -91,7 +92,7 @@ class LimitWatcher:
             self.text += shown
             self._pending = ""
             label = "stop sequence" if reason == "stop_sequence" else "banned word"
-            self.stop(reason, f"stopped: {label} {what!r}")
+            self.stop(reason, f"stopped: {label} {what!r}", what)
             return shown
         for start, end, word in sorted(banned):  # mask mode: hide the word, go on
             self._pending = self._pending[:start] + MASK * (end - start) + self._pending[end:]
@@ -174,6 +175,7 @@ class Reply:
     first_token_s: float | None
     total_s: float
     masked: tuple[str, ...] = ()
+    which: str | None = None  # the stop sequence or banned word, when one ended it
 
     @property
     def failed(self) -> bool:
@@ -266,6 +268,7 @@ class ReplyStream:
             first,
             time.perf_counter() - start,
             tuple(dict.fromkeys(watcher.masked)),
+            watcher.which,
         )
 
 

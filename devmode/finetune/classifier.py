@@ -326,3 +326,17 @@ def sentence_embeddings(model, encoded, batch_size, pad_id, device, use_bf16) ->
         device,
         use_bf16,
     )
+
+
+def base_vectors(base_model: str, max_length: int = 128) -> Callable[[Sequence[str]], np.ndarray]:
+    """A function from texts to their unit sentence vectors (mean pooling) under the frozen base
+    model, which is loaded once, here: (texts, hidden size) float32, in input order."""
+    encoder, tokenizer = load_encoder(base_model)
+    model = TextClassifier(encoder, 1, "mean", 0.0).eval()
+    pad_id = tokenizer.pad_token_id or 0
+
+    def vectors(texts: Sequence[str]) -> np.ndarray:
+        encoded = encode(tokenizer, [(str(t), "") for t in texts], [""], max_length)
+        return sentence_embeddings(model, encoded, 128, pad_id, torch.device("cpu"), False)
+
+    return vectors

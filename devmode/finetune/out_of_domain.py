@@ -82,28 +82,16 @@ def resolve_label_map(
 def mean_embeddings(text_sets: Sequence[Sequence[str]], base_model: str) -> list[np.ndarray]:
     """For each set of texts, the mean of its unit sentence vectors under the frozen base model
     (a seeded sample of ``EMBEDDING_SAMPLE`` of them), the model loaded once for all sets."""
-    import torch
+    from devmode.finetune.classifier import base_vectors
 
-    from devmode.finetune.classifier import (
-        TextClassifier,
-        encode,
-        load_encoder,
-        sentence_embeddings,
-    )
-
-    encoder, tokenizer = load_encoder(base_model)
-    model = TextClassifier(encoder, 1, "mean", 0.0).eval()
+    vectors = base_vectors(base_model)
     means = []
     for texts in text_sets:
         texts = list(texts)
         if len(texts) > EMBEDDING_SAMPLE:
             keep = np.random.default_rng(0).choice(len(texts), EMBEDDING_SAMPLE, replace=False)
             texts = [texts[i] for i in keep]
-        encoded = encode(tokenizer, [(t, "") for t in texts], [""], 128)
-        vectors = sentence_embeddings(
-            model, encoded, 128, tokenizer.pad_token_id or 0, torch.device("cpu"), False
-        )
-        means.append(vectors.mean(0))
+        means.append(vectors(texts).mean(0))
     return means
 
 

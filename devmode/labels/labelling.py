@@ -33,6 +33,11 @@ from devmode.labels.corrections import HISTORY
 # there are more): scoring them takes a few seconds on a CPU.
 POOL = 2000
 EDIT = "edit"
+# The first rows of the table are a batch of the least-sure rows that differ from each other:
+# BATCH of them, drawn from the BATCH x CANDIDATES least sure (diverse mini-batch active
+# learning, Zhdanov 2019: margin alone picks near-copies of one hard case).
+BATCH = 30
+CANDIDATES = 10
 
 
 class LabelRefused(DevmodeError):
@@ -43,6 +48,37 @@ def uncertainty(probabilities: np.ndarray) -> np.ndarray:
     """One minus the margin between each row's two likeliest classes: higher is less sure."""
     top2 = np.sort(probabilities, axis=1)[:, -2:]
     return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def labelling_order(
+    unsure: np.ndarray,
+    vectors: Callable[[np.ndarray], np.ndarray],
+    *,
+    batch: int = BATCH,
+    seed: int = 0,
+) -> np.ndarray:
+    """Positions of rows in the order to label them, from their ``uncertainty``: first ``batch``
+    rows that are unsure and unlike each other, then the rest, least sure first. ``vectors(positions)``
+    gives those rows' sentence vectors; only the ``batch x CANDIDATES`` least-sure rows are
+    embedded. They are grouped by k-means into ``batch`` clusters, weighted by uncertainty, and
+    the row nearest each centre is taken."""
+    from sklearn.cluster import KMeans
+
+    order = np.argsort(-unsure, kind="stable")
+    candidates = order[: batch * CANDIDATES]
+    if len(candidates) <= batch:
+        return order
+    features = np.asarray(vectors(candidates), dtype=np.float64)
+    kmeans = KMeans(batch, n_init=3, random_state=seed)
+    distances = kmeans.fit(features, sample_weight=unsure[candidates] + 1e-6).transform(features)
+    picked = []
+    for cluster in range(batch):
+        members = np.flatnonzero(kmeans.labels_ == cluster)
+        if len(members):
+            picked.append(candidates[members[distances[members, cluster].argmin()]])
+    picked = sorted(picked, key=lambda i: -unsure[i])
+    chosen = set(picked)
+    return np.array(picked + [i for i in order if i not in chosen], dtype=np.int64)
 
 
 def current_model(db: Database, name: str) -> registry.Model | None:

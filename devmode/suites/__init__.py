@@ -1,0 +1,1 @@
+"""Prompt suites: prompts x cases x variants, with assertions on every reply, kept and rerun."""

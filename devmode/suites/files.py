@@ -1,0 +1,256 @@
+"""Suite files: devmode's YAML format, and the common subset of promptfoo's
+``promptfooconfig.yaml``, read with the line of every field so a message can point at it.
+
+    suite = read_suite("bonds.yaml")            # either format
+    Path("out.yaml").write_text(suite_yaml(suite))   # devmode's format; reads back the same
+
+devmode's format (every field but ``prompts`` is optional)::
+
+    name: bond-basics
+    description: Short answers about bonds
+    system_prompt: You are a concise assistant for financial analysts.
+    budget_tokens: 2048
+    limits: {max_tokens: 48, temperature: 0}      # every variant's, unless it sets its own
+    backend: embedded                             # or {kind: endpoint, base_url: ..., model: ...}
+    repeat: 1                                     # replies per cell (for sampled settings)
+    min_pass_rate: 1.0                            # share of a cell's repeats that must pass
+    prompts:
+      - What is a {thing}?
+      - id: risk
+        text: Name one risk of holding {thing}s.
+        assert: [{type: icontains, value: risk}]
+    cases:                                        # fill the {variables}
+      - vars: {thing: bond}
+      - vars: {thing: stock}
+    variants:
+      - {name: short, max_tokens: 20}
+      - {name: one sentence, stop: ["."]}
+      - {name: gpt, backend: {kind: endpoint, base_url: "http://127.0.0.1:8000/v1", model: smollm2}}
+    assert:                                       # on every cell
+      - {type: not-icontains, value: guarantee}
+      - {type: stopped-by, value: stop_sequence, which: "."}
+
+promptfoo's subset: ``description``, ``prompts`` (text, ``file://`` paths beside the file, or
+``{id, label, raw}``), ``providers`` (``openai:...`` with ``config`` apiBaseUrl, apiKeyEnvar,
+temperature, max_tokens, top_p, stop, seed, presence_penalty, frequency_penalty; ``devmode``
+or ``embedded`` for the embedded model), ``tests`` (vars, assert, description),
+``defaultTest`` (vars, assert) and ``evaluateOptions.repeat``. Each provider becomes a variant;
+``{{ variables }}`` fill as devmode's ``{variables}`` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devmode.suites.suite import InvalidSuite, Suite
+
+PROMPTFOO_KEYS = ("providers", "tests", "defaultTest", "evaluateOptions")
+# promptfoo's OpenAI provider settings, as devmode's limits.
+PROMPTFOO_LIMITS = {
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+    "top_p": "top_p",
+    "stop": "stop",
+    "seed": "seed",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+def _load_with_lines(text: str) -> tuple[Any, dict[tuple, int]]:
+    """The document, and the line of every field and list item by its path."""
+    lines: dict[tuple, int] = {}
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, lines
+
+        def walk(node, path: tuple) -> None:
+            lines[path] = node.start_mark.line + 1
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    walk(value, (*path, key.value))
+            elif isinstance(node, yaml.SequenceNode):
+                for i, item in enumerate(node.value):
+                    walk(item, (*path, i))
+
+        walk(root, ())
+        return loader.construct_document(root), lines
+    finally:
+        loader.dispose()
+
+
+def read_suite(path: str | Path) -> Suite:
+    """The suite in ``path`` (devmode's format or promptfoo's), checked through and through."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidSuite(f"No suite file at {path}. Check the path.") from None
+    except UnicodeDecodeError:
+        raise InvalidSuite(f"{path} is not a UTF-8 text file; expected a YAML suite.") from None
+    return parse_suite(text, source=path)
+
+
+def parse_suite(text: str, *, source: str | Path = "suite.yaml") -> Suite:
+    """The suite a YAML text holds; ``source`` names it in messages and finds ``file://``
+    prompts beside it."""
+    source = Path(source)
+    try:
+        values, lines = _load_with_lines(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidSuite(
+            f"{source.name} is not valid YAML{at}: {e.problem}. Fix the file and read it again."
+        ) from None
+    except yaml.YAMLError as e:
+        raise InvalidSuite(f"{source.name} is not valid YAML: {e}.") from None
+    if not isinstance(values, Mapping) or "prompts" not in values:
+        found = (
+            f"keys {', '.join(map(str, values))}"
+            if isinstance(values, Mapping)
+            else type(values).__name__
+        )
+        raise InvalidSuite(
+            f"{source.name} is not a suite: expected a YAML mapping with prompts (and cases, "
+            f"variants, assert), or a promptfooconfig.yaml; found {found}."
+        )
+    try:
+        if any(key in values for key in PROMPTFOO_KEYS):
+            values, lines = from_promptfoo(values, lines, source.parent)
+        return Suite.from_dict(values, name=source.stem, lines=lines)
+    except InvalidSuite as e:
+        raise InvalidSuite(f"{source.name}: {e}") from None
+    except ValueError as e:  # an assertion or a limit, whose message names the place
+        raise InvalidSuite(f"{source.name}: {e}") from None
+
+
+def suite_yaml(suite: Suite) -> str:
+    """The suite in devmode's format, every field explicit."""
+    return yaml.safe_dump(suite.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+
+def from_promptfoo(
+    values: Mapping[str, Any], lines: dict[tuple, int], folder: Path
+) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """promptfoo's fields as devmode's, with the lines moved to the new paths."""
+    moved: dict[tuple, int] = {(): lines.get((), 1)}
+
+    def move(old: tuple, new: tuple) -> None:
+        for path, line in lines.items():
+            if path[: len(old)] == old:
+                moved[new + path[len(old) :]] = line
+
+    default = values.get("defaultTest") or {}
+    if not isinstance(default, Mapping):
+        raise InvalidSuite(
+            "defaultTest must be a mapping (vars, assert); a file:// reference is not read here "
+            f"(line {lines.get(('defaultTest',), '?')})"
+        )
+    out: dict[str, Any] = {}
+    for key in ("description",):
+        if key in values:
+            out[key] = values[key]
+    unsupported = sorted(
+        set(values)
+        - {"description", "prompts", "providers", "tests", "defaultTest", "evaluateOptions", "tags"}
+    )
+    if unsupported:
+        raise InvalidSuite(
+            f"promptfoo fields {', '.join(unsupported)} are not read by devmode (it reads "
+            "description, prompts, providers, tests, defaultTest, evaluateOptions.repeat). "
+            f"Remove them (line {lines.get((unsupported[0],), '?')})"
+        )
+    out["prompts"] = []
+    prompts = values.get("prompts")
+    prompts = [prompts] if isinstance(prompts, str) else prompts or []
+    for i, prompt in enumerate(prompts):
+        at = lines.get(("prompts", i), "?")
+        if isinstance(prompt, Mapping):
+            text, ident = prompt.get("raw"), prompt.get("id") or prompt.get("label")
+        else:
+            text, ident = prompt, None
+        if isinstance(text, str) and text.startswith("file://"):
+            text = _prompt_file(folder, text[len("file://") :], at)
+        out["prompts"].append({"text": text, **({"id": str(ident)} if ident else {})})
+        move(("prompts", i), ("prompts", i))
+    providers = values.get("providers") or ["embedded"]
+    providers = [providers] if isinstance(providers, str | Mapping) else providers
+    out["variants"] = [
+        _provider_variant(p, i, lines.get(("providers", i), "?")) for i, p in enumerate(providers)
+    ]
+    for i in range(len(providers)):
+        move(("providers", i), ("variants", i))
+    shared_vars = default.get("vars") or {}
+    out["cases"] = []
+    for i, test in enumerate(values.get("tests") or []):
+        if not isinstance(test, Mapping):
+            raise InvalidSuite(
+                f"Each test is a mapping (vars, assert); found {test!r} "
+                f"(line {lines.get(('tests', i), '?')})"
+            )
+        case: dict[str, Any] = {"vars": {**shared_vars, **(test.get("vars") or {})}}
+        if test.get("description"):
+            case["id"] = str(test["description"])
+        if test.get("assert"):
+            case["assert"] = test["assert"]
+        out["cases"].append(case)
+        move(("tests", i), ("cases", i))
+    if not out["cases"] and shared_vars:
+        out["cases"] = [{"vars": dict(shared_vars)}]
+    if default.get("assert"):
+        out["assert"] = default["assert"]
+        move(("defaultTest", "assert"), ("assert",))
+    repeat = (values.get("evaluateOptions") or {}).get("repeat")
+    if repeat is not None:
+        out["repeat"] = repeat
+        move(("evaluateOptions", "repeat"), ("repeat",))
+    out["limits"] = {"temperature": 0.0}  # promptfoo sends the provider's settings, no more
+    return out, moved
+
+
+def _prompt_file(folder: Path, name: str, line) -> str:
+    path = folder / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        raise InvalidSuite(f"No prompt file {path} (file:// prompt, line {line})") from None
+
+
+def _provider_variant(provider: Any, i: int, line) -> dict[str, Any]:
+    config: Mapping[str, Any] = {}
+    label = None
+    if isinstance(provider, Mapping):
+        ident = str(provider.get("id") or "")
+        config = provider.get("config") or {}
+        label = provider.get("label")
+    else:
+        ident = str(provider)
+    variant: dict[str, Any] = {"name": str(label or ident or f"v{i + 1}")}
+    if ident in ("embedded", "devmode", "devmode:embedded"):
+        variant["backend"] = "embedded"
+    elif ident.startswith("openai:"):
+        model = ident.split(":")[-1]
+        variant["backend"] = {
+            "kind": "endpoint",
+            "base_url": str(config.get("apiBaseUrl") or OPENAI_BASE_URL),
+            "model": model,
+            **({"api_key_name": str(config["apiKeyEnvar"])} if config.get("apiKeyEnvar") else {}),
+        }
+    else:
+        raise InvalidSuite(
+            f"Provider {ident!r} is not one devmode runs: it runs openai:MODEL (any "
+            "OpenAI-compatible endpoint, with config.apiBaseUrl) and embedded (line "
+            f"{line})"
+        )
+    for theirs, ours in PROMPTFOO_LIMITS.items():
+        if theirs in config:
+            variant[ours] = config[theirs]
+    return variant

@@ -1,0 +1,388 @@
+"""A suite run as a report (JSON, CSV, a self-contained HTML page) and two runs compared.
+
+    report = run_report(db, run_id)             # what --json prints and the page shows
+    diff = compare(baseline, report)            # cells pass -> fail (regressions) and back
+    failing(report, diff)                       # why a CI step should fail, or []
+
+A report holds the suite as it ran, so a JSON report from an earlier ``--json`` is a baseline
+for a CI job whose database is new.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from devmode.errors import DevmodeError
+from devmode.suites import store
+from devmode.suites.runner import pass_rate, summarise
+from devmode.suites.suite import Suite
+
+FORMAT = "devmode-suite-report"
+CSV_COLUMNS = (
+    "cell",
+    "prompt_id",
+    "case_id",
+    "variant",
+    "repeat",
+    "outcome",
+    "why",
+    "stopped_by",
+    "which",
+    "completion_tokens",
+    "first_token_s",
+    "total_s",
+    "prompt",
+    "text",
+)
+
+
+class NoBaseline(DevmodeError):
+    """A baseline that is neither a stored run nor a report file."""
+
+
+def run_report(db: Database, run_id: int) -> dict[str, Any]:
+    run = store.get_run(db, run_id)
+    suite = run.as_suite()
+    return build_report(suite, store.results(db, run_id), run)
+
+
+def build_report(suite: Suite, rows: list[dict[str, Any]], run=None) -> dict[str, Any]:
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cell.setdefault(row["cell"], []).append(row)
+    cells = []
+    for cell in suite.cells():
+        replies = by_cell.get(cell.key, [])
+        rate = pass_rate(replies)
+        cells.append(
+            {
+                "cell": cell.key,
+                "prompt_id": cell.prompt.id,
+                "case_id": cell.case.id,
+                "variant": cell.variant.name,
+                "prompt": cell.text,
+                "pass_rate": rate,
+                "passed": rate is not None and rate >= suite.min_pass_rate,
+                "replies": [_reply(r) for r in replies],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "suite": suite.name,
+        "run": run.id if run else None,
+        "status": run.status if run else None,
+        "started_at": run.started_at if run else None,
+        "finished_at": run.finished_at if run else None,
+        "summary": summarise(suite, rows),
+        "variants": [_variant_line(v.name, rows) for v in suite.variants],
+        "cells": cells,
+        "spec": suite.to_dict(),
+    }
+
+
+def _reply(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("repeat", "outcome", "text", "stopped_by", "which", "detail", "prompt_tokens")
+    keys += ("completion_tokens", "first_token_s", "total_s", "checks")
+    return {k: row.get(k) for k in keys}
+
+
+def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    mine = [r for r in rows if r["variant"] == name and r["outcome"] != "error"]
+
+    def median(key: str) -> float | None:
+        values = [r[key] for r in mine if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        "variant": name,
+        "replies": len(mine),
+        "pass_rate": (sum(r["outcome"] == "pass" for r in mine) / len(mine)) if mine else None,
+        "median_total_s": median("total_s"),
+        "median_first_token_s": median("first_token_s"),
+        "median_completion_tokens": median("completion_tokens"),
+    }
+
+
+def load_baseline(db: Database, baseline: str) -> dict[str, Any]:
+    """A baseline report: a stored run's id, or a JSON report file from an earlier ``--json``."""
+    if baseline.isdigit():
+        try:
+            return run_report(db, int(baseline))
+        except DevmodeError:
+            if not Path(baseline).is_file():
+                raise
+    path = Path(baseline)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NoBaseline(
+            f"The baseline {baseline!r} is neither a stored suite run (see python -m devmode "
+            "bench runs) nor a file. Give a run id, or the JSON an earlier --json printed."
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NoBaseline(
+            f"The baseline file {path} is not JSON ({e}); expected --json's report."
+        ) from None
+    if not isinstance(report, dict) or report.get("format") != FORMAT:
+        raise NoBaseline(
+            f"The baseline file {path} is not a suite report (expected format {FORMAT!r}, as "
+            "bench run --json prints)."
+        )
+    return report
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed from report ``before`` to ``after``: cells that went from pass to fail
+    (regressions) and back (fixes), cells new or gone, and per variant the pass rate, the
+    median latency and completion tokens before and after."""
+    old = {c["cell"]: c for c in before["cells"]}
+    new = {c["cell"]: c for c in after["cells"]}
+    both = [key for key in new if key in old]
+    old_variants = {v["variant"]: v for v in before["variants"]}
+    return {
+        "before": {"suite": before["suite"], "run": before.get("run")},
+        "after": {"suite": after["suite"], "run": after.get("run")},
+        "regressions": [
+            _change(old[k], new[k]) for k in both if old[k]["passed"] and not new[k]["passed"]
+        ],
+        "fixes": [
+            _change(old[k], new[k]) for k in both if not old[k]["passed"] and new[k]["passed"]
+        ],
+        "new_cells": [k for k in new if k not in old],
+        "gone_cells": [k for k in old if k not in new],
+        "variants": [
+            {
+                "variant": v["variant"],
+                **{
+                    f"{key}_{when}": line.get(key) if line else None
+                    for key in ("pass_rate", "median_total_s", "median_completion_tokens")
+                    for when, line in (("before", old_variants.get(v["variant"])), ("after", v))
+                },
+            }
+            for v in after["variants"]
+        ],
+    }
+
+
+def _change(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cell": new["cell"],
+        "pass_rate_before": old["pass_rate"],
+        "pass_rate_after": new["pass_rate"],
+        "why": _why(new),
+    }
+
+
+def _why(cell: dict[str, Any]) -> str:
+    """The first failed check of a cell, in words ('icontains: missing 'risk'')."""
+    for reply in cell["replies"]:
+        if reply["outcome"] == "error":
+            return f"no reply: {reply['detail']}"
+        for check in reply["checks"]:
+            if not check["passed"]:
+                return f"{check['assertion']['type']}: {check['reason']}"
+    return ""
+
+
+def failing(report: dict[str, Any], diff: dict[str, Any] | None = None) -> list[str]:
+    """Why a CI step should fail: each failing cell and each regression, one line each."""
+    lines = [f"FAIL {c['cell']}: {_why(c)}" for c in report["cells"] if not c["passed"]]
+    if diff:
+        lines += [
+            f"REGRESSION {r['cell']}: passed in the baseline, now {r['why']}"
+            for r in diff["regressions"]
+        ]
+    return lines
+
+
+def failure_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row for each reply that failed or never came: cell, repeat, why, the reply."""
+    rows = []
+    for cell in report["cells"]:
+        for reply in cell["replies"]:
+            if reply["outcome"] == "pass":
+                continue
+            failed = [c for c in reply["checks"] if not c["passed"]]
+            why = "; ".join(f"{c['assertion']['type']}: {c['reason']}" for c in failed)
+            rows.append(
+                {
+                    "cell": cell["cell"],
+                    "repeat": reply["repeat"] + 1,
+                    "outcome": reply["outcome"],
+                    "why": why or reply["detail"],
+                    "reply": reply["text"],
+                }
+            )
+    return rows
+
+
+def change_rows(diff: dict[str, Any]) -> list[dict[str, Any]]:
+    """The regressions and fixes of a comparison as table rows."""
+    return [
+        {"change": change, **row}
+        for key, change in (("regressions", "pass → fail"), ("fixes", "fail → pass"))
+        for row in diff[key]
+    ]
+
+
+def diff_text(diff: dict[str, Any]) -> str:
+    """'Run 3 → run 4: 2 regressions (pass → fail), 1 fix (fail → pass).'"""
+    regressions, fixes = len(diff["regressions"]), len(diff["fixes"])
+    text = (
+        f"Run {diff['before']['run']} → run {diff['after']['run']}: "
+        f"{regressions} regression{'s' * (regressions != 1)} (pass → fail), "
+        f"{fixes} fix{'es' * (fixes != 1)} (fail → pass)"
+    )
+    if diff["new_cells"] or diff["gone_cells"]:
+        text += f"; {len(diff['new_cells'])} cells new, {len(diff['gone_cells'])} gone"
+    return text + "."
+
+
+def as_csv(report: dict[str, Any]) -> str:
+    """One line per reply."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for cell in report["cells"]:
+        for reply in cell["replies"]:
+            failed = [c for c in reply["checks"] if not c["passed"]]
+            writer.writerow(
+                {
+                    **{k: cell[k] for k in ("cell", "prompt_id", "case_id", "variant", "prompt")},
+                    **reply,
+                    "why": "; ".join(f"{c['assertion']['type']}: {c['reason']}" for c in failed),
+                }
+            )
+    return out.getvalue()
+
+
+def as_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False)
+
+
+def grid(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of prompt x case, a column per variant holding 'pass', 'fail 1/3' or 'error': the
+    table the page and the CLI show."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for cell in report["cells"]:
+        row = rows.setdefault(
+            (cell["prompt_id"], cell["case_id"]),
+            {"prompt": cell["prompt_id"], "case": cell["case_id"]},
+        )
+        row[cell["variant"]] = verdict(cell)
+    return list(rows.values())
+
+
+def verdict(cell: dict[str, Any]) -> str:
+    replies = cell["replies"]
+    if not replies:
+        return "not run"
+    if cell["pass_rate"] is None:
+        return "error"
+    word = "pass" if cell["passed"] else "fail"
+    if len(replies) == 1:
+        return word
+    passed = sum(r["outcome"] == "pass" for r in replies)
+    return f"{word} {passed}/{len(replies)}"
+
+
+def as_html(report: dict[str, Any], diff: dict[str, Any] | None = None) -> str:
+    """A self-contained page (no scripts, no links out): summary, pass rate per variant as
+    bars, the grid with every reply and why it failed, and the regressions when compared."""
+    e = html.escape
+    summary = report["summary"]
+    bars = "".join(
+        f"<tr><td>{e(v['variant'])}</td><td><div class='bar'><div style='width:"
+        f"{100 * (v['pass_rate'] or 0):.0f}%'></div></div></td><td>{_pct(v['pass_rate'])}</td>"
+        f"<td>{_num(v['median_total_s'], 's')}</td><td>{_num(v['median_completion_tokens'])}</td></tr>"
+        for v in report["variants"]
+    )
+    variants = [v["variant"] for v in report["variants"]]
+    cells = {(c["prompt_id"], c["case_id"], c["variant"]): c for c in report["cells"]}
+    lines = []
+    for row in grid(report):
+        tds = []
+        for name in variants:
+            cell = cells[(row["prompt"], row["case"], name)]
+            state = verdict(cell).split()[0].replace("not", "none")
+            replies = "".join(
+                f"<details><summary>#{r['repeat'] + 1} {e(r['outcome'])} · {e(r['stopped_by'] or '')}"
+                f"</summary><pre>{e(r['text'] or r['detail'] or '')}</pre><ul>"
+                + "".join(
+                    f"<li class='{'ok' if c['passed'] else 'bad'}'>{e(c['assertion']['type'])}: "
+                    f"{e(c['reason'])}</li>"
+                    for c in r["checks"]
+                )
+                + "</ul></details>"
+                for r in cell["replies"]
+            )
+            tds.append(f"<td class='{state}'><b>{e(verdict(cell))}</b>{replies}</td>")
+        prompt = cells[(row["prompt"], row["case"], variants[0])]["prompt"]
+        lines.append(
+            f"<tr><th title='{e(prompt)}'>{e(row['prompt'])} / {e(row['case'])}"
+            f"<div class='prompt'>{e(prompt)}</div></th>{''.join(tds)}</tr>"
+        )
+    regressions = ""
+    if diff:
+        items = (
+            "".join(f"<li><b>{e(r['cell'])}</b>: {e(r['why'])}</li>" for r in diff["regressions"])
+            or "<li>none</li>"
+        )
+        fixes = "".join(f"<li>{e(r['cell'])}</li>" for r in diff["fixes"]) or "<li>none</li>"
+        regressions = (
+            f"<h2>Against run {e(str(diff['before']['run']))}</h2><h3>Regressions (pass → fail)"
+            f"</h3><ul>{items}</ul><h3>Fixes (fail → pass)</h3><ul>{fixes}</ul>"
+        )
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>{e(report["suite"])}: suite run {e(str(report.get("run") or ""))}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.4rem;vertical-align:top;text-align:left;max-width:28rem}}
+.pass{{background:#e6f4ea}} .fail{{background:#fce8e6}} .error,.none{{background:#fef7e0}}
+.bar{{width:12rem;background:#eee;height:.8rem}} .bar div{{background:#1e8e3e;height:.8rem}}
+.prompt{{font-weight:normal;color:#555;font-size:.85em}} .ok{{color:#1e8e3e}} .bad{{color:#c5221f}}
+pre{{white-space:pre-wrap;margin:.3rem 0}}
+</style></head><body>
+<h1>{e(report["suite"])}</h1>
+<p>Run {e(str(report.get("run") or "—"))} · {e(str(report.get("status") or ""))} ·
+{summary["passed"]} of {summary["cells"]} cells passed · {summary["replies"]} replies ·
+{summary["errors"]} errors</p>
+<h2>Pass rate per variant</h2>
+<table><tr><th>variant</th><th></th><th>pass rate</th><th>median latency</th>
+<th>median tokens</th></tr>{bars}</table>
+{regressions}
+<h2>Cells</h2>
+<table><tr><th>prompt / case</th>{"".join(f"<th>{e(v)}</th>" for v in variants)}</tr>
+{"".join(lines)}</table>
+</body></html>
+"""
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value:.2f} {unit}".strip() if unit else f"{value:g}"
+
+
+def pass_rates_over_runs(runs: Sequence[store.SuiteRun], db: Database) -> list[dict[str, Any]]:
+    """Pass rate per variant for each finished run of a suite, oldest first: the chart's data."""
+    points = []
+    for run in sorted(runs, key=lambda r: r.id):
+        if run.summary is None:
+            continue
+        for line in run_report(db, run.id)["variants"]:
+            points.append(
+                {"run": run.id, "variant": line["variant"], "pass_rate": line["pass_rate"]}
+            )
+    return points

@@ -1,0 +1,246 @@
+"""Running a suite: every cell, each ``repeat`` times, its reply checked by its assertions and
+stored as it comes, so a cancelled, killed or failed run resumes where it stopped.
+
+    run = store.create_run(db, suite)
+    execute_run(db_path, run.id)                # in this process (the CLI)
+    start_run(db_path, suite)                   # in a worker process (the page)
+
+A reply that never came (an endpoint down or failing half-way) is stored as an ``error`` with
+the endpoint's message and the cell's name; the other cells go on, and resuming the run asks
+for the errors again. Backends are loaded once per run (the embedded model once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devmode import jobs
+from devmode.chat.context import ChatInputError, ContextOverflow
+from devmode.chat.limits import BackendSpec
+from devmode.chat.replies import Backend, Reply, respond
+from devmode.db import open_db
+from devmode.errors import DevmodeError
+from devmode.suites import store
+from devmode.suites.assertions import evaluate
+from devmode.suites.suite import Cell, Grader, Suite
+
+KIND = jobs.SUITES
+GRADER_PROMPT = (
+    "You grade a reply against a rubric. Answer PASS or FAIL on the first line, then one short "
+    "sentence saying why.\n\nRubric: {rubric}\n\nReply:\n{reply}"
+)
+
+
+class RunCancelled(DevmodeError):
+    """A person cancelled the run; the replies already checked are kept."""
+
+
+def start_run(db_path: str | Path, suite: Suite) -> store.SuiteRun:
+    """Store ``suite`` and a run of it, and start the run in a worker process."""
+    with open_db(db_path) as db:
+        run = store.create_run(db, suite)
+    jobs.start(db_path, KIND, run.id)
+    with open_db(db_path) as db:
+        return store.get_run(db, run.id)
+
+
+def resume_run(db_path: str | Path, run_id: int) -> store.SuiteRun:
+    """Start a cancelled, interrupted or failed run again in a worker: it asks only for the
+    replies not yet checked (and those that errored)."""
+    with open_db(db_path) as db:
+        run = store.get_run(db, run_id)
+        if not run.is_resumable:
+            raise jobs.JobNotResumable(
+                f"Suite run {run_id} is {run.status}: there is nothing to resume."
+            )
+    jobs.start(db_path, KIND, run_id)
+    with open_db(db_path) as db:
+        return store.get_run(db, run_id)
+
+
+def request_cancel(db, run_id: int) -> None:
+    """Ask the run's worker to stop after its current reply (the replies so far are kept)."""
+    jobs.request_cancel(db, KIND, run_id)
+
+
+def execute_run(
+    db_path: str | Path,
+    run_id: int,
+    *,
+    backends: Callable[[BackendSpec], Backend] | None = None,
+    on_result: Callable[[dict[str, Any], int, int], None] = lambda row, done, total: None,
+) -> store.SuiteRun:
+    """Run suite run ``run_id`` in this process (what its worker does) and return it finished.
+
+    :param backends: a backend for a spec (default: ``chat.backends.make_backend``, the
+        embedded model loaded once)
+    :param on_result: called with each stored reply, the replies done and the total
+    """
+    with jobs.claimed(db_path, KIND, run_id) as db:
+        run = store.get_run(db, run_id)
+        suite = run.as_suite()
+        should_stop = jobs.CancelPoll(db, KIND, run_id)
+        backend_for = _cached(backends or _default_backends(db_path))
+        checks = _Checks(suite)
+        done = store.done_keys(db, run_id)
+        count = len(done)
+        for cell in suite.cells():
+            for repeat in range(suite.repeat):
+                if (cell.key, repeat) in done:
+                    continue
+                if should_stop():
+                    jobs.set_status(db, KIND, run_id, jobs.CANCELLED, pid=None)
+                    return store.get_run(db, run_id)
+                row = ask(suite, cell, repeat, backend_for, checks)
+                store.add_result(db, run_id, row)
+                count += row["outcome"] != "error"
+                on_result(row, count, suite.size)
+        summary = summarise(suite, store.results(db, run_id))
+        status = jobs.COMPLETED if not summary["errors"] else jobs.FAILED
+        error = None
+        if summary["errors"]:
+            first = summary["error_cells"][0]
+            error = (
+                f"{summary['errors']} of {suite.size} replies never came (the first: cell "
+                f"{first['cell']}, {first['detail']}). The other cells are kept; resume the "
+                "run to ask for those again."
+            )
+        jobs.set_status(
+            db, KIND, run_id, status, pid=None, summary=json.dumps(summary), error=error
+        )
+        return store.get_run(db, run_id)
+
+
+def ask(
+    suite: Suite,
+    cell: Cell,
+    repeat: int,
+    backend_for: Callable[[BackendSpec], Backend],
+    checks: _Checks,
+) -> dict[str, Any]:
+    """One reply for ``cell`` and its checks, as a result row."""
+    base = {
+        "cell": cell.key,
+        "repeat": repeat,
+        "prompt_id": cell.prompt.id,
+        "case_id": cell.case.id,
+        "variant": cell.variant.name,
+        "prompt": cell.text,
+    }
+    try:
+        backend = backend_for(cell.variant.backend)
+        plan = suite.settings.plan(backend, [], cell.text, cell.variant.budget_tokens)
+        reply = respond(backend, plan, cell.variant.limits).to_dict()
+    except ContextOverflow as e:
+        reply = _no_reply("context_overflow", str(e))
+    except ChatInputError as e:  # the prompt holds a banned word: the variant refuses it
+        reply = _no_reply("banned_word", str(e))
+    except DevmodeError as e:  # the backend could not be loaded or reached
+        reply = _no_reply("api_error", f"stopped: {e}")
+    row = {
+        **base,
+        **{k: reply.get(k) for k in ("text", "stopped_by", "which", "detail")},
+        **{k: reply.get(k) for k in ("prompt_tokens", "completion_tokens")},
+        **{k: reply.get(k) for k in ("first_token_s", "total_s")},
+    }
+    if reply["stopped_by"] == "api_error" and not reply.get("text"):
+        return {**row, "outcome": "error", "checks": []}
+    results = [
+        {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
+        for a in suite.assertions_for(cell)
+    ]
+    outcome = "pass" if all(r["passed"] for r in results) else "fail"
+    return {**row, "outcome": outcome, "checks": results}
+
+
+def summarise(suite: Suite, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cells (each passes when ``min_pass_rate`` of its repeats pass), replies and errors."""
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cell.setdefault(row["cell"], []).append(row)
+    cells = [cell.key for cell in suite.cells()]
+    passed = sum(
+        1
+        for key in cells
+        if by_cell.get(key)
+        and pass_rate(by_cell[key]) is not None
+        and pass_rate(by_cell[key]) >= suite.min_pass_rate
+    )
+    errors = [r for r in rows if r["outcome"] == "error"]
+    return {
+        "cells": len(cells),
+        "passed": passed,
+        "failed": len(cells) - passed,
+        "replies": len(rows),
+        "errors": len(errors),
+        "error_cells": [{"cell": r["cell"], "detail": r["detail"]} for r in errors[:5]],
+    }
+
+
+def pass_rate(rows: list[dict[str, Any]]) -> float | None:
+    """The share of a cell's replies that passed (errors left out; None when all errored)."""
+    judged = [r for r in rows if r["outcome"] != "error"]
+    return sum(r["outcome"] == "pass" for r in judged) / len(judged) if judged else None
+
+
+class _Checks:
+    """Evaluates assertions, with the sentence encoder and grader loaded once, when needed."""
+
+    def __init__(self, suite: Suite):
+        self.suite = suite
+        self._vectors = None
+
+    def evaluate(self, assertion, reply: dict[str, Any]):
+        return evaluate(assertion, reply, similarity=self.similarity, grader=self.grade)
+
+    def similarity(self, text: str, expected: list[str]) -> list[float]:
+        if self._vectors is None:
+            from devmode.finetune.classifier import base_vectors
+            from devmode.finetune.config import TrainConfig
+
+            self._vectors = base_vectors(TrainConfig().base_model)
+        vectors = self._vectors([text, *expected])
+        return [float(vectors[0] @ v) for v in vectors[1:]]
+
+    def grade(self, text: str, rubric: str) -> tuple[bool, str]:
+        grader: Grader | None = self.suite.grader
+        if grader is None:
+            return False, "no grader in the suite (grader: {base_url, model})"
+        from devmode.chat.backends import OpenAIBackend
+        from devmode.chat.context import ContextPlan
+        from devmode.chat.limits import ChatLimits
+
+        backend = OpenAIBackend(grader.base_url, grader.model, api_key_env=grader.api_key_name)
+        plan = ContextPlan.from_messages(
+            [{"role": "user", "content": GRADER_PROMPT.format(rubric=rubric, reply=text)}]
+        )
+        reply = respond(backend, plan, ChatLimits(max_tokens=64, temperature=0.0))
+        if reply.failed:
+            return False, f"the grader did not answer: {reply.detail}"
+        verdict = reply.text.strip()
+        return verdict.upper().startswith("PASS"), f"grader: {' '.join(verdict.split())[:120]}"
+
+
+def _no_reply(stopped_by: str, detail: str) -> dict[str, Any]:
+    return {**vars(Reply("", stopped_by, detail, None, None, None, 0.0)), "masked": []}
+
+
+def _cached(make: Callable[[BackendSpec], Backend]) -> Callable[[BackendSpec], Backend]:
+    made: dict[BackendSpec, Backend] = {}
+
+    def backend_for(spec: BackendSpec) -> Backend:
+        if spec not in made:
+            made[spec] = make(spec)
+        return made[spec]
+
+    return backend_for
+
+
+def _default_backends(db_path: str | Path) -> Callable[[BackendSpec], Backend]:
+    from devmode import environment
+    from devmode.chat.backends import make_backend
+
+    return lambda spec: make_backend(spec, cache_dir=environment.chat_model_dir(db_path))

@@ -1,0 +1,250 @@
+"""A suite as the tables a page edits, and back: a table of prompts (id, text), a table of
+cases (a column per variable), a table of variants (limits and backend) and a table of
+assertions (the prompt each is for, or every prompt).
+
+    tables = suite_tables(suite)                              # what the widgets start from
+    suite = suite_from_tables(name, prompts, cases, variants, checks, settings, repeat=3)
+
+Cells left blank take the settings' values; list cells (stop, banned, the values of
+contains-any and the like) are separated by ``;``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from devmode.chat.limits import ChatSettings
+from devmode.suites.assertions import TYPES
+from devmode.suites.suite import VARIABLE, InvalidSuite, Suite
+
+EVERY_PROMPT = "every prompt"
+VARIANT_COLUMNS = (
+    "name",
+    "backend",
+    "base_url",
+    "model",
+    "max_tokens",
+    "temperature",
+    "stop",
+    "banned",
+    "budget_tokens",
+)
+CHECK_COLUMNS = ("prompt", "type", "value", "threshold", "which")
+NUMBER_COLUMNS = {"max_tokens", "temperature", "budget_tokens", "threshold"}
+LIST_TYPES = {"contains-any", "icontains-any", "contains-all", "icontains-all"}
+CHECK_TYPES = [*TYPES, *(f"not-{t}" for t in TYPES)]
+LIST_SEPARATOR = ";"
+
+
+def filled(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """``rows`` with every one of ``columns``: blank text as '', blank numbers as None (so a
+    table widget knows each column's type even when no row fills it)."""
+    return [{c: row.get(c, None if c in NUMBER_COLUMNS else "") for c in columns} for row in rows]
+
+
+def prompt_ids(prompts: Sequence[dict[str, Any]]) -> list[str]:
+    """The ids typed in the prompts' table (an assertion can be for one of them)."""
+    return [_text(row.get("id")) for row in prompts if _text(row.get("id"))]
+
+
+def variables(prompts: Sequence[dict[str, Any]]) -> list[str]:
+    """The variables the prompts' texts use, in order of first use."""
+    text = "\n".join(_text(row.get("text"), strip=False) for row in prompts)
+    return list(dict.fromkeys(a or b for a, b in VARIABLE.findall(text)))
+
+
+def suite_tables(suite: Suite) -> dict[str, Any]:
+    """The page's widgets' values for ``suite``."""
+    defaults = suite.settings.limits
+    variants = []
+    for v in suite.variants:
+        row: dict[str, Any] = {
+            "name": v.name,
+            "backend": v.backend.kind,
+            "base_url": v.backend.base_url,
+            "model": v.backend.model if v.backend.kind == "endpoint" else "",
+            "budget_tokens": v.budget_tokens,
+        }
+        for key in ("max_tokens", "temperature"):
+            row[key] = getattr(v.limits, key)
+        row["stop"] = LIST_SEPARATOR.join(v.limits.stop)
+        row["banned"] = LIST_SEPARATOR.join(v.limits.banned)
+        variants.append(row)
+    checks = [_check_row(EVERY_PROMPT, a) for a in suite.assertions]
+    for prompt in suite.prompts:
+        checks += [_check_row(prompt.id, a) for a in prompt.assertions]
+    prompts = [{"id": p.id, "text": p.text} for p in suite.prompts]
+    names = variables(prompts)
+    return {
+        "name": suite.name,
+        "prompts": prompts,
+        "cases": [{k: case.vars.get(k, "") for k in names} for case in suite.cases if case.vars],
+        "variants": variants,
+        "checks": checks,
+        "repeat": suite.repeat,
+        "min_pass_rate": suite.min_pass_rate,
+        "max_tokens": defaults.max_tokens,
+    }
+
+
+def _check_row(prompt: str, assertion) -> dict[str, Any]:
+    value = assertion.value
+    if isinstance(value, list | tuple):
+        value = LIST_SEPARATOR.join(map(str, value))
+    elif isinstance(value, dict):
+        value = json.dumps(value)
+    return {
+        "prompt": prompt,
+        "type": assertion.name,
+        "value": "" if value is None else str(value),
+        "threshold": assertion.threshold,
+        "which": assertion.which or "",
+    }
+
+
+def suite_from_tables(
+    name: str,
+    prompts: Sequence[dict[str, Any]],
+    cases: Sequence[dict[str, Any]],
+    variants: Sequence[dict[str, Any]],
+    checks: Sequence[dict[str, Any]],
+    settings: ChatSettings,
+    *,
+    repeat: int = 1,
+    min_pass_rate: float = 1.0,
+) -> Suite:
+    """A suite from the page's widgets (rows as dicts; blank rows skipped). The settings give
+    the system prompt, pinned context, budget, the limits blank cells take, and the backend
+    of a variant whose backend cell is blank."""
+    if not name.strip():
+        raise InvalidSuite("Give the suite a name: runs are kept under it.")
+    prompts = [r for r in prompts if _text(r.get("text"))]
+    values: dict[str, Any] = {
+        "name": name.strip(),
+        "system_prompt": settings.system_prompt,
+        "pinned": list(settings.pinned),
+        "budget_tokens": settings.budget_tokens,
+        "limits": {k: v for k, v in settings.limits.to_dict().items()},
+        "backend": settings.backend.to_dict(),
+        "repeat": int(repeat),
+        "min_pass_rate": float(min_pass_rate),
+        "prompts": [
+            {"id": _text(row.get("id")) or f"p{i + 1}", "text": _text(row["text"], strip=False)}
+            for i, row in enumerate(prompts)
+        ],
+        "cases": [
+            {"id": f"c{i + 1}", "vars": {k: _text(v) for k, v in row.items()}}
+            for i, row in enumerate(r for r in cases if _filled(r))
+        ],
+        "variants": [_variant(row, i) for i, row in enumerate(r for r in variants if _filled(r))],
+    }
+    ids = {p["id"] for p in values["prompts"]}
+    for row in (r for r in checks if _filled(r)):
+        target = _text(row.get("prompt")) or EVERY_PROMPT
+        check = _check(row)
+        if target == EVERY_PROMPT:
+            values.setdefault("assert", []).append(check)
+        elif target in ids:
+            prompt = next(p for p in values["prompts"] if p["id"] == target)
+            prompt.setdefault("assert", []).append(check)
+        else:
+            raise InvalidSuite(
+                f"An assertion is for prompt {target!r}, which the suite does not have; expected "
+                f"{EVERY_PROMPT} or one of the prompts' ids ({', '.join(sorted(ids))})."
+            )
+    return Suite.from_dict(values)
+
+
+def _variant(row: dict[str, Any], i: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": _text(row.get("name")) or f"v{i + 1}"}
+    kind = _text(row.get("backend"))
+    if kind == "endpoint" or _text(row.get("base_url")):
+        out["backend"] = {
+            "kind": "endpoint",
+            "base_url": _text(row.get("base_url")),
+            "model": _text(row.get("model")) or "smollm2",
+        }
+    elif kind == "embedded":
+        out["backend"] = "embedded"
+    for key, kind in (("max_tokens", int), ("temperature", float), ("budget_tokens", int)):
+        if _text(row.get(key)):
+            try:
+                out[key] = kind(float(row[key]))
+            except ValueError:
+                raise InvalidSuite(
+                    f"Variant {out['name']}: {key} must be a number; found {row[key]!r}."
+                ) from None
+    for key in ("stop", "banned"):
+        if _text(row.get(key)):
+            out[key] = [
+                part.replace("\\n", "\n")
+                for part in _text(row[key], strip=False).split(LIST_SEPARATOR)
+                if part
+            ]
+    return out
+
+
+def _check(row: dict[str, Any]) -> dict[str, Any]:
+    kind = _text(row.get("type"))
+    base = kind.removeprefix("not-")
+    value: Any = _text(row.get("value"), strip=False) or None
+    if value is not None and base in LIST_TYPES:
+        value = [v.strip() for v in value.split(LIST_SEPARATOR) if v.strip()]
+    elif value is not None and base == "is-json":
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise InvalidSuite(
+                f"The schema of an is-json assertion is not JSON ({e.msg}); expected an object "
+                'such as {"type": "object", "required": ["ticker"]}, or nothing.'
+            ) from None
+    check: dict[str, Any] = {"type": kind, "value": value}
+    if _text(row.get("threshold")):
+        check["threshold"] = row["threshold"]
+    if _text(row.get("which"), strip=False):
+        check["which"] = _text(row["which"], strip=False).replace("\\n", "\n")
+    return check
+
+
+def _text(value: Any, strip: bool = True) -> str:
+    if value is None or value != value:  # NaN: a blank cell of a DataFrame
+        return ""
+    text = str(value)
+    return text.strip() if strip else text
+
+
+def _filled(row: dict[str, Any]) -> bool:
+    return any(_text(v) for v in row.values())
+
+
+def form_values(tables: dict[str, Any]) -> dict[str, Any]:
+    """The suite's name and run options, as the page's plain widgets hold them."""
+    return {k: tables[k] for k in ("name", "repeat", "min_pass_rate")}
+
+
+def starter_tables() -> dict[str, Any]:
+    """A new suite on the page: two companies, the embedded model greedy and cut at a full
+    stop, two checks."""
+    return {
+        "name": "",
+        "prompts": [{"id": "p1", "text": "In one sentence, what does {company} do?"}],
+        "cases": [{"company": "Apple"}, {"company": "JPMorgan"}],
+        "variants": [
+            {"name": "embedded", "backend": "embedded", "max_tokens": 48, "temperature": 0.0},
+            {
+                "name": "one sentence",
+                "backend": "embedded",
+                "max_tokens": 48,
+                "temperature": 0.0,
+                "stop": ".",
+            },
+        ],
+        "checks": [
+            {"prompt": EVERY_PROMPT, "type": "not-icontains", "value": "guarantee"},
+            {"prompt": EVERY_PROMPT, "type": "completion-tokens", "value": "48"},
+        ],
+        "repeat": 1,
+        "min_pass_rate": 1.0,
+    }

@@ -1,0 +1,311 @@
+"""Suite runs: every reply checked and stored as it comes, an endpoint that fails half-way,
+cancel and resume in a worker process, regressions between runs, the CLI's exit codes, and the
+embedded model beside devmode's own endpoint. Real SQLite, real HTTP servers on 127.0.0.1, the
+real openai SDK."""
+
+import http.server
+import json
+import textwrap
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from devmode import jobs
+from devmode.chat.backends import OpenAIBackend
+from devmode.cli import cli
+from devmode.db import open_db
+from devmode.suites import reports, runner, store
+from devmode.suites.files import parse_suite
+from tests.conftest import wait_for
+
+
+class EchoChat(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint whose reply is 'You asked: PROMPT. Done', a word per
+    chunk, cut at max_tokens words (finish_reason length); after ``fail_after`` requests it
+    answers 500; ``delay`` seconds before each answer."""
+
+    def log_message(self, *args):
+        pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        server.requests.append(body)
+        time.sleep(server.delay)
+        if server.fail_after is not None and len(server.requests) > server.fail_after:
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "the GPU fell over"}}).encode())
+            return
+        prompt = body["messages"][-1]["content"]
+        words = f"You asked: {prompt} Done".split(" ")
+        cut = words[: body.get("max_tokens") or len(words)]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i, word in enumerate(cut):
+            self._send({"delta": {"content": word + (" " if i < len(cut) - 1 else "")}})
+        finish = "length" if len(cut) < len(words) else "stop"
+        self._send({"delta": {}, "finish_reason": finish})
+        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": len(cut)}
+        usage["total_tokens"] = sum(usage.values())
+        chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "echo"}
+        self.wfile.write(
+            f"data: {json.dumps({**chunk, 'choices': [], 'usage': usage})}\n\n".encode()
+        )
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _send(self, choice):
+        chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "echo"}
+        chunk["choices"] = [{"index": 0, "finish_reason": None, **choice}]
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+
+@pytest.fixture
+def echo():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoChat)
+    server.requests, server.fail_after, server.delay = [], None, 0.0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.base_url = f"http://127.0.0.1:{server.server_port}/v1"
+    yield server
+    server.shutdown()
+
+
+def echo_suite(echo, max_tokens=40, name="echo-suite"):
+    return parse_suite(
+        textwrap.dedent(
+            f"""\
+            name: {name}
+            limits: {{temperature: 0, max_tokens: {max_tokens}}}
+            backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
+            prompts:
+              - What moves {{ticker}}. Be brief?
+              - id: yields
+                text: Are {{ticker}} yields up.
+                assert: [{{type: stopped-by, value: stop_sequence, which: "."}}]
+            cases:
+              - vars: {{ticker: AAPL}}
+              - vars: {{ticker: TLT}}
+            variants:
+              - {{name: plain}}
+              - {{name: first sentence, stop: ["."]}}
+            assert:
+              - {{type: icontains, value: "you asked"}}
+              - {{type: not-contains, value: Done}}
+            """
+        )
+    )
+
+
+def run_now(db_path, suite, **kwargs):
+    with open_db(db_path) as db:
+        run = store.create_run(db, suite)
+    return runner.execute_run(db_path, run.id, **kwargs)
+
+
+def test_a_run_checks_every_reply_and_stores_it(db_path, echo):
+    suite = echo_suite(echo)
+    seen = []
+    run = run_now(db_path, suite, on_result=lambda row, done, total: seen.append((done, total)))
+    assert run.status == "completed" and run.done == run.total == 8
+    assert seen == [(i, 8) for i in range(1, 9)]
+    with open_db(db_path) as db:
+        report = reports.run_report(db, run.id)
+        assert store.suite_names(db) == ["echo-suite"]
+    cells = {c["cell"]: c for c in report["cells"]}
+    plain = cells["p1/c1/plain"]["replies"][0]
+    assert (
+        plain["text"] == "You asked: What moves AAPL. Be brief? Done" and plain["outcome"] == "fail"
+    )
+    assert [c["passed"] for c in plain["checks"]] == [True, False]
+    assert "not: holds 'Done'" in plain["checks"][1]["reason"]
+    # the stop sequence ends the reply before "Done": every check passes
+    cut = cells["yields/c2/first sentence"]["replies"][0]
+    assert cut["text"] == "You asked: Are TLT yields up" and cut["which"] == "."
+    assert cut["outcome"] == "pass" and cells["yields/c2/first sentence"]["passed"]
+    assert "ended by end" in cells["yields/c2/plain"]["replies"][0]["checks"][2]["reason"]
+    assert run.summary == {
+        "cells": 8,
+        "passed": 4,
+        "failed": 4,
+        "replies": 8,
+        "errors": 0,
+        "error_cells": [],
+    }
+    assert reports.grid(report)[0] == {
+        "prompt": "p1",
+        "case": "c1",
+        "plain": "fail",
+        "first sentence": "pass",
+    }
+    assert [v["pass_rate"] for v in report["variants"]] == [0.0, 1.0]
+    # each request sent the suite's settings and the variant's limits
+    assert echo.requests[1]["stop"] == ["."] and echo.requests[0]["max_tokens"] == 40
+
+
+def test_an_endpoint_failing_half_way_keeps_the_replies_and_resume_asks_again(db_path, echo):
+    echo.fail_after = 3
+    run = run_now(db_path, echo_suite(echo))
+    assert run.status == "failed" and run.done == 3
+    assert "5 of 8 replies never came" in run.error and "cell p1/c2/first sentence" in run.error
+    assert "the GPU fell over" in run.error and "resume" in run.error
+    with open_db(db_path) as db:
+        kept = {r["cell"]: r["id"] for r in store.results(db, run.id) if r["outcome"] != "error"}
+        report = reports.run_report(db, run.id)
+    assert len(kept) == 3 and report["summary"]["errors"] == 5
+    assert reports.grid(report)[1]["first sentence"] == "error"
+    echo.fail_after = None
+    asked = len(echo.requests)
+    resumed = runner.execute_run(db_path, run.id)
+    assert resumed.status == "completed" and resumed.done == 8 and resumed.error is None
+    assert len(echo.requests) - asked == 5  # only the replies that never came
+    with open_db(db_path) as db:
+        after = store.results(db, run.id)
+    assert {r["cell"]: r["id"] for r in after if r["cell"] in kept} == kept
+    assert [r["outcome"] for r in after].count("error") == 0 and len(after) == 8
+
+
+def test_a_run_in_a_worker_is_cancelled_then_resumed_where_it_stopped(db_path, echo):
+    echo.delay = 0.4
+    run = runner.start_run(db_path, echo_suite(echo))
+
+    def stored():
+        with open_db(db_path) as db:
+            return store.get_run(db, run.id)
+
+    wait_for(lambda: stored().done >= 2, timeout=120, what="two replies")
+    with open_db(db_path) as db:
+        jobs.request_cancel(db, jobs.SUITES, run.id)
+    wait_for(lambda: stored().status == "cancelled", timeout=60, what="the cancel")
+    stopped = stored().done
+    assert 2 <= stopped < 8
+    echo.delay = 0.0
+    runner.resume_run(db_path, run.id)
+    wait_for(lambda: stored().status == "completed", timeout=120, what="the resumed run")
+    assert stored().done == 8 and len(echo.requests) == 8  # nothing asked twice
+
+
+def test_regressions_between_runs_and_the_cli_fails_a_ci_step(db_path, echo, tmp_path):
+    suite_file = tmp_path / "suite.yaml"
+    from devmode.suites.files import suite_yaml
+
+    suite_file.write_text(suite_yaml(echo_suite(echo)))
+    runner_ = CliRunner()
+    first = runner_.invoke(cli, ["--db", str(db_path), "bench", "run", str(suite_file), "--json"])
+    assert first.exit_code == 1  # four cells fail: the report says which
+    report = json.loads(first.stdout)
+    assert report["format"] == "devmode-suite-report" and report["summary"]["passed"] == 4
+    assert "FAIL p1/c1/plain: not-contains: not: holds 'Done'" in first.stderr
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(first.stdout)
+    # a limit changed: max_tokens 3 cuts every reply before the stop sequence (and "Done")
+    suite_file.write_text(suite_yaml(echo_suite(echo, max_tokens=3)))
+    fresh = tmp_path / "fresh.db"  # a CI job with a new database compares with the file
+    second = runner_.invoke(
+        cli, ["--db", str(fresh), "bench", "run", str(suite_file), "--baseline", str(baseline)]
+    )
+    assert second.exit_code == 1
+    assert "REGRESSION yields/c1/first sentence: passed in the baseline, now" in second.stderr
+    assert "2 regressions, 2 fixes" in second.stdout
+    # in the first database: compare two stored runs
+    third = runner_.invoke(cli, ["--db", str(db_path), "bench", "run", str(suite_file)])
+    assert third.exit_code == 1
+    compared = runner_.invoke(cli, ["--db", str(db_path), "bench", "compare", "1", "2", "--json"])
+    diff = json.loads(compared.stdout)
+    assert {r["cell"] for r in diff["regressions"]} == {
+        "yields/c1/first sentence",
+        "yields/c2/first sentence",
+    }
+    assert {r["cell"] for r in diff["fixes"]} == {"p1/c1/plain", "p1/c2/plain"}
+    assert "ended by max_tokens" in diff["regressions"][0]["why"]
+    line = diff["variants"][1]
+    assert line["pass_rate_before"] == 1.0 and line["pass_rate_after"] == 0.5
+    assert line["median_completion_tokens_after"] == 3
+    with open_db(db_path) as db:
+        html = reports.as_html(
+            reports.run_report(db, 2), reports.compare(report, reports.run_report(db, 2))
+        )
+        csv_text = reports.as_csv(reports.run_report(db, 2))
+    assert "<script" not in html and "Regressions (pass → fail)" in html
+    assert "yields/c1/first sentence" in html
+    assert len(csv_text.strip().splitlines()) == 1 + 8
+    # a suite that passes exits 0
+    passing = tmp_path / "passing.yaml"
+    passing.write_text(
+        f"prompts: [hi]\nbackend: {{kind: endpoint, base_url: '{echo.base_url}', model: e}}\n"
+        "assert: [{type: starts-with, value: You asked}]\n"
+    )
+    ok = runner_.invoke(cli, ["--db", str(db_path), "bench", "run", str(passing)])
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize(
+    "arguments,phrase",
+    [
+        (["bench", "run", "missing.yaml"], "No suite file"),
+        (["bench", "run", "SUITE", "--baseline", "nope.json"], "neither a stored suite run"),
+        (["bench", "run", "nosuch"], "No suite named 'nosuch'"),
+    ],
+)
+def test_a_suite_that_cannot_run_exits_2_with_a_message(db_path, tmp_path, arguments, phrase):
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text("prompts: [hi]\n")
+    arguments = [str(suite_file) if a == "SUITE" else a for a in arguments]
+    result = CliRunner().invoke(cli, ["--db", str(db_path), *arguments])
+    assert result.exit_code == 2 and phrase in result.output and "Traceback" not in result.output
+
+
+def test_suites_import_export_and_list_from_the_cli(db_path, tmp_path, echo):
+    from devmode.suites.files import read_suite, suite_yaml
+
+    source = tmp_path / "in.yaml"
+    source.write_text(suite_yaml(echo_suite(echo, name="kept")))
+    runner_ = CliRunner()
+    assert (
+        runner_.invoke(cli, ["--db", str(db_path), "bench", "import", str(source)]).exit_code == 0
+    )
+    assert "kept" in runner_.invoke(cli, ["--db", str(db_path), "bench", "list"]).output
+    out = tmp_path / "out.yaml"
+    runner_.invoke(cli, ["--db", str(db_path), "bench", "export", "kept", "-o", str(out)])
+    assert read_suite(out) == read_suite(source)
+
+
+def test_the_embedded_model_and_its_served_endpoint_side_by_side(db_path, embedded, chat_server):
+    suite = parse_suite(
+        textwrap.dedent(
+            f"""\
+            name: side-by-side
+            limits: {{temperature: 0, max_tokens: 8}}
+            prompts: ["What is a bond?"]
+            variants:
+              - {{name: embedded}}
+              - name: served
+                backend: {{kind: endpoint, base_url: "{chat_server.base_url}", model: smollm2}}
+            assert:
+              - {{type: stopped-by, value: max_tokens}}
+              - {{type: completion-tokens, value: 8}}
+              - {{type: similar, value: "A bond is a loan to a company or government.", threshold: 0.3}}
+            """
+        )
+    )
+
+    def backends(spec):
+        return embedded if spec.kind == "embedded" else OpenAIBackend(spec.base_url, spec.model)
+
+    run = run_now(db_path, suite, backends=backends)
+    with open_db(db_path) as db:
+        report = reports.run_report(db, run.id)
+    here, served = (c["replies"][0] for c in report["cells"])
+    assert here["text"] and here["text"] == served["text"]  # greedy: the same model, same words
+    assert here["completion_tokens"] == served["completion_tokens"] == 8
+    assert run.summary["passed"] == 2, report["cells"]
+    assert "similarity" in here["checks"][2]["reason"]
