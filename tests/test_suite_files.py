@@ -162,7 +162,10 @@ def test_a_promptfoo_config_runs_unchanged(tmp_path):
             "prompts: [hi]\nassert:\n  - {type: stopped-by, value: tired}\n",
             ["stopped-by needs one of"],
         ),
-        ("prompts: [hi]\nrepeat: 0\n", ["repeat must be from 1 to 100", "found 0 (repeat, line 2)"]),
+        (
+            "prompts: [hi]\nrepeat: 0\n",
+            ["repeat must be from 1 to 100", "found 0 (repeat, line 2)"],
+        ),
         ("prompts: [hi]\nmin_pass_rate: 2\n", ["min_pass_rate must be above 0 and at most 1"]),
     ],
 )
