@@ -34,6 +34,7 @@ import random
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.few_shot import PHRASEBANK, read_rows, stratified_test  # noqa: E402
 
 START, BATCH, VALIDATION = 60, 30, 100
-SIDES = ("diverse", "uncertainty", "random")
+SIDES = ("balanced", "diverse", "uncertainty", "random")
 
 
 def main() -> None:
@@ -69,7 +70,7 @@ def main() -> None:
     labels = sorted({label for _, label in rest})
     sides = args.sides.split(",")
     vector_of = {}
-    if "diverse" in sides:
+    if {"diverse", "balanced"} & set(sides):
         texts = sorted({t for t, _ in rest})
         vector_of = dict(zip(texts, base_vectors(TrainConfig().base_model)(texts), strict=True))
     figures: list[dict] = []
@@ -95,6 +96,7 @@ def main() -> None:
                             "labelled": len(labelled),
                             "macro_f1": result.test["macro_f1"],
                             "accuracy": result.test["accuracy"],
+                            "classes": dict(Counter(label for _, label in labelled)),
                         }
                     )
                     print(json.dumps(figures[-1]), flush=True)
@@ -105,11 +107,14 @@ def main() -> None:
                             [t for t, _ in unlabelled]
                         )
                         unsure = uncertainty(scores.probabilities)
-                        if side == "diverse":
+                        if side in ("diverse", "balanced"):
                             order = labelling_order(
                                 unsure,
                                 lambda rows, pool=unlabelled: np.stack(
                                     [vector_of[pool[i][0]] for i in rows]
+                                ),
+                                predicted=(
+                                    scores.probabilities.argmax(1) if side == "balanced" else None
                                 ),
                                 batch=BATCH,
                                 seed=seed,

@@ -10,7 +10,7 @@ import pytest
 
 from devmode.chat import backends, bench, replies
 from devmode.chat.context import ChatInputError, ContextOverflow, assemble_context
-from devmode.chat.limits import ChatLimits
+from devmode.chat.limits import ChatLimits, ChatSettings
 from devmode.chat.replies import LimitWatcher
 
 
@@ -288,3 +288,37 @@ def test_bench_variants_from_text_and_from_a_table_row_read_limits_alike():
         bench.parse_variant("max_tokens=many")
     with pytest.raises(ChatInputError, match="'colour' is not a limit"):
         bench.parse_variant("colour=red")
+
+
+@pytest.mark.parametrize(
+    "system,pinned,history",
+    [
+        ("Be brief.", (), []),
+        ("Be brief.", ("Doc one: yields rose.", "Doc two: spreads widened.\nA second line."), []),
+        ("", (), [("user", "Hi"), ("assistant", "Hello! How can I help?")]),
+        ("", ("Only a pinned document.",), [("user", "Hi"), ("assistant", "Hello.")]),
+        ("System.", ("A pinned note.",), [("user", "Q1"), ("assistant", "A1"), ("user", "Q2")]),
+    ],
+)
+def test_the_embedded_models_plan_counts_its_prompt_exactly(embedded, system, pinned, history):
+    """Through its chat template: the plan's count is the length of what the model reads."""
+    plan = ChatSettings(system_prompt=system, pinned=pinned).plan(
+        embedded, history, "What is a bond?"
+    )
+    assert plan.exact and "(exact)" in plan.describe()
+    assert plan.used_tokens == len(embedded.prompt_ids(plan.messages()))
+
+
+def test_a_cut_pinned_document_still_counts_exactly(embedded):
+    long = " ".join(f"Clause {i} of the bond's indenture." for i in range(200))
+    plan = ChatSettings(system_prompt="Be brief.", pinned=(long,), budget_tokens=200).plan(
+        embedded, [], "Summarise."
+    )
+    assert [p.status for p in plan.parts] == ["kept", "truncated", "kept"]
+    assert plan.used_tokens == len(embedded.prompt_ids(plan.messages())) <= 200
+
+
+def test_an_endpoints_counts_stay_estimates():
+    backend = backends.OpenAIBackend("http://127.0.0.1:9/v1", "m")
+    plan = ChatSettings().plan(backend, [], "What is a bond?")
+    assert not plan.exact and "(estimated)" in plan.describe()

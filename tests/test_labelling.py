@@ -46,6 +46,31 @@ def test_uncertainty_is_one_minus_the_margin_of_the_two_likeliest_classes():
     assert np.allclose(labelling.uncertainty(p), [0.15, 0.99, 1.0])
 
 
+def test_the_first_batch_is_unsure_rows_unlike_each_other():
+    rng = np.random.default_rng(0)
+    # 40 near-copies of one hard case, the least sure of all, then 160 rows spread out
+    copies = rng.normal(0, 0.01, (40, 8)) + 5
+    spread = rng.normal(0, 1, (160, 8))
+    features = np.vstack([copies, spread])
+    unsure = np.concatenate([np.full(40, 0.99), rng.uniform(0.3, 0.95, 160)])
+    asked = []
+
+    def vectors(positions):
+        asked.extend(positions)
+        return features[positions]
+
+    order = labelling.labelling_order(unsure, vectors, batch=10)
+    assert sorted(order) == list(range(200))  # every row, once
+    first = order[:10]
+    assert sum(i < 40 for i in first) <= 2  # not ten copies of the same case
+    assert list(unsure[first]) == sorted(unsure[first], reverse=True)
+    rest = unsure[order[10:]]
+    assert list(rest) == sorted(rest, reverse=True)  # then the least sure first
+    assert len(asked) == 10 * labelling.CANDIDATES  # only the candidates are embedded
+    plain = np.argsort(-unsure, kind="stable")
+    assert list(labelling.labelling_order(unsure[:8], vectors, batch=10)) == list(plain[:8])
+
+
 def test_rows_to_label_come_least_sure_first_once_a_model_exists(partly_labelled, tiny_model_dir):
     with open_db(partly_labelled) as db:
         before = labelling.rows_to_label(db, "tiny")

@@ -15,11 +15,13 @@ only in memory: it is never stored, logged or exported.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from devmode.chat.context import TemplateCosts
 from devmode.chat.decoder import LlamaDecoder, Sampling
 from devmode.chat.limits import BackendSpec, ChatLimits
 from devmode.chat.replies import BackendError, BackendTimeout, StreamEvent
@@ -96,6 +98,31 @@ class EmbeddedBackend:
     def truncate(self, text: str, tokens: int) -> str:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:tokens]
         return self.tokenizer.decode(ids)
+
+    @functools.cached_property
+    def template_costs(self) -> TemplateCosts:
+        """What the model's chat template adds around the texts, measured once from the
+        template with probe messages, so a context plan counts the prompt exactly."""
+        n = self.count_tokens
+
+        def length(*messages: tuple[str, str], reply: bool = True) -> int:
+            chat = [{"role": role, "content": text} for role, text in messages]
+            encoded = self.tokenizer.apply_chat_template(
+                chat, add_generation_prompt=reply, tokenize=True, return_dict=True
+            )
+            return len(encoded["input_ids"])
+
+        base = (("system", "x"), ("user", "y"))
+        prefix = length(*base) - length(*base, reply=False)
+        user = length(*base, ("user", "w")) - length(*base) - n("w")
+        assistant = length(*base, ("assistant", "z")) - length(*base) - n("z")
+        system = length(*base) - prefix - user - n("x") - n("y")
+        return TemplateCosts(
+            per_role={"system": system, "user": user, "assistant": assistant},
+            reply_prefix=prefix,
+            separator=n("x\n\ny") - n("x") - n("y"),
+            default_system=length(("user", "y")) - prefix - user - n("y"),
+        )
 
     def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         """The messages through the model's chat template, ready for a reply."""

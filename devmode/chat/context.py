@@ -8,7 +8,7 @@ the rest while it fits, and a plan that says what was kept, cut or dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,19 +33,42 @@ class ContextPart:
 
 
 @dataclass(frozen=True)
+class TemplateCosts:
+    """What a model's chat template adds around the texts, in tokens, measured from the
+    template itself (``EmbeddedBackend.template_costs``): with these a plan's count is the
+    exact length of the prompt the model reads."""
+
+    per_role: Mapping[
+        str, int
+    ]  # around a message's text, by role: <|im_start|>user\n ... <|im_end|>\n
+    reply_prefix: int  # after the last message: <|im_start|>assistant\n
+    separator: int  # between the system prompt and pinned documents ("\n\n")
+    default_system: int  # a system message the template adds when there is none
+
+
+# Without a template to measure (an endpoint): the usual per-message estimate.
+ESTIMATED_OVERHEAD = 4
+
+
+@dataclass(frozen=True)
 class ContextPlan:
     """The prompt as it will be sent, part by part, and what had to go to fit the budget."""
 
     parts: list[ContextPart]
     budget_tokens: int
+    fixed_tokens: int = 0  # the template's own: the reply's prefix, a default system message
+    exact: bool = False  # counted through the model's own tokenizer and chat template
 
     @property
     def used_tokens(self) -> int:
-        return sum(p.tokens for p in self.parts if p.status != "dropped")
+        return self.fixed_tokens + sum(p.tokens for p in self.parts if p.status != "dropped")
 
     def describe(self) -> str:
-        """'Context to send: 40 of 2048 tokens, 1 part(s) dropped or cut'."""
-        text = f"Context to send: {self.used_tokens} of {self.budget_tokens} tokens"
+        """'Context to send: 40 of 2048 tokens (exact), 1 part(s) dropped or cut'."""
+        text = (
+            f"Context to send: {self.used_tokens} of {self.budget_tokens} tokens "
+            f"({'exact' if self.exact else 'estimated'})"
+        )
         if self.dropped:
             text += f", {len(self.dropped)} part(s) dropped or cut"
         return text
@@ -97,7 +120,8 @@ def assemble_context(
     budget_tokens: int,
     count_tokens: Callable[[str], int],
     truncate: Callable[[str, int], str] | None = None,
-    message_overhead: int = 4,
+    message_overhead: int = ESTIMATED_OVERHEAD,
+    costs: TemplateCosts | None = None,
 ) -> ContextPlan:
     """Fit the context into ``budget_tokens``: what must go, goes in; the rest while it fits.
 
@@ -108,7 +132,9 @@ def assemble_context(
 
     :param history: ``(role, text)`` pairs, oldest first, role "user" or "assistant"
     :param count_tokens: the model's tokenizer, as a count; each message also costs
-        ``message_overhead`` tokens of chat template
+        ``message_overhead`` tokens of chat template (an estimate)
+    :param costs: the template's exact costs, when the model's template is known: then
+        ``message_overhead`` is not used and the plan is exact
     """
     if not prompt.strip():
         raise ChatInputError("The message is empty. Type something to send.")
@@ -117,28 +143,35 @@ def assemble_context(
             f"The context budget must be at least 16 tokens; found {budget_tokens}."
         )
 
-    def cost(text: str) -> int:
-        return count_tokens(text) + message_overhead
+    # joined into the system message after the system prompt: a separator, no message of its own
+    joined = costs.separator if costs and system else 0
+    fixed = costs.reply_prefix + (0 if system else costs.default_system) if costs else 0
 
-    system_part = ContextPart("system", "system", system, cost(system) if system else 0, "kept")
-    prompt_part = ContextPart("prompt", "user", prompt, cost(prompt), "kept")
-    room = budget_tokens - system_part.tokens - prompt_part.tokens
+    def cost(text: str, role: str) -> int:
+        return count_tokens(text) + (costs.per_role[role] if costs else message_overhead)
+
+    system_part = ContextPart(
+        "system", "system", system, cost(system, "system") if system else 0, "kept"
+    )
+    prompt_part = ContextPart("prompt", "user", prompt, cost(prompt, "user"), "kept")
+    room = budget_tokens - system_part.tokens - prompt_part.tokens - fixed
     if room < 0:
         raise ContextOverflow(
             f"The system prompt ({system_part.tokens} tokens) and the message "
-            f"({prompt_part.tokens} tokens) need {budget_tokens - room} tokens, more than the "
-            f"whole context budget of {budget_tokens}. Raise the budget or shorten them."
+            f"({prompt_part.tokens} tokens) need {budget_tokens - room} tokens with the chat "
+            f"template's own, more than the whole context budget of {budget_tokens}. Raise the "
+            "budget or shorten them."
         )
     pinned_parts = []
     for text in pinned:
-        tokens = count_tokens(text)  # joined into the system message: no extra overhead
+        tokens = count_tokens(text) + joined
         if tokens <= room:
             pinned_parts.append(ContextPart("pinned", "system", text, tokens, "kept"))
             room -= tokens
         elif truncate and room >= 16:
-            cut = truncate(text, room)
+            cut = truncate(text, room - joined)
             pinned_parts.append(
-                ContextPart("pinned", "system", cut, count_tokens(cut), "truncated")
+                ContextPart("pinned", "system", cut, count_tokens(cut) + joined, "truncated")
             )
             room -= pinned_parts[-1].tokens
         else:
@@ -146,14 +179,23 @@ def assemble_context(
     history_parts: list[ContextPart] = []
     full = True
     for turn in reversed(turns(history)):
-        tokens = sum(cost(text) for _, text in turn)
+        tokens = sum(cost(text, role) for role, text in turn)
         status = "kept" if full and tokens <= room else "dropped"
         if status == "kept":
             room -= tokens
         else:
             full = False  # once a turn is dropped, every older turn goes too
-        history_parts[:0] = [ContextPart("history", r, t, cost(t), status) for r, t in turn]
-    return ContextPlan([system_part, *pinned_parts, *history_parts, prompt_part], budget_tokens)
+        history_parts[:0] = [ContextPart("history", r, t, cost(t, r), status) for r, t in turn]
+    kept_pinned = sum(p.status != "dropped" for p in pinned_parts)
+    if costs and not system and kept_pinned:
+        # the pinned documents make the system message: the template adds no default one
+        fixed = costs.reply_prefix + costs.per_role["system"] + costs.separator * (kept_pinned - 1)
+    return ContextPlan(
+        [system_part, *pinned_parts, *history_parts, prompt_part],
+        budget_tokens,
+        fixed_tokens=fixed,
+        exact=costs is not None,
+    )
 
 
 def plan_rows(plan: ContextPlan, preview_chars: int = 80) -> list[dict[str, Any]]:

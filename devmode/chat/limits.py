@@ -281,6 +281,7 @@ class ChatSettings(Settings):
             budget_tokens=budget_tokens or self.budget_tokens,
             count_tokens=backend.count_tokens,
             truncate=getattr(backend, "truncate", None),
+            costs=getattr(backend, "template_costs", None),
         )
 
     # -- as a form holds them: one value per setting, lists as the text a person types ---------

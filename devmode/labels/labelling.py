@@ -6,7 +6,9 @@ about first (active learning), and the labels a person types, saved with their h
 
 The current model is the newest one trained on the dataset. Uncertainty is one minus the margin
 between its two likeliest classes (margin sampling): 1 when it cannot tell two classes apart, 0
-when it is sure. A saved label is written to the dataset's own table, with a line in
+when it is sure. The table starts with a batch of unsure rows that are unlike each other
+(``labelling_order``): margin alone fills a batch with near-copies of one hard case, and in
+``benchmarks/active_learning.py`` the diverse batch beat random rows where margin alone did not. A saved label is written to the dataset's own table, with a line in
 ``devmode_label_history`` per row (old label, new label, when), and the dataset's label version
 goes up by one, all in one transaction; when two people label the same row the later save wins
 and both are in the history. A newly labelled row joins the training split, so the test rows
@@ -54,14 +56,18 @@ def labelling_order(
     unsure: np.ndarray,
     vectors: Callable[[np.ndarray], np.ndarray],
     *,
+    predicted: np.ndarray | None = None,
     batch: int = BATCH,
     seed: int = 0,
 ) -> np.ndarray:
     """Positions of rows in the order to label them, from their ``uncertainty``: first ``batch``
-    rows that are unsure and unlike each other, then the rest, least sure first. ``vectors(positions)``
-    gives those rows' sentence vectors; only the ``batch x CANDIDATES`` least-sure rows are
-    embedded. They are grouped by k-means into ``batch`` clusters, weighted by uncertainty, and
-    the row nearest each centre is taken."""
+    rows that are unsure and unlike each other, then the rest, least sure first.
+
+    Only the ``batch x CANDIDATES`` least-sure rows are embedded (``vectors(positions)`` gives
+    their sentence vectors). They are grouped by k-means into ``batch`` clusters, weighted by
+    uncertainty, and the row nearest each centre is taken. With ``predicted`` (each row's
+    predicted class), the batch is shared out between the classes the candidates are predicted
+    as, equally where they have enough candidates, and clustered class by class."""
     from sklearn.cluster import KMeans
 
     order = np.argsort(-unsure, kind="stable")
@@ -69,16 +75,38 @@ def labelling_order(
     if len(candidates) <= batch:
         return order
     features = np.asarray(vectors(candidates), dtype=np.float64)
-    kmeans = KMeans(batch, n_init=3, random_state=seed)
-    distances = kmeans.fit(features, sample_weight=unsure[candidates] + 1e-6).transform(features)
+    groups = (
+        [np.arange(len(candidates))]
+        if predicted is None
+        else [np.flatnonzero(predicted[candidates] == c) for c in np.unique(predicted[candidates])]
+    )
     picked = []
-    for cluster in range(batch):
-        members = np.flatnonzero(kmeans.labels_ == cluster)
-        if len(members):
-            picked.append(candidates[members[distances[members, cluster].argmin()]])
+    for group, quota in zip(groups, _shares(batch, [len(g) for g in groups]), strict=True):
+        if not quota:
+            continue
+        kmeans = KMeans(quota, n_init=3, random_state=seed)
+        weights = unsure[candidates[group]] + 1e-6
+        distances = kmeans.fit(features[group], sample_weight=weights).transform(features[group])
+        for cluster in range(quota):
+            members = np.flatnonzero(kmeans.labels_ == cluster)
+            if len(members):
+                nearest = members[distances[members, cluster].argmin()]
+                picked.append(candidates[group[nearest]])
     picked = sorted(picked, key=lambda i: -unsure[i])
     chosen = set(picked)
     return np.array(picked + [i for i in order if i not in chosen], dtype=np.int64)
+
+
+def _shares(total: int, sizes: list[int]) -> list[int]:
+    """``total`` shared out as equally as ``sizes`` allow (no share above its size)."""
+    shares = [0] * len(sizes)
+    left = total
+    while left and any(shares[i] < sizes[i] for i in range(len(sizes))):
+        for i in range(len(sizes)):
+            if left and shares[i] < sizes[i]:
+                shares[i] += 1
+                left -= 1
+    return shares
 
 
 def current_model(db: Database, name: str) -> registry.Model | None:
@@ -114,9 +142,14 @@ def rows_to_label(
     limit: int | None = None,
     seed: int = 0,
     load_scorer: Callable[[str], Any] | None = None,
+    vectors: Callable[[list[str]], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """The dataset's unlabelled rows with the current model's suggestion, least sure first (in
-    file order, without suggestions, when no model has been trained on the dataset yet)."""
+    """The dataset's unlabelled rows with the current model's suggestion, in the order to label
+    them (``labelling_order``: a batch of unsure rows unlike each other, then the rest least sure
+    first); in file order, without suggestions, when no model has been trained on it yet.
+
+    :param vectors: sentence vectors of texts (default: the model's base encoder, frozen)
+    """
     rows = unlabelled_rows(db, name)
     if len(rows) > POOL:
         keep = np.sort(np.random.default_rng(seed).choice(len(rows), POOL, replace=False))
@@ -144,8 +177,27 @@ def rows_to_label(
             row.update(
                 suggested=label, confidence=float(p.max()), uncertainty=float(u), label=label
             )
-        found.sort(key=lambda row: -row["uncertainty"])
+        if vectors is None:
+            from devmode.finetune.classifier import base_vectors
+
+            vectors = base_vectors(_base_model(db, model))
+        order = labelling_order(
+            unsure, lambda positions: vectors([found[i]["text"] for i in positions]), seed=seed
+        )
+        found = [found[i] for i in order]
     return found[:limit]
+
+
+def _base_model(db: Database, model: registry.Model) -> str:
+    """The encoder the model was fine-tuned from (the default one for an imported model whose
+    run does not say)."""
+    from devmode.finetune import runs
+    from devmode.finetune.config import TrainConfig
+
+    try:
+        return runs.get_run(db, model.run_id).config.base_model
+    except DevmodeError:
+        return TrainConfig().base_model
 
 
 def drop_labelled(

@@ -190,7 +190,13 @@ def from_promptfoo(
         move(("providers", i), ("variants", i))
     shared_vars = default.get("vars") or {}
     out["cases"] = []
-    for i, test in enumerate(values.get("tests") or []):
+    tests = values.get("tests") or []
+    if not isinstance(tests, list):
+        raise InvalidSuite(
+            f"tests must be a list of test cases written in the file; found {tests!r} (a file of "
+            f"tests is not read here: copy them in) (line {lines.get(('tests',), '?')})"
+        )
+    for i, test in enumerate(tests):
         if not isinstance(test, Mapping):
             raise InvalidSuite(
                 f"Each test is a mapping (vars, assert); found {test!r} "
