@@ -159,6 +159,12 @@ def page_db() -> Iterator:
         yield db
 
 
+def with_db(action: Callable[..., Any], *args: Any) -> Any:
+    """``action(db, *args)`` on a connection of its own (a button's callback)."""
+    with page_db() as db:
+        return action(db, *args)
+
+
 def keep_choice_valid(key: str, options: list) -> None:
     """Point a select widget's remembered value at an existing option (the first one) when what
     it remembers was deleted or renamed since; call it before the widget is drawn."""
@@ -428,6 +434,17 @@ def untested_warning(db_path: str, model_run_id: int, dataset: str, row_count: i
     with open_db(db_path) as db:
         model = registry.get_model_for_run(db, model_run_id)
         return out_of_domain.untested_warning(db, model, dataset)
+
+
+def job_panel(job, *, cancel_label: str, key: str, cancel: Callable[[], None]) -> None:
+    """A job's progress bar (``job.progress_text()``) and a cancel button while it works; its
+    error once it stopped (a warning when its worker died: resuming goes on)."""
+    if job.is_active:
+        st.progress(job.fraction_done, text=job.progress_text())
+        if st.button(cancel_label, key=key):
+            cancel()
+    elif job.error:
+        (st.warning if job.is_interrupted else st.error)(job.error)
 
 
 def new_token() -> str:

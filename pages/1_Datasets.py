@@ -147,13 +147,12 @@ with tab_stored, ui.page_db() as db:
                         return
                     if review_now.is_active and not job.is_active:
                         st.rerun()  # finished while watched: show its suggestions
-                    if job.is_active:
-                        st.progress(job.fraction_done, text=job.progress_text())
-                        if st.button("Cancel review", key="datasets_review_cancel"):
-                            with ui.page_db() as db:
-                                review_jobs.request_cancel(db, job.id)
-                    elif job.error:
-                        (st.warning if job.is_interrupted else st.error)(job.error)
+                    ui.job_panel(
+                        job,
+                        cancel_label="Cancel review",
+                        key="datasets_review_cancel",
+                        cancel=lambda: ui.with_db(review_jobs.request_cancel, job.id),
+                    )
 
                 review_panel()
                 suggestions = corrections.open_suggestions(db, selected)

@@ -407,13 +407,12 @@ with tab_suites:
                 run = store.get_run(db, latest.id)
             if latest.is_active and not run.is_active:
                 st.rerun()  # finished while watched: show its report
-            if run.is_active:
-                st.progress(run.fraction_done, text=run.progress_text())
-                if st.button("Cancel run", key="suite_cancel"):
-                    with ui.page_db() as db:
-                        runner.request_cancel(db, run.id)
-            elif run.error:
-                (st.warning if run.is_interrupted else st.error)(run.error)
+            ui.job_panel(
+                run,
+                cancel_label="Cancel run",
+                key="suite_cancel",
+                cancel=lambda: ui.with_db(runner.request_cancel, run.id),
+            )
 
         suite_progress()
         labels = store.run_labels(suite_runs)

@@ -6,9 +6,11 @@ about first (active learning), and the labels a person types, saved with their h
 
 The current model is the newest one trained on the dataset. Uncertainty is one minus the margin
 between its two likeliest classes (margin sampling): 1 when it cannot tell two classes apart, 0
-when it is sure. The table starts with a batch of unsure rows that are unlike each other
-(``labelling_order``): margin alone fills a batch with near-copies of one hard case, and in
-``benchmarks/active_learning.py`` the diverse batch beat random rows where margin alone did not. A saved label is written to the dataset's own table, with a line in
+when it is sure. The table starts with a batch of unsure rows that are unlike each other and
+shared out between the classes the model predicts (``labelling_order``): margin alone fills a
+batch with near-copies of one hard case, mostly of the commonest class, and in
+``benchmarks/active_learning.py`` it trailed random rows; the balanced, diverse batch beat them
+in every round. A saved label is written to the dataset's own table, with a line in
 ``devmode_label_history`` per row (old label, new label, when), and the dataset's label version
 goes up by one, all in one transaction; when two people label the same row the later save wins
 and both are in the history. A newly labelled row joins the training split, so the test rows
@@ -37,7 +39,8 @@ POOL = 2000
 EDIT = "edit"
 # The first rows of the table are a batch of the least-sure rows that differ from each other:
 # BATCH of them, drawn from the BATCH x CANDIDATES least sure (diverse mini-batch active
-# learning, Zhdanov 2019: margin alone picks near-copies of one hard case).
+# learning, Zhdanov 2019: margin alone picks near-copies of one hard case), shared out between
+# the predicted classes.
 BATCH = 30
 CANDIDATES = 10
 
@@ -182,7 +185,10 @@ def rows_to_label(
 
             vectors = base_vectors(_base_model(db, model))
         order = labelling_order(
-            unsure, lambda positions: vectors([found[i]["text"] for i in positions]), seed=seed
+            unsure,
+            lambda positions: vectors([found[i]["text"] for i in positions]),
+            predicted=scores.probabilities.argmax(1),
+            seed=seed,
         )
         found = [found[i] for i in order]
     return found[:limit]

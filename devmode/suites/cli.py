@@ -135,11 +135,7 @@ def export_command(ctx, name, output):
     """Write stored suite NAME as devmode's YAML."""
     with open_db(ctx.obj["db_path"]) as db:
         text = suite_yaml(store.get_suite(db, name))
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"Wrote {output}.")
-    else:
-        click.echo(text, nl=False)
+    _write(text, output)
 
 
 @bench.command("list")
@@ -193,6 +189,15 @@ def compare_command(ctx, before, after, as_json):
         )
 
 
+def _write(text: str, output: str | None) -> None:
+    """To the file ``output``, or to stdout."""
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"Wrote {output}.")
+    else:
+        click.echo(text, nl=False)
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -212,11 +217,7 @@ def report_command(ctx, run_id, kind, output):
     with open_db(ctx.obj["db_path"]) as db:
         report = reports.run_report(db, run_id)
     text = {"json": reports.as_json, "csv": reports.as_csv, "html": reports.as_html}[kind](report)
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"Wrote {output}.")
-    else:
-        click.echo(text, nl=False)
+    _write(text, output)
 
 
 @bench.command("cancel")

@@ -226,7 +226,7 @@ def form_values(tables: dict[str, Any]) -> dict[str, Any]:
 
 def starter_tables() -> dict[str, Any]:
     """A new suite on the page: two companies, the embedded model greedy and cut at a full
-    stop, two checks."""
+    stop, two checks (no promises; the reply ended by itself or at the stop, not cut short)."""
     return {
         "name": "",
         "prompts": [{"id": "p1", "text": "In one sentence, what does {company} do?"}],
@@ -243,7 +243,7 @@ def starter_tables() -> dict[str, Any]:
         ],
         "checks": [
             {"prompt": EVERY_PROMPT, "type": "not-icontains", "value": "guarantee"},
-            {"prompt": EVERY_PROMPT, "type": "completion-tokens", "value": "48"},
+            {"prompt": EVERY_PROMPT, "type": "finish-reason", "value": "stop"},
         ],
         "repeat": 1,
         "min_pass_rate": 1.0,

@@ -1,0 +1,142 @@
+"""Issue 17's journey in a real browser: a suite built on the Suites tab with assertions, run
+against the embedded model and devmode's own serve endpoint side by side, a limit changed, run
+again, the regression diff read; then the same suite, exported, fails a CI step from the CLI.
+Screenshots go to $TMPDIR/devmode-suites-journey/."""
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from devmode.db import open_db
+from devmode.suites import store
+from tests.browser_support import (
+    StreamlitApp,
+    assert_healthy,
+    click,
+    grid_text,
+    open_page,
+    settle,
+    type_into,
+    visible_text,
+)
+from tests.conftest import wait_for
+
+SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-suites-journey"
+ROOT = Path(__file__).resolve().parents[1]
+ROW = 35  # a grid's header and rows are 35 px high
+
+
+def edit_cell(page, grid, row: int, column: int, text: str) -> None:
+    """Type ``text`` into a grid's cell as a person does: click the row's first cell, move
+    right with the arrow keys, type (which opens the editor) and press Enter."""
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 20, box["y"] + ROW * (row + 1) + ROW // 2)
+    for _ in range(column):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    settle(page)
+
+
+def finished_runs(db_path) -> int:
+    with open_db(db_path) as db:
+        return len(store.finished_runs(store.list_runs(db)))
+
+
+def test_build_run_side_by_side_change_a_limit_and_see_the_regression(
+    browser, chat_server, tmp_path
+):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    db_path = tmp_path / "devmode.db"
+    with StreamlitApp(db_path) as app:
+        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+        open_page(page, app.url("Chat_sandbox"))
+        page.get_by_role("tab", name="Suites").click()
+        settle(page)
+        assert "cannot run: Give the suite a name" in visible_text(page)
+
+        # -- build: a name, the served endpoint as the second variant --------------------------
+        type_into(page, "Name", "company-profiles")
+        grids = page.get_by_test_id("stDataFrame")
+        variants = grids.filter(has_text="base_url").first
+        edit_cell(page, variants, row=1, column=2, text=chat_server.base_url)
+        edit_cell(page, variants, row=1, column=0, text="served")
+        assert chat_server.base_url in grid_text(variants)
+        checks = grids.filter(has_text="finish-reason").first
+        assert "not-icontains" in grid_text(checks)
+        page.screenshot(path=SCREENSHOTS / "01_suite.png", full_page=True)
+
+        # -- run it: the embedded model and the endpoint side by side --------------------------
+        click(page, "Run suite")
+        wait_for(lambda: finished_runs(db_path) >= 1, timeout=600, what="the first run")
+        page.get_by_text("Every reply passed its checks").first.wait_for(timeout=60_000)
+        settle(page)
+        assert_healthy(page)
+        text = visible_text(page)
+        assert "run 1 of company-profiles (completed, 4 of 4 cells passed)" in text
+        with open_db(db_path) as db:
+            first = store.results(db, 1)
+        assert {r["variant"] for r in first} == {"embedded", "served"}
+        page.screenshot(path=SCREENSHOTS / "02_first_run.png", full_page=True)
+
+        # -- a limit changed: the embedded model may write 3 tokens; run again ---------------------
+        variants = page.get_by_test_id("stDataFrame").filter(has_text="base_url").first
+        edit_cell(page, variants, row=0, column=4, text="3")
+        click(page, "Run suite")
+        wait_for(lambda: finished_runs(db_path) >= 2, timeout=600, what="the second run")
+        page.get_by_text("Compare runs").first.wait_for(timeout=60_000)
+        settle(page)
+        assert_healthy(page)
+        text = visible_text(page)
+        assert "Run 1 → run 2: 2 regressions (pass → fail), 0 fixes (fail → pass)." in text
+        diff = page.get_by_test_id("stDataFrame").filter(has_text="pass → fail").first
+        assert "p1/c1/embedded" in grid_text(diff) and "finish-reason" in grid_text(diff)
+        page.screenshot(path=SCREENSHOTS / "03_regression.png", full_page=True)
+
+        # -- the same suite from the CLI fails a CI step ----------------------------------------
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export YAML").click()
+        suite_file = tmp_path / "company-profiles.yaml"
+        download.value.save_as(suite_file)
+    assert "max_tokens: 3" in suite_file.read_text()
+    ci = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devmode",
+            "--db",
+            str(tmp_path / "ci.db"),
+            "bench",
+            "run",
+            str(suite_file),
+            "--baseline",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert ci.returncode == 2 and "neither a stored suite run" in ci.stderr  # a fresh database
+    ci = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devmode",
+            "--db",
+            str(db_path),
+            "bench",
+            "run",
+            str(suite_file),
+            "--baseline",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert ci.returncode == 1, ci.stderr[-2000:]
+    assert "REGRESSION p1/c1/embedded: passed in the baseline" in ci.stderr
