@@ -48,6 +48,10 @@ class EchoChat(http.server.BaseHTTPRequestHandler):
             return
         prompt = body["messages"][-1]["content"]
         words = f"You asked: {prompt} Done".split(" ")
+        if prompt.startswith("You grade a reply"):  # a grading request (llm-rubric)
+            reply = prompt.rsplit("Reply:", 1)[1]
+            verdict = "PASS it names a risk" if "risk" in reply else "FAIL no risk is named"
+            words = verdict.split(" ")
         cut = words[: body.get("max_tokens") or len(words)]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -309,3 +313,27 @@ def test_the_embedded_model_and_its_served_endpoint_side_by_side(db_path, embedd
     assert here["completion_tokens"] == served["completion_tokens"] == 8
     assert run.summary["passed"] == 2, report["cells"]
     assert "similarity" in here["checks"][2]["reason"]
+
+
+def test_a_grading_endpoint_judges_llm_rubric_and_variables_fill_assertions(db_path, echo):
+    suite = parse_suite(
+        textwrap.dedent(
+            f"""\
+            name: graded
+            backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
+            grader: {{base_url: "{echo.base_url}", model: echo}}
+            prompts: ["Name one risk of {{asset}}.", "Say hello about {{asset}}."]
+            cases: [{{vars: {{asset: bonds}}}}]
+            assert:
+              - {{type: llm-rubric, value: The reply names a risk.}}
+              - {{type: icontains, value: "{{{{asset}}}}"}}
+            """
+        )
+    )
+    run = run_now(db_path, suite)
+    with open_db(db_path) as db:
+        cells = reports.run_report(db, run.id)["cells"]
+    risk, hello = (c["replies"][0]["checks"] for c in cells)
+    assert risk[0]["passed"] and "grader: PASS it names a risk" in risk[0]["reason"]
+    assert not hello[0]["passed"] and "FAIL no risk is named" in hello[0]["reason"]
+    assert risk[1]["assertion"]["value"] == "bonds" and risk[1]["passed"]

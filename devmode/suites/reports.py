@@ -114,12 +114,15 @@ def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def load_baseline(db: Database, baseline: str) -> dict[str, Any]:
     """A baseline report: a stored run's id, or a JSON report file from an earlier ``--json``."""
-    if baseline.isdigit():
+    if baseline.isdigit() and not Path(baseline).is_file():
         try:
             return run_report(db, int(baseline))
         except DevmodeError:
-            if not Path(baseline).is_file():
-                raise
+            raise NoBaseline(
+                f"The baseline {baseline!r} is neither a stored suite run in this database "
+                "(see python -m devmode bench runs) nor a file. Give a run id from this "
+                "database, or the JSON an earlier --json printed."
+            ) from None
     path = Path(baseline)
     try:
         report = json.loads(path.read_text(encoding="utf-8"))

@@ -14,6 +14,7 @@ cannot work; ``where`` in each message names the place (a file's line when read 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,12 @@ class Suite:
         return len(self.prompts) * len(self.cases) * len(self.variants) * self.repeat
 
     def assertions_for(self, cell: Cell) -> tuple[Assertion, ...]:
-        return self.assertions + cell.prompt.assertions + cell.case.assertions
+        """The suite's, the prompt's and the case's assertions, their texts filled from the
+        case's variables (``icontains: "{company}"``; braces naming no variable stay)."""
+        return tuple(
+            dataclasses.replace(a, value=_fill_known(a.value, cell.case.vars))
+            for a in self.assertions + cell.prompt.assertions + cell.case.assertions
+        )
 
     # -- as plain data (a suite file's fields; what is stored) ---------------------------------
 
@@ -206,6 +212,15 @@ def fill(text: str, values: Mapping[str, Any], where: str) -> str:
             "or take it out of the prompt."
         )
     return VARIABLE.sub(lambda m: str(values[m.group(1) or m.group(2)]), text)
+
+
+def _fill_known(value: Any, values: Mapping[str, str]) -> Any:
+    """``value`` with the variables ``values`` knows filled in (texts, and texts in lists)."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: str(values.get(m.group(1) or m.group(2), m.group(0))), value)
+    if isinstance(value, list):
+        return [_fill_known(v, values) for v in value]
+    return value
 
 
 def _assert_list(assertions: Sequence[Assertion]) -> dict[str, Any]:

@@ -232,7 +232,7 @@ def starter_tables() -> dict[str, Any]:
         "prompts": [{"id": "p1", "text": "In one sentence, what does {company} do?"}],
         "cases": [{"company": "Apple"}, {"company": "JPMorgan"}],
         "variants": [
-            {"name": "embedded", "backend": "embedded", "max_tokens": 48, "temperature": 0.0},
+            {"name": "embedded", "backend": "embedded", "temperature": 0.0},  # max tokens: left
             {
                 "name": "one sentence",
                 "backend": "embedded",
