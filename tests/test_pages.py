@@ -270,7 +270,7 @@ def test_limit_bench_tabulates_prompts_by_variant(app_db, chat_server):
     at.text_area(key="chat_bench_prompts").set_value("What is a bond?\nWhat are rates?")
     at.button(key="chat_bench_run").click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[-1].value
+    table = next(d.value for d in at.dataframe if "stopped_by" in d.value.columns)
     assert list(table["variant"]) == ["short", "no rates", "one sentence"] * 2
     assert table["stopped_by"].iloc[0] == "max_tokens"
     assert table["stopped_by"].iloc[4] == "refused"  # "rates" is banned and in the prompt

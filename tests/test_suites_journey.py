@@ -30,9 +30,9 @@ ROW = 35  # a grid's header and rows are 35 px high
 def edit_cells(page, grid, edits: list[tuple[int, int, str]]) -> None:
     """Type each ``(row, column, text)`` into the grid as a person does: click the row's first
     cell (past the row-selection boxes of a table that takes new rows), move right with the
-    arrow keys, open the editor (Enter), replace what is there, leave the cell (Tab). An edit
-    made while the grid is redrawn after the last one can be lost: each is checked, and made
-    again until every text shows."""
+    arrow keys, open the editor (Enter), replace what is there, leave the cell (Tab). Keys
+    pressed while the grid is redrawn after the last edit can go nowhere: each edit is checked,
+    and made again until every text shows."""
 
     def shows(row: int, column: int) -> str:  # the grid's accessible copy of a cell
         return grid.locator(f"#glide-cell-{column + 1}-{row}").text_content() or ""
@@ -50,10 +50,14 @@ def edit_cells(page, grid, edits: list[tuple[int, int, str]]) -> None:
         for _ in range(column):
             page.keyboard.press("ArrowRight")
         page.keyboard.press("Enter")
-        page.wait_for_timeout(300)
-        page.keyboard.press("Control+a")
-        page.keyboard.type(text)
-        page.keyboard.press("Tab")
+        editor = page.locator("textarea.gdg-input")  # the grid's cell editor, once it opens
+        try:
+            editor.wait_for(timeout=5_000)
+        except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the keys went elsewhere
+            page.keyboard.press("Escape")
+            continue
+        editor.fill(text)
+        editor.press("Tab")
         settle(page)
         page.keyboard.press("Escape")
         page.wait_for_timeout(1000)

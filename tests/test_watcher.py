@@ -147,7 +147,11 @@ def test_watching_in_the_background_stop_kill_and_start_again(news_copy, server)
         with open_db(news_copy) as db:
             return "wire" in db.table_names() and db["wire"].count == 7
 
-    wait_for(has_four, timeout=30, what="the next poll, five seconds later")
+    def has_four_after_two_passes():  # a pass is counted once its rows are scored
+        with open_db(news_copy) as db:
+            return has_four() and watcher.current_watcher(db).passes >= 2
+
+    wait_for(has_four_after_two_passes, timeout=30, what="the next poll, five seconds later")
     with open_db(news_copy) as db:
         running = watcher.current_watcher(db)
         assert running.id == first.id and running.is_active and running.passes >= 2
