@@ -219,8 +219,7 @@ class LlamaDecoder:
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # in float32, as LlamaRMSNorm does, then back to the model's dtype
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return weight * x32.to(self.dtype)
 
     def _rotary(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -250,11 +249,14 @@ class LlamaDecoder:
         x = F.embedding(ids, self.embed)
         cos, sin = self._rotary(start, n)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        heads = self.heads + self.kv_heads
         for i, layer in enumerate(self.layers):
             h = self._rms_norm(x, layer.attention_norm)
-            q, k, v = linear(h, layer.qkv).split([q_size, kv_size, kv_size], dim=-1)
-            q = _rotate(q.view(1, n, self.heads, self.head_dim).transpose(1, 2), cos, sin)
-            k = _rotate(k.view(1, n, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
+            qkv = linear(h, layer.qkv)
+            # queries and keys rotated together: one set of operations for both
+            qk = qkv[..., : q_size + kv_size].reshape(1, n, heads, self.head_dim).transpose(1, 2)
+            qk = _rotate(qk, cos, sin)
+            q, k, v = qk[:, : self.heads], qk[:, self.heads :], qkv[..., q_size + kv_size :]
             keys[i, :, :, start : start + n] = k
             values[i, :, :, start : start + n] = v.view(1, n, self.kv_heads, -1).transpose(1, 2)
             attended = self._attend(q, keys[i, :, :, : start + n], values[i, :, :, : start + n])
