@@ -66,6 +66,18 @@ def edit_cells(page, grid, edits: list[tuple[int, int, str]]) -> None:
     raise AssertionError(f"could not make the edits {edits}: the grid shows {grid_text(grid)!r}")
 
 
+def bench_run(db_path, suite_file, *options: str) -> subprocess.CompletedProcess:
+    """``python -m devmode bench run``, as a CI step calls it."""
+    command = ["-m", "devmode", "--db", str(db_path), "bench", "run", str(suite_file)]
+    return subprocess.run(
+        [sys.executable, *command, *options],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
 def finished_runs(db_path) -> int:
     with open_db(db_path) as db:
         return len(store.finished_runs(store.list_runs(db)))
@@ -130,42 +142,8 @@ def test_build_run_side_by_side_change_a_limit_and_see_the_regression(
         suite_file = tmp_path / "company-profiles.yaml"
         download.value.save_as(suite_file)
     assert "max_tokens: 3" in suite_file.read_text()
-    ci = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devmode",
-            "--db",
-            str(tmp_path / "ci.db"),
-            "bench",
-            "run",
-            str(suite_file),
-            "--baseline",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    ci = bench_run(tmp_path / "ci.db", suite_file, "--baseline", "1")
     assert ci.returncode == 2 and "neither a stored suite run" in ci.stderr  # a fresh database
-    ci = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devmode",
-            "--db",
-            str(db_path),
-            "bench",
-            "run",
-            str(suite_file),
-            "--baseline",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    ci = bench_run(db_path, suite_file, "--baseline", "1")
     assert ci.returncode == 1, ci.stderr[-2000:]
     assert "REGRESSION p1/c1/embedded: passed in the baseline" in ci.stderr
