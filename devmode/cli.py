@@ -558,7 +558,7 @@ def runs_resume(ctx, run_id, background):
         return
     with _db(ctx) as db:
         runs.reconcile(db)
-        runs.check_resumable(runs.get_run(db, run_id))
+        jobs.check_resumable(jobs.TRAINING, runs.get_run(db, run_id))
     _execute(ctx, run_id)
 
 

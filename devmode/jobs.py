@@ -172,6 +172,15 @@ def get_row(db: Database, kind: JobKind, job_id: int) -> dict[str, Any]:
         ) from None
 
 
+def check_resumable(kind: JobKind, job: JobState) -> None:
+    """Refuse to resume a job that is not interrupted, cancelled or failed."""
+    if not job.is_resumable:
+        raise JobNotResumable(
+            f"{kind.noun} {job.id} is {job.status}; only interrupted, cancelled or failed "
+            f"{kind.noun.lower()}s resume."
+        )
+
+
 def set_status(db: Database, kind: JobKind, job_id: int, status: str, **values: Any) -> None:
     """Move a job to ``status``: running stamps ``started_at`` and clears the last error and
     finish; a finished status stamps ``finished_at``; every change stamps the kind's heartbeat."""

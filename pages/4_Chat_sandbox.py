@@ -393,11 +393,14 @@ with tab_suites:
         st.rerun()
     if suite is not None:
         c[2].download_button(
-            "Export YAML", files.suite_yaml(suite), f"{suite.name}.yaml", key="suite_export"
+            "Export YAML",
+            lambda: files.suite_yaml(suite),
+            f"{suite.name}.yaml",
+            key="suite_export",
         )
 
     with ui.page_db() as db:
-        suite_runs = store.list_runs(db, suite.name if suite else None) if suite else []
+        suite_runs = store.list_runs(db, suite.name) if suite else []
     if suite_runs:
         latest = suite_runs[0]
 
@@ -436,16 +439,13 @@ with tab_suites:
             st.dataframe(pd.DataFrame(failures), hide_index=True, key="suite_failures")
         elif report["summary"]["replies"]:
             st.success(f"Every reply passed its checks ({report['summary']['replies']}).")
-        c = st.columns(3)
-        for column, kind, render in zip(
-            c,
-            ("csv", "json", "html"),
-            (reports.as_csv, reports.as_json, reports.as_html),
-            strict=True,
+        # each file is made when it is asked for, not on every rerun
+        for column, (kind, render) in zip(
+            st.columns(len(reports.RENDERERS)), reports.RENDERERS.items(), strict=True
         ):
             column.download_button(
                 f"Download {kind.upper()}",
-                render(report),
+                lambda render=render: render(report),
                 f"{report['suite']}-run-{shown}.{kind}",
                 key=f"suite_download_{kind}",
             )

@@ -337,3 +337,25 @@ def test_a_grading_endpoint_judges_llm_rubric_and_variables_fill_assertions(db_p
     assert risk[0]["passed"] and "grader: PASS it names a risk" in risk[0]["reason"]
     assert not hello[0]["passed"] and "FAIL no risk is named" in hello[0]["reason"]
     assert risk[1]["assertion"]["value"] == "bonds" and risk[1]["passed"]
+
+
+def test_a_prompt_a_variant_refuses_says_why(db_path, echo):
+    suite = parse_suite(
+        textwrap.dedent(
+            f"""\
+            name: refusals
+            backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
+            prompts: ["{{topic}}", "Is a guarantee worth anything?"]
+            cases: [{{vars: {{topic: ""}}}}]
+            variants: [{{name: strict, banned: [guarantee]}}]
+            assert: [{{type: stopped-by, value: banned_word}}]
+            """
+        )
+    )
+    run = run_now(db_path, suite)
+    with open_db(db_path) as db:
+        empty, banned = (r for r in store.results(db, run.id))
+    assert empty["stopped_by"] == "refused" and "The message is empty" in empty["detail"]
+    assert empty["outcome"] == "fail" and "ended by refused" in empty["checks"][0]["reason"]
+    assert banned["stopped_by"] == "banned_word" and "banned word 'guarantee'" in banned["detail"]
+    assert banned["outcome"] == "pass" and echo.requests == []  # neither was sent

@@ -125,11 +125,15 @@ def _whole_word(word: str) -> re.Pattern:
     return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
 
 
+class BannedPrompt(ChatInputError):
+    """The message itself holds a banned word."""
+
+
 def check_prompt(prompt: str, limits: ChatLimits) -> None:
     """Refuse a prompt that itself holds a banned word (the reply would be judged by it)."""
     for word in limits.banned:
         if _whole_word(word).search(prompt):
-            raise ChatInputError(
+            raise BannedPrompt(
                 f"The message contains the banned word {word!r}. Remove it from the message, or "
                 "take it off the banned list."
             )

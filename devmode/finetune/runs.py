@@ -263,14 +263,6 @@ def request_cancel(db: Database, run_id: int) -> Run:
     return get_run(db, run_id)
 
 
-def check_resumable(run: Run) -> None:
-    """Refuse to resume a run that is not interrupted, cancelled or failed."""
-    if not run.is_resumable:
-        raise jobs.JobNotResumable(
-            f"Run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume."
-        )
-
-
 def reconcile(db: Database) -> list[int]:
     """Mark runs whose worker process is gone as ``interrupted``; returns their ids."""
     return jobs.reconcile(db, jobs.TRAINING)

@@ -67,7 +67,7 @@ def resume_run(db_path: str | Path, run_id: int) -> int:
     """Resume an interrupted, cancelled or failed run in a worker process; returns its pid."""
     with open_db(db_path) as db:
         runs.reconcile(db)
-        runs.check_resumable(runs.get_run(db, run_id))
+        jobs.check_resumable(jobs.TRAINING, runs.get_run(db, run_id))
     return start_job(db_path, run_id)
 
 

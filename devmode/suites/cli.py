@@ -208,7 +208,7 @@ def _num(value) -> str:
 
 @bench.command("report")
 @click.argument("run_id", type=int)
-@click.option("--format", "kind", type=click.Choice(["json", "csv", "html"]), default="json")
+@click.option("--format", "kind", type=click.Choice(sorted(reports.RENDERERS)), default="json")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @click.pass_context
 @friendly_errors
@@ -216,8 +216,7 @@ def report_command(ctx, run_id, kind, output):
     """Run RUN_ID's report as JSON, CSV (a line per reply) or a self-contained HTML page."""
     with open_db(ctx.obj["db_path"]) as db:
         report = reports.run_report(db, run_id)
-    text = {"json": reports.as_json, "csv": reports.as_csv, "html": reports.as_html}[kind](report)
-    _write(text, output)
+    _write(reports.RENDERERS[kind](report), output)
 
 
 @bench.command("cancel")

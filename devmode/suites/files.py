@@ -126,9 +126,7 @@ def parse_suite(text: str, *, source: str | Path = "suite.yaml") -> Suite:
         if any(key in values for key in PROMPTFOO_KEYS):
             values, lines = from_promptfoo(values, lines, source.parent)
         return Suite.from_dict(values, name=source.stem, lines=lines)
-    except InvalidSuite as e:
-        raise InvalidSuite(f"{source.name}: {e}") from None
-    except ValueError as e:  # an assertion or a limit, whose message names the place
+    except ValueError as e:  # the suite's, an assertion's or a limit's: each names the place
         raise InvalidSuite(f"{source.name}: {e}") from None
 
 

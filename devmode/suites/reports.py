@@ -370,6 +370,10 @@ pre{{white-space:pre-wrap;margin:.3rem 0}}
 """
 
 
+# The formats a report downloads as, by file extension.
+RENDERERS = {"csv": as_csv, "json": as_json, "html": as_html}
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
 
@@ -380,12 +384,4 @@ def _num(value: float | None, unit: str = "") -> str:
 
 def pass_rates_over_runs(runs: Sequence[store.SuiteRun], db: Database) -> list[dict[str, Any]]:
     """Pass rate per variant for each finished run of a suite, oldest first: the chart's data."""
-    points = []
-    for run in sorted(runs, key=lambda r: r.id):
-        if run.summary is None:
-            continue
-        for line in run_report(db, run.id)["variants"]:
-            points.append(
-                {"run": run.id, "variant": line["variant"], "pass_rate": line["pass_rate"]}
-            )
-    return points
+    return store.pass_rates(db, [run.id for run in store.finished_runs(runs)])

@@ -20,7 +20,7 @@ from typing import Any
 from devmode import jobs
 from devmode.chat.context import ChatInputError, ContextOverflow
 from devmode.chat.limits import BackendSpec
-from devmode.chat.replies import Backend, Reply, respond
+from devmode.chat.replies import Backend, BannedPrompt, Reply, respond
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.suites import store
@@ -32,10 +32,6 @@ GRADER_PROMPT = (
     "You grade a reply against a rubric. Answer PASS or FAIL on the first line, then one short "
     "sentence saying why.\n\nRubric: {rubric}\n\nReply:\n{reply}"
 )
-
-
-class RunCancelled(DevmodeError):
-    """A person cancelled the run; the replies already checked are kept."""
 
 
 def start_run(db_path: str | Path, suite: Suite) -> store.SuiteRun:
@@ -51,11 +47,7 @@ def resume_run(db_path: str | Path, run_id: int) -> store.SuiteRun:
     """Start a cancelled, interrupted or failed run again in a worker: it asks only for the
     replies not yet checked (and those that errored)."""
     with open_db(db_path) as db:
-        run = store.get_run(db, run_id)
-        if not run.is_resumable:
-            raise jobs.JobNotResumable(
-                f"Suite run {run_id} is {run.status}: there is nothing to resume."
-            )
+        jobs.check_resumable(KIND, store.get_run(db, run_id))
     jobs.start(db_path, KIND, run_id)
     with open_db(db_path) as db:
         return store.get_run(db, run_id)
@@ -136,8 +128,10 @@ def ask(
         reply = respond(backend, plan, cell.variant.limits).to_dict()
     except ContextOverflow as e:
         reply = _no_reply("context_overflow", str(e))
-    except ChatInputError as e:  # the prompt holds a banned word: the variant refuses it
+    except BannedPrompt as e:  # the prompt holds a banned word: the variant refuses it
         reply = _no_reply("banned_word", str(e))
+    except ChatInputError as e:  # it cannot be sent at all (an empty message), as the bench says
+        reply = _no_reply("refused", str(e))
     except DevmodeError as e:  # the backend could not be loaded or reached
         reply = _no_reply("api_error", f"stopped: {e}")
     row = {

@@ -26,7 +26,7 @@ KIND = jobs.SUITES
 
 
 class SuiteNotFound(DevmodeError):
-    """No suite (or run of one) has that name or id."""
+    """No suite has that name."""
 
 
 @dataclass(frozen=True)
@@ -117,15 +117,7 @@ def get_suite(db: Database, name: str) -> Suite:
 
 
 def suite_names(db: Database) -> list[str]:
-    if not db[SUITES].exists():
-        return []
     return [row["name"] for row in db[SUITES].rows_where(select="name", order_by="name")]
-
-
-def delete_suite(db: Database, name: str) -> None:
-    """Forget the suite (its runs and their results stay, each with its own copy)."""
-    with db.atomic():
-        db.execute(f"delete from {SUITES} where name = ?", [name])
 
 
 def create_run(db: Database, suite: Suite) -> SuiteRun:
@@ -193,6 +185,23 @@ def add_result(db: Database, run_id: int, row: dict[str, Any]) -> None:
             "and outcome != 'error'), updated_at = ? where id = ?",
             [run_id, utc_now(), run_id],
         )
+
+
+def pass_rates(db: Database, run_ids: list[int]) -> list[dict[str, Any]]:
+    """``{run, variant, pass_rate}`` of each variant of each run, oldest run first, variants in
+    the order they were first asked; errors left out (None when a variant only errored)."""
+    if not run_ids:
+        return []
+    rows = db.execute(
+        f"select run_id, variant, sum(outcome = 'pass'), sum(outcome != 'error') from {RESULTS} "
+        f"where run_id in ({','.join('?' * len(run_ids))}) group by run_id, variant "
+        "order by run_id, min(id)",
+        run_ids,
+    )
+    return [
+        {"run": run, "variant": variant, "pass_rate": passed / judged if judged else None}
+        for run, variant, passed, judged in rows
+    ]
 
 
 def done_keys(db: Database, run_id: int) -> set[tuple[str, int]]:

@@ -139,7 +139,7 @@ class Suite:
     def cells(self) -> Iterator[Cell]:
         for prompt in self.prompts:
             for case in self.cases:
-                text = fill(prompt.text, case.vars, f"prompt {prompt.id}, case {case.id}")
+                text = fill(prompt.text, case.vars, f"case {case.id} (for prompt {prompt.id})")
                 for variant in self.variants:
                     yield Cell(prompt, case, variant, text)
 
@@ -211,7 +211,7 @@ def fill(text: str, values: Mapping[str, Any], where: str) -> str:
             f"{', '.join(sorted(values)) or 'no variables'}). Add a column for it to the cases, "
             "or take it out of the prompt."
         )
-    return VARIABLE.sub(lambda m: str(values[m.group(1) or m.group(2)]), text)
+    return _fill_known(text, values)
 
 
 def _fill_known(value: Any, values: Mapping[str, str]) -> Any:
@@ -353,7 +353,7 @@ class _Reader:
             min_pass_rate=float(options.min_pass_rate),
             grader=grader,
         )
-        list(_each_filling(suite))  # a variable with no value is refused now, not mid-run
+        list(suite.cells())  # a variable with no value is refused now, not mid-run
         return suite
 
     def prompts(self, items: list) -> tuple[Prompt, ...]:
@@ -423,9 +423,3 @@ class _Reader:
                 f"Each {what} must be different; {', '.join(sorted(seen))} appears more than once",
                 *path,
             )
-
-
-def _each_filling(suite: Suite) -> Iterator[str]:
-    for prompt in suite.prompts:
-        for case in suite.cases:
-            yield fill(prompt.text, case.vars, f"case {case.id} (for prompt {prompt.id})")
