@@ -2,6 +2,7 @@
 
     $ .venv/bin/python benchmarks/chat_speed.py                 # all variants, 3 repeats each
     $ .venv/bin/python benchmarks/chat_speed.py --repeat 5 --new-tokens 128
+    $ .venv/bin/python benchmarks/chat_speed.py --variants "devmode int8" --baseline c2be12d
 
 Every variant answers the same chat prompt (about 200 tokens with the template) greedily with
 SmolLM2-135M-Instruct on this machine, in its own process (so each peak memory is its own):
@@ -9,7 +10,14 @@ SmolLM2-135M-Instruct on this machine, in its own process (so each peak memory i
 - ``generate fp32``: what a user would write: ``model.generate(..., streamer=TextIteratorStreamer)``
   in a thread, timing the first streamed text and the rest;
 - ``devmode fp32 / bf16 / int8``: ``EmbeddedBackend`` (the lean decoder) at each precision,
-  through ``replies.respond`` exactly as the sandbox streams a reply.
+  through ``replies.respond`` exactly as the sandbox streams a reply;
+- ``devmode int8 before``: the same, with ``decoder.py`` as it was at ``--baseline`` (a git
+  revision; by default c2be12d, the decoder when issue 17 asked for 100 tokens/s).
+
+Then the old and new int8 decoders side by side in one process, taking turns (so that both see
+the same machine: two runs in separate processes differ by up to 10% here), and the check that
+speed changed nothing: greedy tokens on the benchmark's prompts (the chat prompt and 8
+PhraseBank questions, 64 tokens each) must be the same, bit for bit.
 
 Time to first token includes the prompt's forward pass; tokens/s counts the tokens after the
 first over the time after the first (the decoding rate). "Agrees" is the share of next-token
@@ -36,7 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PHRASEBANK = ROOT.parent / "shared" / "data" / "financial_phrasebank" / "sentences_allagree.csv"
-VARIANTS = ["generate fp32", "devmode fp32", "devmode bf16", "devmode int8"]
+VARIANTS = ["generate fp32", "devmode fp32", "devmode bf16", "devmode int8", "devmode int8 before"]
+BASELINE = "c2be12d"  # decoder.py when issue 17 was filed
 DOCUMENT = (
     "Bond yields rose on Tuesday as investors weighed the central bank's outlook for inflation, "
     "while equities were mixed and the dollar firmed against major currencies. "
@@ -45,6 +54,83 @@ MESSAGES = [
     {"role": "system", "content": "You are a concise assistant."},
     {"role": "user", "content": DOCUMENT + "Summarise the market in one sentence."},
 ]
+
+
+def greedy_prompts() -> list[list[dict]]:
+    """The prompts whose greedy answers must not change: the chat prompt and 8 questions."""
+    with open(PHRASEBANK, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:8]
+    questions = [f"Is this good or bad news? {row['text']}" for row in rows]
+    return [MESSAGES] + [[{"role": "user", "content": q}] for q in questions]
+
+
+def baseline_decoder_module(revision: str):
+    """``devmode/chat/decoder.py`` as it was at ``revision``, imported as its own module."""
+    import types
+
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:devmode/chat/decoder.py"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if source.returncode:
+        sys.exit(
+            f"Cannot read the baseline decoder at {revision!r}: {source.stderr.strip()}. "
+            "Run from a git clone, or pass --baseline with a revision that has the file."
+        )
+    module = types.ModuleType("decoder_before")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source.stdout, f"{revision}:devmode/chat/decoder.py", "exec"), module.__dict__)
+    return module
+
+
+def time_greedy(decoder, prompt: list[int], new_tokens: int) -> tuple[float, float]:
+    """First-token seconds and tokens/s after it, for a greedy answer straight off the decoder."""
+    start = time.perf_counter()
+    first, count = None, 0
+    for _ in decoder.generate(prompt, new_tokens):
+        count += 1
+        first = first or time.perf_counter() - start
+    return first, (count - 1) / (time.perf_counter() - start - first)
+
+
+def side_by_side(folder: Path, revision: str, repeat: int, new_tokens: int) -> dict:
+    """The int8 decoder at ``revision`` and now, taking turns; and their greedy tokens."""
+    from transformers import AutoTokenizer
+
+    from devmode.chat.decoder import LlamaDecoder
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    def ids(messages):
+        return tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+
+    decoders = {
+        "before": baseline_decoder_module(revision).LlamaDecoder.from_pretrained(folder, "int8"),
+        "after": LlamaDecoder.from_pretrained(folder, "int8"),
+    }
+    timings = {name: [] for name in decoders}
+    for _ in range(repeat + 1):  # the first round is a warm-up
+        for name, decoder in decoders.items():
+            timings[name].append(time_greedy(decoder, ids(MESSAGES), new_tokens))
+    prompts = [ids(messages) for messages in greedy_prompts()]
+    answers = {n: [list(d.generate(p, 64)) for p in prompts] for n, d in decoders.items()}
+    return {
+        "revision": revision,
+        "rounds": repeat,
+        **{
+            name: {
+                "first_token_s": statistics.median(t[0] for t in runs[1:]),
+                "tokens_per_s": statistics.median(t[1] for t in runs[1:]),
+            }
+            for name, runs in timings.items()
+        },
+        "greedy_identical": sum(
+            a == b for a, b in zip(answers["before"], answers["after"], strict=True)
+        ),
+        "greedy_prompts": len(prompts),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -81,7 +167,7 @@ def agreement(decoder, ids: list[int], reference: list[int], start: int = 100) -
     return sum(same) / len(same)
 
 
-def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int) -> dict:
+def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int, baseline: str) -> dict:
     """One variant in this process: figures as a dict."""
     import threading
 
@@ -129,7 +215,9 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int) -> dic
         agrees = 1.0
     else:
         precision = variant.split()[1]
-        backend = EmbeddedBackend(LlamaDecoder.from_pretrained(folder, precision), tokenizer)
+        decoders = baseline_decoder_module(baseline) if variant.endswith("before") else None
+        load = decoders.LlamaDecoder if decoders else LlamaDecoder
+        backend = EmbeddedBackend(load.from_pretrained(folder, precision), tokenizer)
         plan = context.ContextPlan.from_messages(MESSAGES)
         limits = limits.ChatLimits(max_tokens=new_tokens, temperature=0)
         for _ in range(repeat + 1):
@@ -162,31 +250,51 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help=f"git revision of the decoder to compare with (default {BASELINE}); 'none' skips it",
+    )
     parser.add_argument("--cache", help="Folder for the converted model (default: a temp dir).")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker: run this variant, print JSON
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="Also write the figures to this file.")
     args = parser.parse_args()
-    if args.one:
-        figures = run_variant(args.one, Path(args.folder), args.repeat, args.new_tokens)
+    if args.one == "side by side":
+        figures = side_by_side(Path(args.folder), args.baseline, args.repeat, args.new_tokens)
         print("RESULT " + json.dumps(figures))
         return
+    if args.one:
+        figures = run_variant(
+            args.one, Path(args.folder), args.repeat, args.new_tokens, args.baseline
+        )
+        print("RESULT " + json.dumps(figures))
+        return
+    variants = args.variants.split(",")
+    if args.baseline == "none":
+        variants = [v for v in variants if not v.endswith("before")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = converted_folder(Path(args.cache or tmp))
-        results = []
-        for variant in args.variants.split(","):
+
+        def worker(variant: str) -> dict:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", variant, "--folder", str(folder),
-                 "--repeat", str(args.repeat), "--new-tokens", str(args.new_tokens)],
+                 "--repeat", str(args.repeat), "--new-tokens", str(args.new_tokens),
+                 "--baseline", args.baseline],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
-            results.append(json.loads(line[len("RESULT ") :]))
+            return json.loads(line[len("RESULT ") :])
+
+        results = []
+        for variant in variants:
+            results.append(worker(variant))
             r = results[-1]
             print(
                 f"  {variant}: {r['first_token_s']:.3f} s, {r['tokens_per_s']:.1f} tokens/s",
                 flush=True,
             )
+        pair = worker("side by side") if args.baseline != "none" else None
     base = results[0]
     print()
     print(
@@ -203,8 +311,26 @@ def main() -> None:
             f"{r['tokens_per_s'] / base['tokens_per_s']:>8.1f}x {r['agrees']:>15.3f} "
             f"{r['rss_mb']:>5.0f} MB {r['peak_rss_mb']:>6.0f} MB"
         )
+    if pair:
+        print()
+        print(
+            f"int8 before ({pair['revision']}) and after, taking turns in one process, "
+            f"median of {pair['rounds']}; greedy tokens straight off the decoder"
+        )
+        print(f"{'decoder':<15} {'first token':>12} {'tokens/s':>9}")
+        for name in ("before", "after"):
+            print(
+                f"{name:<15} {pair[name]['first_token_s']:>10.3f} s "
+                f"{pair[name]['tokens_per_s']:>9.1f}"
+            )
+        print(
+            f"greedy answers identical: {pair['greedy_identical']} of {pair['greedy_prompts']} "
+            "prompts (64 tokens each)"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"variants": results, "side_by_side": pair}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -4,35 +4,42 @@ import pytest
 import torch
 
 from devmode.chat.decoder import (
+    Cache,
     Int8Weight,
     LlamaDecoder,
     Sampling,
     UnsupportedModel,
+    attend_cached,
     int8_kernel_works,
     sampling_logits,
 )
 
 
+def save_llama(path, seed: int = 0, **config):
+    """A random Llama saved as a Hugging Face folder; returns the model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, **config)).eval()
+    model.save_pretrained(path)
+    return model
+
+
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
     """A random 2-layer Llama with grouped-query attention, saved as a Hugging Face folder."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model = save_llama(
+        path,
         vocab_size=97,
         hidden_size=48,
         intermediate_size=96,
-        num_hidden_layers=2,
         num_attention_heads=6,
         num_key_value_heads=2,
         max_position_embeddings=64,
         tie_word_embeddings=True,
         rope_theta=5000.0,
     )
-    model = LlamaForCausalLM(config).eval()
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
     return path, model
 
 
@@ -149,3 +156,46 @@ def test_weights_taken_from_a_loaded_model_are_the_same_model(tiny_llama):
     from_files = LlamaDecoder.from_pretrained(path)
     from_memory = LlamaDecoder.from_model(reference)
     assert list(from_files.generate([1, 2, 3], 8)) == list(from_memory.generate([1, 2, 3], 8))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_attention_over_the_whole_cache_is_bit_for_bit_attention_over_what_is_written(dtype):
+    """A new token attends over the whole preallocated cache (a fixed shape for the reply);
+    the zeros past what is written must not change a single bit of the result."""
+    torch.manual_seed(3)
+    kv_heads, groups, head_dim, room = 3, 3, 64, 300
+    for length in (1, 2, 17, 64, 65, 150, 299, 300):
+        cache = Cache.allocate(1, kv_heads, groups, room, head_dim, dtype=dtype, device="cpu")
+        keys = (torch.randn(kv_heads, length, head_dim) * 2).to(dtype)
+        values = torch.randn(kv_heads, length, head_dim).to(dtype)
+        cache.keys[0, :, :length], cache.values[0, :, :length] = keys, values
+        queries = (torch.randn(kv_heads, groups, head_dim) * 2).to(dtype)
+        scores = torch.bmm(queries, keys.transpose(1, 2)) * 0.125
+        expected = torch.bmm(scores.float().softmax(-1).to(dtype), values).view(1, -1)
+        assert torch.equal(attend_cached(queries, cache, 0, length, 0.125), expected), length
+
+
+def test_the_room_left_in_the_cache_does_not_change_a_bit_of_the_logits(tmp_path):
+    # head_dim 64, as real models have: bf16 products of this size go through oneDNN
+    save_llama(
+        tmp_path,
+        seed=1,
+        vocab_size=64,
+        hidden_size=128,
+        intermediate_size=256,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+    )
+    decoder = LlamaDecoder.from_pretrained(tmp_path, "bf16")
+    ids = list(range(1, 40))
+    runs = []
+    for room in (3, 400):
+        cache, logits = decoder.new_cache(len(ids) + room), []
+        with torch.inference_mode():
+            logits.append(decoder.forward(torch.tensor([ids]), 0, cache))
+            for position in range(len(ids), len(ids) + 3):
+                token = torch.tensor([[int(logits[-1].argmax())]])
+                logits.append(decoder.forward(token, position, cache))
+        runs.append(torch.stack(logits))
+    assert torch.equal(runs[0], runs[1])

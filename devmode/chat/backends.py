@@ -7,8 +7,8 @@ OpenAI-compatible endpoint (through the ``openai`` SDK). Both stream ``chat.Stre
 
 The GGUF file is de-quantized to float32 on the first load (a few seconds); with a ``cache_dir``
 the converted folder is kept there and later loads read it directly. Replies come from
-``decoder.LlamaDecoder`` (int8 weights on a CPU with native bf16): about 55 tokens/s on 2 cores
-against 17 for transformers' ``generate()``; ``benchmarks/chat_speed.py`` measures both.
+``decoder.LlamaDecoder`` (int8 weights on a CPU with native bf16): about 100 tokens/s on 2 cores
+against 24 for transformers' ``generate()``; ``benchmarks/chat_speed.py`` measures both.
 An API key is read from the environment (or given by the caller from Streamlit secrets) and kept
 only in memory: it is never stored, logged or exported.
 """

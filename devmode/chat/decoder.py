@@ -15,6 +15,10 @@ one scale per row (half the bytes of bf16) and multiplied by torch's weight-only
 The embedded model's weights are 4-bit values de-quantized (its GGUF file is Q4_1), so eight
 bits per weight lose far less than the file already did. A prompt goes through as one
 matrix-matrix product per layer, where bf16 is faster: the int8 rows are expanded for it.
+A new token takes its own one-row path (``_step``) and attends over the whole preallocated
+cache (``attend_cached``). Speed-ups here must not change a bit of the output: bf16 logits tie
+often, so any other rounding changes greedy answers. ``benchmarks/chat_speed.py`` runs this
+decoder against an older revision, taking turns, and compares their greedy tokens.
 
 Same operations in the same order as ``transformers``' LlamaForCausalLM (RMSNorm in float32,
 rotary embeddings computed in float32, grouped-query attention through SDPA, SiLU MLP, the output
@@ -72,11 +76,32 @@ class Int8Weight:
 Matrix = torch.Tensor | Int8Weight
 
 
+@dataclass(frozen=True)
+class Cache:
+    """What decoding keeps between tokens: every layer's keys and values, and the buffer a new
+    token's attention weights go into; all zero past what has been written."""
+
+    keys: torch.Tensor  # (layers, kv_heads, length, head_dim)
+    values: torch.Tensor  # the same shape
+    weights: torch.Tensor  # (kv_heads, query heads per kv head, length)
+
+    @classmethod
+    def allocate(cls, layers, kv_heads, groups, length, head_dim, *, dtype, device) -> Cache:
+        shape = (layers, kv_heads, length, head_dim)
+        return cls(
+            torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros((kv_heads, groups, length), dtype=dtype, device=device),
+        )
+
+
 def linear(x: torch.Tensor, weight: Matrix) -> torch.Tensor:
     """``x @ weight.T``: int8 weights through torch's weight-only kernel for one row (a new
     token), expanded to dense for many (a prompt, where a dense product is faster)."""
     if not isinstance(weight, Int8Weight):
         return F.linear(x, weight)
+    if x.dim() == 2 and x.shape[0] == 1:
+        return torch._weight_int8pack_mm(x, weight.values, weight.scales)
     rows = x.reshape(-1, x.shape[-1])
     if rows.shape[0] > 1:
         return F.linear(x, weight.dense())
@@ -223,66 +248,79 @@ class LlamaDecoder:
         return weight * x32.to(self.dtype)
 
     def _rotary(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of the positions' angles, with the first half of sin negated (see
+        ``_rotate``)."""
         positions = torch.arange(start, start + length, device=self.device, dtype=torch.float)
         freqs = positions[:, None] * self.inv_freq[None, :]
         angles = torch.cat((freqs, freqs), dim=-1)
-        return angles.cos().to(self.dtype), angles.sin().to(self.dtype)
+        sin = angles.sin()
+        signed_sin = torch.cat((-sin[:, : freqs.shape[1]], sin[:, freqs.shape[1] :]), dim=-1)
+        return angles.cos().to(self.dtype), signed_sin.to(self.dtype)
 
-    def new_cache(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def new_cache(self, length: int) -> Cache:
         """Keys and values for ``length`` positions of every layer, allocated once."""
-        shape = (len(self.layers), 1, self.kv_heads, length, self.head_dim)
-        return (
-            torch.empty(shape, dtype=self.dtype, device=self.device),
-            torch.empty(shape, dtype=self.dtype, device=self.device),
+        return Cache.allocate(
+            len(self.layers),
+            self.kv_heads,
+            self.heads // self.kv_heads,
+            length,
+            self.head_dim,
+            dtype=self.dtype,
+            device=self.device,
         )
 
-    def forward(
-        self, ids: torch.Tensor, start: int, cache: tuple[torch.Tensor, torch.Tensor]
-    ) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, start: int, cache: Cache) -> torch.Tensor:
         """Next-token logits (float32, shape ``(vocab,)``) after ``ids`` (shape ``(1, n)``),
         which sit at positions ``start ..``; fills the cache there. A prompt goes in whole from
         position 0, then one token at a time."""
         n = ids.shape[1]
-        if start and n > 1:
+        if n == 1:
+            return self._step(ids.view(1), start, cache)
+        if start:
             raise ValueError("after the prompt, tokens go in one at a time")
-        keys, values = cache
         x = F.embedding(ids, self.embed)
-        cos, sin = self._rotary(start, n)
+        cos, sin = self._rotary(0, n)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
         heads = self.heads + self.kv_heads
         for i, layer in enumerate(self.layers):
-            h = self._rms_norm(x, layer.attention_norm)
-            qkv = linear(h, layer.qkv)
+            qkv = linear(self._rms_norm(x, layer.attention_norm), layer.qkv)
             # queries and keys rotated together: one set of operations for both
             qk = qkv[..., : q_size + kv_size].reshape(1, n, heads, self.head_dim).transpose(1, 2)
             qk = _rotate(qk, cos, sin)
             q, k, v = qk[:, : self.heads], qk[:, self.heads :], qkv[..., q_size + kv_size :]
-            keys[i, :, :, start : start + n] = k
-            values[i, :, :, start : start + n] = v.view(1, n, self.kv_heads, -1).transpose(1, 2)
-            attended = self._attend(q, keys[i, :, :, : start + n], values[i, :, :, : start + n])
+            cache.keys[i, :, :n] = k[0]
+            cache.values[i, :, :n] = v.view(n, self.kv_heads, -1).transpose(0, 1)
+            attended = F.scaled_dot_product_attention(
+                q,
+                cache.keys[None, i, :, :n],
+                cache.values[None, i, :, :n],
+                is_causal=True,
+                scale=self.head_dim**-0.5,
+                enable_gqa=self.kv_heads != self.heads,
+            )
             x = x + linear(attended.transpose(1, 2).reshape(1, n, q_size), layer.out)
             gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
             x = x + linear(F.silu(gate) * up, layer.down)
         last = self._rms_norm(x[:, -1], self.norm)  # only the last position is read
         return linear(last, self.lm_head)[0].float()
 
-    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """Causal attention of ``q`` over the cache. A prompt goes through SDPA; one new token
-        through two small products (the CPU's SDPA kernel costs twice as much for one query)."""
-        if q.shape[2] > 1:
-            return F.scaled_dot_product_attention(
-                q,
-                keys,
-                values,
-                is_causal=True,
-                scale=self.head_dim**-0.5,
-                enable_gqa=self.kv_heads != self.heads,
-            )
-        groups = self.heads // self.kv_heads  # query heads per key/value head
-        q = q.view(1, self.kv_heads, groups, self.head_dim)
-        scores = (q @ keys.transpose(-1, -2)) * self.head_dim**-0.5
-        weights = scores.float().softmax(-1).to(self.dtype)
-        return (weights @ values).view(1, self.heads, 1, self.head_dim)
+    def _step(self, token: torch.Tensor, position: int, cache: Cache) -> torch.Tensor:
+        """``forward`` for one new token: the same operations on one row, without the reshapes
+        a prompt's many rows need (each costs a little, and a token goes through ~30 layers)."""
+        x = F.embedding(token, self.embed)  # (1, hidden)
+        cos, sin = self._rotary(position, 1)
+        qk_size = (self.heads + self.kv_heads) * self.head_dim
+        for i, layer in enumerate(self.layers):
+            qkv = linear(self._rms_norm(x, layer.attention_norm), layer.qkv)
+            qk = _rotate(qkv[:, :qk_size].view(-1, self.head_dim), cos, sin)  # one row a head
+            cache.keys[i, :, position] = qk[self.heads :]
+            cache.values[i, :, position] = qkv[:, qk_size:].view(self.kv_heads, self.head_dim)
+            queries = qk[: self.heads].view(self.kv_heads, -1, self.head_dim)
+            attended = attend_cached(queries, cache, i, position + 1, self.head_dim**-0.5)
+            x = x + linear(attended, layer.out)
+            gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
+            x = x + linear(F.silu(gate) * up, layer.down)
+        return linear(self._rms_norm(x, self.norm), self.lm_head)[0].float()
 
     # ------------------------------------------------------------------------------------------
     # Generation
@@ -351,9 +389,34 @@ def sampling_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
     return logits
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def attend_cached(
+    queries: torch.Tensor, cache: Cache, layer: int, length: int, scale: float
+) -> torch.Tensor:
+    """One new token's attention over the first ``length`` positions of ``layer`` in the cache:
+    ``queries`` shaped (kv_heads, query heads per kv head, head_dim); the result is one row.
+
+    Two small products, not SDPA (the CPU's SDPA kernel costs twice as much for one query). In
+    bf16 they run over the whole cache, whose length is fixed for a reply: oneDNN builds its
+    kernel once per reply instead of once per token (~0.3 ms each time), and each layer's keys
+    are one contiguous block. Keys, values and weights past ``length`` are zero, so the first
+    ``length`` scores and the weighted sum are bit for bit those of products over the first
+    ``length`` positions alone (``tests/test_decoder.py`` checks it). float32 goes through
+    another kernel, where the zeros change the last bit; it reads the first ``length`` only.
+    """
+    keys, values, weights = cache.keys[layer], cache.values[layer], cache.weights
+    if keys.dtype != torch.bfloat16:  # float32 products over the zeros differ in the last bit
+        keys, values, weights = keys[:, :length], values[:, :length], weights[..., :length]
+    scores = torch.bmm(queries, keys.transpose(1, 2))[..., :length]
+    # softmax in float32, rounded to the model's dtype as it is copied into the weights
+    weights[..., :length].copy_((scores * scale).float().softmax(-1))
+    return torch.bmm(weights, values).view(1, -1)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Llama's ``x * cos + rotate_half(x) * sin`` with rotate_half(x) = [-x2, x1]. Here the
+    halves are swapped by ``roll`` and the minus sign sits in ``signed_sin`` = [-sin, sin]:
+    the same products bit for bit (negation is exact), two operations fewer."""
+    return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
 
 
 def _rope_theta(config) -> float:
