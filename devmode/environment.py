@@ -1,5 +1,6 @@
-"""What the environment decides: the database file, the upload limit, where model files live,
-and how many CPUs this process may use, with the defaults devmode runs on out of the box.
+"""What the environment decides: the database file, the upload limit, where model files live
+(and the converted chat model), and how many CPUs this process may use, with the defaults
+devmode runs on out of the box.
 
 DEVMODE_DB=team.db DEVMODE_MAX_UPLOAD_MB=200 python -m devmode datasets list
 """
@@ -47,7 +48,12 @@ def files_dir(database_path: str | Path) -> Path:
 
 
 def chat_model_dir(database_path: str | Path) -> Path:
-    """Where the embedded chat model's converted weights are kept (made on the first load)."""
+    """Where the embedded chat model's converted weights are kept (made on the first load, about
+    15 s and 520 MB): ``$DEVMODE_CHAT_MODEL_DIR`` when set, so that several databases share one
+    copy; else beside the database."""
+    shared = os.environ.get("DEVMODE_CHAT_MODEL_DIR")
+    if shared:
+        return Path(shared).expanduser().resolve()
     return files_dir(database_path) / "llm"
 
 

@@ -272,11 +272,21 @@ def news_copy(trained_news_db, tmp_path):
 # The embedded chat model (real SmolLM2 weights, converted once per test session)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_chat_model(tmp_path_factory):
+    """One converted chat model for the whole session (``DEVMODE_CHAT_MODEL_DIR``), whichever
+    database, page, worker or server loads it first: a conversion takes about 15 s."""
+    folder = tmp_path_factory.getbasetemp() / "llm"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEVMODE_CHAT_MODEL_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
-def embedded(tmp_path_factory):
+def embedded(shared_chat_model):
     from devmode.chat import backends
 
-    return backends.EmbeddedBackend.load(tmp_path_factory.getbasetemp() / "llm")
+    return backends.EmbeddedBackend.load(shared_chat_model)
 
 
 @pytest.fixture

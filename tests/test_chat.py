@@ -322,3 +322,43 @@ def test_an_endpoints_counts_stay_estimates():
     backend = backends.OpenAIBackend("http://127.0.0.1:9/v1", "m")
     plan = ChatSettings().plan(backend, [], "What is a bond?")
     assert not plan.exact and "(estimated)" in plan.describe()
+
+
+def test_databases_share_one_converted_chat_model_when_told_to(tmp_path, monkeypatch):
+    from devmode import environment
+
+    monkeypatch.delenv("DEVMODE_CHAT_MODEL_DIR")
+    assert environment.chat_model_dir(tmp_path / "a.db") == tmp_path / "a_files" / "llm"
+    monkeypatch.setenv("DEVMODE_CHAT_MODEL_DIR", str(tmp_path / "shared"))
+    assert environment.chat_model_dir(tmp_path / "a.db") == tmp_path / "shared"
+    assert environment.chat_model_dir(tmp_path / "b.db") == tmp_path / "shared"
+
+
+def test_two_processes_converting_at_once_leave_one_whole_copy(tmp_path):
+    """Two writers of the shared converted model: each saves into a folder of its own; the
+    second rename finds the first's copy and keeps it. Nothing half-written stays."""
+
+    class Part:
+        def __init__(self, name, started, go):
+            self.name, self.started, self.go = name, started, go
+
+        def save_pretrained(self, folder):
+            (folder / "config.json").write_text(self.name)
+            self.started.set()
+            self.go.wait(5)
+
+    folder = tmp_path / "llm" / "model"
+    first_started, second_started, go = threading.Event(), threading.Event(), threading.Event()
+    writers = [
+        threading.Thread(target=backends.save_whole, args=(folder, Part(n, e, go)))
+        for n, e in (("first", first_started), ("second", second_started))
+    ]
+    for writer in writers:
+        writer.start()
+    assert first_started.wait(5) and second_started.wait(5)  # both are half-way
+    assert not folder.exists()
+    go.set()
+    for writer in writers:
+        writer.join(10)
+    assert (folder / "config.json").read_text() in {"first", "second"}
+    assert [p.name for p in folder.parent.iterdir()] == ["model"]

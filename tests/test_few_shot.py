@@ -51,6 +51,26 @@ def test_a_few_shot_run_trains_reports_and_registers_like_a_fine_tune(
     assert accuracy == pytest.approx(done.test["accuracy"])
 
 
+def test_the_encoder_trains_at_the_runs_max_length(tiny_model_dir, tiny_data, monkeypatch):
+    """SetFit's own max_length setting does not reach the encoder's pair training; the run's
+    does."""
+    import setfit
+
+    from devmode.finetune.few_shot import train_few_shot
+
+    loaded = []
+    original = setfit.SetFitModel.from_pretrained
+
+    def keep(*args, **kwargs):
+        loaded.append(original(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(setfit.SetFitModel, "from_pretrained", keep)
+    config = tiny_config(tiny_model_dir, method="few-shot", max_length_tokens=12)
+    train_few_shot(config, tiny_data)
+    assert loaded[0].model_body.max_seq_length == 12
+
+
 def test_the_converted_classifier_gives_setfits_own_probabilities(tiny_model_dir, tiny_data):
     from setfit import SetFitModel
 

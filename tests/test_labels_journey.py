@@ -78,7 +78,7 @@ def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path):
         choose(page, "Dataset", "small")
         assert "few-shot method (SetFit) usually does better" in visible_text(page)
         choose(page, "Method", "few-shot")
-        type_into(page, "Max length (tokens)", "64", role="spinbutton")
+        type_into(page, "Max length (tokens)", "32", role="spinbutton")  # a quicker run
         click(page, "Start training")
         page.get_by_text("Started run 1").first.wait_for(timeout=60_000)
         page.get_by_role("tab", name="Runs").click()
@@ -119,8 +119,11 @@ def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path):
             if before >= 21:
                 break
             tick_first_row(page, labelling.get_by_test_id("stDataFrame").first)
-            try:  # a click that lands while the grid is redrawn selects nothing: tick again
-                wait_for(lambda b=before: label_version() > b, timeout=20, what="the row saved")
+            # The tick waited for its script run, which saves the row. A click that lands while
+            # the grid is redrawn selects nothing and starts no run: after a few seconds with
+            # no new version, tick again.
+            try:
+                wait_for(lambda b=before: label_version() > b, timeout=4, what="the row saved")
             except AssertionError:
                 continue
             page.get_by_text(f"at label version {label_version()}.").first.wait_for()

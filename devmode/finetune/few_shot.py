@@ -72,6 +72,9 @@ def train_few_shot(
         {"text": [t for t, _ in data.train], "label": [index[label] for _, label in data.train]}
     )
     model = SetFitModel.from_pretrained(resolve_base_model(config.base_model), device=str(device))
+    # SetFit's own max_length reaches only the classifier's fit: without this the encoder would
+    # train on pairs at its own limit (256 tokens for all-MiniLM-L6-v2), whatever the run says
+    model.model_body.max_seq_length = config.max_length_tokens
     pairs = min(MAX_PAIRS, ITERATIONS * 2 * len(data.train))
     total_steps = max(1, pairs // BATCH_SIZE)
     stopped = [False]
