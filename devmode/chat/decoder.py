@@ -258,7 +258,8 @@ class LlamaDecoder:
         return angles.cos().to(self.dtype), signed_sin.to(self.dtype)
 
     def new_cache(self, length: int) -> Cache:
-        """Keys and values for ``length`` positions of every layer, allocated once."""
+        """Keys and values for ``length`` positions of every layer, and a new token's attention
+        weights, allocated once for a reply and zero until written (see ``attend_cached``)."""
         return Cache.allocate(
             len(self.layers),
             self.kv_heads,
