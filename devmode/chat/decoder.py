@@ -96,17 +96,14 @@ class Cache:
 
 
 def linear(x: torch.Tensor, weight: Matrix) -> torch.Tensor:
-    """``x @ weight.T``: int8 weights through torch's weight-only kernel for one row (a new
-    token), expanded to dense for many (a prompt, where a dense product is faster)."""
+    """``x @ weight.T``: int8 weights through torch's weight-only kernel for a single row of
+    shape (1, in) (a new token, and a prompt's last position before the output head), expanded
+    to dense otherwise (a prompt's rows, where a dense product is faster)."""
     if not isinstance(weight, Int8Weight):
         return F.linear(x, weight)
     if x.dim() == 2 and x.shape[0] == 1:
         return torch._weight_int8pack_mm(x, weight.values, weight.scales)
-    rows = x.reshape(-1, x.shape[-1])
-    if rows.shape[0] > 1:
-        return F.linear(x, weight.dense())
-    out = torch._weight_int8pack_mm(rows, weight.values, weight.scales)
-    return out.view(*x.shape[:-1], -1)
+    return F.linear(x, weight.dense())
 
 
 def int8_kernel_works(dtype: torch.dtype) -> bool:
