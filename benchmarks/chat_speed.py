@@ -64,6 +64,13 @@ def greedy_prompts() -> list[list[dict]]:
     return [MESSAGES] + [[{"role": "user", "content": q}] for q in questions]
 
 
+def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """The token ids the model reads for ``messages``, through its chat template."""
+    return tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+
+
 def baseline_decoder_module(revision: str):
     """``devmode/chat/decoder.py`` as it was at ``revision``, imported as its own module."""
     import types
@@ -100,12 +107,7 @@ def side_by_side(folder: Path, revision: str, repeat: int, new_tokens: int) -> d
     from devmode.chat.decoder import LlamaDecoder
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-
-    def ids(messages):
-        return tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True
-        )["input_ids"]
-
+    prompt = chat_ids(tokenizer, MESSAGES)
     decoders = {
         "before": baseline_decoder_module(revision).LlamaDecoder.from_pretrained(folder, "int8"),
         "after": LlamaDecoder.from_pretrained(folder, "int8"),
@@ -113,8 +115,8 @@ def side_by_side(folder: Path, revision: str, repeat: int, new_tokens: int) -> d
     timings = {name: [] for name in decoders}
     for _ in range(repeat + 1):  # the first round is a warm-up
         for name, decoder in decoders.items():
-            timings[name].append(time_greedy(decoder, ids(MESSAGES), new_tokens))
-    prompts = [ids(messages) for messages in greedy_prompts()]
+            timings[name].append(time_greedy(decoder, prompt, new_tokens))
+    prompts = [chat_ids(tokenizer, messages) for messages in greedy_prompts()]
     answers = {n: [list(d.generate(p, 64)) for p in prompts] for n, d in decoders.items()}
     return {
         "revision": revision,
@@ -179,9 +181,7 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int, baseli
     from devmode.chat.decoder import LlamaDecoder
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    prompt = tokenizer.apply_chat_template(
-        MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=True
-    )["input_ids"]
+    prompt = chat_ids(tokenizer, MESSAGES)
     with open(PHRASEBANK, newline="", encoding="utf-8") as f:
         text = " ".join(r["text"] for r in list(csv.DictReader(f))[:60])
     ids = tokenizer(text)["input_ids"][:400]
@@ -215,8 +215,8 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int, baseli
         agrees = 1.0
     else:
         precision = variant.split()[1]
-        decoders = baseline_decoder_module(baseline) if variant.endswith("before") else None
-        load = decoders.LlamaDecoder if decoders else LlamaDecoder
+        before = variant.endswith("before")
+        load = baseline_decoder_module(baseline).LlamaDecoder if before else LlamaDecoder
         backend = EmbeddedBackend(load.from_pretrained(folder, precision), tokenizer)
         plan = context.ContextPlan.from_messages(MESSAGES)
         limits = limits.ChatLimits(max_tokens=new_tokens, temperature=0)
