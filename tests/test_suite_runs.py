@@ -84,10 +84,14 @@ def echo():
     server.shutdown()
 
 
+def suite_yaml(text: str):
+    """A suite from YAML written indented in a test."""
+    return parse_suite(textwrap.dedent(text))
+
+
 def echo_suite(echo, max_tokens=40, name="echo-suite"):
-    return parse_suite(
-        textwrap.dedent(
-            f"""\
+    return suite_yaml(
+        f"""\
             name: {name}
             limits: {{temperature: 0, max_tokens: {max_tokens}}}
             backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
@@ -106,7 +110,6 @@ def echo_suite(echo, max_tokens=40, name="echo-suite"):
               - {{type: icontains, value: "you asked"}}
               - {{type: not-contains, value: Done}}
             """
-        )
     )
 
 
@@ -284,9 +287,8 @@ def test_suites_import_export_and_list_from_the_cli(db_path, tmp_path, echo):
 
 
 def test_the_embedded_model_and_its_served_endpoint_side_by_side(db_path, embedded, chat_server):
-    suite = parse_suite(
-        textwrap.dedent(
-            f"""\
+    suite = suite_yaml(
+        f"""\
             name: side-by-side
             limits: {{temperature: 0, max_tokens: 8}}
             prompts: ["What is a bond?"]
@@ -299,7 +301,6 @@ def test_the_embedded_model_and_its_served_endpoint_side_by_side(db_path, embedd
               - {{type: completion-tokens, value: 8}}
               - {{type: similar, value: "A bond is a loan to a company or government.", threshold: 0.3}}
             """
-        )
     )
 
     def backends(spec):
@@ -316,9 +317,8 @@ def test_the_embedded_model_and_its_served_endpoint_side_by_side(db_path, embedd
 
 
 def test_a_grading_endpoint_judges_llm_rubric_and_variables_fill_assertions(db_path, echo):
-    suite = parse_suite(
-        textwrap.dedent(
-            f"""\
+    suite = suite_yaml(
+        f"""\
             name: graded
             backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
             grader: {{base_url: "{echo.base_url}", model: echo}}
@@ -328,7 +328,6 @@ def test_a_grading_endpoint_judges_llm_rubric_and_variables_fill_assertions(db_p
               - {{type: llm-rubric, value: The reply names a risk.}}
               - {{type: icontains, value: "{{{{asset}}}}"}}
             """
-        )
     )
     run = run_now(db_path, suite)
     with open_db(db_path) as db:
@@ -340,9 +339,8 @@ def test_a_grading_endpoint_judges_llm_rubric_and_variables_fill_assertions(db_p
 
 
 def test_a_prompt_a_variant_refuses_says_why(db_path, echo):
-    suite = parse_suite(
-        textwrap.dedent(
-            f"""\
+    suite = suite_yaml(
+        f"""\
             name: refusals
             backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
             prompts: ["{{topic}}", "Is a guarantee worth anything?"]
@@ -350,7 +348,6 @@ def test_a_prompt_a_variant_refuses_says_why(db_path, echo):
             variants: [{{name: strict, banned: [guarantee]}}]
             assert: [{{type: stopped-by, value: banned_word}}]
             """
-        )
     )
     run = run_now(db_path, suite)
     with open_db(db_path) as db:

@@ -5,16 +5,14 @@ import datetime as dt
 import json
 import os
 import signal
-from types import SimpleNamespace
 
 import pytest
-from click.testing import CliRunner
 from conftest import scored_rows, wait_for
 from net_support import LocalServer, Route, rss
+from test_cli import run
 from test_monitoring import FakeScorer
 
 from devmode import jobs
-from devmode.cli import cli
 from devmode.data import sources
 from devmode.db import open_db
 from devmode.finetune import registry
@@ -84,13 +82,13 @@ def test_a_pass_polls_scores_alerts_and_delivers_once(news_copy, server):
 
 
 def run_cli(db_path, *args, check=True):
-    """The CLI in this process, as ``test_cli.py`` runs it: what a person sees, and no
-    traceback (a process per command would spend a second importing torch each time)."""
-    result = CliRunner().invoke(cli, ["--db", str(db_path), *args])
+    """``test_cli.run`` (the CLI in this process), checked: no traceback, and exit 0 unless
+    ``check`` is off."""
+    result = run(db_path, *args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     if check:
         assert result.exit_code == 0, result.stderr
-    return SimpleNamespace(stdout=result.stdout, stderr=result.stderr, returncode=result.exit_code)
+    return result
 
 
 def test_sources_watch_once_and_alert_commands(news_copy, server):
@@ -116,7 +114,7 @@ def test_sources_watch_once_and_alert_commands(news_copy, server):
     assert "No deliveries yet." in run_cli(news_copy, "alerts", "deliveries").stdout
 
     bad = run_cli(news_copy, "sources", "add", "wire", "--feed", "markets.rss", check=False)
-    assert bad.returncode == 1 and "http:// or https://" in bad.stderr
+    assert bad.exit_code == 1 and "http:// or https://" in bad.stderr
     bad = run_cli(news_copy, "trends", "wire", "--by", "sector", check=False)
     assert "has no column 'sector'" in bad.stderr
     bad = run_cli(news_copy, "alerts", "notify", "9", "--webhook", "http://x/", check=False)
