@@ -11,6 +11,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from devmode.data import dates
+
 # One colour per split, the same on every chart.
 SPLIT_COLOURS = {"train": "#4C78A8", "validation": "#F58518", "test": "#54A24B"}
 
@@ -182,6 +184,7 @@ def trend_figure(
     rolling: int = 4,
     alerts: Sequence[str] = (),
     *,
+    period: str | None = None,
     wall: bool = False,
 ) -> go.Figure:
     """The sentiment index per period with its rolling mean, and the volume as bars beneath;
@@ -193,10 +196,13 @@ def trend_figure(
     :param points: ``monitoring.sentiment_trend`` rows (period, sentiment, share_negative, volume)
     :param rolling: periods in the rolling mean (weighted by volume)
     :param alerts: period starts that raised an alert, marked on the index line
+    :param period: day, week or month: the lines break where periods have no texts (without it,
+        they join the points there are)
     :param wall: for a screen across a room: large type, no buttons
     """
     x = [p["period"] for p in points]
     smooth = _rolling_mean(points, rolling)
+    lines_x, index_y, smooth_y, hover = _with_gaps(points, smooth, period)
     fig = go.Figure()
     fig.add_bar(
         x=x,
@@ -207,18 +213,18 @@ def trend_figure(
         hovertemplate="%{x}: %{y} texts<extra></extra>",
     )
     fig.add_scatter(
-        x=x,
-        y=[p["sentiment"] for p in points],
+        x=lines_x,
+        y=index_y,
         name="sentiment index",
         mode="lines+markers",
         line=dict(color="#4C78A8", width=1),
         marker=dict(size=4),
-        customdata=[[p["share_negative"], p["volume"]] for p in points],
+        customdata=hover,
         hovertemplate="%{x}: index %{y:+.3f}, %{customdata[0]:.0%} negative of %{customdata[1]}<extra></extra>",
     )
     fig.add_scatter(
-        x=x,
-        y=smooth,
+        x=lines_x,
+        y=smooth_y,
         name=f"rolling mean ({rolling})",
         mode="lines",
         line=dict(color="#E45756", width=2.5),
@@ -274,6 +280,26 @@ def index_range(values: Sequence[float | None], *, margin: float = 0.15) -> list
     low, high = min(present), max(present)
     pad = max(0.05, (high - low) * margin)
     return [max(-1.0, low - pad), min(1.0, high + pad)]
+
+
+def _with_gaps(
+    points: list[dict[str, Any]], smooth: list[float | None], period: str | None
+) -> tuple[list, list, list, list]:
+    """x, index, rolling mean and hover data for the lines, with a break (None) wherever the
+    next point does not start the period after the last: plotly draws no line across it."""
+    x, index, mean, hover = [], [], [], []
+    for i, (point, smoothed) in enumerate(zip(points, smooth, strict=True)):
+        if period and i and point["period"] > dates.period_end(period, points[i - 1]["period"]):
+            gap = dates.period_end(period, points[i - 1]["period"])
+            x.append(gap)
+            index.append(None)
+            mean.append(None)
+            hover.append([None, None])
+        x.append(point["period"])
+        index.append(point["sentiment"])
+        mean.append(smoothed)
+        hover.append([point["share_negative"], point["volume"]])
+    return x, index, mean, hover
 
 
 def _rolling_mean(points: list[dict[str, Any]], window: int) -> list[float | None]:

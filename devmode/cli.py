@@ -1012,7 +1012,8 @@ def sources_add(ctx, dataset, feed, folder, every):
     with _db(ctx) as db:
         source = sources.add_source(db, dataset, feed=feed, folder=folder, settings=settings)
     click.echo(
-        f"Source {source.id}: {source.location} -> {source.dataset}, every {source.every_seconds} s. "
+        f"Source {source.id}: {source.shown_location} -> {source.dataset}, every "
+        f"{source.every_seconds} s. "
         "It is polled by the watcher: python -m devmode watch (or --once)."
     )
 
@@ -1032,7 +1033,7 @@ def sources_list(ctx, as_json):
     if not found:
         click.echo("No sources yet. Add one: python -m devmode sources add DATASET --feed URL")
     for source in found:
-        click.echo(f"{source.id:>4}  {source.kind:<6} {source.location} -> {source.dataset}")
+        click.echo(f"{source.id:>4}  {source.kind:<6} {source.shown_location} -> {source.dataset}")
         click.echo(f"      {source.health()}")
     click.echo(current.describe() if current else "Not watching: python -m devmode watch")
 
@@ -1046,7 +1047,7 @@ def sources_remove(ctx, source_id):
     with _db(ctx) as db:
         source = sources.remove_source(db, source_id)
     click.echo(
-        f"Source {source_id} removed ({source.location}); its rows stay in {source.dataset}."
+        f"Source {source_id} removed ({source.shown_location}); its rows stay in {source.dataset}."
     )
 
 
@@ -1067,7 +1068,7 @@ def watch_command(ctx, once, stop):
         click.echo(f"Asked watcher {stopped.id} to stop." if stopped else "No watcher is running.")
         return
     if once:
-        summary = watcher.Watcher(db_path).run_pass()
+        summary = watcher.run_once(db_path)
         for line in summary.lines + summary.problems:
             click.echo(line)
         click.echo(
@@ -1360,9 +1361,10 @@ def review_labels(ctx, name, ids, accept, reject, open_only, mode, base_model, a
             version = corrections.decide(
                 db, name, accept=ids if accept else (), reject=ids if reject else ()
             )
+            decided = len(set(ids))  # an id given twice is decided once
             click.echo(
-                f"{'Accepted' if accept else 'Rejected'} {len(ids)} suggestion"
-                f"{'s' * (len(ids) > 1)}; {name} is at label version {version}."
+                f"{'Accepted' if accept else 'Rejected'} {decided:,} suggestion"
+                f"{'s' * (decided > 1)}; {name} is at label version {version}."
             )
             return
         if open_only:

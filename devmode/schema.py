@@ -587,3 +587,14 @@ def _suites(db: Database) -> None:
         not_null={"run_id", "cell", "repeat", "variant", "outcome", "checks", "created_at"},
     )
     db["devmode_suite_results"].create_index(["run_id", "cell", "repeat"], unique=True)
+
+
+@migrations(name="0014_masked_feed_addresses")
+def _masked_feed_addresses(db: Database) -> None:
+    """A dataset a feed created recorded the feed's whole address as its source, and showed it
+    (an address may carry a token): keep only what ``addresses.mask`` shows. The source itself
+    keeps the whole address, which it needs."""
+    from devmode.addresses import mask
+
+    for row in db["devmode_datasets"].rows_where("format = 'feed'", select="id, source"):
+        db["devmode_datasets"].update(row["id"], {"source": mask(row["source"])})

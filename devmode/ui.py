@@ -122,12 +122,16 @@ def configured_password_hash() -> str | None:
 
 def require_password() -> None:
     """With a password hash configured, show a sign-in form and stop the page until this
-    browser session has signed in; a wrong password costs a second (it slows guessing)."""
+    browser session has signed in; a wrong password costs a second (it slows guessing).
+    ``?logout=1`` on any address signs the session out (the wall display has no sidebar)."""
     from devmode import auth
 
     stored = configured_password_hash()
     if not stored:
         return
+    if query_flag("logout"):
+        st.session_state.pop("auth_signed_in", None)
+        del st.query_params["logout"]
     if st.session_state.get("auth_signed_in"):
         if st.sidebar.button("Sign out", key="auth_sign_out", icon=":material/logout:"):
             del st.session_state["auth_signed_in"]

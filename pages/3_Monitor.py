@@ -25,24 +25,29 @@ if ui.query_flag("kiosk"):  # the wall display: no widgets, redrawn by itself
 
     @st.fragment(run_every=ui.WALL_REFRESH_S)
     def wall_display():
-        with ui.page_db() as db:
-            view = wall.wall_view(
-                db,
-                ui.query_text("dataset"),
-                period=ui.query_text("period") or trends.DEFAULT_PERIOD,
-            )
+        try:
+            with ui.page_db() as db:
+                view = wall.wall_view(
+                    db,
+                    ui.query_text("dataset"),
+                    period=ui.query_text("period") or trends.DEFAULT_PERIOD,
+                )
+        except DevmodeError as e:  # a wall address that asks for what is not there
+            st.warning(f"{e} {wall.ADDRESS_HELP}")
+            return
         if view is None:
             st.info("Nothing to show yet: no dataset with dates. Add a feed on the Monitor page.")
             return
         st.plotly_chart(
-            charts.trend_figure(view.points, view.title, alerts=view.marked, wall=True),
+            charts.trend_figure(
+                view.points, view.title, alerts=view.marked, period=view.period, wall=True
+            ),
             key="wall_trend",
             config={"displayModeBar": False},
             theme=None,  # the figure's own large type, readable across a room
         )
-        if view.tiles:
-            tiles = st.columns(len(view.tiles))
-            for box, tile in zip(tiles, view.tiles, strict=True):
+        for row in wall.tile_rows(view.tiles):  # a few per row: 3rem figures need the width
+            for box, tile in zip(st.columns(wall.TILES_PER_ROW), row, strict=False):
                 box.metric(tile.ticker, tile.value_text(), tile.change_text(), border=True)
                 box.caption(tile.caption())
         c = st.columns(2)
@@ -293,6 +298,7 @@ st.plotly_chart(
         points,
         f"Sentiment: {scope}",
         alerts=alerts.marked_periods(events, period, ticker, topic),
+        period=period,
     ),
     key="monitor_trend",
 )

@@ -269,7 +269,7 @@ with tab_suites:
     if st.session_state.get("suite_loaded") != loaded_key:
         try:
             if uploaded:
-                found = files.parse_suite(uploaded.getvalue().decode("utf-8"), source=uploaded.name)
+                found = files.read_suite_bytes(uploaded.getvalue(), uploaded.name)
                 st.session_state["suite_tables"] = tables.suite_tables(found)
             elif choice == NEW_SUITE:
                 st.session_state["suite_tables"] = tables.starter_tables()
@@ -278,7 +278,7 @@ with tab_suites:
                     st.session_state["suite_tables"] = tables.suite_tables(
                         store.get_suite(db, choice)
                     )
-        except (DevmodeError, UnicodeDecodeError) as e:  # shown while that file stays chosen
+        except DevmodeError as e:  # shown while that file stays chosen
             st.session_state["suite_problem"] = (loaded_key, f"Could not read the suite: {e}")
             st.session_state.setdefault("suite_tables", tables.starter_tables())
         st.session_state["suite_loaded"] = loaded_key

@@ -20,10 +20,13 @@ class Route:
     delay: float = 0.0  # seconds before answering (a server that hangs)
     etag: str | None = None  # answer 304 to a request that already has it
     statuses: list[int] = field(default_factory=list)  # POST: answered in turn, then 200
+    location: str | None = None  # a redirect: answer ``status`` (30x) with this Location
+    trickle_s: float = 0.0  # send the headers, then the body a byte every this many seconds
 
 
 class LocalServer:
-    """``server.routes["/feed.xml"] = Route(rss(...))``; ``server.url("/feed.xml")``."""
+    """``server.routes["/feed.xml"] = Route(rss(...))``; ``server.url("/feed.xml")``. A route
+    may also be a function that returns the ``Route`` for each request."""
 
     def __init__(self):
         self.routes: dict[str, Route] = {}
@@ -57,6 +60,8 @@ class LocalServer:
 
     def _answer(self, handler, body: bytes | None) -> None:
         route = self.routes.get(handler.path)
+        if callable(route):  # a route that answers each request its own way
+            route = route()
         record = {
             "method": handler.command,
             "path": handler.path,
@@ -70,6 +75,13 @@ class LocalServer:
             return
         if route.delay:
             time.sleep(route.delay)
+        if route.location:
+            record["answered"] = route.status
+            handler.send_response(route.status)
+            handler.send_header("Location", route.location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         if body is not None:
             record["answered"] = route.statuses.pop(0) if route.statuses else 200
             try:
@@ -93,7 +105,13 @@ class LocalServer:
             handler.send_header("ETag", route.etag)
         handler.end_headers()
         try:
-            handler.wfile.write(route.body)
+            if route.trickle_s:
+                for i in range(len(route.body)):
+                    handler.wfile.write(route.body[i : i + 1])
+                    handler.wfile.flush()
+                    time.sleep(route.trickle_s)
+            else:
+                handler.wfile.write(route.body)
         except OSError:  # the client gave up (a timeout test)
             pass
 

@@ -27,6 +27,7 @@ CAPABILITIES = {"data", "labels", "finetune", "monitor", "chat", "suites"}
 SHARED = {
     "__init__.py",
     "__main__.py",
+    "addresses.py",
     "auth.py",
     "charts.py",
     "cli.py",

@@ -87,3 +87,17 @@ def test_without_a_hash_there_is_no_gate(db_path, monkeypatch):
     monkeypatch.delenv(auth.PASSWORD_HASH_ENV, raising=False)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert at.metric and not at.text_input
+
+
+def test_logout_in_the_address_signs_out_even_the_wall(gated):
+    """The wall has no sidebar, so no Sign out button: ?logout=1 on any address signs out."""
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60)
+    at.query_params["kiosk"] = "1"
+    at.run()
+    at.text_input(key="auth_password").set_value(PASSWORD)
+    at.button[0].click().run()
+    assert not at.exception and not at.text_input  # the wall, signed in
+    at.query_params["logout"] = "1"
+    at.run()
+    assert [t.value for t in at.title] == ["devmode"] and len(at.text_input) == 1
+    assert "logout" not in at.query_params and at.query_params["kiosk"] == "1"

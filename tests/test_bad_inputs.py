@@ -262,3 +262,25 @@ def test_the_corpus_holds_forty_bad_inputs_or_more():
     archives = len(ARCHIVE_CASES) + 1  # and a CRC that does not match
     requests = len(FIELD_CASES) + len(BODY_CASES) + len(BROKEN_LENGTHS) + 3  # route, method, size
     assert uploads + archives + requests + len(UNREADABLE_DATES) >= 40
+
+
+def test_the_hostile_inputs_of_issue_26_each_have_their_case():
+    """Issue 26's cases joined the corpus: the failing sources (test_watcher), the hostile suite
+    files (test_suite_runs), the broken feeds (test_sources) and the malformed requests
+    (test_server) are each a parametrised case with the message it must get; the others
+    (secrets, the wall, sign-out, dates, label ids) are tests of their own beside them."""
+    from tests.test_server import BODY_CASES, FIELD_CASES
+    from tests.test_suite_runs import SUITE_CASES
+    from tests.test_watcher import SOURCE_FAILURES
+
+    assert {c[0] for c in SOURCE_FAILURES} >= {"empty body", "stalled body", "bad file", "a bug"}
+    assert len(SUITE_CASES) >= 14
+    assert any(b"[" * 1000 in body for body, _, _ in BODY_CASES)
+    assert any(body.get("n") == 2 for body, *_ in FIELD_CASES)
+
+
+def test_the_readme_says_which_addresses_and_folders_a_source_may_name():
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "loopback and the local network included" in readme
+    assert "any folder the devmode process can read" in readme
+    assert "the password gate is what keeps strangers from adding sources" in readme

@@ -2,6 +2,7 @@
 and no alert delivered twice."""
 
 import datetime as dt
+import json
 import socket
 
 import pytest
@@ -233,3 +234,83 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26: a webhook's address is its secret
+
+
+def test_webhook_addresses_are_masked_wherever_they_are_shown(news_db, rule, receiver):
+    from test_cli import run
+
+    secret = "/services/T000/B000/s3cr3tT0k3n"
+    receiver.routes[secret] = Route()
+    url = receiver.url(secret)
+    notify = run(news_db, "alerts", "notify", str(rule.id), "--webhook", url)
+    assert notify.exit_code == 0, notify.output
+    with open_db(news_db) as db:
+        fire(db)  # an alert to deliver
+    watched = run(news_db, "watch", "--once")
+    assert "Alert delivered to webhook http://127.0.0.1:" in watched.stdout
+    assert len(receiver.posts(secret)) == 1  # stored whole, delivered whole
+    shown = [
+        notify.output,
+        watched.output,
+        run(news_db, "alerts", "rules", "news").output,
+        run(news_db, "alerts", "deliveries").output,
+    ]
+    for output in shown:
+        assert "/services/…" in output and "s3cr3tT0k3n" not in output
+    (logged,) = json.loads(run(news_db, "alerts", "deliveries", "--json").output)
+    assert logged["target"] == f"http://127.0.0.1:{receiver.httpd.server_address[1]}/services/…"
+
+
+def test_an_address_with_user_info_is_refused_without_printing_it(news_db, rule):
+    from test_cli import run
+
+    refused = run(
+        news_db, "alerts", "notify", str(rule.id), "--webhook", "http://desk:hunter2@127.0.0.1/h"
+    )
+    assert refused.exit_code == 1 and "hunter2" not in refused.output
+    assert "Put the credential in the path or the query" in refused.stderr
+    refused = run(news_db, "sources", "add", "wire", "--feed", "https://u:hunter2@example.com/f")
+    assert refused.exit_code == 1 and "hunter2" not in refused.output
+    assert "user name or password" in refused.stderr
+
+
+def test_a_webhook_redirected_to_another_host_is_refused(news_db, rule, receiver):
+    port = receiver.httpd.server_address[1]
+    receiver.routes["/away"] = Route(status=307, location=f"http://localhost:{port}/hook")
+    receiver.routes["/moved"] = Route(status=307, location="/hook")
+    with open_db(news_db) as db:
+        delivery.add_channel(db, rule.id, webhook=receiver.url("/away"))
+        delivery.add_channel(db, rule.id, webhook=receiver.url("/moved"), format="json")
+        fire(db)
+        away, moved = delivery.deliver_due(db)
+    assert away.status == "pending" and "a redirect to another host is not followed" in away.error
+    assert moved.status == "delivered"  # the same host: 307 sends the same POST again
+    (body,) = receiver.posts("/hook")
+    assert body["alert"]["period_start"] == "2020-05-18"
+
+
+def test_a_delivery_that_fails_unexpectedly_is_retried_and_the_others_go(
+    news_db, rule, receiver, monkeypatch
+):
+    receiver.routes["/other"] = Route()
+    real = delivery.send_webhook
+
+    def send(url, body, **kwargs):
+        if url.endswith("/hook"):
+            raise ValueError("nobody planned for this")
+        return real(url, body, **kwargs)
+
+    monkeypatch.setattr(delivery, "send_webhook", send)
+    with open_db(news_db) as db:
+        delivery.add_channel(db, rule.id, webhook=receiver.url("/hook"))
+        delivery.add_channel(db, rule.id, webhook=receiver.url("/other"))
+        fire(db)
+        failed, sent = delivery.deliver_due(db)
+        log = {r["id"]: r for r in delivery.list_deliveries(db)}
+    assert failed.status == "pending" and "ValueError: nobody planned for this" in failed.error
+    assert sent.status == "delivered" and len(receiver.posts("/other")) == 1
+    assert log[failed.delivery_id]["attempts"] == 1  # recorded, so it is retried, not stuck

@@ -165,8 +165,9 @@ def test_review_labels_from_the_cli_finds_flips_and_applies_decisions(db_path, t
     assert len(hits) >= 14 and all(s["suggested"] != s["label"] for s in found)
 
     ids = [str(s["id"]) for s in hits[:3]]
-    result = run(db_path, "review-labels", "pb", "--accept", *ids)
+    result = run(db_path, "review-labels", "pb", "--accept", *ids, ids[0], ids[0])
     assert result.exit_code == 0 and "label version 1" in result.output
+    assert "Accepted 3 suggestions" in result.output  # an id given three times is decided once
     result = run(db_path, "review-labels", "pb", "--reject", str(found[-1]["id"]))
     assert result.exit_code == 0 and "label version 1" in result.output
     listed = run(db_path, "review-labels", "pb", "--open")
@@ -178,6 +179,9 @@ def test_review_labels_from_the_cli_finds_flips_and_applies_decisions(db_path, t
 
     again = run(db_path, "review-labels", "pb", "--accept", *ids)
     assert again.exit_code == 1 and "nothing was changed" in again.output
+    many = run(db_path, "review-labels", "pb", "--reject", *map(str, range(10**6, 10**6 + 100_000)))
+    assert many.exit_code == 1 and "(and 99,990 more)" in many.output
+    assert len(many.output) < 1000  # it printed 689 KB of ids
     usage = run(db_path, "review-labels", "pb", "3")
     assert usage.exit_code == 2 and "--accept or --reject" in usage.output
 

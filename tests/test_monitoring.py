@@ -42,6 +42,11 @@ def test_unreadable_dates_are_no_date(value):
         ("22.05.2020", "2020-05-22"),
         ("20200522", "2020-05-22"),
         (1590105600, "2020-05-22"),  # epoch seconds, UTC
+        ("1590105600", "2020-05-22"),  # ... kept as text by a JSON column that also holds strings
+        ("1590105600.25", "2020-05-22"),
+        (1590105600000, "2020-05-22"),  # epoch milliseconds
+        ("1590105600000", "2020-05-22"),
+        ("20200522", "2020-05-22"),  # eight digits stay YYYYMMDD
         (20200522, "2020-05-22"),  # a number written YYYYMMDD (JSON, Parquet), not 1970-08-22
         (20200522.0, "2020-05-22"),
         (20201332, None),  # eight digits that are no date: unreadable, not August 1970
@@ -560,3 +565,25 @@ def test_monitor_page_marks_and_lists_alerts(news_db, monkeypatch):
     ).click().run()
     assert not at.exception
     assert any("No open alerts." in c.value for c in at.caption)
+
+
+def test_epoch_numbers_in_a_json_date_column_that_also_holds_strings(news_copy, tmp_path):
+    """SQLite keeps such a column's numbers as text ('1590192000'), which read as no date."""
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
+
+    path = tmp_path / "mixed.json"
+    rows = [
+        {"text": "up on the day", "date": "2020-05-22"},
+        {"text": "down on the day", "date": 1590192000},  # 23 May, epoch seconds
+        {"text": "flat on the day", "date": 1590278400000},  # 24 May, epoch milliseconds
+    ]
+    path.write_text(json.dumps(rows))
+    with open_db(news_copy) as db:
+        ingest.insert_upload(
+            db, read_upload(path), "mixed", ingest.ColumnMapping("text", date="date")
+        )
+        summary = score_dataset(db, "mixed", scorer=FakeScorer())
+        days = sentiment_trend(db, "mixed", period="day")
+    assert summary.unparseable_dates == 0
+    assert [p["period"] for p in days] == ["2020-05-22", "2020-05-23", "2020-05-24"]

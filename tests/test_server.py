@@ -200,6 +200,7 @@ FIELD_CASES = [
         "messages[0].content",
     ),
     ({}, 400, "'messages' must be a non-empty list", "messages"),
+    ({"messages": USER, "n": 2}, 400, "n must be 1", "n"),  # was silently one choice
 ]
 
 
@@ -220,6 +221,11 @@ BODY_CASES = [
     (b"[1, 2]", 400, "must be a JSON object; found list"),
     (b"", 400, "'messages' must be a non-empty list"),
     (b"\xff\xfe", 400, "not JSON"),
+    (
+        b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        "nested too deeply",
+    ),  # was 500
 ]
 
 
@@ -299,4 +305,40 @@ def test_clients_that_vanish_mid_stream_leave_the_others_whole(serve):
         if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["finish_reason"]
     ]
     assert finishes == ["length"] * 5
+    assert still_answers(server)
+
+
+def test_the_bearer_scheme_is_case_insensitive(serve):
+    server = serve(api_key="s3cret")
+    host, port = server.server_address[:2]
+    answers = {}
+    for header in ("bearer s3cret", "BEARER s3cret", "Bearer wrong", "Basic s3cret"):
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("GET", "/v1/models", headers={"Authorization": header})
+        answers[header] = conn.getresponse().status
+        conn.close()
+    assert answers == {
+        "bearer s3cret": 200,
+        "BEARER s3cret": 200,
+        "Bearer wrong": 401,
+        "Basic s3cret": 401,
+    }
+
+
+def test_a_body_shorter_than_its_content_length_times_out(serve, monkeypatch):
+    """It used to hold the connection for as long as the client liked."""
+    import time
+
+    from devmode.chat import server as served
+
+    monkeypatch.setattr(served, "BODY_TIMEOUT_S", 1.0)
+    server = serve()
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 500\r\n\r\n"
+    )
+    started = time.monotonic()
+    status, body = raw_request(server, head, b'{"messages": [')
+    assert status == 408 and "did not arrive within 1 s" in body["error"]["message"]
+    assert time.monotonic() - started < 5
     assert still_answers(server)

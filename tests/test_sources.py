@@ -9,7 +9,7 @@ import pytest
 from conftest import write_csv
 from net_support import LocalServer, Route, atom, rss
 
-from devmode.data import ingest, sources
+from devmode.data import feeds, ingest, sources
 from devmode.db import open_db
 from devmode.monitor.monitoring import parse_date
 
@@ -151,9 +151,15 @@ def test_markup_titles_and_items_without_dates_or_titles(db, server):
             "not a readable RSS or Atom feed",
         ),
         (Route(rss(items(1)), delay=2.0), "did not answer within 0.5 s"),
-        (Route(rss(items(40))), "a feed may be at most"),
+        (Route(rss(items(40))), "larger than a feed may be (the answer is 9.7 KB; at most 4.0 KB"),
+        # issue 26: each of these used to stop the watcher, hold it, or pass as "OK: 0 new"
+        (Route(b""), "answered with an empty body"),
+        (Route(rss(items(1)), trickle_s=0.2), "did not answer within 0.5 s"),
+        (Route(rss(items(3))[:120]), "is not a readable RSS or Atom feed (<unknown>:1:"),
+        (Route(status=302, location="ftp://example.com/feed.xml"), "not ftp://"),
+        (Route(status=500), "HTTP 500"),
     ],
-    ids=["404", "html", "malformed", "timeout", "enormous"],
+    ids=["404", "html", "malformed", "timeout", "enormous", "empty", "stall", "cut", "ftp", "500"],
 )
 def test_a_failing_feed_is_recorded_backed_off_and_loses_nothing(
     db, server, monkeypatch, route, expected
@@ -164,14 +170,16 @@ def test_a_failing_feed_is_recorded_backed_off_and_loses_nothing(
     )
     assert sources.poll_source(db, source.id).added == 2
     before = table_rows(db, "wire")
-    monkeypatch.setattr(sources, "MAX_FEED_BYTES", 4096)
+    monkeypatch.setattr(feeds, "MAX_FEED_BYTES", 4096)
     if route is None:
         del server.routes["/f.rss"]
     else:
         server.routes["/f.rss"] = route
     waits = []
     for _ in range(3):
+        started = time.monotonic()
         result = sources.poll_source(db, source.id, timeout=0.5)
+        assert time.monotonic() - started < 1.5  # the deadline holds over the whole answer
         assert expected in result.error and result.added == 0
         health = sources.get_source(db, source.id)
         poll = dt.datetime.fromisoformat(health.last_poll_at)
@@ -245,19 +253,35 @@ def test_folder_takes_settled_files_once(db, tmp_path):
     assert db["drops"].count == 3
 
 
-def test_folder_file_without_the_text_column_is_refused_whole(db, tmp_path):
+def test_a_folder_file_without_the_text_column_is_refused_on_its_own(db, tmp_path):
+    """Before, one bad file stored nothing at all, unnamed, and when it sorted first its
+    columns became the dataset's."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     source = sources.add_source(db, "drops", folder=inbox)
     old = time.time() - 10
-    write_csv(inbox / "a.csv", [{"headline": "Shares rose sharply today", "date": "2020-05-22"}])
-    os.utime(inbox / "a.csv", (old, old))
-    assert sources.poll_source(db, source.id).added == 1
-    write_csv(inbox / "b.csv", [{"title": "Another one", "date": "2020-05-23"}])
-    os.utime(inbox / "b.csv", (old, old))
+    write_csv(inbox / "a_bad.csv", [{"price": "101.5", "volume": "2000"}])  # sorts first
+    write_csv(
+        inbox / "b_good.csv", [{"headline": "Shares rose sharply today", "date": "2020-05-22"}]
+    )
+    for name in ("a_bad.csv", "b_good.csv"):
+        os.utime(inbox / name, (old, old))
     result = sources.poll_source(db, source.id)
-    assert "has no 'headline' column" in result.error
-    assert db["drops"].count == 1
+    assert result.error is None and result.added == 1
+    assert "a_bad.csv was refused: it has no column of text" in " ".join(result.notes)
+    assert ingest.get_dataset(db, "drops").mapping.text == "headline"
+    write_csv(inbox / "c.csv", [{"title": "Another one", "date": "2020-05-23"}])
+    write_csv(inbox / "d.csv", [{"headline": "Bonds fell on the news", "date": "2020-05-23"}])
+    for name in ("c.csv", "d.csv"):
+        os.utime(inbox / name, (old, old))
+    result = sources.poll_source(db, source.id)
+    assert result.added == 1 and "c.csv was refused: it has no 'headline' column" in result.notes[0]
+    assert [r["headline"] for r in table_rows(db, "drops")] == [
+        "Shares rose sharply today",
+        "Bonds fell on the news",
+    ]
+    assert "c.csv was refused" in sources.get_source(db, source.id).health()
+    assert sources.poll_source(db, source.id).notes == []  # refused files wait until they change
 
 
 @pytest.mark.parametrize(
@@ -277,3 +301,152 @@ def test_bad_sources_are_refused(db, kwargs, expected):
     with pytest.raises(sources.InvalidSource, match="from 5 to 86400 seconds"):
         sources.SourceSettings(every=1)
     assert db["devmode_sources"].count == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26: feeds and folders from a careless colleague or a stranger
+
+
+def test_a_truncated_feed_says_it_is_malformed_and_keeps_what_it_read(db, server):
+    whole = rss(items(3))
+    server.routes["/f.rss"] = Route(whole[: whole.index(b"<item>", whole.index(b"<item>") + 1)])
+    source = sources.add_source(db, "wire", feed=server.url("/f.rss"))
+    result = sources.poll_source(db, source.id)
+    assert result.error is None and result.added == 1
+    assert "The feed is malformed" in result.notes[0] and "1 item could be read" in result.notes[0]
+    assert "malformed" in sources.get_source(db, source.id).health()
+
+
+def test_an_item_dated_ahead_is_kept_flagged_and_never_the_latest(news_copy, server):
+    """A 2099 item used to become the dataset's latest day on the wall."""
+    from test_monitoring import FakeScorer
+
+    from devmode.monitor import monitoring, trends, wall
+
+    dated = [("up", "Fri, 22 May 2020 10:00:00 GMT"), ("down", "Sat, 23 May 2020 10:00:00 GMT")]
+    dated.append(("flat", "Thu, 01 Jan 2099 10:00:00 GMT"))
+    server.routes["/f.rss"] = Route(
+        rss(
+            [
+                {"title": f"{w} item {i}", "guid": f"g{i}", "published": d}
+                for i, (w, d) in enumerate(dated)
+            ]
+        )
+    )
+    with open_db(news_copy) as db:
+        source = sources.add_source(db, "wire", feed=server.url("/f.rss"))
+        result = sources.poll_source(db, source.id)
+        assert result.added == 3 and db["wire"].count == 3  # kept
+        assert "1 item of Local Markets dated more than a day ahead (the latest 2099-01-01)" in (
+            " ".join(result.notes)
+        )
+        monitoring.score_dataset(db, "wire", scorer=FakeScorer())
+        view = wall.wall_view(db, "wire", period="day")
+    assert view.stories_day == "2020-05-23" and view.points[-1]["period"] == "2099-01-01"
+    summary = trends.trend_summary(view.points)
+    assert summary["latest_period"] == "2020-05-23" and summary["periods"] == 3
+
+
+def test_feed_addresses_with_user_info_are_refused_and_tokens_never_shown(db, server):
+    with pytest.raises(sources.InvalidSource, match="user name or password") as refused:
+        sources.add_source(db, "wire", feed="https://desk:hunter2@example.com/feed.rss")
+    assert "hunter2" not in str(refused.value)
+    server.routes["/feeds/private.rss?token=s3cr3t"] = Route(status=404)
+    source = sources.add_source(db, "wire", feed=server.url("/feeds/private.rss?token=s3cr3t"))
+    assert source.location.endswith("?token=s3cr3t")  # stored whole
+    result = sources.poll_source(db, source.id)
+    with pytest.raises(sources.InvalidSource, match="already brings") as twice:
+        sources.add_source(db, "wire", feed=server.url("/feeds/private.rss?token=s3cr3t"))
+    shown = [result.error, source.to_dict()["location"], str(sources.health_rows(db))]
+    shown.append(str(twice.value))
+    assert "HTTP 404" in result.error and "/feeds/…" in result.error
+    assert all("s3cr3t" not in text for text in shown)
+
+
+def test_folder_files_that_cannot_be_taken_are_named_and_the_rest_go_on(db, tmp_path):
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    inbox.mkdir()
+    outside.mkdir()
+    source = sources.add_source(db, "drops", folder=inbox)
+    old = time.time() - 10
+    write_csv(outside / "secret.csv", [{"headline": "Not for this dataset at all", "date": "x"}])
+    (inbox / "link.csv").symlink_to(outside / "secret.csv")
+    (inbox / "empty.csv").write_bytes(b"")
+    undecodable = os.fsdecode(b"caf\xe9.csv")  # a name written on another system
+    write_csv(
+        inbox / undecodable, [{"headline": "Shares rose after the results", "date": "2020-05-22"}]
+    )
+    for name in ("empty.csv", undecodable):
+        os.utime(inbox / name, (old, old))
+    result = sources.poll_source(db, source.id)
+    notes = " ".join(result.notes)
+    assert result.error is None and result.added == 1
+    assert "link.csv links to a file outside the folder: skipped" in notes
+    assert "empty.csv is empty (0 bytes): skipped until it changes" in notes
+    assert "still being written" not in notes  # it used to wait for ever
+    assert [r["source"] for r in table_rows(db, "drops")] == ["caf\ufffd.csv"]
+    assert db["drops"].count == 1
+
+
+def test_a_feed_answering_an_empty_body_leaves_the_good_one_beside_it_whole(db_path, server):
+    """The empty body used to raise AttributeError out of the watcher, unrecorded, so the
+    source stayed due and every restart died after 0 passes."""
+    from test_cli import run
+
+    server.routes["/empty.rss"] = Route(b"")
+    server.routes["/good.rss"] = Route(rss(items(2)))
+    with open_db(db_path) as db:
+        bad = sources.add_source(db, "wire", feed=server.url("/empty.rss"))
+        sources.add_source(db, "wire", feed=server.url("/good.rss"))
+    first = run(db_path, "watch", "--once")
+    assert first.exit_code == 0 and first.exception is None, first.output
+    assert "Polled 2 sources: 2 new rows" in first.stdout and "empty body" in first.stdout
+    again = run(db_path, "watch", "--once")  # recorded and backed off: not due at once
+    assert again.exit_code == 0 and "Polled 0 sources" in again.stdout
+    with open_db(db_path) as db:
+        assert db["wire"].count == 2
+        failing = sources.get_source(db, bad.id)
+        assert "empty body" in failing.last_error and failing.failures == 1
+        assert failing.next_poll_at > failing.last_poll_at
+
+
+def test_a_feed_whose_body_is_a_local_path_is_not_read_as_that_file(db, server, tmp_path):
+    """feedparser opens bytes that look like a path: a feed could make the watcher read a
+    local file (or hang on /dev/zero)."""
+    local = tmp_path / "local.rss"
+    local.write_bytes(rss(items(2)))
+    server.routes["/f.rss"] = Route(str(local).encode(), content_type="text/plain")
+    source = sources.add_source(db, "wire", feed=server.url("/f.rss"))
+    result = sources.poll_source(db, source.id)
+    assert result.added == 0 and "not a readable RSS or Atom feed" in result.error
+    assert "wire" not in db.table_names()
+
+
+def test_a_file_the_dataset_refuses_leaves_the_good_file_beside_it_stored(db, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = sources.add_source(db, "drops", folder=inbox)
+    write_csv(
+        inbox / "a_good.csv", [{"headline": "Shares rose after results", "date": "2020-05-22"}]
+    )
+    (inbox / "b_nul.jsonl").write_text(
+        '{"headline": "Shares \\u0000 fell", "date": "2020-05-23"}\n'
+    )
+    old = time.time() - 10
+    for path in inbox.iterdir():
+        os.utime(path, (old, old))
+    result = sources.poll_source(db, source.id)
+    assert result.error is None and result.added == 1
+    assert "b_nul.jsonl was refused" in result.notes[0] and "NUL character" in result.notes[0]
+    assert [r["headline"] for r in table_rows(db, "drops")] == ["Shares rose after results"]
+
+
+def test_a_feed_dataset_made_before_the_masking_no_longer_shows_its_token(db_path):
+    with open_db(db_path) as db:
+        ingest.create_empty(
+            db, "wire", feeds.FEED_COLUMNS, feeds.FEED_MAPPING, source="x", format="feed"
+        )
+        db["devmode_datasets"].update(1, {"source": "https://h/feeds/rss?token=s3cr3t"})
+        db.execute("delete from _sqlite_migrations where name = '0014_masked_feed_addresses'")
+    with open_db(db_path) as db:  # the migration runs again, as on an older database
+        assert ingest.get_dataset(db, "wire").source == "https://h/feeds/…"

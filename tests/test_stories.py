@@ -153,3 +153,69 @@ def test_the_wall_display_shows_chart_tiles_alerts_and_stories_without_widgets(w
     assert [(m.label, m.value) for m in at.metric] == [("AAPL", "+0.00"), ("MSFT", "+0.00")]
     assert at.error[0].value.startswith("**Week of 2020-05-18**: 67% negative of 6 texts")
     assert len(at.dataframe[0].value) == 2  # the stories of 20 May, each once
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26: the wall asked for what is not there, nine tiles, years without texts
+
+
+@pytest.mark.parametrize(
+    "params,phrases",
+    [
+        ({"dataset": "nosuch"}, ["No dataset called 'nosuch'", "A wall address looks like"]),
+        ({"dataset": "wire", "period": "century"}, ["period must be one of day, week, month"]),
+    ],
+)
+def test_a_wall_address_asking_for_what_is_not_there_gets_a_plain_message(
+    wire, monkeypatch, params, phrases
+):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("DEVMODE_DB", wire)
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60)
+    at.query_params.update({"kiosk": "1", **params})
+    at.run()
+    assert not at.exception  # it was a traceback with file paths, redrawn every 10 s
+    (warning,) = at.warning
+    for phrase in phrases:
+        assert phrase in warning.value
+
+
+def test_nine_tiles_wrap_into_rows_the_figures_fit(wire, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from devmode.monitor import wall
+    from tests.conftest import ROOT
+
+    tickers = ["AAPL", "MSFT", "AMZN", "GOOG", "META", "NVDA", "TSLA", "NFLX", "INTC"]
+    with open_db(wire) as db:
+        for ticker in tickers:
+            watchlist.add_entry(db, ticker)
+        score_dataset(db, "wire", scorer=FakeScorer())
+    monkeypatch.setenv("DEVMODE_DB", wire)
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60)
+    at.query_params.update({"kiosk": "1", "dataset": "wire"})
+    at.run()
+    assert not at.exception and [m.label for m in at.metric] == sorted(tickers)
+    tile_columns = [c for c in at.columns if any(child.type == "metric" for child in c)]
+    assert len(tile_columns) == 9
+    assert all(c.weight >= 1 / wall.TILES_PER_ROW - 1e-9 for c in tile_columns)  # was 1/9
+
+
+def test_the_trend_line_breaks_across_periods_without_texts():
+    import json
+
+    from devmode.charts import trend_figure
+
+    points = [
+        {"period": p, "sentiment": s, "share_negative": 0.2, "volume": 3}
+        for p, s in (("2009-01-05", 0.1), ("2009-01-12", 0.2), ("2020-03-02", -0.3))
+    ]
+    figure = json.loads(trend_figure(points, "S", period="week").to_json())
+    index = next(t for t in figure["data"] if t["name"] == "sentiment index")
+    assert index["y"] == [0.1, 0.2, None, -0.3]  # no line across eleven empty years
+    assert index["x"][2] == "2009-01-19"
+    mean = next(t for t in figure["data"] if t["name"].startswith("rolling mean"))
+    assert mean["y"][2] is None

@@ -167,6 +167,8 @@ def test_a_promptfoo_config_runs_unchanged(tmp_path):
             ["repeat must be from 1 to 100", "found 0 (repeat, line 2)"],
         ),
         ("prompts: [hi]\nmin_pass_rate: 2\n", ["min_pass_rate must be above 0 and at most 1"]),
+        ("? [a, b]\n: x\nprompts: [hi]\n", ["a key at line 1 is a list or a mapping"]),
+        ("prompts: [hi]\nx: " + "[" * 40 + "]" * 40 + "\n", ["more than 32 levels deep"]),
     ],
 )
 def test_a_bad_suite_is_refused_naming_what_and_where(text, phrases):

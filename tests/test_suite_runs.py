@@ -78,7 +78,10 @@ class EchoChat(http.server.BaseHTTPRequestHandler):
 def echo():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoChat)
     server.requests, server.fail_after, server.delay = [], None, 0.0
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll interval: shutdown() waits for it, and every suite test has this server
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     server.base_url = f"http://127.0.0.1:{server.server_port}/v1"
     yield server
     server.shutdown()
@@ -356,3 +359,191 @@ def test_a_prompt_a_variant_refuses_says_why(db_path, echo):
     assert empty["outcome"] == "fail" and "ended by refused" in empty["checks"][0]["reason"]
     assert banned["stopped_by"] == "banned_word" and "banned word 'guarantee'" in banned["detail"]
     assert banned["outcome"] == "pass" and echo.requests == []  # neither was sent
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26: a suite file from a pull request, run in CI, reads nothing outside its folder and
+# cannot hang or crash the run. Each case exits 2 with its message before anything runs.
+
+
+def _promptfoo(prompt: str) -> str:
+    return (
+        f"prompts: [{json.dumps(prompt)}]\n"
+        "providers:\n  - id: openai:echo\n    config: {apiBaseUrl: 'ECHO'}\n"
+    )
+
+
+def _alias_bomb() -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    return "\n".join([*lines, "prompts: [*i]", ""])
+
+
+def _with(files: dict, suite: str, extra=()):
+    """A suite folder holding ``files`` (text, bytes, or ('link', target) / ('fifo',))."""
+
+    def make(folder, echo):
+        import os
+
+        for name, content in files.items():
+            path = folder / name
+            if isinstance(content, tuple) and content[0] == "link":
+                path.symlink_to(content[1])
+            elif isinstance(content, tuple):
+                os.mkfifo(path)
+            elif isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
+        (folder / "suite.yaml").write_text(suite.replace("ECHO", echo.base_url))
+        return [
+            str(folder / "suite.yaml"),
+            *[str(folder / a) if a in files else a for a in extra],
+        ]
+
+    return make
+
+
+def _baseline(body: str):
+    return _with({"base.json": body}, "prompts: [hi]\n", extra=["--baseline", "base.json"])
+
+
+# (case, how the suite is made, a phrase its message must hold)
+SUITE_CASES = [
+    (
+        "file:// up and out",
+        _with({}, _promptfoo("file://../../../../etc/passwd")),
+        "is outside the suite's folder",
+    ),
+    (
+        "file:// absolute",
+        _with({}, _promptfoo("file:///etc/hostname")),
+        "is outside the suite's folder",
+    ),
+    (
+        "file:// a link out",
+        _with({"p.txt": ("link", "/etc/hostname")}, _promptfoo("file://p.txt")),
+        "is outside the suite's folder",
+    ),
+    (
+        "file:// .. after a link",
+        _with({"sub": ("link", "/etc")}, _promptfoo("file://sub/../etc/hostname")),
+        "is outside the suite's folder",
+    ),
+    (
+        "file:// a device",
+        _with({}, _promptfoo("file:///dev/zero")),
+        "is outside the suite's folder",
+    ),
+    (
+        "file:// a pipe",
+        _with({"p.txt": ("fifo",)}, _promptfoo("file://p.txt")),
+        "not a regular file",
+    ),
+    (
+        "file:// too big",
+        _with({"p.txt": "x" * 1_100_000}, _promptfoo("file://p.txt")),
+        "a prompt file may be at most 1 MB",
+    ),
+    (
+        "suite too big",
+        _with({}, "prompts: [hi]\n" + "# padding\n" * 600_000),
+        "a suite file may be at most 5 MB",
+    ),
+    ("alias bomb", _with({}, _alias_bomb()), "over 100,000 values once its YAML aliases"),
+    (
+        "20,000 levels deep",
+        _with({}, "prompts: [hi]\ndeep: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+        "nests its values too deeply",
+    ),
+    (
+        "a key twice",
+        _with({}, "prompts: [hi]\nrepeat: 1\nprompts: [bye]\n"),
+        "the key 'prompts' is given twice in one mapping (lines 1 and 3)",
+    ),
+    (
+        "baseline with a broken body",
+        _baseline('{"format": "devmode-suite-report", "suite": "s", "cells": "x"}'),
+        "has the report's format but not its fields: cells",
+    ),
+    (
+        "baseline a device",
+        _with({}, "prompts: [hi]\n", extra=["--baseline", "/dev/zero"]),
+        "is not a regular file",
+    ),
+    (
+        "file:// a hidden file",
+        _with({".env": "GITHUB_TOKEN=ghp_x"}, _promptfoo("file://.env")),
+        "names a hidden file or folder",
+    ),
+    (
+        "baseline without pass rates",
+        _baseline(
+            '{"format": "devmode-suite-report", "suite": "s", "variants": [],'
+            ' "cells": [{"cell": "a", "passed": true}]}'
+        ),
+        "cells[0].pass_rate: field required",
+    ),
+    (
+        "a folder as the suite",
+        lambda folder, echo: [str(folder)],
+        "is a folder; expected a YAML suite file",
+    ),
+]
+
+
+@pytest.mark.parametrize("case,make,phrase", SUITE_CASES, ids=[c[0] for c in SUITE_CASES])
+def test_a_hostile_suite_exits_2_before_anything_runs(db_path, tmp_path, echo, case, make, phrase):
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    arguments = make(folder, echo)
+    result = CliRunner().invoke(cli, ["--db", str(db_path), "bench", "run", *arguments])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and phrase in message, result.output
+    assert "Traceback" not in result.output and "root:" not in result.output
+    assert echo.requests == []  # nothing was sent to the suite's endpoint
+    with open_db(db_path) as db:
+        assert store.list_runs(db) == []
+
+
+def test_file_prompts_inside_the_folder_are_read_and_an_upload_may_name_none(tmp_path):
+    from devmode.suites.files import read_suite, read_suite_bytes
+    from devmode.suites.suite import InvalidSuite
+
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "risk.txt").write_text("Name one risk of bonds.")
+    suite = _promptfoo("file://prompts/risk.txt").replace("ECHO", "http://127.0.0.1:8000/v1")
+    (tmp_path / "suite.yaml").write_text(suite)
+    assert read_suite(tmp_path / "suite.yaml").prompts[0].text == "Name one risk of bonds."
+    uploaded = (tmp_path / "suite.yaml").read_bytes()  # the same file, uploaded on the page
+    with pytest.raises(InvalidSuite, match="this suite has no folder of its own"):
+        read_suite_bytes(uploaded, "suite.yaml")
+
+
+def test_an_unreachable_grader_is_an_error_not_a_failure(db_path, echo):
+    """An unreachable grader used to fail the cell (and pass it under not-llm-rubric)."""
+    from devmode.suites.suite import Suite
+
+    rubric = {"type": "llm-rubric", "value": "The reply names a risk."}
+    suite = Suite.from_dict(
+        {
+            "name": "ungraded",
+            "backend": {"kind": "endpoint", "base_url": echo.base_url, "model": "echo"},
+            "grader": {"base_url": "http://127.0.0.1:9/v1", "model": "gone"},
+            "prompts": [
+                {"id": "graded", "text": "Name one risk of bonds.", "assert": [rubric]},
+                {
+                    "id": "negated",
+                    "text": "Name one.",
+                    "assert": [{**rubric, "type": "not-llm-rubric"}],
+                },
+            ],
+        }
+    )
+    run = run_now(db_path, suite)
+    with open_db(db_path) as db:
+        report = reports.run_report(db, run.id)
+    outcomes = [r["outcome"] for c in report["cells"] for r in c["replies"]]
+    assert outcomes == ["error", "error"] and run.status == jobs.FAILED
+    assert "the grader did not answer" in reports.failing(report)[0]

@@ -5,9 +5,10 @@ import datetime as dt
 import json
 import os
 import signal
+import time
 
 import pytest
-from conftest import scored_rows, wait_for
+from conftest import scored_rows, wait_for, write_csv
 from net_support import LocalServer, Route, rss
 from test_cli import run
 from test_monitoring import FakeScorer
@@ -209,3 +210,135 @@ def test_monitor_page_adds_a_feed_and_watches_it(news_copy, server, monkeypatch)
     at.button(key="monitor_watch_stop").click().run()
     with open_db(news_copy) as db:
         wait_for(lambda: not watcher.current_watcher(db).is_active, timeout=60, what="the stop")
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 26: no bad source stops the watcher
+
+
+def _feed(route):
+    def add(db, server, tmp_path, monkeypatch):
+        server.routes["/bad.rss"] = route
+        return sources.add_source(db, "bad", feed=server.url("/bad.rss"))
+
+    return add
+
+
+def _folder(make):
+    def add(db, server, tmp_path, monkeypatch):
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        make(inbox)
+        old = time.time() - 10
+        for path in inbox.iterdir():
+            os.utime(path, (old, old), follow_symlinks=False)
+        return sources.add_source(db, "bad", folder=inbox)
+
+    return add
+
+
+def _gone(db, server, tmp_path, monkeypatch):
+    inbox = tmp_path / "gone"
+    inbox.mkdir()
+    source = sources.add_source(db, "bad", folder=inbox)
+    inbox.rmdir()
+    return source
+
+
+def _bug(db, server, tmp_path, monkeypatch):
+    """feedparser failing in a way nobody planned for (as its AttributeError once did)."""
+    from devmode.data import feeds
+
+    real = feeds.feedparser.parse
+
+    def parse(stream, **kwargs):
+        if b"BOOM" in stream.getvalue():
+            raise AttributeError("object has no attribute 'version'")
+        return real(stream, **kwargs)
+
+    monkeypatch.setattr(feeds.feedparser, "parse", parse)
+    return _feed(Route(b"<rss>BOOM</rss>"))(db, server, tmp_path, monkeypatch)
+
+
+# (kind, how the failing source is made, what its health or notes must say)
+SOURCE_FAILURES = [
+    ("empty body", _feed(Route(b"")), "empty body"),
+    ("stalled body", _feed(Route(rss(headlines(["up"], day=18)), trickle_s=0.3)), "within 1 s"),
+    ("HTTP 500", _feed(Route(status=500)), "HTTP 500"),
+    ("web page", _feed(Route(b"<html><body>hi</body></html>", content_type="text/html")), "HTML"),
+    ("not XML", _feed(Route(b"\x00\x01{")), "not a readable RSS"),
+    ("ftp redirect", _feed(Route(status=301, location="ftp://x/feed")), "not ftp://"),
+    (
+        "unreachable",
+        lambda db, *a: sources.add_source(db, "bad", feed="http://127.0.0.1:9/x"),
+        "could not be reached",
+    ),
+    ("a bug", _bug, "failed unexpectedly (AttributeError"),
+    ("folder gone", _gone, "is gone"),
+    (
+        "bad file",
+        _folder(lambda d: write_csv(d / "a.csv", [{"price": "1.5", "volume": "9"}])),
+        "a.csv was refused",
+    ),
+    (
+        "undecodable name",
+        _folder(lambda d: (d / os.fsdecode(b"\xff\xfe.csv")).write_bytes(b"\xff\xfe\x00")),
+        "could not be read",
+    ),
+    ("empty file", _folder(lambda d: (d / "empty.csv").write_bytes(b"")), "empty (0 bytes)"),
+]
+
+
+@pytest.mark.parametrize("kind,make,message", SOURCE_FAILURES, ids=[c[0] for c in SOURCE_FAILURES])
+def test_a_failing_source_never_keeps_the_good_one_beside_it_from_its_rows(
+    db_path, server, tmp_path, monkeypatch, kind, make, message
+):
+    server.routes["/good.rss"] = Route(rss(headlines(["up", "down"], day=18)))
+    with open_db(db_path) as db:
+        bad = make(db, server, tmp_path, monkeypatch)
+        good = sources.add_source(db, "good", feed=server.url("/good.rss"))
+    summary = watcher.Watcher(db_path, fetch_timeout=1.0).run_pass()
+    assert summary.polled == 2 and summary.added == 2
+    with open_db(db_path) as db:
+        assert db["good"].count == 2 and sources.get_source(db, good.id).last_error is None
+        failing = sources.get_source(db, bad.id)
+    assert message in failing.health() and message in " ".join(summary.lines + summary.problems)
+    if failing.last_error:  # backed off, not due again at once
+        assert failing.failures == 1 and failing.next_poll_at > failing.last_poll_at
+
+
+def test_watch_once_is_refused_beside_a_running_watcher(db_path):
+    running = watcher.start_watching(db_path)  # a real watcher process
+    try:
+        once = run_cli(db_path, "watch", "--once", check=False)
+        assert once.exit_code == 1
+        assert f"Watcher {running.id} is already watching (process {running.pid})" in once.stderr
+    finally:
+        with open_db(db_path) as db:
+            watcher.stop_watching(db)
+        wait_for(lambda: not jobs.pid_alive(running.pid), timeout=60, what="the watcher to stop")
+
+
+def test_a_watcher_among_rotating_failures_keeps_going_and_loses_no_row(db_path, tmp_path):
+    """benchmarks/watcher_faults.py for ten minutes, here for ten seconds: ten sources, three
+    failing in rotating ways, seven publishing all along."""
+    from fault_support import FaultFarm
+
+    farm = FaultFarm(db_path, tmp_path)
+    try:
+        report = farm.run(seconds=10, fetch_timeout=1.0)
+    finally:
+        farm.close()
+    assert report.watcher_alive and report.passes >= 3
+    assert report.missing() == {}  # every good source got every row
+    good = [s for s in report.sources if s["good"]]
+    assert len(good) == 7 and all(s["stored"] > 0 and s["failures"] == 0 for s in good)
+    bad = {s["dataset"]: s for s in report.sources if not s["good"]}
+    for name in ("bad0", "bad1"):
+        assert bad[name]["failures"] >= 1 and bad[name]["health"].startswith("Failing")
+        assert bad[name]["stored"] == 0 and len(bad[name]["faults"].split(", ")) >= 3
+    assert bad["bad_drops"]["stored"] == 0
+    assert (
+        "was refused" in bad["bad_drops"]["health"]
+        or "could not be read" in (bad["bad_drops"]["health"])
+    )

@@ -55,6 +55,9 @@ MODEL_ID = BackendSpec.spec("model").default
 REQUEST_TIMEOUT_S = 300.0
 # Limit the body of a request, so a stray upload cannot fill the memory.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Seconds the whole body may take to arrive (a Content-Length longer than what is sent would
+# otherwise hold the connection for ever).
+BODY_TIMEOUT_S = 30.0
 FINISH_REASONS = {"max_tokens": "length"}  # everything else ends as "stop"
 ROUTES_HELP = "Use GET /v1/models or POST /v1/chat/completions."
 
@@ -100,6 +103,7 @@ class ChatRequest(_Strict):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     seed: StrictInt | None = None
+    n: StrictInt | None = None
     stop: StrictStr | list[StrictStr] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -173,8 +177,10 @@ def create_app(
     def authorize(request: Request) -> None:
         if not api_key:
             return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        # the scheme is case-insensitive (RFC 9110); the key is compared in constant time
+        matches = hmac.compare_digest(given.strip().encode(), api_key.encode())
+        if scheme.lower() != "bearer" or not matches:
             raise RequestError(401, "Incorrect or missing API key.", kind="invalid_api_key")
 
     async def models(request: Request) -> Response:
@@ -190,6 +196,13 @@ def create_app(
             chat = ChatRequest.model_validate(body)
         except ValidationError as e:
             raise RequestError(400, *describe_validation(e)) from None
+        if chat.n not in (None, 1):
+            raise RequestError(
+                400,
+                f"n must be 1: the embedded model gives one choice per request; found {chat.n}. "
+                "Send n requests for n replies.",
+                "n",
+            )
         try:
             stream = ReplyStream(
                 backend,
@@ -234,7 +247,11 @@ def create_app(
                 None,
             )
         log(f"{request.method} {request.url.path} {status} {message}")
-        return JSONResponse(error_body(status, message, param, kind), status_code=status)
+        # a body that never came whole leaves the connection unusable: close it
+        close = {"Connection": "close"} if status == 408 else None
+        return JSONResponse(
+            error_body(status, message, param, kind), status_code=status, headers=close
+        )
 
     app = Starlette(
         routes=[
@@ -257,14 +274,26 @@ async def read_json(request: Request) -> dict[str, Any]:
             413, f"The request body is {int(declared):,} bytes; at most {MAX_BODY_BYTES:,}."
         )
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise RequestError(413, f"The request body is over {MAX_BODY_BYTES:,} bytes.")
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > MAX_BODY_BYTES:
+                    raise RequestError(413, f"The request body is over {MAX_BODY_BYTES:,} bytes.")
+    except TimeoutError:
+        raise RequestError(
+            408,
+            f"The request body did not arrive within {BODY_TIMEOUT_S:g} s ({len(data):,} bytes "
+            "came). Check that Content-Length matches the body sent.",
+        ) from None
     try:
         body = json.loads(bytes(data) or b"{}")  # no body at all: nothing given, not null
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RequestError(400, f"The request body is not JSON: {e}.") from None
+    except RecursionError:
+        raise RequestError(
+            400, "The request body is nested too deeply to read; expected a chat request."
+        ) from None
     if not isinstance(body, dict):
         raise RequestError(
             400, f"The request body must be a JSON object; found {type(body).__name__}."

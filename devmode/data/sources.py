@@ -10,52 +10,39 @@ Rows are appended, never inserted twice: an item's key (its guid or link, failin
 normalised text and date) is stored in ``devmode_source_items`` in the same transaction as its
 row, so 100 polls of an unchanged feed add nothing and a poll killed half-way adds nothing.
 
-A feed item becomes a row ``{text: title, date: the raw published string, link, description:
-summary, source: the feed's title}``; the date keeps its own zone's calendar date because the
-raw string is stored (feedparser's parsed times are in UTC). An item with no date is dated when
-first seen. A folder takes CSV / TSV / JSON / JSONL / Parquet files once they stop changing;
-a file is read again (adding only new rows) when it changes.
+What a poll reads comes from ``feeds.py`` (RSS and Atom, fetched within bounds) and
+``folders.py`` (files dropped into a folder); this module keeps the sources, stores what a poll
+found in one transaction, and records each source's health. Any failure while polling one
+source, expected or not, is recorded in that source's health and backed off; it never reaches
+the caller, so a watcher polling ten sources goes on with the other nine. Feed addresses are
+shown masked (``addresses.mask``): an address may carry a token.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import html
 import json
 import re
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
+import sqlite3
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import feedparser
 from sqlite_utils import Database
 
-from devmode import __version__
-from devmode.data import ingest, readers
-from devmode.data.uploads import UPLOAD_EXTENSIONS
+from devmode import addresses
+from devmode.data import dates, feeds, folders, ingest
+from devmode.data.polling import Batch, Group, plural
 from devmode.db import stamp, utc_now
-from devmode.errors import DevmodeError
+from devmode.errors import DevmodeError, in_words
 from devmode.specs import Settings, setting
 
 SOURCE_KINDS = ("feed", "folder")
-# A feed larger than this is refused (a runaway or wrong URL), never read into memory whole.
-MAX_FEED_BYTES = 20 * 1024 * 1024
-# Seconds a feed may take to answer, all of it (a server that trickles bytes is cut off too).
-FETCH_TIMEOUT_S = 20.0
+FETCH_TIMEOUT_S = feeds.FETCH_TIMEOUT_S
 # Failed polls back off: every * 2**failures, up to this.
 MAX_BACKOFF_S = 3600
-# A folder's file is taken once it has not changed for this long (it may be half-written).
-SETTLE_S = 2.0
-# Files a writer is still busy with, by convention.
-_PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".crdownload", ".download")
-# Columns of a dataset a feed creates.
-FEED_COLUMNS = ["text", "date", "link", "description", "source"]
+# A note or error stored in a source's health is cut to this many characters.
+MAX_HEALTH_CHARS = 2000
 
 
 class InvalidSource(DevmodeError):
@@ -64,10 +51,6 @@ class InvalidSource(DevmodeError):
 
 class SourceNotFound(DevmodeError):
     """No source has that id."""
-
-
-class PollFailed(DevmodeError):
-    """A poll found nothing it could use (404, timeout, not a feed); recorded, then backed off."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +94,14 @@ class Source:
 
     @property
     def name(self) -> str:
-        """What a person calls it: the feed's title, else its address or folder."""
-        return self.title or self.location
+        """What a person calls it: the feed's title, else its address (masked) or folder."""
+        return self.title or self.shown_location
+
+    @property
+    def shown_location(self) -> str:
+        """The folder, or the feed's address with all but its host and first path segment
+        masked (it may carry a token)."""
+        return addresses.mask(self.location) if self.kind == "feed" else self.location
 
     def health(self) -> str:
         """'OK: 12 added at 2026-11-30 12:00 UTC' or 'Failing (3 in a row): HTTP 404 ...'."""
@@ -128,7 +117,7 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         values = {k: v for k, v in self.__dict__.items() if k != "state"}
-        return {**values, "health": self.health()}
+        return {**values, "location": self.shown_location, "health": self.health()}
 
 
 @dataclass
@@ -181,8 +170,9 @@ def add_source(
             None,
         )
         if clash:
+            shown = addresses.mask(location) if kind == "feed" else location
             raise InvalidSource(
-                f"Source {clash['id']} already brings {location} into {dataset}. Remove it first "
+                f"Source {clash['id']} already brings {shown} into {dataset}. Remove it first "
                 f"(python -m devmode sources remove {clash['id']}) to add it again."
             )
         source_id = (
@@ -243,14 +233,14 @@ def describe_row(row: dict[str, Any]) -> str:
 
 
 def check_feed_url(url: str) -> str:
-    url = (url or "").strip()
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidSource(
-            f"A feed is an http:// or https:// address; found {url!r}. Copy the RSS or Atom "
-            "link from the site (it often ends in .rss, .xml or /feed)."
+    try:
+        return addresses.check_address(
+            url,
+            what="feed",
+            example="Copy the RSS or Atom link from the site (it often ends in .rss, .xml or /feed).",
         )
-    return url
+    except addresses.InvalidAddress as e:
+        raise InvalidSource(str(e)) from None
 
 
 def check_folder(folder: str | Path | None) -> Path:
@@ -309,72 +299,103 @@ def next_due_at(db: Database) -> str | None:
 def poll_source(db: Database, source_id: int, *, timeout: float = FETCH_TIMEOUT_S) -> PollResult:
     """Poll one source: fetch, then store its new items and its health in one transaction.
 
-    A failure (404, timeout, HTML, a malformed feed, a missing folder) stores nothing but the
-    health: the error, and a next poll backed off by ``every * 2**failures``.
+    A failure of any kind (404, timeout, HTML, a malformed feed, a missing folder, a bug) stores
+    nothing but the health: the error, and a next poll backed off by ``every * 2**failures``.
     """
     source = get_source(db, source_id)
     result = PollResult(source.id)
     try:
         if source.kind == "feed":
-            batch = fetch_feed(source, timeout=timeout)
+            batch = feeds.fetch_feed(source.location, source.state, timeout=timeout)
         else:
-            batch = scan_folder(source)
-    except PollFailed as e:
-        result.error = str(e)
-        _record_failure(db, source, result.error)
-        return result
-    try:
+            batch = folders.scan_folder(source.location, source.state)
         with db.atomic():
-            result.added = _store(db, source, batch)
-            result.seen, result.notes = len(batch.items), batch.notes
+            result.added, notes = _store(db, source, batch)
+            result.seen, result.notes = batch.seen, [*notes, *batch.notes]
             _record_success(db, source, result, batch)
-    except DevmodeError as e:  # the dataset refused the rows (a folder file without its columns)
-        result.error = str(e)
+    except Exception as e:  # noqa: BLE001 - recorded and backed off, never the watcher's end
+        result.error = _describe_failure(e)
         _record_failure(db, source, result.error)
     return result
 
 
-@dataclass
-class _Batch:
-    """What one fetch or scan found: rows with their keys, and what to remember."""
-
-    items: list[tuple[str, dict[str, Any]]]  # (key, row)
-    columns: list[str]  # of a dataset this source would create
-    mapping: ingest.ColumnMapping
-    state: dict[str, Any]
-    title: str | None = None
-    notes: list[str] = field(default_factory=list)
+def _describe_failure(e: Exception) -> str:
+    if isinstance(e, DevmodeError):
+        return str(e)[:MAX_HEALTH_CHARS]
+    return f"The poll failed unexpectedly ({in_words(e)}); it is tried again later."
 
 
-def _store(db: Database, source: Source, batch: _Batch) -> int:
-    """Append the batch's unseen rows to the source's dataset (creating it); returns how many."""
+def _store(db: Database, source: Source, batch: Batch) -> tuple[int, list[str]]:
+    """Append the batch's unseen rows to the source's dataset (creating it from the first group
+    that has a text column); a group the dataset cannot take is refused on its own. Returns
+    the rows added and notes on what was refused or flagged."""
+    notes: list[str] = []
     try:
         dataset = ingest.get_dataset(db, source.dataset)
     except ingest.NoSuchDataset:
-        if not batch.items:
-            return 0
-        dataset = ingest.create_empty(
-            db,
-            source.dataset,
-            batch.columns,
-            batch.mapping,
-            source=source.location,
-            format=source.kind,
-        )
+        dataset = None
+    added = 0
+    for group in batch.groups:
+        if dataset is None:
+            if not group.items:
+                continue
+            if group.mapping.text is None:
+                notes.append(_refused(group, "it has no column of text to take"))
+                continue
+            dataset = ingest.create_empty(
+                db,
+                source.dataset,
+                group.columns,
+                group.mapping,
+                source=source.shown_location,
+                format=source.kind,
+            )
+        if dataset.mapping.text not in group.columns and source.kind == "folder":
+            notes.append(
+                _refused(
+                    group,
+                    f"it has no {dataset.mapping.text!r} column, which {dataset.name} keeps its "
+                    f"text in (expected the dataset's columns: {', '.join(dataset.columns)})",
+                )
+            )
+            continue
+        try:
+            with db.atomic():  # a savepoint: a file the dataset refuses leaves the others whole
+                added += _append_group(db, source, dataset, group, notes)
+        except (DevmodeError, sqlite3.Error) as e:
+            if source.kind == "feed":
+                raise
+            notes.append(_refused(group, str(e)[: MAX_HEALTH_CHARS // 4]))
+    return added, notes
+
+
+def _refused(group: Group, why: str) -> str:
+    return f"{group.name} was refused: {why}; it is tried again when it changes."
+
+
+def _append_group(
+    db: Database, source: Source, dataset: ingest.Dataset, group: Group, notes: list[str]
+) -> int:
     seen = {
         key
         for (key,) in db.execute(
             "select key from devmode_source_items where dataset_id = ? and key in "
             "(select value from json_each(?))",
-            [dataset.id, json.dumps([key for key, _ in batch.items])],
+            [dataset.id, json.dumps([key for key, _ in group.items])],
         )
     }
     new: dict[str, dict[str, Any]] = {}
-    for key, row in batch.items:
+    for key, row in group.items:
         if key not in seen and key not in new:
             new[key] = _fit(row, dataset, source)
     if not new:
         return 0
+    ahead = _dated_ahead(new.values(), dataset.mapping.date)
+    if ahead:
+        notes.append(
+            f"{plural(len(ahead), 'item')} of {group.name} dated more than a day ahead (the "
+            f"latest {max(ahead)}): kept, but left out of the latest day and period."
+        )
     row_ids = ingest.append_rows(db, dataset.name, list(new.values()))
     seen_at = utc_now()
     db["devmode_source_items"].insert_all(
@@ -390,15 +411,18 @@ def _store(db: Database, source: Source, batch: _Batch) -> int:
     return len(new)
 
 
+def _dated_ahead(rows, date_column: str | None) -> list[str]:
+    """The dates of rows dated after tomorrow (a typo, or a feed's clock), as 'YYYY-MM-DD'."""
+    if not date_column:
+        return []
+    horizon = dates.horizon()
+    found = (dates.parse_date(row.get(date_column)) for row in rows)
+    return [day for day in found if day and day > horizon]
+
+
 def _fit(row: dict[str, Any], dataset: ingest.Dataset, source: Source) -> dict[str, Any]:
     """A feed's row under the dataset's own column names (its text and date columns)."""
     if source.kind != "feed":
-        if dataset.mapping.text not in row:
-            raise PollFailed(
-                f"A file in {source.location} has no {dataset.mapping.text!r} column, which "
-                f"{dataset.name} keeps its text in. Expected files with the dataset's columns "
-                f"({', '.join(dataset.columns)})."
-            )
         return row
     fitted = {dataset.mapping.text: row["text"]}
     if dataset.mapping.date:
@@ -408,7 +432,7 @@ def _fit(row: dict[str, Any], dataset: ingest.Dataset, source: Source) -> dict[s
     return fitted
 
 
-def _record_success(db: Database, source: Source, result: PollResult, batch: _Batch) -> None:
+def _record_success(db: Database, source: Source, result: PollResult, batch: Batch) -> None:
     now = dt.datetime.now(dt.UTC)
     db["devmode_sources"].update(
         source.id,
@@ -418,7 +442,7 @@ def _record_success(db: Database, source: Source, result: PollResult, batch: _Ba
             "last_added": result.added,
             "total_added": source.total_added + result.added,
             "last_error": None,
-            "last_note": " ".join(batch.notes) or None,
+            "last_note": " ".join(result.notes)[:MAX_HEALTH_CHARS] or None,
             "failures": 0,
             "next_poll_at": stamp(now + dt.timedelta(seconds=source.every_seconds)),
             "state": json.dumps(batch.state),
@@ -442,212 +466,6 @@ def _record_failure(db: Database, source: Source, error: str) -> None:
                 "next_poll_at": stamp(now + dt.timedelta(seconds=wait)),
             },
         )
-
-
-# ----------------------------------------------------------------------------------------------
-# Feeds
-
-
-def fetch_feed(source: Source, *, timeout: float = FETCH_TIMEOUT_S) -> _Batch:
-    """Fetch and parse the feed (conditional GET: an unchanged feed answers 304, no body)."""
-    state = dict(source.state)
-    request = urllib.request.Request(
-        source.location,
-        headers={
-            "User-Agent": f"devmode/{__version__} (+feed watcher)",
-            "Accept": "application/rss+xml, application/atom+xml, application/xml, text/xml, */*",
-            **({"If-None-Match": state["etag"]} if state.get("etag") else {}),
-            **({"If-Modified-Since": state["modified"]} if state.get("modified") else {}),
-        },
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = _read_limited(response, source.location, deadline)
-            headers = response.headers
-    except urllib.error.HTTPError as e:
-        if e.code == 304:
-            return _Batch([], FEED_COLUMNS, _FEED_MAPPING, state, notes=["Unchanged (HTTP 304)."])
-        raise PollFailed(
-            f"The feed answered HTTP {e.code} {e.reason} ({source.location})."
-        ) from None
-    except (TimeoutError, urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
-            raise PollFailed(
-                f"The feed did not answer within {timeout:g} s ({source.location}); it will be "
-                "tried again later."
-            ) from None
-        raise PollFailed(f"The feed could not be reached ({source.location}): {reason}.") from None
-    content_type = headers.get("Content-Type", "")
-    parsed = feedparser.parse(
-        body, response_headers={"content-type": content_type, "content-location": source.location}
-    )
-    if not parsed.entries and not parsed.version:
-        head = body[:512].lstrip().lower()
-        if "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html")):
-            raise PollFailed(
-                f"{source.location} answered with a web page (HTML), not an RSS or Atom feed. "
-                "Expected the feed's own address: look for an RSS link on that page."
-            )
-        problem = getattr(parsed, "bozo_exception", None) or "no RSS or Atom elements"
-        raise PollFailed(
-            f"{source.location} is not a readable RSS or Atom feed ({problem}). Expected an XML "
-            "document with <rss> or <feed> at its root."
-        )
-    state = {
-        k: v
-        for k, v in (("etag", headers.get("ETag")), ("modified", headers.get("Last-Modified")))
-        if v
-    }
-    title = plain_text(parsed.feed.get("title")) or None
-    return _feed_batch(parsed.entries, title or source.location, state, title)
-
-
-_FEED_MAPPING = ingest.ColumnMapping(text="text", date="date")
-
-
-def _feed_batch(entries, feed_title: str, state: dict[str, Any], title: str | None) -> _Batch:
-    first_seen = utc_now()
-    items, undated, untitled = [], 0, 0
-    for entry in entries:
-        text = plain_text(entry.get("title")) or plain_text(entry.get("summary"))[:300]
-        if not text:
-            untitled += 1
-            continue
-        published = entry.get("published") or entry.get("updated") or entry.get("created")
-        if not published:
-            undated += 1
-        link = entry.get("link") or None
-        row = {
-            "text": text,
-            "date": published or first_seen,
-            "link": link,
-            "description": plain_text(entry.get("summary")) or None,
-            "source": feed_title,
-        }
-        items.append((item_key(entry.get("id") or link, text, published), row))
-    notes = []
-    if undated:
-        notes.append(f"{undated} item{'s' * (undated != 1)} had no date: dated when first seen.")
-    if untitled:
-        notes.append(f"{untitled} item{'s' * (untitled != 1)} had no title or summary: skipped.")
-    return _Batch(items, FEED_COLUMNS, _FEED_MAPPING, state, title, notes)
-
-
-def item_key(guid: str | None, text: str, date: Any) -> str:
-    """An item's identity: its guid or link, else its normalised text and date."""
-    if guid and str(guid).strip():
-        return "id:" + str(guid).strip()
-    normalised = " ".join(str(text).lower().split())
-    return "text:" + hashlib.sha1(f"{normalised}\x1f{date or ''}".encode()).hexdigest()
-
-
-def _read_limited(response, url: str, deadline: float) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > MAX_FEED_BYTES:
-        raise PollFailed(_too_big(url, int(declared)))
-    chunks, size = [], 0
-    while chunk := response.read(64 * 1024):
-        size += len(chunk)
-        if size > MAX_FEED_BYTES:
-            raise PollFailed(_too_big(url, size, at_least=True))
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_big(url: str, size: int, *, at_least: bool = False) -> str:
-    mb = MAX_FEED_BYTES // (1024 * 1024)
-    return (
-        f"{url} is {'over ' if at_least else ''}{size / 1024 / 1024:.0f} MB; a feed may be at most "
-        f"{mb} MB. Expected a feed of recent items; check the address."
-    )
-
-
-class _TextOnly(HTMLParser):
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def plain_text(value: Any) -> str:
-    """Markup stripped, entities decoded, white space collapsed: '<b>Fed</b> &amp; rates' -> 'Fed & rates'."""
-    if not value:
-        return ""
-    parser = _TextOnly()
-    parser.feed(str(value))
-    parser.close()
-    return " ".join(html.unescape("".join(parser.parts)).split())
-
-
-# ----------------------------------------------------------------------------------------------
-# Folders
-
-
-def scan_folder(source: Source, *, settle: float = SETTLE_S) -> _Batch:
-    """The rows of files that are new or changed since they were taken, once they have stopped
-    changing; files still being written wait for the next poll."""
-    folder = Path(source.location)
-    if not folder.is_dir():
-        raise PollFailed(f"The folder {folder} is gone. Create it again, or remove this source.")
-    taken: dict[str, list[int]] = dict(source.state.get("files", {}))
-    items, notes, columns = [], [], []
-    mapping = None
-    waiting = 0
-    for path in sorted(folder.iterdir()):
-        if not _is_data_file(path):
-            continue
-        stat = path.stat()
-        signature = [stat.st_size, stat.st_mtime_ns]
-        if taken.get(path.name) == signature:
-            continue
-        if time.time() - stat.st_mtime < settle or stat.st_size == 0:
-            waiting += 1
-            continue
-        try:
-            upload = readers.read_upload(path)
-            rows = [row for batch, _ in upload.batches() for row in batch]
-        except DevmodeError as e:
-            notes.append(f"{path.name} could not be read ({e}); it is tried again when it changes.")
-            taken[path.name] = signature
-            continue
-        if mapping is None:
-            mapping = ingest.suggest_mapping(upload.columns, rows[:200])
-            columns = upload.columns
-        for row in rows:
-            row.setdefault("source", path.name)
-            text = row.get(mapping.text) if mapping.text else None
-            date = row.get(mapping.date) if mapping.date else None
-            items.append(
-                (
-                    item_key(
-                        None,
-                        json.dumps(row, sort_keys=True, default=str) if text is None else text,
-                        date,
-                    ),
-                    row,
-                )
-            )
-        taken[path.name] = signature
-    if waiting:
-        notes.append(f"{waiting} file{'s' * (waiting != 1)} still being written: taken next poll.")
-    if "source" not in columns and columns:
-        columns = [*columns, "source"]
-    return _Batch(items, columns, mapping or ingest.ColumnMapping(), {"files": taken}, None, notes)
-
-
-def _is_data_file(path: Path) -> bool:
-    return (
-        path.is_file()
-        and not path.name.startswith((".", "~"))
-        and not path.name.endswith(_PARTIAL_SUFFIXES)
-        and path.suffix.lower().lstrip(".") in UPLOAD_EXTENSIONS
-    )
 
 
 def _short(stamp: str | None) -> str:

@@ -13,6 +13,7 @@ people decide on the same row, the later decision wins and both are in the histo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -96,6 +97,12 @@ def open_suggestions(db: Database, name: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
+def _some(ids: list[int], shown: int = 10) -> str:
+    """'3, 7, 9' or '1, 2, ... 10 (and 99,990 more)': a message names a few ids, not all."""
+    head = ", ".join(map(str, ids[:shown]))
+    return head if len(ids) <= shown else f"{head} (and {len(ids) - shown:,} more)"
+
+
 def decide(
     db: Database, name: str, *, accept: Iterable[int] = (), reject: Iterable[int] = ()
 ) -> int:
@@ -105,7 +112,7 @@ def decide(
     both = set(accept) & set(reject)
     if both:
         raise NoSuchSuggestion(
-            f"Suggestions {sorted(both)} were both accepted and rejected. Give each id once."
+            f"Suggestions {_some(sorted(both))} were both accepted and rejected. Give each id once."
         )
     with db.atomic():
         dataset = ingest.get_dataset(db, name)
@@ -113,16 +120,16 @@ def decide(
         found = {
             row["id"]: row
             for row in db[SUGGESTIONS].rows_where(
-                f"dataset_id = ? and label_column = ? and status = 'open' "
-                f"and id in ({','.join('?' * len(wanted))})",
-                [dataset.id, dataset.mapping.label, *wanted],
+                "dataset_id = ? and label_column = ? and status = 'open' "
+                "and id in (select value from json_each(?))",
+                [dataset.id, dataset.mapping.label, json.dumps(wanted)],
             )
         }
         missing = [i for i in wanted if i not in found]
         if missing:
             raise NoSuchSuggestion(
                 f"No open suggestion of {dataset.name} has the id{'s' * (len(missing) > 1)} "
-                f"{', '.join(map(str, missing))}. Expected ids from python -m devmode review-labels "
+                f"{_some(missing)}. Expected ids from python -m devmode review-labels "
                 f"{dataset.name} (decided ones are not open any more); nothing was changed."
             )
         now = utc_now()

@@ -204,8 +204,10 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
     """The rule's new events over the dataset's trend, stored, each queued for delivery on the
     rule's channels (in the same transaction: an event is delivered once or not at all)."""
     s = rule.settings
-    points = trends.sentiment_trend(
-        db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic, stories=s.stories
+    points = trends.current_points(  # a period that starts after tomorrow raises nothing yet
+        trends.sentiment_trend(
+            db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic, stories=s.stories
+        )
     )
     new = []
     for i, point in enumerate(points):

@@ -25,18 +25,16 @@ import os
 import re
 import smtplib
 import ssl
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
 from typing import Any
 
 from sqlite_utils import Database
 
-from devmode import __version__
+from devmode import __version__, addresses
 from devmode.data import ingest
 from devmode.db import stamp, utc_now
-from devmode.errors import DevmodeError
+from devmode.errors import DevmodeError, in_words
 from devmode.monitor import alerts, trends
 from devmode.specs import Settings, setting
 
@@ -53,6 +51,8 @@ RETRY_BASE_S = 10
 DELIVERY_TIMEOUT_S = 10.0
 # A delivery claimed this long ago by a watcher that never finished it is taken again.
 STALE_CLAIM_S = 300
+# Bytes of a receiver's answer read (its status is what counts).
+RECEIPT_BYTES = 64 * 1024
 # Stories named in a message.
 STORIES_IN_MESSAGE = 5
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -115,9 +115,11 @@ class Channel:
     created_at: str
 
     def describe(self) -> str:
+        """'webhook https://hooks.slack.com/services/… (slack)': the address masked, as it is
+        wherever it is shown (a webhook's address is its secret)."""
         if self.kind == "email":
             return f"e-mail to {self.target}"
-        return f"webhook {self.target} ({self.format})"
+        return f"webhook {addresses.mask(self.target)} ({self.format})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,12 +150,14 @@ def add_channel(
     if (webhook is None) == (email is None):
         raise InvalidChannel("Give one of --webhook URL or --email ADDRESS.")
     if webhook is not None:
-        webhook = webhook.strip()
-        if not re.match(r"^https?://[^/\s]+", webhook):
-            raise InvalidChannel(
-                f"A webhook is an http:// or https:// address; found {webhook!r}. Copy the "
-                "incoming-webhook URL from Slack, Teams or your receiver."
+        try:
+            webhook = addresses.check_address(
+                webhook,
+                what="webhook",
+                example="Copy the incoming-webhook URL from Slack, Teams or your receiver.",
             )
+        except addresses.InvalidAddress as e:
+            raise InvalidChannel(str(e)) from None
         if format not in WEBHOOK_FORMATS:
             raise InvalidChannel(
                 f"Webhook format must be one of {', '.join(WEBHOOK_FORMATS)}; found {format!r}."
@@ -328,19 +332,23 @@ def send_webhook(
     headers = {"Content-Type": "application/json", "User-Agent": f"devmode/{__version__}"}
     if key:
         headers["Idempotency-Key"] = key
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers=headers, method="POST"
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read(1024)
-    except urllib.error.HTTPError as e:
-        raise DeliveryFailed(f"The webhook answered HTTP {e.code} {e.reason}.") from None
-    except (TimeoutError, urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        if isinstance(e, TimeoutError) or isinstance(reason, TimeoutError):
+        answer = addresses.fetch(
+            url,
+            data=json.dumps(body).encode(),
+            headers=headers,
+            timeout=timeout,
+            max_bytes=RECEIPT_BYTES,
+            same_host=True,
+        )
+    except addresses.FetchFailed as e:
+        if e.reason == "late":
             raise DeliveryFailed(f"The webhook did not answer within {timeout:g} s.") from None
-        raise DeliveryFailed(f"The webhook could not be reached: {reason}.") from None
+        if e.reason == "too_big":  # it answered 2xx, then kept talking: the alert arrived
+            return
+        raise DeliveryFailed(f"The webhook was not delivered: {e}.") from None
+    if not 200 <= answer.status < 300:
+        raise DeliveryFailed(f"The webhook answered HTTP {answer.status}.")
 
 
 def send_email(
@@ -419,8 +427,8 @@ def deliver_due(
                         "No mail server is set up (python -m devmode alerts smtp)."
                     )
                 send_email(settings, channel.target, message, timeout=timeout)
-        except DevmodeError as e:
-            results.append(_record_attempt(db, delivery, channel, str(e)))
+        except Exception as e:  # noqa: BLE001 - recorded and retried; the others still go
+            results.append(_record_attempt(db, delivery, channel, in_words(e)))
         else:
             results.append(_record_attempt(db, delivery, channel, None))
     return results
@@ -467,7 +475,8 @@ def _record_attempt(
 def list_deliveries(
     db: Database, dataset: str | None = None, *, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """The delivery log, newest first: what was sent where, when, after how many tries."""
+    """The delivery log, newest first: what was sent where, when, after how many tries (a
+    webhook's address masked: the log is for showing)."""
     where, args = "", []
     if dataset:
         where, args = "where r.dataset_id = ?", [ingest.get_dataset(db, dataset).id]
@@ -483,4 +492,8 @@ def list_deliveries(
         args,
     )
     keys = [c[0] for c in rows.description]
-    return [dict(zip(keys, row, strict=True)) for row in rows.fetchall()]
+    log = [dict(zip(keys, row, strict=True)) for row in rows.fetchall()]
+    for row in log:
+        if row["kind"] == "webhook":
+            row["target"] = addresses.mask(row["target"])
+    return log

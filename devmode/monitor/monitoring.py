@@ -27,11 +27,11 @@ from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
 from devmode.data import ingest
+from devmode.data.dates import parse_date
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 from devmode.finetune import registry
 from devmode.monitor import alerts, stories, watchlist
-from devmode.monitor.dates import parse_date
 
 POLARITIES = ("negative", "neutral", "positive")
 # Rows scored and written per transaction: a kill loses at most one chunk's work.

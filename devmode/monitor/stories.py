@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
 from devmode.data import ingest
-from devmode.monitor.dates import parse_date
+from devmode.data.dates import parse_date
 
 # Permutations per signature, and the estimated Jaccard similarity above which two texts are
 # one story. On the 9,958 shared Benzinga headlines, 0.7 joins 492 rows to an earlier story

@@ -11,14 +11,13 @@ it); a period's index is the mean over its texts.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
-from devmode.data import ingest
+from devmode.data import dates, ingest
 from devmode.errors import DevmodeError
 
 PERIODS = ("day", "week", "month")
@@ -287,7 +286,7 @@ def texts_in_period(
             from devmode_predictions p join {table} t on t.rowid = p.row_id
             where {where} and p.date >= ? and p.date < ?
             order by p.sentiment, p.date limit {int(limit)}""",
-        [*args, start, _period_end(period, start)],
+        [*args, start, dates.period_end(period, start)],
     ).fetchall()
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
@@ -346,16 +345,6 @@ def dated_dataset(db: Database, dataset_name: str, period: str) -> ingest.Datase
     return dataset
 
 
-def _period_end(period: str, start: str) -> str:
-    """The first day after the period that begins on ``start`` ('YYYY-MM-DD')."""
-    first = dt.date.fromisoformat(start)
-    if period == "day":
-        return (first + dt.timedelta(days=1)).isoformat()
-    if period == "week":
-        return (first + dt.timedelta(days=7)).isoformat()
-    return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1).isoformat()
-
-
 def _bucket_sql(period: str, column: str = "date") -> str:
     """SQL for the first day of ``column``'s period (weeks start on Monday)."""
     return {
@@ -411,13 +400,22 @@ def why_no_trend(
 
 
 def trend_summary(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Texts in all, periods, and the latest period's index and start, for metrics."""
+    """Texts in all, periods, and the latest period's index and start, for metrics (periods
+    that start after tomorrow, from texts dated ahead, are never the latest)."""
+    current = current_points(points)
     return {
         "texts": sum(p["volume"] for p in points),
         "periods": len(points),
-        "latest": points[-1]["sentiment"] if points else None,
-        "latest_period": points[-1]["period"] if points else None,
+        "latest": current[-1]["sentiment"] if current else None,
+        "latest_period": current[-1]["period"] if current else None,
     }
+
+
+def current_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The points of periods that start by tomorrow: a text dated 2099 is kept in the trend,
+    but its period is not the latest."""
+    horizon = dates.horizon()
+    return [p for p in points if p["period"] <= horizon]
 
 
 def period_starts(points: list[dict[str, Any]]) -> list[str]:

@@ -12,12 +12,19 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from devmode.data import ingest, sources
+from devmode.data import dates, ingest, sources
 from devmode.monitor import alerts, trends, watchlist
 
 # Stories listed under "most negative today", and alerts shown.
 WALL_STORIES = 8
 WALL_ALERTS = 5
+# Tiles side by side: at the wall's 3rem type, more than five cut their figures short.
+TILES_PER_ROW = 5
+# What a wall address may say, for a message when it asks for what is not there.
+ADDRESS_HELP = (
+    "A wall address looks like /Monitor?kiosk=1&dataset=NAME&period=week (period: "
+    f"{', '.join(trends.PERIODS)}; without dataset, the busiest watched one)."
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,11 @@ class Wall:
     @property
     def title(self) -> str:
         return trends.describe_scope(self.dataset, None, None, self.period)
+
+
+def tile_rows(tiles: list[Tile]) -> list[list[Tile]]:
+    """The tiles in rows of at most ``TILES_PER_ROW``."""
+    return [tiles[i : i + TILES_PER_ROW] for i in range(0, len(tiles), TILES_PER_ROW)]
 
 
 def default_dataset(db: Database) -> str | None:
@@ -105,10 +117,12 @@ def wall_view(
 
 
 def _latest_day(db: Database, dataset: str) -> str | None:
+    """The latest day with scored texts, leaving out texts dated after tomorrow."""
     dataset_id = ingest.get_dataset(db, dataset).id
     return db.execute(
-        "select max(date) from devmode_predictions where dataset_id = ? and task = 'sentiment'",
-        [dataset_id],
+        "select max(date) from devmode_predictions where dataset_id = ? and task = 'sentiment' "
+        "and date <= ?",
+        [dataset_id, dates.horizon()],
     ).fetchone()[0]
 
 
@@ -120,7 +134,9 @@ def _tiles(db: Database, dataset: str, period: str, stories: bool) -> list[Tile]
         tickers = trends.scored_tickers(db, dataset)[: trends.MAX_SPLIT_VALUES]
     tiles = []
     for ticker in tickers:
-        points = trends.sentiment_trend(db, dataset, period=period, ticker=ticker, stories=stories)
+        points = trends.current_points(
+            trends.sentiment_trend(db, dataset, period=period, ticker=ticker, stories=stories)
+        )
         if not points:
             tiles.append(Tile(ticker, None, None, None, None, 0))
             continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,7 +31,7 @@ from devmode import jobs
 from devmode.data import ingest, sources
 from devmode.db import open_db, utc_now
 from devmode.environment import release_freed_memory
-from devmode.errors import DevmodeError
+from devmode.errors import in_words
 from devmode.finetune import registry
 from devmode.monitor import delivery, monitoring
 
@@ -38,6 +39,8 @@ from devmode.monitor import delivery, monitoring
 # polled within this), and how often its row says it is alive when nothing happens.
 TICK_S = 1.0
 HEARTBEAT_S = 30.0
+# Seconds before a pass that failed as a whole (not one source: the database itself) is tried again.
+RETRY_S = 10.0
 
 
 @dataclass
@@ -131,11 +134,19 @@ class Watcher:
         self._scored_with: dict[str, int | None] = {}  # task -> model id of the last pass
 
     def run_pass(self) -> PassSummary:
-        """Poll every due source, score what is new, evaluate rules, deliver what is due."""
+        """Poll every due source, score what is new, evaluate rules, deliver what is due.
+
+        Nothing one source, dataset or delivery does stops the others: a failure is recorded
+        (in the source's health, the delivery log) and named in the summary's problems.
+        """
         summary = PassSummary()
         with open_db(self.db_path) as db:
             for source in sources.due_sources(db):
-                result = sources.poll_source(db, source.id, timeout=self.fetch_timeout)
+                try:
+                    result = sources.poll_source(db, source.id, timeout=self.fetch_timeout)
+                except Exception as e:  # noqa: BLE001 - even recording the failure failed
+                    summary.problems.append(f"Source {source.id}: not polled ({in_words(e)}).")
+                    continue
                 summary.polled += 1
                 summary.added += result.added
                 (summary.problems if result.error else summary.lines).append(result.describe())
@@ -143,7 +154,12 @@ class Watcher:
                 self._score(db, name, summary)
             if summary.scored:
                 release_freed_memory()  # a day of passes would otherwise grow the heap
-            for outcome in delivery.deliver_due(db, timeout=self.delivery_timeout):
+            try:
+                delivered = delivery.deliver_due(db, timeout=self.delivery_timeout)
+            except Exception as e:  # noqa: BLE001 - the next pass tries again
+                summary.problems.append(f"Alerts not delivered this pass ({in_words(e)}).")
+                delivered = []
+            for outcome in delivered:
                 summary.delivered += outcome.status == "delivered"
                 (summary.lines if outcome.status == "delivered" else summary.problems).append(
                     outcome.describe()
@@ -172,8 +188,10 @@ class Watcher:
                 result = monitoring.score_dataset(
                     db, dataset, task=task, scorer=self._scorer(db, task, model)
                 )
-            except DevmodeError as e:
-                summary.problems.append(f"{dataset}: not scored with the {task} model: {e}")
+            except Exception as e:  # noqa: BLE001 - the other datasets are scored all the same
+                summary.problems.append(
+                    f"{dataset}: not scored with the {task} model: {in_words(e)}"
+                )
                 continue
             summary.scored += result.scored
             summary.new_alerts += result.new_alerts
@@ -198,11 +216,16 @@ class Watcher:
         """Pass after pass until ``should_stop()``; returns the number of passes."""
         passes = 0
         while not should_stop():
-            summary = self.run_pass()
+            try:
+                summary = self.run_pass()
+                wait = self._wait_s()
+            except Exception as e:  # noqa: BLE001 - the database busy for minutes, a disk full:
+                summary = PassSummary(problems=[f"The pass failed ({in_words(e)}); trying again."])
+                wait = RETRY_S  # the watcher waits and tries again, it does not end
             passes += 1
             if on_pass:
                 on_pass(summary)
-            deadline = time.monotonic() + self._wait_s()
+            deadline = time.monotonic() + wait
             while time.monotonic() < deadline and not should_stop():
                 time.sleep(min(0.2, TICK_S))
         return passes
@@ -224,12 +247,7 @@ class Watcher:
 def create_watcher(db: Database) -> WatcherJob:
     """A queued watcher; refused while another is watching (checked and stored together)."""
     with db.atomic():
-        running = current_watcher(db)
-        if running and running.is_active:
-            raise jobs.JobAlreadyRunning(
-                f"Watcher {running.id} is already watching (process {running.pid}). Stop it "
-                "first: there is one watcher at a time."
-            )
+        refuse_while_watching(db)
         stamp = utc_now()
         watcher_id = (
             db["devmode_watchers"]
@@ -237,6 +255,24 @@ def create_watcher(db: Database) -> WatcherJob:
             .last_pk
         )
     return get_watcher(db, watcher_id)
+
+
+def refuse_while_watching(db: Database) -> None:
+    """Raise ``JobAlreadyRunning``, naming the watcher, while one is watching: there is one
+    watcher at a time (a second would poll, score and deliver everything twice)."""
+    running = current_watcher(db)
+    if running and running.is_active:
+        raise jobs.JobAlreadyRunning(
+            f"Watcher {running.id} is already watching (process {running.pid}). Stop it first "
+            "(python -m devmode watch --stop): there is one watcher at a time."
+        )
+
+
+def run_once(db_path: str | Path) -> PassSummary:
+    """``watch --once``: one pass in this process, refused while a watcher is watching."""
+    with open_db(db_path) as db:
+        refuse_while_watching(db)
+    return Watcher(db_path).run_pass()
 
 
 def get_watcher(db: Database, watcher_id: int) -> WatcherJob:
@@ -300,11 +336,14 @@ def execute_watcher(
                 changed_at = summary.at
             if summary.did_something or time.monotonic() - last_write > HEARTBEAT_S:
                 stored = {**asdict(summary), "changed_at": changed_at}
-                db.execute(
-                    "update devmode_watchers set passes = ?, summary = ?, updated_at = ? "
-                    "where id = ?",
-                    [passes, json.dumps(stored), utc_now(), watcher_id],
-                )
+                try:
+                    db.execute(
+                        "update devmode_watchers set passes = ?, summary = ?, updated_at = ? "
+                        "where id = ?",
+                        [passes, json.dumps(stored), utc_now(), watcher_id],
+                    )
+                except sqlite3.OperationalError:  # busy beyond the wait: the next pass writes
+                    return
                 last_write = time.monotonic()
 
         watcher.run(should_stop=should_stop, on_pass=record)

@@ -36,6 +36,13 @@ temperature, max_tokens, top_p, stop, seed, presence_penalty, frequency_penalty;
 or ``embedded`` for the embedded model), ``tests`` (vars, assert, description),
 ``defaultTest`` (vars, assert) and ``evaluateOptions.repeat``. Each provider becomes a variant;
 ``{{ variables }}`` fill as devmode's ``{variables}`` do.
+
+A suite file may come from a pull request, so it is read within bounds: at most
+``MAX_SUITE_BYTES``, ``MAX_VALUES`` values once YAML aliases are expanded (an alias bomb is
+refused, not expanded), no key twice in a mapping, and ``file://`` prompts only from regular
+files inside the suite file's own folder (symlinks followed, then checked), at most
+``MAX_PROMPT_FILE_BYTES`` each. A suite with no folder of its own (uploaded on the page,
+stored in the database) may not name files at all.
 """
 
 from __future__ import annotations
@@ -60,48 +67,110 @@ PROMPTFOO_LIMITS = {
     "frequency_penalty": "frequency_penalty",
 }
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Bounds on what a suite file may make devmode read: the file, its values once YAML aliases are
+# expanded (a 367-byte alias bomb expands to billions), and each file:// prompt.
+MAX_SUITE_BYTES = 5 * 1024 * 1024
+MAX_VALUES = 100_000
+MAX_DEPTH = 32
+MAX_PROMPT_FILE_BYTES = 1024 * 1024
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    one silently, so a second ``prompts:`` would hide the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            line = key_node.start_mark.line + 1
+            _check_key(key_node)
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                first = seen[key]
+                raise InvalidSuite(
+                    f"the key {key!r} is given twice in one mapping (lines {first} and {line}); "
+                    "YAML would keep only the last. Keep one."
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_key(node) -> None:
+    if not isinstance(node, yaml.ScalarNode):
+        raise InvalidSuite(
+            f"a key at line {node.start_mark.line + 1} is a list or a mapping; expected a name "
+            "(prompts, vars, ...)."
+        )
 
 
 def _load_with_lines(text: str) -> tuple[Any, dict[tuple, int]]:
     """The document, and the line of every field and list item by its path."""
     lines: dict[tuple, int] = {}
-    loader = yaml.SafeLoader(text)
+    loader = _UniqueKeyLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
             return None, lines
-
-        def walk(node, path: tuple) -> None:
+        stack = [(root, ())]
+        while stack:  # every value once per path it is reached by, aliases expanded, counted
+            node, path = stack.pop()
             lines[path] = node.start_mark.line + 1
+            if len(lines) > MAX_VALUES:
+                raise InvalidSuite(
+                    f"it holds over {MAX_VALUES:,} values once its YAML aliases (*name) are "
+                    "expanded; expected a suite of prompts, cases and variants. Write the values "
+                    "out, or use fewer aliases of aliases."
+                )
+            if len(path) > MAX_DEPTH:
+                raise InvalidSuite(
+                    f"it nests its values more than {MAX_DEPTH} levels deep (line "
+                    f"{lines[path]}); expected a suite of prompts, cases and variants a few "
+                    "levels deep."
+                )
             if isinstance(node, yaml.MappingNode):
                 for key, value in node.value:
-                    walk(value, (*path, key.value))
+                    _check_key(key)
+                    stack.append((value, (*path, key.value)))
             elif isinstance(node, yaml.SequenceNode):
-                for i, item in enumerate(node.value):
-                    walk(item, (*path, i))
-
-        walk(root, ())
+                stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
         return loader.construct_document(root), lines
     finally:
         loader.dispose()
 
 
 def read_suite(path: str | Path) -> Suite:
-    """The suite in ``path`` (devmode's format or promptfoo's), checked through and through."""
+    """The suite in ``path`` (devmode's format or promptfoo's), checked through and through;
+    its ``file://`` prompts are read from its own folder."""
     path = Path(path)
+    if not path.exists():
+        raise InvalidSuite(f"No suite file at {path}. Check the path.")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise InvalidSuite(f"{path} is {kind}; expected a YAML suite file. Give the file's path.")
+    return read_suite_bytes(_read_bounded(path, MAX_SUITE_BYTES, "suite"), path, folder=path.parent)
+
+
+def read_suite_bytes(data: bytes, name: str | Path, *, folder: Path | None = None) -> Suite:
+    """The suite in a file's bytes (an upload on the page: no folder, so no ``file://``)."""
+    if len(data) > MAX_SUITE_BYTES:
+        raise InvalidSuite(_too_big(Path(name).name, len(data), MAX_SUITE_BYTES, "suite file"))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidSuite(f"No suite file at {path}. Check the path.") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidSuite(f"{path} is not a UTF-8 text file; expected a YAML suite.") from None
-    return parse_suite(text, source=path)
+        raise InvalidSuite(
+            f"{Path(name).name} is not a UTF-8 text file; expected a YAML suite."
+        ) from None
+    return parse_suite(text, source=name, folder=folder)
 
 
-def parse_suite(text: str, *, source: str | Path = "suite.yaml") -> Suite:
-    """The suite a YAML text holds; ``source`` names it in messages and finds ``file://``
-    prompts beside it."""
+def parse_suite(
+    text: str, *, source: str | Path = "suite.yaml", folder: Path | None = None
+) -> Suite:
+    """The suite a YAML text holds; ``source`` names it in messages, and ``file://`` prompts
+    are read from inside ``folder`` (without one, they are refused)."""
     source = Path(source)
+    if len(text) > MAX_SUITE_BYTES:
+        raise InvalidSuite(_too_big(source.name, len(text.encode()), MAX_SUITE_BYTES, "suite file"))
     try:
         values, lines = _load_with_lines(text)
     except yaml.MarkedYAMLError as e:
@@ -112,6 +181,13 @@ def parse_suite(text: str, *, source: str | Path = "suite.yaml") -> Suite:
         ) from None
     except yaml.YAMLError as e:
         raise InvalidSuite(f"{source.name} is not valid YAML: {e}.") from None
+    except RecursionError:
+        raise InvalidSuite(
+            f"{source.name} nests its values too deeply to read; expected a suite of prompts, "
+            "cases and variants a few levels deep."
+        ) from None
+    except InvalidSuite as e:
+        raise InvalidSuite(f"{source.name}: {e}") from None
     if not isinstance(values, Mapping) or "prompts" not in values:
         found = (
             f"keys {', '.join(map(str, values))}"
@@ -124,10 +200,30 @@ def parse_suite(text: str, *, source: str | Path = "suite.yaml") -> Suite:
         )
     try:
         if any(key in values for key in PROMPTFOO_KEYS):
-            values, lines = from_promptfoo(values, lines, source.parent)
+            values, lines = from_promptfoo(values, lines, folder)
         return Suite.from_dict(values, name=source.stem, lines=lines)
     except ValueError as e:  # the suite's, an assertion's or a limit's: each names the place
         raise InvalidSuite(f"{source.name}: {e}") from None
+    except RecursionError:
+        raise InvalidSuite(f"{source.name} nests its values too deeply to read.") from None
+
+
+def _read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path`` (read no further: a device such as
+    /dev/zero never ends)."""
+    with path.open("rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidSuite(_too_big(path.name, path.stat().st_size, limit, f"{what} file"))
+    return data
+
+
+def _too_big(name: str, size: int, limit: int, what: str) -> str:
+    return (
+        f"{name} is {size / 1024 / 1024:.1f} MB; a {what} may be at most "
+        f"{limit / 1024 / 1024:g} MB. Expected a suite of prompts and cases; split it, or "
+        "keep large texts out of it."
+    )
 
 
 def suite_yaml(suite: Suite) -> str:
@@ -136,13 +232,16 @@ def suite_yaml(suite: Suite) -> str:
 
 
 def from_promptfoo(
-    values: Mapping[str, Any], lines: dict[tuple, int], folder: Path
+    values: Mapping[str, Any], lines: dict[tuple, int], folder: Path | None
 ) -> tuple[dict[str, Any], dict[tuple, int]]:
     """promptfoo's fields as devmode's, with the lines moved to the new paths."""
     moved: dict[tuple, int] = {(): lines.get((), 1)}
+    by_head: dict[tuple, list[tuple[tuple, int]]] = {}  # paths under each (field, index)
+    for path, line in lines.items():
+        by_head.setdefault(path[:2], []).append((path, line))
 
     def move(old: tuple, new: tuple) -> None:
-        for path, line in lines.items():
+        for path, line in by_head.get(old[:2], ()):
             if path[: len(old)] == old:
                 moved[new + path[len(old) :]] = line
 
@@ -220,12 +319,37 @@ def from_promptfoo(
     return out, moved
 
 
-def _prompt_file(folder: Path, name: str, line) -> str:
-    path = folder / name
+def _prompt_file(folder: Path | None, name: str, line) -> str:
+    """A ``file://`` prompt: a regular file inside ``folder`` (relative to it; absolute names,
+    ``..`` and links that lead out are refused), at most ``MAX_PROMPT_FILE_BYTES``."""
+    where = f"(file:// prompt, line {line})"
+    if folder is None:
+        raise InvalidSuite(
+            f"file://{name} cannot be read: this suite has no folder of its own (it was "
+            f"uploaded or stored), so it may not name files {where}. Paste the prompt's text "
+            "in, or run the suite file with python -m devmode bench run FILE."
+        )
+    inside = folder.resolve()
+    path = (inside / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(inside):
+        raise InvalidSuite(
+            f"file://{name} is outside the suite's folder {where}. Expected a file beside the "
+            "suite file or below it, named relative to it (file://prompts/risk.txt)."
+        )
+    parts = (*Path(name).parts, *path.relative_to(inside).parts)
+    if any(part.startswith(".") and part not in (".", "..") for part in parts):
+        raise InvalidSuite(
+            f"file://{name} names a hidden file or folder {where} (.git, .env hold credentials, "
+            "not prompts). Keep prompt files in a folder of their own (file://prompts/risk.txt)."
+        )
+    if not path.is_file():
+        problem = "no such file" if not path.exists() else "not a regular file"
+        raise InvalidSuite(f"No prompt file {name} in the suite's folder ({problem}) {where}")
+    data = _read_bounded(path, MAX_PROMPT_FILE_BYTES, "prompt")
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        raise InvalidSuite(f"No prompt file {path} (file:// prompt, line {line})") from None
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSuite(f"The prompt file {name} is not UTF-8 text {where}") from None
 
 
 def _provider_variant(provider: Any, i: int, line) -> dict[str, Any]:

@@ -19,6 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from sqlite_utils import Database
 
 from devmode.errors import DevmodeError
@@ -43,6 +52,10 @@ CSV_COLUMNS = (
     "prompt",
     "text",
 )
+
+
+# A baseline report larger than this is not read (a report of thousands of replies is a few MB).
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
 
 
 class NoBaseline(DevmodeError):
@@ -124,23 +137,77 @@ def load_baseline(db: Database, baseline: str) -> dict[str, Any]:
                 "database, or the JSON an earlier --json printed."
             ) from None
     path = Path(baseline)
+    missing = (
+        f"The baseline {baseline!r} is neither a stored suite run (see python -m devmode bench "
+        "runs) nor a file. Give a run id, or the JSON an earlier --json printed."
+    )
+    if not path.exists():
+        raise NoBaseline(missing)
+    if not path.is_file():
+        raise NoBaseline(
+            f"The baseline {baseline} is {'a folder' if path.is_dir() else 'not a regular file'}; "
+            "expected the JSON file an earlier bench run --json printed."
+        )
+    with path.open("rb") as f:
+        data = f.read(MAX_BASELINE_BYTES + 1)
+    if len(data) > MAX_BASELINE_BYTES:
+        raise NoBaseline(
+            f"The baseline file {path} is over {MAX_BASELINE_BYTES // (1024 * 1024)} MB; expected "
+            "the JSON report an earlier bench run --json printed."
+        )
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        report = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
         raise NoBaseline(
-            f"The baseline {baseline!r} is neither a stored suite run (see python -m devmode "
-            "bench runs) nor a file. Give a run id, or the JSON an earlier --json printed."
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise NoBaseline(
-            f"The baseline file {path} is not JSON ({e}); expected --json's report."
+            f"The baseline file {path} is not JSON ({why}); expected --json's report."
         ) from None
     if not isinstance(report, dict) or report.get("format") != FORMAT:
         raise NoBaseline(
             f"The baseline file {path} is not a suite report (expected format {FORMAT!r}, as "
             "bench run --json prints)."
         )
+    try:
+        _BaselineReport.model_validate(report)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = [p for p in first["loc"] if p not in ("float", "int", "str", "bool")]  # union tags
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        raise NoBaseline(
+            f"The baseline file {path} has the report's format but not its fields: "
+            f"{where.lstrip('.')}: {first['msg'].lower()} (found {first.get('input')!r:.60}). "
+            "Expected the JSON bench run --json printed, unedited; make it again."
+        ) from None
     return report
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+Rate = StrictFloat | StrictInt | None
+
+
+class _BaselineCell(_Lenient):
+    cell: StrictStr
+    passed: StrictBool
+    pass_rate: Rate
+
+
+class _BaselineVariant(_Lenient):
+    variant: StrictStr
+    pass_rate: Rate = None
+    median_total_s: Rate = None
+    median_completion_tokens: Rate = None
+
+
+class _BaselineReport(_Lenient):
+    """What ``compare`` reads of a baseline: checked before the suite runs, not after."""
+
+    suite: StrictStr
+    run: StrictInt | None = None
+    cells: list[_BaselineCell]
+    variants: list[_BaselineVariant]
 
 
 def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +256,8 @@ def _why(cell: dict[str, Any]) -> str:
     """The first failed check of a cell, in words ('icontains: missing 'risk'')."""
     for reply in cell["replies"]:
         if reply["outcome"] == "error":
-            return f"no reply: {reply['detail']}"
+            judged = "not judged" if reply.get("text") else "no reply"  # the grader failed
+            return f"{judged}: {reply['detail']}"
         for check in reply["checks"]:
             if not check["passed"]:
                 return f"{check['assertion']['type']}: {check['reason']}"

@@ -142,10 +142,13 @@ def ask(
     }
     if reply["stopped_by"] == "api_error" and not reply.get("text"):
         return {**row, "outcome": "error", "checks": []}
-    results = [
-        {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
-        for a in suite.assertions_for(cell)
-    ]
+    try:
+        results = [
+            {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
+            for a in suite.assertions_for(cell)
+        ]
+    except GraderFailed as e:  # the reply came, but could not be judged: asked again on resume
+        return {**row, "outcome": "error", "detail": str(e), "checks": []}
     outcome = "pass" if all(r["passed"] for r in results) else "fail"
     return {**row, "outcome": outcome, "checks": results}
 
@@ -178,6 +181,11 @@ def pass_rate(rows: list[dict[str, Any]]) -> float | None:
     """The share of a cell's replies that passed (errors left out; None when all errored)."""
     judged = [r for r in rows if r["outcome"] != "error"]
     return sum(r["outcome"] == "pass" for r in judged) / len(judged) if judged else None
+
+
+class GraderFailed(DevmodeError):
+    """The grading endpoint of an ``llm-rubric`` check did not answer: the cell is an error
+    (asked again when the run resumes), not a failure of the reply."""
 
 
 class _Checks:
@@ -213,7 +221,7 @@ class _Checks:
         )
         reply = respond(backend, plan, ChatLimits(max_tokens=64, temperature=0.0))
         if reply.failed:
-            return False, f"the grader did not answer: {reply.detail}"
+            raise GraderFailed(f"the grader did not answer: {reply.detail}")
         verdict = reply.text.strip()
         return verdict.upper().startswith("PASS"), f"grader: {' '.join(verdict.split())[:120]}"
 
