@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fault_support import FaultFarm  # noqa: E402
 
-from devmode.data import sources  # noqa: E402
+from devmode.data import feeds  # noqa: E402
 from devmode.db import open_db  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def cpu() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--fetch-timeout", type=float, default=sources.FETCH_TIMEOUT_S)
+    parser.add_argument("--fetch-timeout", type=float, default=feeds.FETCH_TIMEOUT_S)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db_path = str(Path(tmp) / "faults.db")

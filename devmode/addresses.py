@@ -30,6 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 
+from devmode.data.uploads import human_size
 from devmode.errors import DevmodeError
 
 SCHEMES = ("http", "https")
@@ -190,14 +191,8 @@ def _read(response, max_bytes: int) -> bytes:
 
 
 def _too_big(size: int, limit: int, *, at_least: bool = False) -> str:
-    return f"the answer is {'over ' if at_least else ''}{_mb(size)}; at most {_mb(limit)} is read"
-
-
-def _mb(size: int) -> str:
-    """'5.6 KB', '1.5 MB', '20 MB'."""
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / 1024 / 1024:.1f} MB" if size < 10 * 1024 * 1024 else f"{size >> 20} MB"
+    over = "over " if at_least else ""
+    return f"the answer is {over}{human_size(size)}; at most {human_size(limit)} is read"
 
 
 class _Watchdog:

@@ -289,8 +289,8 @@ def _with_gaps(
     next point does not start the period after the last: plotly draws no line across it."""
     x, index, mean, hover = [], [], [], []
     for i, (point, smoothed) in enumerate(zip(points, smooth, strict=True)):
-        if period and i and point["period"] > dates.period_end(period, points[i - 1]["period"]):
-            gap = dates.period_end(period, points[i - 1]["period"])
+        gap = dates.period_end(period, points[i - 1]["period"]) if period and i else None
+        if gap and point["period"] > gap:
             x.append(gap)
             index.append(None)
             mean.append(None)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from net_support import LocalServer, Route, rss
 
-from devmode.data import sources
+from devmode.data import feeds, sources
 from devmode.db import open_db
 from devmode.monitor import watcher
 
@@ -158,7 +158,7 @@ class FaultFarm:
 
     # ------------------------------------------------------------------------------------------
 
-    def run(self, seconds: float, *, fetch_timeout: float = sources.FETCH_TIMEOUT_S) -> Report:
+    def run(self, seconds: float, *, fetch_timeout: float = feeds.FETCH_TIMEOUT_S) -> Report:
         """Watch for ``seconds`` while the sources publish and fail; then stop publishing, let
         the folders settle, make every source due and run one last pass."""
         stop = threading.Event()

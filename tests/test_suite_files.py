@@ -272,3 +272,9 @@ def test_an_assertion_that_cannot_work_is_refused(values, phrase):
     with pytest.raises(InvalidAssertion, match=None) as caught:
         Assertion.from_dict(values, "here")
     assert phrase in str(caught.value) and "(here)" in str(caught.value)
+
+
+def test_the_suite_size_bound_counts_bytes_not_characters():
+    text = "prompts: [hi]\n# " + "€" * 2_000_000 + "\n"  # 2 M characters, 6 MB of UTF-8
+    with pytest.raises(InvalidSuite, match="a suite file may be at most 5 MB"):
+        parse_suite(text, source="wide.yaml")

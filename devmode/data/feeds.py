@@ -103,7 +103,10 @@ def _fetch_problem(e: addresses.FetchFailed, shown: str, timeout: float) -> str:
     if e.reason == "late":
         return f"The feed did not answer within {timeout:g} s ({shown}); it is tried again later."
     if e.reason == "too_big":
-        return f"{shown} is larger than a feed may be ({e}). Expected a feed of recent items; check the address."
+        return (
+            f"{shown} is larger than a feed may be ({e}). Expected a feed of recent items; check "
+            "the address."
+        )
     if e.reason == "invalid":
         return f"{e} Remove this source and add it again."
     return f"The feed {shown} failed: {e}."

@@ -38,7 +38,6 @@ from devmode.errors import DevmodeError, in_words
 from devmode.specs import Settings, setting
 
 SOURCE_KINDS = ("feed", "folder")
-FETCH_TIMEOUT_S = feeds.FETCH_TIMEOUT_S
 # Failed polls back off: every * 2**failures, up to this.
 MAX_BACKOFF_S = 3600
 # A note or error stored in a source's health is cut to this many characters.
@@ -99,9 +98,7 @@ class Source:
 
     @property
     def shown_location(self) -> str:
-        """The folder, or the feed's address with all but its host and first path segment
-        masked (it may carry a token)."""
-        return addresses.mask(self.location) if self.kind == "feed" else self.location
+        return shown_location(self.kind, self.location)
 
     def health(self) -> str:
         """'OK: 12 added at 2026-11-30 12:00 UTC' or 'Failing (3 in a row): HTTP 404 ...'."""
@@ -170,9 +167,9 @@ def add_source(
             None,
         )
         if clash:
-            shown = addresses.mask(location) if kind == "feed" else location
             raise InvalidSource(
-                f"Source {clash['id']} already brings {shown} into {dataset}. Remove it first "
+                f"Source {clash['id']} already brings {shown_location(kind, location)} into "
+                f"{dataset}. Remove it first "
                 f"(python -m devmode sources remove {clash['id']}) to add it again."
             )
         source_id = (
@@ -230,6 +227,12 @@ def health_rows(db: Database) -> list[dict[str, Any]]:
 def describe_row(row: dict[str, Any]) -> str:
     """'3 · Local Markets -> wire': a ``health_rows`` row in a select."""
     return f"{row['id']} · {row['source']} -> {row['dataset']}"
+
+
+def shown_location(kind: str, location: str) -> str:
+    """The folder, or the feed's address with all but its host and first path segment masked
+    (it may carry a token)."""
+    return addresses.mask(location) if kind == "feed" else location
 
 
 def check_feed_url(url: str) -> str:
@@ -296,7 +299,9 @@ def next_due_at(db: Database) -> str | None:
 # Polling
 
 
-def poll_source(db: Database, source_id: int, *, timeout: float = FETCH_TIMEOUT_S) -> PollResult:
+def poll_source(
+    db: Database, source_id: int, *, timeout: float = feeds.FETCH_TIMEOUT_S
+) -> PollResult:
     """Poll one source: fetch, then store its new items and its health in one transaction.
 
     A failure of any kind (404, timeout, HTML, a malformed feed, a missing folder, a bug) stores

@@ -28,7 +28,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from devmode import jobs
-from devmode.data import ingest, sources
+from devmode.data import feeds, ingest, sources
 from devmode.db import open_db, utc_now
 from devmode.environment import release_freed_memory
 from devmode.errors import in_words
@@ -124,7 +124,7 @@ class Watcher:
         self,
         db_path: str | Path,
         *,
-        fetch_timeout: float = sources.FETCH_TIMEOUT_S,
+        fetch_timeout: float = feeds.FETCH_TIMEOUT_S,
         delivery_timeout: float = delivery.DELIVERY_TIMEOUT_S,
     ):
         self.db_path = str(db_path)

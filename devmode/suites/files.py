@@ -169,8 +169,9 @@ def parse_suite(
     """The suite a YAML text holds; ``source`` names it in messages, and ``file://`` prompts
     are read from inside ``folder`` (without one, they are refused)."""
     source = Path(source)
-    if len(text) > MAX_SUITE_BYTES:
-        raise InvalidSuite(_too_big(source.name, len(text.encode()), MAX_SUITE_BYTES, "suite file"))
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SUITE_BYTES:
+        raise InvalidSuite(_too_big(source.name, size, MAX_SUITE_BYTES, "suite file"))
     try:
         values, lines = _load_with_lines(text)
     except yaml.MarkedYAMLError as e:
