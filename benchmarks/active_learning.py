@@ -72,11 +72,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     args = parser.parse_args()
     from devmode.data.examples import TrainData
-    from devmode.finetune.classifier import base_vectors
-    from devmode.finetune.config import TrainConfig
     from devmode.finetune.training import train
     from devmode.labels.labelling import labelling_order, uncertainty
-    from devmode.monitor.scoring import load_scorer
+    from devmode.models.classifier import base_vectors
+    from devmode.models.config import TrainConfig
+    from devmode.models.scorers import load_scorer
 
     test, rest = stratified_test(read_rows(args.data))
     labels = sorted({label for _, label in rest})

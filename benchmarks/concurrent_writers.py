@@ -76,7 +76,7 @@ class ConstantScorer:
     def score(self, texts, **kwargs):
         import numpy as np
 
-        from devmode.monitor.scoring import Scores
+        from devmode.models.inference import Scores
 
         probabilities = np.tile(np.array([[0.2, 0.5, 0.3]], dtype=np.float32), (len(texts), 1))
         return Scores(["neutral"] * len(texts), probabilities, list(LABELS))
@@ -87,7 +87,7 @@ def set_up(db_path: Path, folder: Path) -> None:
     from devmode.chat import conversations, limits
     from devmode.data import ingest, readers
     from devmode.db import open_db
-    from devmode.finetune import registry, runs
+    from devmode.models import registry, runs
 
     rng = random.Random(0)
     with open_db(db_path) as db:
@@ -103,7 +103,7 @@ def set_up(db_path: Path, folder: Path) -> None:
 def worker(db_path: Path, folder: Path, index: int, seconds: float, out: Path) -> None:
     """One process's loop of writes; what it did goes to ``out`` as JSON."""
     from devmode.chat import context, conversations, limits, replies
-    from devmode.data import ingest, readers
+    from devmode.data import ingest, readers, splits
     from devmode.db import open_db
     from devmode.monitor import monitoring
 
@@ -148,7 +148,7 @@ def worker(db_path: Path, folder: Path, index: int, seconds: float, out: Path) -
             upload = readers.read_upload(write_csv(folder / f"{name}.csv", rows))
             if timed("ingest", ingest.insert_upload, db, upload, name, labelled):
                 wrote["datasets"][name] = len(rows)
-            split = ingest.SplitSpec(seed=rng.randint(0, 10_000))
+            split = splits.SplitSpec(seed=rng.randint(0, 10_000))
             timed("split", ingest.resplit, db, "shared", split)
             rows = dated_rows(rng, 400)
             upload = readers.read_upload(write_csv(folder / f"{dated}.csv", rows))

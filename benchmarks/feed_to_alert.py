@@ -89,7 +89,7 @@ def rss(items: list[tuple[str, str, dt.datetime]]) -> bytes:
 
 def ensure_model(db_path: str) -> None:
     from devmode.db import open_db
-    from devmode.finetune import registry
+    from devmode.models import registry
 
     with open_db(db_path) as db:
         if registry.active_model(db, "sentiment"):

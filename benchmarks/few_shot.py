@@ -81,10 +81,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     args = parser.parse_args()
     from devmode.data.examples import TrainData
-    from devmode.finetune.config import TrainConfig
     from devmode.finetune.evaluation import zero_shot_report
     from devmode.finetune.few_shot import train_few_shot
     from devmode.finetune.training import train
+    from devmode.models.config import TrainConfig
 
     test, pool = stratified_test(read_rows(args.data))
     labels = sorted({label for _, label in pool})

@@ -37,8 +37,9 @@ def build_database(folder: Path, busy_rows: int) -> tuple[str, int]:
     from devmode.data import ingest
     from devmode.data.readers import read_upload
     from devmode.db import open_db
-    from devmode.finetune import registry, runs, worker
-    from devmode.finetune.config import TrainConfig
+    from devmode.finetune import worker
+    from devmode.models import registry, runs
+    from devmode.models.config import TrainConfig
     from devmode.monitor import alerts, monitoring
 
     with open(HEADLINES, newline="", encoding="utf-8") as f:

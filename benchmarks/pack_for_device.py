@@ -46,7 +46,7 @@ PROOF_MODULES = (
     "devmode.data.ingest",
     "devmode.data.readers",
     "devmode.finetune.training",
-    "devmode.monitor.scoring",
+    "devmode.models.inference",
     "datasets",
     "sklearn.metrics",
     "transformers",
@@ -126,7 +126,7 @@ def save_model(folder: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from devmode.finetune.config import embedded_classifier_dir
+    from devmode.models.base_models import embedded_classifier_dir
 
     source = embedded_classifier_dir()
     AutoModel.from_pretrained(source, dtype=torch.float16).save_pretrained(folder)

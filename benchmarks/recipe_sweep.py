@@ -41,8 +41,8 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME:FIELD=VALUE,...")
     parser.add_argument("--json", help="Also write every run's figures to this file.")
     args = parser.parse_args()
-    from devmode.finetune.config import TrainConfig
     from devmode.finetune.training import train
+    from devmode.models.config import TrainConfig
 
     recipes = [parse_recipe(r) for r in args.recipe or ["default:"]]
     seeds = [int(s) for s in args.seeds.split(",")]

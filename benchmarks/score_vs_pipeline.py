@@ -48,7 +48,7 @@ def make_classifier(
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from devmode.finetune.config import resolve_base_model
+    from devmode.models.base_models import resolve_base_model
 
     torch.manual_seed(0)
     source = resolve_base_model(base_model)
@@ -125,7 +125,7 @@ def main() -> None:
     )
     parser.add_argument("--json", help="Also write the figures to this file.")
     args = parser.parse_args()
-    from devmode.monitor.scoring import load_scorer
+    from devmode.models.scorers import load_scorer
 
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     with open(args.data / HEADLINES, newline="", encoding="utf-8") as f:
@@ -159,7 +159,7 @@ def main() -> None:
         devmode_seconds = time.perf_counter() - start
         rows.append((f"devmode {scorer.precision}", devmode_seconds, scores.probabilities))
         if device == "cpu":
-            from devmode.monitor import quantized
+            from devmode.models import quantized
 
             start = time.perf_counter()
             card = quantized.build_int8(folder, texts[:: max(1, len(texts) // 2000)])

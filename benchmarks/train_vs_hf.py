@@ -57,7 +57,7 @@ DATASETS = {
 def load_splits(name: str, tmp: Path, data_dir: Path = DATA, rows_per_label: int = 0):
     """(train, validation, test) lists of (text, label), from devmode's own stored split; with
     ``rows_per_label``, only the first that many rows of each label in each split."""
-    from devmode.data import ingest, readers
+    from devmode.data import ingest, readers, splits
     from devmode.data.examples import TrainData
     from devmode.db import open_db
 
@@ -70,10 +70,10 @@ def load_splits(name: str, tmp: Path, data_dir: Path = DATA, rows_per_label: int
                 upload,
                 "t",
                 ingest.ColumnMapping("text", "label"),
-                ingest.SplitSpec(0.9, 0.1, 0.0),
+                splits.SplitSpec(0.9, 0.1, 0.0),
             )
             rows = list(ingest.iter_rows(db, "t"))
-            test = [{**r, ingest.SPLIT_COLUMN: "test"} for r in _csv_rows(source / "valid.csv")]
+            test = [{**r, splits.SPLIT_COLUMN: "test"} for r in _csv_rows(source / "valid.csv")]
             rows += test
         else:
             upload = readers.read_upload(source)
@@ -83,12 +83,12 @@ def load_splits(name: str, tmp: Path, data_dir: Path = DATA, rows_per_label: int
         seen: dict[tuple, int] = {}
         kept = []
         for row in rows:
-            key = (row[ingest.SPLIT_COLUMN], row["label"])
+            key = (row[splits.SPLIT_COLUMN], row["label"])
             seen[key] = seen.get(key, 0) + 1
             if seen[key] <= rows_per_label:
                 kept.append(row)
         rows = kept
-    return TrainData.from_rows(rows, split_column=ingest.SPLIT_COLUMN)
+    return TrainData.from_rows(rows, split_column=splits.SPLIT_COLUMN)
 
 
 def _csv_rows(path):
@@ -99,8 +99,8 @@ def _csv_rows(path):
 
 
 def run_devmode(data, args, seed, tmp: Path, side: str = "devmode", **step_options) -> dict:
-    from devmode.finetune.config import TrainConfig
     from devmode.finetune.training import train
+    from devmode.models.config import TrainConfig
 
     options = {**args.devmode_options, **step_options}
     config = TrainConfig(
@@ -169,7 +169,7 @@ def run_trainer(data, args, seed, tmp: Path, *, grouped: bool = False) -> dict:
         TrainingArguments,
     )
 
-    from devmode.finetune.config import resolve_base_model
+    from devmode.models.base_models import resolve_base_model
 
     labels = data.labels
     index = {label: i for i, label in enumerate(labels)}
@@ -250,7 +250,7 @@ def _config_overrides(pairs: list[str]) -> dict:
     """``["epochs=8", "adversarial=fgm"]`` as TrainConfig keyword arguments of the right types."""
     import dataclasses
 
-    from devmode.finetune.config import TrainConfig
+    from devmode.models.config import TrainConfig
 
     types = {
         f.name: type(f.default) for f in dataclasses.fields(TrainConfig) if f.name != "dataset"
@@ -279,7 +279,7 @@ def flops_per_token(base_model: str) -> float:
     products per token (the word, position and type embeddings are lookups, not products)."""
     from transformers import AutoModel
 
-    from devmode.finetune.config import resolve_base_model
+    from devmode.models.base_models import resolve_base_model
 
     model = AutoModel.from_pretrained(resolve_base_model(base_model))
     return 6.0 * sum(
@@ -291,7 +291,7 @@ def mean_tokens(data, base_model: str, max_length: int = 128) -> float:
     """Real (unpadded) tokens per training text, special tokens included."""
     from transformers import AutoTokenizer
 
-    from devmode.finetune.config import resolve_base_model
+    from devmode.models.base_models import resolve_base_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(base_model))
     ids = tokenizer([t for t, _ in data.train], truncation=True, max_length=max_length)["input_ids"]

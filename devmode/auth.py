@@ -23,6 +23,7 @@ ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 600_000
 PASSWORD_HASH_ENV = "DEVMODE_PASSWORD_HASH"
 PASSWORD_HASH_SECRET = "devmode_password_hash"
+MIN_PASSWORD_LENGTH = 8
 
 
 class InvalidPasswordHash(DevmodeError):
@@ -31,8 +32,11 @@ class InvalidPasswordHash(DevmodeError):
 
 def hash_password(password: str, *, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
     """The text to configure for ``password`` (a new random salt each time)."""
-    if not password:
-        raise DevmodeError("The password is empty; choose one of at least 8 characters.")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DevmodeError(
+            f"The password has {len(password)} characters; choose one of at least "
+            f"{MIN_PASSWORD_LENGTH} characters."
+        )
     salt = salt if salt is not None else os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     return "$".join([ALGORITHM, str(iterations), _b64(salt), _b64(digest)])

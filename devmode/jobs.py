@@ -15,6 +15,7 @@ A worker outlives the page that started it: reloads and Streamlit restarts do no
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -92,11 +93,13 @@ def fraction(done: int, total: int) -> float:
 
 @dataclass(frozen=True)
 class JobKind:
-    """One kind of job: where its rows live, the command its worker runs, how it is named."""
+    """One kind of job: where its rows live, what its worker runs, how it is named. Each
+    capability declares its own kinds; ``python -m devmode job NAME ID`` runs one."""
 
+    name: str  # "training": what ``python -m devmode job NAME ID`` calls it
+    execute: str  # "devmode.finetune.worker:execute_run": fn(db_path, job_id, *, echo)
     table: str  # its rows: id, status, pid, cancel_requested, error, started_at, finished_at
     noun: str  # "Run", "Scoring job": how messages name one
-    worker_command: str  # the hidden CLI command that runs one in a worker process
     folder_name: str  # its folders (worker log, checkpoints) under the database's files folder
     touched_column: str  # stamped on every status change (a heartbeat of sorts)
     interrupted_message: str  # what a person reads when its worker died
@@ -106,61 +109,6 @@ class JobKind:
         """The job's own folder: its worker's log, and for training runs its checkpoints."""
         prefix = "run" if self.folder_name == "runs" else "job"
         return environment.files_dir(db_path) / self.folder_name / f"{prefix}-{job_id}"
-
-
-TRAINING = JobKind(
-    table="devmode_runs",
-    noun="Run",
-    worker_command="worker",
-    folder_name="runs",
-    touched_column="heartbeat_at",
-    interrupted_message="The worker process stopped without finishing (killed or crashed). "
-    "Resume the run to continue from its last checkpoint.",
-    list_command="python -m devmode runs list",
-)
-SCORING = JobKind(
-    table="devmode_score_jobs",
-    noun="Scoring job",
-    worker_command="score-worker",
-    folder_name="score-jobs",
-    touched_column="updated_at",
-    interrupted_message="The scoring process stopped without finishing (killed or crashed). "
-    "Resume it: the rows already scored are kept.",
-    list_command="the Monitor page",
-)
-
-REVIEWING = JobKind(
-    table="devmode_review_jobs",
-    noun="Label review",
-    worker_command="review-worker",
-    folder_name="reviews",
-    touched_column="updated_at",
-    interrupted_message="The review process stopped without finishing (killed or crashed). "
-    "Start the review again: suggestions are stored only when a review finishes.",
-    list_command="the Datasets page",
-)
-
-SUITES = JobKind(
-    table="devmode_suite_runs",
-    noun="Suite run",
-    worker_command="suite-worker",
-    folder_name="suite-runs",
-    touched_column="updated_at",
-    interrupted_message="The suite's process stopped without finishing (killed or crashed). "
-    "Resume it: the replies already checked are kept.",
-    list_command="python -m devmode bench runs",
-)
-
-WATCHING = JobKind(
-    table="devmode_watchers",
-    noun="Watcher",
-    worker_command="watch-worker",
-    folder_name="watchers",
-    touched_column="updated_at",
-    interrupted_message="The watcher process stopped (killed or crashed). Start watching again: "
-    "everything it stored is kept, and a poll it was in the middle of is done again.",
-    list_command="python -m devmode sources list",
-)
 
 
 def get_row(db: Database, kind: JobKind, job_id: int) -> dict[str, Any]:
@@ -299,6 +247,12 @@ def error_message(e: BaseException) -> str:
     return str(e) if isinstance(e, DevmodeError) else f"{type(e).__name__}: {e}"
 
 
+def execute(kind: JobKind, db_path: str | Path, job_id: int, echo: Callable[[str], None]) -> None:
+    """Run job ``job_id`` of ``kind`` in this process: what its worker does."""
+    module, _, function = kind.execute.partition(":")
+    getattr(importlib.import_module(module), function)(db_path, job_id, echo=echo)
+
+
 def start(db_path: str | Path, kind: JobKind, job_id: int) -> int:
     """Start (or resume) job ``job_id`` in a worker process and return its pid; the caller does
     not wait. Checking and spawning happen in one write transaction, so two quick clicks (two
@@ -316,7 +270,7 @@ def start(db_path: str | Path, kind: JobKind, job_id: int) -> int:
                 "first, or wait."
             )
         process = spawn_worker(
-            db_path, [kind.worker_command, str(job_id)], kind.folder(db_path, job_id)
+            db_path, ["job", kind.name, str(job_id)], kind.folder(db_path, job_id)
         )
         set_status(db, kind, job_id, QUEUED, pid=process.pid, cancel_requested=0, error=None)
     return process.pid

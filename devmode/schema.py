@@ -532,7 +532,7 @@ def _label_gain_and_out_of_domain(db: Database) -> None:
         not_null={"run_id", "dataset", "dataset_id", "rows", "report", "tested_at"},
     )
     db["devmode_out_of_domain"].create_index(["run_id", "dataset_id"], unique=True)
-    db["devmode_review_jobs"].create(  # a label review in a worker process (jobs.REVIEWING)
+    db["devmode_review_jobs"].create(  # a label review in a worker process (review_jobs.KIND)
         {
             **{"id": int, "dataset_id": int, "dataset": str, "mode": str, "base_model": str},
             **{"status": str, "pid": int, "cancel_requested": int, "error": str},
@@ -558,7 +558,7 @@ def _suites(db: Database) -> None:
         not_null={"name", "spec", "created_at", "updated_at"},
     )
     db["devmode_suites"].create_index(["name"], unique=True)
-    db["devmode_suite_runs"].create(  # a run of a suite (jobs.SUITES)
+    db["devmode_suite_runs"].create(  # a run of a suite (suites.store.KIND)
         {
             **{"id": int, "suite_id": int, "suite": str, "spec": str},  # spec: as it ran
             **{"status": str, "pid": int, "cancel_requested": int, "error": str},

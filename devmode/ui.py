@@ -433,7 +433,8 @@ def save_label_edits(name: str, rows: list, key: str, allow_new_key: str) -> Non
 @st.cache_data(show_spinner="Comparing the texts with the model's training set…", max_entries=32)
 def untested_warning(db_path: str, model_run_id: int, dataset: str, row_count: int):
     """The Monitor's drift warning, worked out again only when the model or the rows change."""
-    from devmode.finetune import out_of_domain, registry
+    from devmode.finetune import out_of_domain
+    from devmode.models import registry
 
     with open_db(db_path) as db:
         model = registry.get_model_for_run(db, model_run_id)

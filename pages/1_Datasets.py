@@ -3,7 +3,7 @@
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import ingest, uploads
+from devmode.data import ingest, splits, suggestions, uploads
 from devmode.errors import DevmodeError
 from devmode.labels import corrections, labelling, review, review_jobs
 
@@ -46,7 +46,7 @@ with tab_upload, ui.page_db() as db:
             st.success(upload.describe())
             st.markdown("**Preview** (first rows)")
             st.dataframe(sample[:20], hide_index=True)
-            suggested = ingest.suggest_mapping(upload.columns, sample)
+            suggested = suggestions.suggest_mapping(upload.columns, sample)
             with st.form("datasets_save_form"):
                 name = st.text_input(
                     "Dataset name",
@@ -59,7 +59,7 @@ with tab_upload, ui.page_db() as db:
                     ingest.ROLES, upload.columns, suggested.to_dict(), "datasets"
                 )
                 st.markdown("**Split** (drawn within each label)")
-                split = ui.settings_form(ingest.SplitSpec, "datasets_split", columns=4)
+                split = ui.settings_form(splits.SplitSpec, "datasets_split", columns=4)
                 save = st.form_submit_button("Save dataset", type="primary")
             if save:
                 progress = st.progress(0.0, text="Storing rows…")
@@ -69,7 +69,7 @@ with tab_upload, ui.page_db() as db:
                         upload,
                         name,
                         ingest.ColumnMapping(**roles),
-                        ingest.SplitSpec(**split),
+                        splits.SplitSpec(**split),
                         on_progress=lambda n, f: progress.progress(f, text=f"{n:,} rows stored"),
                     )
                 except DevmodeError as e:
@@ -101,7 +101,7 @@ with tab_stored, ui.page_db() as db:
         m[2].metric("Duplicate texts", f"{stats.duplicate_texts:,}")
         m[3].metric("Blank labels", f"{stats.blank_labels:,}")
         s = st.columns(4)
-        for col, split in zip(s, ingest.SPLITS, strict=False):
+        for col, split in zip(s, splits.SPLITS, strict=False):
             col.metric(split.capitalize(), f"{stats.split_counts[split]:,}")
         s[3].metric("Split seed", dataset.split.seed)
 
@@ -289,11 +289,11 @@ with tab_stored, ui.page_db() as db:
 
         with st.expander("Split"), st.form("datasets_resplit_form"):
             split = ui.settings_form(
-                ingest.SplitSpec, "datasets_resplit", columns=4, start=dataset.split
+                splits.SplitSpec, "datasets_resplit", columns=4, start=dataset.split
             )
             if st.form_submit_button("Split again"):
                 try:
-                    ingest.resplit(db, selected, ingest.SplitSpec(**split))
+                    ingest.resplit(db, selected, splits.SplitSpec(**split))
                 except DevmodeError as e:
                     st.error(str(e))
                 else:

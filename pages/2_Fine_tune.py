@@ -6,7 +6,8 @@ import streamlit as st
 from devmode import charts, environment, ui
 from devmode.data import examples, ingest, readers
 from devmode.errors import DevmodeError
-from devmode.finetune import archives, config, out_of_domain, registry, reports, runs, worker
+from devmode.finetune import out_of_domain, reports, worker
+from devmode.models import archives, config, registry, runs
 
 ui.page_setup(__file__)
 st.caption(

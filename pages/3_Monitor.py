@@ -6,7 +6,7 @@ import streamlit as st
 from devmode import charts, environment, ui
 from devmode.data import ingest, sources
 from devmode.errors import DevmodeError
-from devmode.finetune import registry
+from devmode.models import registry
 from devmode.monitor import (
     alerts,
     delivery,

@@ -154,7 +154,7 @@ def tiny_data():
 
 
 def tiny_config(tiny_model_dir, **overrides):
-    from devmode.finetune.config import TrainConfig
+    from devmode.models.config import TrainConfig
 
     # a random tiny model has no pre-trained word embeddings worth keeping fixed
     settings = dict(
@@ -172,7 +172,7 @@ def tiny_config(tiny_model_dir, **overrides):
 
 def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
     """Ingest ``tiny_rows`` as a dataset split 60/20/20 within each label, as a person would."""
-    from devmode.data import ingest
+    from devmode.data import ingest, splits
     from devmode.data.readers import read_upload
 
     rows = [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
@@ -183,7 +183,7 @@ def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
             read_upload(path),
             name,
             ingest.ColumnMapping("text", "label"),
-            ingest.SplitSpec(0.6, 0.2, 0.2),
+            splits.SplitSpec(0.6, 0.2, 0.2),
         )
 
 
@@ -214,7 +214,8 @@ def promoted_news_db(db_path, tmp_path, tiny_model_dir, rows: list[dict]) -> str
     model made the active sentiment model."""
     from devmode.data import ingest
     from devmode.data.readers import read_upload
-    from devmode.finetune import registry, runs, worker
+    from devmode.finetune import worker
+    from devmode.models import registry, runs
 
     path = write_csv(tmp_path / "news.csv", rows)
     store_tiny_dataset(db_path, tmp_path)

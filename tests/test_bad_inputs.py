@@ -279,8 +279,8 @@ def test_the_hostile_inputs_of_issue_26_each_have_their_case():
     assert any(body.get("n") == 2 for body, *_ in FIELD_CASES)
 
 
-def test_the_readme_says_which_addresses_and_folders_a_source_may_name():
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+def test_the_monitor_guide_says_which_addresses_and_folders_a_source_may_name():
+    readme = " ".join((Path(__file__).parents[1] / "docs" / "monitor.md").read_text().split())
     assert "loopback and the local network included" in readme
     assert "any folder the devmode process can read" in readme
     assert "the password gate is what keeps strangers from adding sources" in readme

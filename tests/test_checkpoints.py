@@ -10,8 +10,8 @@ from devmode.finetune.checkpoints import (
     load_trainable,
     trainable_state,
 )
-from devmode.finetune.classifier import TextClassifier, load_encoder
 from devmode.finetune.training import freeze_layers, make_optimizer
+from devmode.models.classifier import TextClassifier, load_encoder
 from tests.conftest import tiny_config
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from devmode.cli import cli
 from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, tiny_train_args, write_csv
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CLI_REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
 def run(db_path, *args, input=None):
@@ -39,9 +39,10 @@ def test_every_command_has_help(name):
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_every_command_is_in_the_readme_with_an_example(name):
-    assert re.search(rf"python -m devmode (--db \S+ )?{re.escape(name)}\b", README.read_text()), (
-        f"README.md has no example of `python -m devmode {name}`"
+def test_every_command_is_in_the_cli_reference_with_an_example(name):
+    reference = CLI_REFERENCE.read_text()
+    assert re.search(rf"python -m devmode (--db \S+ )?{re.escape(name)}\b", reference), (
+        f"docs/cli.md has no example of `python -m devmode {name}`"
     )
 
 
@@ -124,7 +125,7 @@ def test_python_dash_m_runs_the_cli(db_path):
 def test_every_train_config_field_has_a_cli_option():
     import dataclasses
 
-    from devmode.finetune.config import TrainConfig
+    from devmode.models.config import TrainConfig
 
     options = {p.name for p in COMMANDS["train"].params}
     assert {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset"} <= options

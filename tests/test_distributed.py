@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from devmode.db import open_db
-from devmode.finetune import runs
 from devmode.finetune.distributed import Cluster
+from devmode.models import runs
 from tests.conftest import store_tiny_dataset, tiny_train_args
 
 

@@ -4,11 +4,12 @@ same run bookkeeping, report and registry as a fine-tune."""
 import numpy as np
 import pytest
 
-from devmode.data import examples, ingest, readers
+from devmode.data import examples, ingest, readers, splits
 from devmode.db import open_db
-from devmode.finetune import registry, reports, runs, worker
-from devmode.finetune.config import InvalidConfig, TrainConfig
-from devmode.monitor.scoring import load_scorer
+from devmode.finetune import reports, worker
+from devmode.models import registry, runs
+from devmode.models.config import InvalidConfig, TrainConfig
+from devmode.models.scorers import load_scorer
 from tests.conftest import tiny_config, tiny_rows, write_csv
 
 
@@ -20,7 +21,7 @@ def _store(db_path, tmp_path, name, rows):
             upload,
             name,
             ingest.ColumnMapping("text", "label"),
-            ingest.SplitSpec(0.6, 0.2, 0.2),
+            splits.SplitSpec(0.6, 0.2, 0.2),
         )
 
 
@@ -74,8 +75,8 @@ def test_the_encoder_trains_at_the_runs_max_length(tiny_model_dir, tiny_data, mo
 def test_the_converted_classifier_gives_setfits_own_probabilities(tiny_model_dir, tiny_data):
     from setfit import SetFitModel
 
-    from devmode.finetune.classifier import encode, predict_probabilities
     from devmode.finetune.few_shot import as_text_classifier
+    from devmode.models.classifier import encode, predict_probabilities
 
     model = SetFitModel.from_pretrained(str(tiny_model_dir))
     texts = [t for t, _ in tiny_data.train]

@@ -62,7 +62,7 @@ def test_without_a_carry_folder_the_real_run_says_what_to_do(tmp_path):
 
 
 def test_the_carried_model_loads_as_fp32_weights_for_training(tmp_path):
-    from devmode.finetune.classifier import load_encoder
+    from devmode.models.classifier import load_encoder
 
     pack_for_device.save_model(tmp_path / "model")
     weights = tmp_path / "model" / "model.safetensors"

@@ -2,16 +2,17 @@ import tracemalloc
 
 import pytest
 
-from devmode.data import ingest
-from devmode.data.ingest import ColumnMapping, SplitSpec
+from devmode.data import ingest, suggestions
+from devmode.data.ingest import ColumnMapping
 from devmode.data.readers import InvalidUpload, read_upload
+from devmode.data.splits import SplitSpec
 from devmode.db import open_db
 from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, TOPIC_TRAIN, file_digest, write_csv
 
 
 def store(db, path, name, mapping=None, split=None, **kwargs):
     upload = read_upload(path)
-    mapping = mapping or ingest.suggest_mapping(upload.columns, upload.preview(200))
+    mapping = mapping or suggestions.suggest_mapping(upload.columns, upload.preview(200))
     return ingest.insert_upload(db, upload, name, mapping, split, **kwargs)
 
 
@@ -26,7 +27,7 @@ def store(db, path, name, mapping=None, split=None, **kwargs):
 )
 def test_suggested_mapping_on_the_shared_datasets(path, expected):
     upload = read_upload(path)
-    assert ingest.suggest_mapping(upload.columns, upload.preview(200)) == expected
+    assert suggestions.suggest_mapping(upload.columns, upload.preview(200)) == expected
 
 
 def test_suggested_mapping_from_values_when_names_say_nothing():
@@ -38,7 +39,7 @@ def test_suggested_mapping_from_values_when_names_say_nothing():
         }
         for i in range(30)
     ]
-    assert ingest.suggest_mapping(["c1", "c2", "c3"], rows) == ColumnMapping(
+    assert suggestions.suggest_mapping(["c1", "c2", "c3"], rows) == ColumnMapping(
         text="c2", label="c3", date="c1"
     )
 

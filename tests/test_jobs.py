@@ -8,7 +8,8 @@ import pytest
 
 from devmode import jobs
 from devmode.db import open_db
-from devmode.finetune import runs, worker
+from devmode.finetune import worker
+from devmode.models import runs
 from devmode.monitor import score_jobs
 from tests.conftest import tiny_config
 
@@ -70,7 +71,7 @@ def test_two_starts_at_once_spawn_one_worker(tiny_db, tiny_model_dir, slow_spawn
     assert len(pids) == 1 and len(refused) == 1, results
     with open_db(tiny_db) as db:
         assert runs.get_run(db, run.id).pid == pids[0]
-    assert stop(tiny_db, jobs.TRAINING, run.id)["status"] == "cancelled"
+    assert stop(tiny_db, runs.KIND, run.id)["status"] == "cancelled"
 
 
 def test_a_second_start_of_the_same_settings_is_refused(tiny_db, tiny_model_dir, slow_spawn):
@@ -82,10 +83,10 @@ def test_a_second_start_of_the_same_settings_is_refused(tiny_db, tiny_model_dir,
     assert "is already training these settings on tiny" in str(refused[0])
     with open_db(tiny_db) as db:
         assert [r.id for r in runs.list_runs(db)] == [started[0].id]
-    stop(tiny_db, jobs.TRAINING, started[0].id)
+    stop(tiny_db, runs.KIND, started[0].id)
     # once it has stopped, the same settings may train again
     again = worker.start_run(tiny_db, "tiny", config)
-    stop(tiny_db, jobs.TRAINING, again.id)
+    stop(tiny_db, runs.KIND, again.id)
 
 
 def test_two_score_clicks_make_one_job(news_db, slow_spawn):

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from devmode.db import open_db
+from devmode.models import scorers
 from tests.browser_support import (
     StreamlitApp,
     assert_healthy,
@@ -361,14 +362,13 @@ def texts_by_polarity(db_path) -> tuple[list[str], list[str]]:
     """Three texts the active model reads as not negative and three it reads as negative.
     The tiny model is trained anew each session, so which of its words it calls negative is
     asked of it here rather than assumed: the alert must not hang on one training run."""
-    from devmode.finetune import registry
-    from devmode.monitor import monitoring
+    from devmode.models import registry
     from tests.conftest import tiny_rows
 
     with open_db(db_path) as db:
         model = registry.active_model(db, "sentiment")
-        polarity = monitoring.sentiment_map(db, model)
-        scorer = monitoring.model_scorer(db, model)
+        polarity = registry.sentiment_map(db, model)
+        scorer = scorers.model_scorer(db, model)
     texts = sorted({row["text"] for row in tiny_rows(300, seed=7)}, key=lambda t: (len(t), t))
     labels = scorer.score(texts).labels
     negative = [t for t, label in zip(texts, labels, strict=True) if polarity[label] == "negative"]

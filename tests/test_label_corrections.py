@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from devmode.data import examples, ingest, readers
+from devmode.data import examples, ingest, readers, splits
 from devmode.db import open_db
-from devmode.finetune import runs
-from devmode.finetune.config import TrainConfig
 from devmode.labels import corrections
+from devmode.models import runs
+from devmode.models.config import TrainConfig
 from tests.conftest import PHRASEBANK_ALLAGREE, write_csv
 from tests.test_cli import run
 
@@ -24,7 +24,7 @@ def labelled(db_path, tmp_path):
     ]
     upload = readers.read_upload(write_csv(tmp_path / "six.csv", rows))
     with open_db(db_path) as db:
-        mapping, split = ingest.ColumnMapping("text", "label"), ingest.SplitSpec(0.5, 0.25, 0.25)
+        mapping, split = ingest.ColumnMapping("text", "label"), splits.SplitSpec(0.5, 0.25, 0.25)
         ingest.insert_upload(db, upload, "six", mapping, split)
         dataset = ingest.get_dataset(db, "six")
         for rank, (row_id, suggested) in enumerate([(1, "negative"), (2, "neutral")], start=1):

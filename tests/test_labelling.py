@@ -6,10 +6,11 @@ import re
 import numpy as np
 import pytest
 
-from devmode.data import examples, ingest, readers
+from devmode.data import examples, ingest, readers, splits
 from devmode.db import open_db
-from devmode.finetune import out_of_domain, reports, runs, worker
+from devmode.finetune import out_of_domain, reports, worker
 from devmode.labels import corrections, labelling
+from devmode.models import runs
 from tests.conftest import tiny_config, tiny_rows, write_csv
 from tests.test_cli import run as cli
 
@@ -18,7 +19,7 @@ def _store(db_path, tmp_path, name, rows, split=(0.6, 0.2, 0.2)):
     upload = readers.read_upload(write_csv(tmp_path / f"{name}.csv", rows))
     with open_db(db_path) as db:
         ingest.insert_upload(
-            db, upload, name, ingest.ColumnMapping("text", "label"), ingest.SplitSpec(*split)
+            db, upload, name, ingest.ColumnMapping("text", "label"), splits.SplitSpec(*split)
         )
 
 
@@ -251,7 +252,7 @@ def test_the_label_command_lists_and_saves(partly_labelled):
 
 
 def test_the_monitor_warns_about_text_the_model_was_never_tested_on(news_copy):
-    from devmode.finetune import registry
+    from devmode.models import registry
 
     with open_db(news_copy) as db:
         model = registry.active_model(db, "sentiment")

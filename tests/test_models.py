@@ -8,8 +8,8 @@ import pytest
 
 from devmode import environment
 from devmode.db import open_db
-from devmode.finetune import archives, registry, runs
-from devmode.monitor.scoring import load_scorer
+from devmode.models import archives, registry, runs
+from devmode.models.scorers import load_scorer
 from tests.conftest import file_digest
 from tests.test_cli import run as run_cli
 

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from devmode.db import open_db
-from devmode.finetune import registry, runs, worker
+from devmode.finetune import worker
+from devmode.models import registry, runs
+from devmode.models.inference import Scores
 from devmode.monitor import alerts, monitoring, trends
 from devmode.monitor.monitoring import (
     NoActiveModel,
-    NotSentimentLike,
     parse_date,
     score_dataset,
 )
-from devmode.monitor.scoring import Scores
 from devmode.monitor.trends import NoDateColumn, sentiment_trend
 from devmode.schema import trend_triggers
 from tests.conftest import store_tiny_dataset, tiny_config
@@ -273,11 +273,11 @@ def test_labels_that_are_not_sentiment_need_a_mapping(news_db):
     with open_db(news_db) as db:
         model = registry.active_model(db, "sentiment")
         db["devmode_models"].update(model.id, {"labels": '["bad", "meh", "good"]'})
-        with pytest.raises(NotSentimentLike, match="map-sentiment"):
+        with pytest.raises(registry.NotSentimentLike, match="map-sentiment"):
             score_dataset(db, "news", scorer=FakeScorer())
-        with pytest.raises(NotSentimentLike, match="unknown"):
-            monitoring.set_sentiment_map(db, model.run_id, ["awful"], ["good"])
-        assert monitoring.set_sentiment_map(db, model.run_id, ["bad"], ["good"]) == {
+        with pytest.raises(registry.NotSentimentLike, match="unknown"):
+            registry.set_sentiment_map(db, model.run_id, ["awful"], ["good"])
+        assert registry.set_sentiment_map(db, model.run_id, ["bad"], ["good"]) == {
             "bad": "negative",
             "meh": "neutral",
             "good": "positive",

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from devmode.data import ingest
 from devmode.db import open_db
-from devmode.finetune import runs
+from devmode.models import runs
 from tests.conftest import PHRASEBANK_ALLAGREE, file_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
     import time
 
     from devmode import jobs
-    from devmode.finetune import registry, runs
+    from devmode.models import registry, runs
     from tests.conftest import store_tiny_dataset
 
     store_tiny_dataset(app_db, tmp_path)
@@ -281,7 +281,7 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     import tempfile
     import zipfile
 
-    from devmode.finetune import archives
+    from devmode.models import archives
 
     monkeypatch.setenv("DEVMODE_DB", news_db)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where upload copies would stay

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from devmode.db import open_db
-from devmode.finetune import registry
-from devmode.monitor import int8, monitoring, quantized
-from devmode.monitor.scoring import load_scorer
+from devmode.models import int8, quantized, registry, scorers
+from devmode.models.scorers import load_scorer
 
 pytest.importorskip("onnxruntime")
 
@@ -53,16 +52,16 @@ def test_scoring_builds_the_check_once_and_the_registry_shows_it(news_copy):
         model = registry.active_model(db, "sentiment")
         assert int8.int8_card(model.path) is None
         assert registry.model_rows(db)[0]["CPU scoring"] == "not checked yet"
-        texts = monitoring.check_texts(db, model.dataset)
+        texts = scorers.check_texts(db, model.dataset)
         assert 0 < len(texts) <= int8.CHECK_TEXTS  # the tiny dataset's test and validation texts
-        scorer = monitoring.model_scorer(db, model, "news")
+        scorer = scorers.model_scorer(db, model, "news")
         card = int8.int8_card(model.path)
         assert card["check_texts"] == len(texts)
         assert scorer.precision == ("int8" if card["used"] else "fp32")
         shown = registry.model_rows(db)[0]["CPU scoring"]
         assert f"{card['agreement']:.1%} of {len(texts):,} texts" in shown
         before = (Path(model.path) / int8.INT8_CARD).stat().st_mtime_ns
-        monitoring.model_scorer(db, model, "news")
+        scorers.model_scorer(db, model, "news")
         assert (Path(model.path) / int8.INT8_CARD).stat().st_mtime_ns == before  # checked once
 
 
@@ -73,7 +72,7 @@ def test_a_failed_build_is_recorded_and_scoring_stays_in_full_precision(news_cop
     monkeypatch.setattr(quantized, "build_int8", broken)
     with open_db(news_copy) as db:
         model = registry.active_model(db, "sentiment")
-        scorer = monitoring.model_scorer(db, model, "news")
+        scorer = scorers.model_scorer(db, model, "news")
         assert scorer.precision == "fp32"
         card = json.loads((Path(model.path) / int8.INT8_CARD).read_text())
         assert not card["used"] and "cannot export this encoder" in card["error"]

@@ -7,8 +7,9 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from devmode.db import open_db
-from devmode.finetune import reports, runs
-from devmode.finetune.config import TrainConfig
+from devmode.finetune import reports
+from devmode.models import runs
+from devmode.models.config import TrainConfig
 from tests.test_cli import run as run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,7 +27,7 @@ def test_a_review_runs_in_a_worker_and_stores_its_suggestions(db_path, tmp_path,
     assert done.done == done.total > 0 and done.fraction_done == 1.0
     with open_db(db_path) as db:
         assert done.suggestions == len(corrections.open_suggestions(db, "tiny"))
-    log = jobs.REVIEWING.folder(db_path, done.id) / "worker.log"
+    log = review_jobs.KIND.folder(db_path, done.id) / "worker.log"
     assert "quick review of tiny" in log.read_text()
 
 
@@ -37,7 +37,7 @@ def test_a_cancelled_review_keeps_the_earlier_suggestions(db_path, tmp_path, tin
         earlier = corrections.review_dataset(db, "tiny", str(tiny_model_dir))
         dataset = ingest.get_dataset(db, "tiny")
         job_id = (
-            db[jobs.REVIEWING.table]
+            db[review_jobs.KIND.table]
             .insert(
                 {
                     "dataset_id": dataset.id,

@@ -6,9 +6,10 @@ import pytest
 
 from devmode import jobs
 from devmode.db import open_db
-from devmode.finetune import registry, runs, worker
+from devmode.finetune import worker
 from devmode.jobs import JobAlreadyRunning
-from devmode.monitor import alerts, monitoring, score_jobs, scoring, trends
+from devmode.models import registry, runs, scorers
+from devmode.monitor import alerts, monitoring, score_jobs, trends
 from tests.conftest import tiny_config
 from tests.test_monitoring import FakeScorer, wait_for_job
 
@@ -22,7 +23,7 @@ class FakeTopicScorer(FakeScorer):
         self.calls += 1
         import numpy as np
 
-        from devmode.monitor.scoring import Scores
+        from devmode.models.inference import Scores
 
         macro = {"awful", "steady"}
         probabilities = np.array(
@@ -109,14 +110,14 @@ def test_a_cancelled_job_keeps_whole_chunks_and_resumes(news_db, monkeypatch):
                     score_jobs.request_cancel(db, 1)
             return super().score(texts)
 
-    monkeypatch.setattr(scoring, "load_scorer", lambda path: CancelAfterFirstChunk())
+    monkeypatch.setattr(scorers, "load_scorer", lambda path: CancelAfterFirstChunk())
     with open_db(news_db) as db:
         job = score_jobs.create_job(db, "news")
     assert score_jobs.execute_job(news_db, job.id).status == "cancelled"
     with open_db(news_db) as db:
         assert db["devmode_predictions"].count == 2
         assert score_jobs.get_job(db, job.id).summary["sentiment"]["scored"] == 2
-    monkeypatch.setattr(scoring, "load_scorer", lambda path: FakeScorer())
+    monkeypatch.setattr(scorers, "load_scorer", lambda path: FakeScorer())
     resumed = score_jobs.execute_job(news_db, job.id)
     assert resumed.status == "completed" and resumed.summary["sentiment"]["scored"] == 6
 
@@ -138,7 +139,7 @@ def test_a_job_is_refused_before_it_starts_without_a_sentiment_mapping(news_db):
     with open_db(news_db) as db:
         model = registry.active_model(db, "sentiment")
         db["devmode_models"].update(model.id, {"labels": json.dumps(["up", "down"])})
-        with pytest.raises(monitoring.NotSentimentLike):
+        with pytest.raises(registry.NotSentimentLike):
             score_jobs.create_job(db, "news")
         assert db["devmode_score_jobs"].count == 0
 

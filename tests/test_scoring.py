@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from devmode.finetune import classifier
-from devmode.finetune.config import InvalidBaseModel
-from devmode.monitor import scoring
-from devmode.monitor.scoring import _token_budget_batches, load_scorer
+from devmode.models import classifier, inference
+from devmode.models.base_models import InvalidBaseModel
+from devmode.models.scorers import load_scorer
 from tests.conftest import tiny_config
 
 
@@ -83,7 +82,7 @@ def test_results_come_back_in_input_order(trained_dir):
 
 
 def test_stopping_leaves_unscored_rows_empty(trained_dir, monkeypatch):
-    monkeypatch.setattr(scoring, "CPU_TOKENS_PER_BATCH", 16)
+    monkeypatch.setattr(inference, "CPU_TOKENS_PER_BATCH", 16)
     calls = []
     scores = load_scorer(trained_dir).score(
         TEXTS, should_stop=lambda: calls.append(1) or len(calls) > 2
@@ -112,8 +111,7 @@ def test_hugging_face_classifier_matches_the_pipeline(hf_classifier_dir):
 
 def test_token_budget_batches():
     lengths = np.array([3, 50, 7, 7, 20, 2, 50, 9])
-    order = np.argsort(lengths, kind="stable")
-    batches = _token_budget_batches(order, lengths, budget=60)
+    batches = classifier.token_budget_batches(lengths, budget=60)
     assert sorted(np.concatenate(batches).tolist()) == list(range(8))
     assert all(len(b) * lengths[b].max() <= 60 or len(b) == 1 for b in batches)
     assert [len(b) for b in batches] == [5, 1, 1, 1]  # 5 x 9 tokens, then 20 and 50 alone

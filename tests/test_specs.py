@@ -5,8 +5,8 @@ import json
 import pytest
 
 from devmode.chat.limits import ChatLimits, ChatSettings
-from devmode.data.ingest import InvalidSplit, SplitSpec
-from devmode.finetune.config import InvalidConfig, TrainConfig
+from devmode.data.splits import InvalidSplit, SplitSpec
+from devmode.models.config import InvalidConfig, TrainConfig
 from devmode.monitor.alerts import InvalidAlertRule, RuleSettings
 
 

@@ -5,16 +5,16 @@ import pytest
 import torch
 
 from devmode.finetune import training
-from devmode.finetune.classifier import (
+from devmode.finetune.step_graphs import WIDTH_MULTIPLE, StepGraphs, round_width
+from devmode.finetune.training import TrainingStep, bucketed_batches, train
+from devmode.models.classifier import (
     TextClassifier,
     collate,
     encode,
     expanded_attention_mask,
     load_encoder,
 )
-from devmode.finetune.config import InvalidConfig, TrainConfig
-from devmode.finetune.step_graphs import WIDTH_MULTIPLE, StepGraphs, round_width
-from devmode.finetune.training import TrainingStep, bucketed_batches, train
+from devmode.models.config import InvalidConfig, TrainConfig
 from tests.conftest import tiny_config
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

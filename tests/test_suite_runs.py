@@ -194,7 +194,7 @@ def test_a_run_in_a_worker_is_cancelled_then_resumed_where_it_stopped(db_path, e
 
     wait_for(lambda: stored().done >= 2, timeout=120, what="two replies")
     with open_db(db_path) as db:
-        jobs.request_cancel(db, jobs.SUITES, run.id)
+        jobs.request_cancel(db, store.KIND, run.id)
     wait_for(lambda: stored().status == "cancelled", timeout=60, what="the cancel")
     stopped = stored().done
     assert 2 <= stopped < 8

@@ -7,11 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from devmode.data.examples import InvalidTrainingData, TrainData
-from devmode.finetune import checkpoints, classifier, evaluation, training
-from devmode.finetune.classifier import load_classifier
-from devmode.finetune.config import InvalidBaseModel, InvalidConfig, TrainConfig
+from devmode.finetune import checkpoints, evaluation, training
 from devmode.finetune.evaluation import classification_report
 from devmode.finetune.training import OutOfMemory, bucketed_batches, lr_at, train
+from devmode.models import classifier
+from devmode.models.base_models import InvalidBaseModel
+from devmode.models.classifier import load_classifier
+from devmode.models.config import InvalidConfig, TrainConfig
 from tests.conftest import tiny_config, tiny_rows
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

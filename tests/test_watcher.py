@@ -16,7 +16,7 @@ from test_monitoring import FakeScorer
 from devmode import jobs
 from devmode.data import sources
 from devmode.db import open_db
-from devmode.finetune import registry
+from devmode.models import registry
 from devmode.monitor import alerts, delivery, watcher
 
 UTC = dt.UTC

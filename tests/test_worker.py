@@ -7,9 +7,10 @@ import signal
 import pytest
 
 from devmode import jobs
-from devmode.data import ingest
+from devmode.data import ingest, splits
 from devmode.db import open_db
-from devmode.finetune import archives, registry, runs, worker
+from devmode.finetune import worker
+from devmode.models import archives, registry, runs
 from tests.conftest import tiny_config, wait_for
 
 
@@ -83,7 +84,7 @@ def test_bad_runs_are_refused_before_they_exist(tiny_db, tiny_model_dir, overrid
 
 def test_data_that_cannot_train_is_refused_before_a_run_exists(tiny_db, tiny_model_dir):
     with open_db(tiny_db) as db:
-        ingest.resplit(db, "tiny", ingest.SplitSpec(1.0, 0.0, 0.0))
+        ingest.resplit(db, "tiny", splits.SplitSpec(1.0, 0.0, 0.0))
         with pytest.raises(Exception, match="0 validation and 0 test rows"):
             runs.create_run(db, "tiny", tiny_config(tiny_model_dir))
         assert runs.list_runs(db) == []
@@ -106,7 +107,7 @@ def test_cancel_flag_stops_the_run(tiny_db, tiny_model_dir, monkeypatch):
 def test_a_changed_dataset_is_refused(tiny_db, tiny_model_dir):
     run = create(tiny_db, tiny_config(tiny_model_dir))
     with open_db(tiny_db) as db:
-        ingest.resplit(db, "tiny", ingest.SplitSpec(0.6, 0.2, 0.2, seed=7))
+        ingest.resplit(db, "tiny", splits.SplitSpec(0.6, 0.2, 0.2, seed=7))
     with pytest.raises(worker.DatasetChanged, match="changed after run"):
         worker.execute_run(tiny_db, run.id)
 

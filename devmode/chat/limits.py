@@ -284,6 +284,31 @@ class ChatSettings(Settings):
             costs=getattr(backend, "template_costs", None),
         )
 
+    def changed_by(self, values: dict[str, Any]) -> ChatSettings:
+        """These settings with ``values`` put over them: flat, by field name, any setting of the
+        chat, its limits or its backend (a command line's options). A changed base URL
+        switches between the embedded model and an endpoint."""
+
+        def over(cls, current: Settings) -> dict[str, Any]:
+            return {
+                **current.to_dict(),
+                **{spec.name: values[spec.name] for spec in cls.specs() if spec.name in values},
+            }
+
+        backend = self.backend
+        if any(spec.name in values for spec in BackendSpec.specs()):
+            merged = over(BackendSpec, backend)
+            backend = BackendSpec.from_dict(
+                {**merged, "kind": "endpoint" if merged["base_url"] else "embedded"}
+            )
+        return ChatSettings.from_dict(
+            {
+                **over(ChatSettings, self),
+                "limits": over(ChatLimits, self.limits),
+                "backend": backend.to_dict(),
+            }
+        )
+
     # -- as a form holds them: one value per setting, lists as the text a person types ---------
 
     def form_values(self) -> dict[str, Any]:

@@ -170,7 +170,7 @@ def _refuse_label_variants(counts: Counter) -> None:
 
 def load_examples(db, dataset_name: str) -> TrainData:
     """A stored dataset's labelled rows, grouped by its stored split."""
-    from devmode.data import ingest
+    from devmode.data import ingest, splits
 
     dataset = ingest.get_dataset(db, dataset_name)
     mapping = dataset.mapping
@@ -181,13 +181,13 @@ def load_examples(db, dataset_name: str) -> TrainData:
             "--label-column COLUMN) first."
         )
     rows = ingest.iter_rows(
-        db, dataset.name, columns=[mapping.text, mapping.label, ingest.SPLIT_COLUMN]
+        db, dataset.name, columns=[mapping.text, mapping.label, splits.SPLIT_COLUMN]
     )
     return TrainData.from_rows(
         list(rows),
         text_column=mapping.text,
         label_column=mapping.label,
-        split_column=ingest.SPLIT_COLUMN,
+        split_column=splits.SPLIT_COLUMN,
     )
 
 

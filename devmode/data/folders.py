@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devmode.data import ingest, readers
+from devmode.data import readers, suggestions
 from devmode.data.polling import Batch, Group, PollFailed, item_key, plural
 from devmode.data.uploads import UPLOAD_EXTENSIONS
 from devmode.errors import in_words
@@ -74,7 +74,7 @@ def scan_folder(location: str | Path, state: dict[str, Any], *, settle: float = 
 def _read_file(path: Path, name: str) -> Group:
     upload = readers.read_upload(path, filename=name)
     rows = [row for batch, _ in upload.batches() for row in batch]
-    mapping = ingest.suggest_mapping(upload.columns, rows[:200])
+    mapping = suggestions.suggest_mapping(upload.columns, rows[:200])
     items = []
     for row in rows:
         row.setdefault(SOURCE_COLUMN, name)

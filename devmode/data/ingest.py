@@ -3,7 +3,7 @@
     $ python -m devmode ingest sentences_allagree.csv --name phrasebank
 
     upload = readers.read_upload("sentences_allagree.csv")
-    mapping = suggest_mapping(upload.columns, upload.preview(200))
+    mapping = suggestions.suggest_mapping(upload.columns, upload.preview(200))
     dataset = insert_upload(db, upload, "phrasebank", mapping)
 
 A dataset named ``phrasebank`` is the table ``phrasebank`` (the file's columns as they were, plus
@@ -23,15 +23,11 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
+from devmode.data.splits import SPLIT_COLUMN, SPLITS, SplitSpec, assign_split, is_filled
 from devmode.data.uploads import InvalidUpload, Upload
 from devmode.db import TABLE_PREFIX, utc_now
 from devmode.errors import DevmodeError
-from devmode.specs import Settings, setting
 
-# The column devmode adds to every dataset table: 'train', 'validation', 'test', or NULL for rows
-# that cannot be used for training (blank label).
-SPLIT_COLUMN = "devmode_split"
-SPLITS = ("train", "validation", "test")
 ROLES = ("text", "label", "date", "ticker")
 # Dataset names are table names: a letter, then letters, digits and underscores.
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
@@ -39,52 +35,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 RESERVED_PREFIXES = (TABLE_PREFIX, "sqlite_", "_")
 # Rows per INSERT batch: large enough to amortise Python overhead, small enough to bound memory.
 DEFAULT_BATCH_SIZE = 5000
-
-# Column names that suggest a role, in order of preference (compared case-insensitively).
-_ROLE_NAMES = {
-    "text": (
-        "text",
-        "sentence",
-        "headline",
-        "title",
-        "content",
-        "body",
-        "tweet",
-        "message",
-        "review",
-        "news",
-        "document",
-        "summary",
-    ),
-    "label": (
-        "label",
-        "labels",
-        "sentiment",
-        "class",
-        "category",
-        "topic",
-        "target",
-        "y",
-        "tag",
-        "polarity",
-    ),
-    "date": (
-        "date",
-        "timestamp",
-        "datetime",
-        "time",
-        "published",
-        "published_at",
-        "created_at",
-        "day",
-        "publish_date",
-        "pub_date",
-    ),
-    "ticker": ("ticker", "symbol", "stock", "tickers", "company", "instrument"),
-}
-_DATE_LIKE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
 
 
 class InvalidDatasetName(DevmodeError):
@@ -103,10 +53,6 @@ class InvalidMapping(DevmodeError):
     """The column roles do not fit the data: a missing column, or a role with nothing in it."""
 
 
-class InvalidSplit(DevmodeError):
-    """Split fractions or seed that cannot make a train / validation / test split."""
-
-
 # ----------------------------------------------------------------------------------------------
 # Value objects
 
@@ -122,41 +68,6 @@ class ColumnMapping:
 
     def to_dict(self) -> dict[str, str | None]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class SplitSpec(Settings):
-    """Fractions of each label's rows for train / validation / test, and the shuffle seed."""
-
-    error = InvalidSplit
-
-    train: float = setting(
-        0.8, "Share of each label's rows to train on.", minimum=0, maximum=1, step=0.05
-    )
-    validation: float = setting(
-        0.1, "Share that picks the best epoch.", minimum=0, maximum=1, step=0.05
-    )
-    test: float = setting(
-        0.1, "Share held out for the honest score.", minimum=0, maximum=1, step=0.05
-    )
-    seed: int = setting(
-        42,
-        "Seed of the shuffle: the same file and seed give the same split anywhere.",
-        minimum=0,
-    )
-
-    def check_together(self) -> None:
-        parts = (self.train, self.validation, self.test)
-        if abs(sum(parts) - 1) > 1e-6 or self.train <= 0:
-            raise InvalidSplit(
-                f"Split fractions must be between 0 and 1, add up to 1, and leave rows to train "
-                f"on; found train {self.train}, validation {self.validation}, test {self.test} "
-                f"(sum {sum(parts):g}). Use e.g. 0.8 / 0.1 / 0.1."
-            )
-
-    @property
-    def fractions(self) -> list[float]:
-        return [self.train, self.validation, self.test]
 
 
 @dataclass(frozen=True)
@@ -223,7 +134,7 @@ class DatasetStats:
 
 
 # ----------------------------------------------------------------------------------------------
-# Suggestions
+# Names
 
 
 def suggest_name(filename: str) -> str:
@@ -235,66 +146,6 @@ def suggest_name(filename: str) -> str:
     if name.startswith(RESERVED_PREFIXES):
         name = f"data_{name.lstrip('_')}"
     return name[:63]
-
-
-def suggest_mapping(columns: list[str], rows: list[dict[str, Any]]) -> ColumnMapping:
-    """Guess each column's role from its name, then from its values.
-
-    Names win ('headline' is text, 'symbol' is ticker); otherwise the text is the string column
-    with the longest values, the label a column with few distinct values, the date one whose
-    values look like ISO dates. Every guess can be overridden.
-    """
-    taken: set[str] = set()
-    chosen: dict[str, str | None] = {}
-    by_lower = {c.lower().strip(): c for c in columns}
-    for role in ROLES:
-        chosen[role] = next(
-            (by_lower[n] for n in _ROLE_NAMES[role] if n in by_lower and by_lower[n] not in taken),
-            None,
-        )
-        if chosen[role]:
-            taken.add(chosen[role])
-
-    def values(column):
-        return [r.get(column) for r in rows if r.get(column) not in (None, "")]
-
-    free = [c for c in columns if c not in taken]
-    if chosen["date"] is None:
-        for c in free:
-            vals = values(c)
-            if vals and all(isinstance(v, str) and _DATE_LIKE.match(v.strip()) for v in vals):
-                chosen["date"] = c
-                taken.add(c)
-                break
-    free = [c for c in columns if c not in taken]
-    if chosen["text"] is None:
-        lengths = {c: _mean_length(values(c)) for c in free}
-        best = max(free, key=lambda c: lengths[c], default=None)
-        if best is not None and lengths[best] >= 15:
-            chosen["text"] = best
-            taken.add(best)
-    free = [c for c in columns if c not in taken]
-    if chosen["label"] is None and rows:
-        for c in free:
-            vals = values(c)
-            distinct = {str(v) for v in vals}
-            if (
-                vals
-                and 2 <= len(distinct) <= max(2, min(50, len(vals) // 2))
-                and _mean_length(vals) < 40
-            ):
-                chosen["label"] = c
-                break
-    return ColumnMapping(**chosen)
-
-
-def _mean_length(vals: list[Any]) -> float:
-    strings = [v for v in vals if isinstance(v, str)]
-    return sum(map(len, strings)) / len(strings) if strings else 0.0
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation
 
 
 def validate_name(db: Database, name: str) -> None:
@@ -404,7 +255,7 @@ def insert_upload(
                 "updated_at": now,
             }
         )
-        _assign_split(db, name, mapping.label, split)
+        assign_split(db, name, mapping.label, split)
     return get_dataset(db, name)
 
 
@@ -483,7 +334,7 @@ def set_mapping(db: Database, name: str, mapping: ColumnMapping) -> Dataset:
         _check_roles_have_values(db, name, mapping)
         _update_record(db, dataset, {f"{r}_column": c for r, c in mapping.to_dict().items()})
         if mapping.label != dataset.mapping.label:
-            _assign_split(db, name, mapping.label, dataset.split)
+            assign_split(db, name, mapping.label, dataset.split)
     return get_dataset(db, name)
 
 
@@ -498,7 +349,7 @@ def resplit(db: Database, name: str, split: SplitSpec) -> Dataset:
         _update_record(
             db, dataset, {"split_seed": split.seed, "split_fractions": json.dumps(split.fractions)}
         )
-        _assign_split(db, name, dataset.mapping.label, split)
+        assign_split(db, name, dataset.mapping.label, split)
     return get_dataset(db, name)
 
 
@@ -552,7 +403,7 @@ def _check_roles_have_values(db: Database, name: str, mapping: ColumnMapping) ->
         if (
             column
             and not db.execute(
-                f"select 1 from {quote_identifier(name)} where {_is_filled(column)} limit 1"
+                f"select 1 from {quote_identifier(name)} where {is_filled(column)} limit 1"
             ).fetchone()
         ):
             raise InvalidMapping(
@@ -560,47 +411,6 @@ def _check_roles_have_values(db: Database, name: str, mapping: ColumnMapping) ->
                 f"some rows. Pick another column as the {role}"
                 + (", or leave the label empty for unlabelled data." if role == "label" else ".")
             )
-
-
-def _is_filled(column: str) -> str:
-    quoted = quote_identifier(column)
-    return f"{quoted} is not null and trim({quoted}) != ''"
-
-
-def _assign_split(db: Database, name: str, label: str | None, split: SplitSpec) -> None:
-    """Stratified split in SQL: within each label, rows ordered by a seeded hash of their rowid.
-
-    Each label keeps round(n * test) rows for test and round(n * validation) for validation, so
-    every class is represented in proportion, and the same seed gives the same rows anywhere.
-    Rows with a blank label get NULL: they cannot be trained or evaluated on.
-    """
-    table = quote_identifier(name)
-    split_column = quote_identifier(SPLIT_COLUMN)
-    partition = f"partition by {quote_identifier(label)}" if label else ""
-    where = f"where {_is_filled(label)}" if label else ""
-    db.execute(f"update {table} set {split_column} = null")
-    db.execute(
-        f"""
-        with ranked as (
-            select rowid as rid,
-                   row_number() over (
-                       {partition} order by devmode_shuffle_key(:seed, rowid)
-                   ) as position,
-                   count(*) over ({partition}) as n
-            from {table} {where}
-        )
-        update {table} set {split_column} = (
-            select case
-                when position <= cast(n * :test + 0.5 as integer) then 'test'
-                when position <= cast(n * :test + 0.5 as integer)
-                                 + cast(n * :validation + 0.5 as integer) then 'validation'
-                else 'train' end
-            from ranked where ranked.rid = {table}.rowid
-        )
-        where rowid in (select rid from ranked)
-        """,
-        {"seed": split.seed, "test": split.test, "validation": split.validation},
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -667,20 +477,20 @@ def dataset_stats(db: Database, name: str) -> DatasetStats:
     empty = duplicates = blank = 0
     if text:
         empty, duplicates = db.execute(
-            f"""select sum(not ({_is_filled(text)})),
+            f"""select sum(not ({is_filled(text)})),
                        count({quote_identifier(text)}) - count(distinct {quote_identifier(text)})
                 from {table}"""
         ).fetchone()
     label = dataset.mapping.label
     if label:
         blank = db.execute(
-            f"select count(*) from {table} where not ({_is_filled(label)})"
+            f"select count(*) from {table} where not ({is_filled(label)})"
         ).fetchone()[0]
         label_counts = [
             {"label": str(lab), "split": s, "count": n}
             for lab, s, n in db.execute(
                 f"""select {quote_identifier(label)}, {split}, count(*) from {table}
-                    where {_is_filled(label)} group by 1, 2 order by 1, 2"""
+                    where {is_filled(label)} group by 1, 2 order by 1, 2"""
             )
         ]
     else:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from devmode.data.examples import TrainData
-from devmode.finetune.classifier import (
+from devmode.models.classifier import (
     Encoded,
     TextClassifier,
     encode,
@@ -24,7 +24,7 @@ from devmode.finetune.classifier import (
     predict_probabilities,
     sentence_embeddings,
 )
-from devmode.finetune.config import TrainConfig
+from devmode.models.config import TrainConfig
 
 
 def evaluate(
@@ -105,7 +105,7 @@ def majority_report(data: TrainData) -> dict[str, Any]:
 def zero_shot_report(config: TrainConfig, data: TrainData) -> dict[str, Any]:
     """The base model before any training, used as a sentence encoder: each test text gets the
     label whose name it is most similar to (cosine of mean-pooled embeddings)."""
-    device, use_bf16 = pick_device(config)
+    device, use_bf16 = pick_device(config.device, config.precision)
     encoder, tokenizer = load_encoder(config.base_model)
     model = TextClassifier(encoder, len(data.labels), "mean", 0.0).to(device).eval()
     pad_id = tokenizer.pad_token_id or 0
@@ -134,7 +134,7 @@ def previous_model_report(
     from sklearn.metrics import f1_score
 
     if load_scorer is None:
-        from devmode.monitor.scoring import load_scorer
+        from devmode.models.scorers import load_scorer
     truth = [label for _, label in data.test]
     predicted = load_scorer(previous_model_dir).score([text for text, _ in data.test]).labels
     return {

@@ -29,15 +29,11 @@ import torch
 
 from devmode.data.examples import TrainData, check_few_shot
 from devmode.environment import usable_cpus
-from devmode.finetune.classifier import (
-    TextClassifier,
-    encode,
-    pick_device,
-    quiet_transformers,
-)
-from devmode.finetune.config import POOLINGS, InvalidBaseModel, TrainConfig, resolve_base_model
 from devmode.finetune.evaluation import evaluate
 from devmode.finetune.training import Progress, TrainResult, judge_and_save, seed_everything
+from devmode.models.base_models import InvalidBaseModel, resolve_base_model
+from devmode.models.classifier import TextClassifier, encode, pick_device, quiet_transformers
+from devmode.models.config import POOLINGS, TrainConfig
 
 # Pairs are drawn from each row this many times (SetFit's num_iterations), at most MAX_PAIRS.
 ITERATIONS = 20
@@ -64,7 +60,7 @@ def train_few_shot(
 
     quiet_transformers()
     seed_everything(config.seed)
-    device, use_bf16 = pick_device(config)
+    device, use_bf16 = pick_device(config.device, config.precision)
     if device.type == "cpu":
         torch.set_num_threads(usable_cpus())
     index = {label: i for i, label in enumerate(data.labels)}

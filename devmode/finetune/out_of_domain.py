@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from devmode.data import examples, ingest
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
-from devmode.finetune import registry, runs
+from devmode.models import registry, runs
 
 TABLE = "devmode_out_of_domain"
 # Texts drawn (seeded) from each set for its mean embedding: the mean of 512 unit vectors moves
@@ -82,7 +82,7 @@ def resolve_label_map(
 def mean_embeddings(text_sets: Sequence[Sequence[str]], base_model: str) -> list[np.ndarray]:
     """For each set of texts, the mean of its unit sentence vectors under the frozen base model
     (a seeded sample of ``EMBEDDING_SAMPLE`` of them), the model loaded once for all sets."""
-    from devmode.finetune.classifier import base_vectors
+    from devmode.models.classifier import base_vectors
 
     vectors = base_vectors(base_model)
     means = []
@@ -174,7 +174,7 @@ def add_test(
     their_classes = sorted({label for _, _, label in rows})
     resolved = resolve_label_map(their_classes, model.labels, label_map or {})
     if load_scorer is None:
-        from devmode.monitor.scoring import load_scorer
+        from devmode.models.scorers import load_scorer
     texts = [text for _, text, _ in rows]
     scores = load_scorer(model.path).score(texts)
     names = list(scores.label_names)

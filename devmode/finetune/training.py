@@ -39,7 +39,16 @@ from devmode.data.examples import TrainData, check_data
 from devmode.environment import usable_cpus
 from devmode.errors import DevmodeError
 from devmode.finetune.checkpoints import Checkpoints, load_trainable, trainable_state
-from devmode.finetune.classifier import (
+from devmode.finetune.distributed import cluster
+from devmode.finetune.evaluation import classification_report, evaluate
+from devmode.finetune.step_graphs import (
+    MAX_DEVICE_TEXT_BYTES,
+    GraphCaptureFailed,
+    StepGraphs,
+    graphs_supported,
+)
+from devmode.models.base_models import InvalidBaseModel
+from devmode.models.classifier import (
     Encoded,
     TextClassifier,
     autocast,
@@ -50,15 +59,7 @@ from devmode.finetune.classifier import (
     predict_probabilities,
     save_classifier,
 )
-from devmode.finetune.config import InvalidBaseModel, TrainConfig
-from devmode.finetune.distributed import cluster
-from devmode.finetune.evaluation import classification_report, evaluate
-from devmode.finetune.step_graphs import (
-    MAX_DEVICE_TEXT_BYTES,
-    GraphCaptureFailed,
-    StepGraphs,
-    graphs_supported,
-)
+from devmode.models.config import TrainConfig
 
 # Batches per sorted bucket: larger buckets pad less, smaller ones shuffle more.
 BUCKET_BATCHES = 50
@@ -173,7 +174,7 @@ def train(
 def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -> TrainResult:
     # -- seed, device, model, data ----------------------------------------------------------
     seed_everything(config.seed)
-    device, use_bf16 = pick_device(config)
+    device, use_bf16 = pick_device(config.device, config.precision)
     peers = cluster()  # one process, or one of several under accelerate launch / torchrun
     device = peers.device(device)
     if device.type == "cpu" and peers.world_size == 1:
@@ -658,7 +659,7 @@ def save_atomically(model: TextClassifier, tokenizer, labels, config, output_dir
     merge_lora(model)
     tmp = Path(str(output_dir) + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_classifier(model, tokenizer, labels, config, tmp)
+    save_classifier(model, tokenizer, labels, config.to_dict(), tmp)
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     return str(output_dir)

@@ -20,8 +20,8 @@ from devmode import environment, jobs
 from devmode.data import examples, ingest
 from devmode.db import open_db
 from devmode.errors import DevmodeError
-from devmode.finetune import registry, runs
-from devmode.finetune.config import TrainConfig
+from devmode.models import registry, runs
+from devmode.models.config import TrainConfig
 
 
 class DatasetChanged(DevmodeError):
@@ -30,7 +30,7 @@ class DatasetChanged(DevmodeError):
 
 def run_dir(db_path: str | Path, run_id: int) -> Path:
     """Checkpoints and the worker's log of one run."""
-    return jobs.TRAINING.folder(db_path, run_id)
+    return runs.KIND.folder(db_path, run_id)
 
 
 def model_dir(db_path: str | Path, run_id: int) -> Path:
@@ -60,14 +60,14 @@ def start_job(db_path: str | Path, run_id: int) -> int:
 
     :raises JobAlreadyRunning: if the run's worker is alive
     """
-    return jobs.start(db_path, jobs.TRAINING, run_id)
+    return jobs.start(db_path, runs.KIND, run_id)
 
 
 def resume_run(db_path: str | Path, run_id: int) -> int:
     """Resume an interrupted, cancelled or failed run in a worker process; returns its pid."""
     with open_db(db_path) as db:
         runs.reconcile(db)
-        jobs.check_resumable(jobs.TRAINING, runs.get_run(db, run_id))
+        jobs.check_resumable(runs.KIND, runs.get_run(db, run_id))
     return start_job(db_path, run_id)
 
 
@@ -133,7 +133,7 @@ def execute_run(
 
     say = echo or (lambda message: None)
     versions = json.dumps(runs.library_versions())
-    with jobs.claimed(db_path, jobs.TRAINING, run_id, versions=versions) as db:
+    with jobs.claimed(db_path, runs.KIND, run_id, versions=versions) as db:
         run = runs.get_run(db, run_id)
         position = checkpoint_position(run_dir(db_path, run_id))
         runs.clear_metrics_after(db, run_id, position["step"] if position else 0)
@@ -163,7 +163,7 @@ def execute_run(
             output_dir=model_dir(db_path, run_id),
             checkpoint_dir=run_dir(db_path, run_id),
             on_progress=report,
-            should_stop=jobs.CancelPoll(db, jobs.TRAINING, run_id, also=should_stop),
+            should_stop=jobs.CancelPoll(db, runs.KIND, run_id, also=should_stop),
         )
         figures = {
             "step": result.steps,

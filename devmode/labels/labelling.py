@@ -27,11 +27,11 @@ import numpy as np
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
-from devmode.data import examples, ingest
+from devmode.data import examples, ingest, splits
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
-from devmode.finetune import registry
 from devmode.labels.corrections import HISTORY
+from devmode.models import registry
 
 # A labelling session ranks at most this many unlabelled rows (a seeded sample of them when
 # there are more): scoring them takes a few seconds on a CPU.
@@ -171,7 +171,7 @@ def rows_to_label(
     ]
     if model is not None and rows:
         if load_scorer is None:
-            from devmode.monitor.scoring import load_scorer
+            from devmode.models.scorers import load_scorer
         scores = load_scorer(model.path).score([t for _, t in rows])
         unsure = uncertainty(scores.probabilities)
         for row, label, p, u in zip(
@@ -181,7 +181,7 @@ def rows_to_label(
                 suggested=label, confidence=float(p.max()), uncertainty=float(u), label=label
             )
         if vectors is None:
-            from devmode.finetune.classifier import base_vectors
+            from devmode.models.classifier import base_vectors
 
             vectors = base_vectors(_base_model(db, model))
         order = labelling_order(
@@ -197,8 +197,8 @@ def rows_to_label(
 def _base_model(db: Database, model: registry.Model) -> str:
     """The encoder the model was fine-tuned from (the default one for an imported model whose
     run does not say)."""
-    from devmode.finetune import runs
-    from devmode.finetune.config import TrainConfig
+    from devmode.models import runs
+    from devmode.models.config import TrainConfig
 
     try:
         return runs.get_run(db, model.run_id).config.base_model
@@ -235,7 +235,7 @@ def save_labels(
         }
         table = quote_identifier(dataset.name)
         column = quote_identifier(dataset.mapping.label)
-        split = quote_identifier(ingest.SPLIT_COLUMN)
+        split = quote_identifier(splits.SPLIT_COLUMN)
         current = (
             {
                 row_id: (old, where)
@@ -304,8 +304,9 @@ def retrain(db_path: str | Path, name: str):
     """Start a run on ``name`` with the settings of its latest run (the defaults for a first
     one): *Retrain with my labels*. Its report shows the gain over the previous model."""
     from devmode.db import open_db
-    from devmode.finetune import runs, worker
-    from devmode.finetune.config import TrainConfig
+    from devmode.finetune import worker
+    from devmode.models import runs
+    from devmode.models.config import TrainConfig
 
     with open_db(db_path) as db:
         earlier = runs.list_runs(db, name)
@@ -334,7 +335,7 @@ def _checked(label: str | None, known: list[str], allow_new: bool, row_id: int) 
 
 
 def _has_held_out_rows(db: Database, name: str) -> bool:
-    split = quote_identifier(ingest.SPLIT_COLUMN)
+    split = quote_identifier(splits.SPLIT_COLUMN)
     (held_out,) = db.execute(
         f"select count(distinct {split}) from {quote_identifier(name)} "
         f"where {split} in ('validation', 'test')"

@@ -100,7 +100,7 @@ def sentence_features(
     scaled to unit length, side by side: (texts, layers x hidden size) float32."""
     import torch
 
-    from devmode.finetune.classifier import encode, forward_sorted, load_encoder, mean_pool
+    from devmode.models.classifier import encode, forward_sorted, load_encoder, mean_pool
 
     encoder, tokenizer = load_encoder(base_model)
     encoder.eval()
@@ -262,9 +262,9 @@ def fine_tuned_probabilities(
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from devmode.data.examples import TrainData
-    from devmode.finetune.config import TrainConfig
     from devmode.finetune.training import train
-    from devmode.monitor.scoring import load_scorer
+    from devmode.models.config import TrainConfig
+    from devmode.models.scorers import load_scorer
 
     texts = list(texts)
     probabilities = np.zeros((len(texts), len(names)), dtype=np.float32)

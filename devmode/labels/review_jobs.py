@@ -25,7 +25,18 @@ from devmode.db import open_db, utc_now
 from devmode.errors import DevmodeError
 from devmode.labels import corrections, review
 
-KIND = jobs.REVIEWING
+# What a worker process runs: ``python -m devmode job review ID``; see ``jobs.JobKind``.
+KIND = jobs.JobKind(
+    name="review",
+    execute="devmode.labels.review_jobs:execute_review",
+    table="devmode_review_jobs",
+    noun="Label review",
+    folder_name="reviews",
+    touched_column="updated_at",
+    interrupted_message="The review process stopped without finishing (killed or crashed). "
+    "Start the review again: suggestions are stored only when a review finishes.",
+    list_command="the Datasets page",
+)
 
 
 class ReviewCancelled(DevmodeError):

@@ -30,31 +30,15 @@ from devmode.data import ingest
 from devmode.data.dates import parse_date
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
-from devmode.finetune import registry
+from devmode.models import registry, scorers
 from devmode.monitor import alerts, stories, watchlist
 
-POLARITIES = ("negative", "neutral", "positive")
 # Rows scored and written per transaction: a kill loses at most one chunk's work.
 CHUNK_ROWS = 2048
-# Label names read as a polarity without asking (compared in lower case).
-_POLARITY_NAMES = {
-    "negative": "negative",
-    "neg": "negative",
-    "bearish": "negative",
-    "neutral": "neutral",
-    "neu": "neutral",
-    "positive": "positive",
-    "pos": "positive",
-    "bullish": "positive",
-}
 
 
 class NoActiveModel(DevmodeError):
     """No model is active for the task, so there is nothing to score with."""
-
-
-class NotSentimentLike(DevmodeError):
-    """The model's labels cannot be read as negative / neutral / positive without a mapping."""
 
 
 @dataclass(frozen=True)
@@ -66,51 +50,6 @@ class ScoreSummary:
     model_run_id: int
     cancelled: bool = False
     new_alerts: int = 0  # alert events that this scoring raised
-
-
-# ----------------------------------------------------------------------------------------------
-# Labels
-
-
-def sentiment_map(db: Database, model: registry.Model) -> dict[str, str]:
-    """The model's labels as polarities: from a stored mapping, or from their names."""
-    stored = db["devmode_sentiment_maps"].rows_where("model_id = ?", [model.id])
-    mapping = {row["label"]: row["polarity"] for row in stored}
-    if mapping:
-        return mapping
-    guessed = {label: _POLARITY_NAMES.get(label.strip().lower()) for label in model.labels}
-    if all(guessed.values()) and {"negative", "positive"} <= set(guessed.values()):
-        return guessed
-    raise NotSentimentLike(
-        f"The labels of run {model.run_id}'s model ({', '.join(model.labels)}) do not read as "
-        "negative / neutral / positive, so a sentiment index cannot be computed. Map them, e.g. "
-        f"python -m devmode models map-sentiment {model.run_id} --negative LABEL --positive LABEL "
-        "(other labels count as neutral), or make a sentiment model active."
-    )
-
-
-def set_sentiment_map(
-    db: Database, run_id: int, negative: list[str], positive: list[str]
-) -> dict[str, str]:
-    """Store which of a model's labels are negative and positive; the rest are neutral."""
-    model = registry.get_model_for_run(db, run_id)
-    unknown = sorted(set(negative + positive) - set(model.labels))
-    if unknown or not negative or not positive or set(negative) & set(positive):
-        raise NotSentimentLike(
-            f"Expected at least one negative and one positive label, none in both, all among the "
-            f"model's labels ({', '.join(model.labels)}); found negative={negative}, "
-            f"positive={positive}" + (f", unknown {unknown}" if unknown else "") + "."
-        )
-    mapping = {
-        label: "negative" if label in negative else "positive" if label in positive else "neutral"
-        for label in model.labels
-    }
-    with db.atomic():
-        db["devmode_sentiment_maps"].delete_where("model_id = ?", [model.id])
-        db["devmode_sentiment_maps"].insert_all(
-            {"model_id": model.id, "label": k, "polarity": v} for k, v in mapping.items()
-        )
-    return mapping
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,13 +97,13 @@ def score_dataset(
 
     :param scorer: a loaded ``scoring.Scorer`` for the active model (loaded here when None)
     :param on_progress: ``(rows_done, rows_to_do)`` after every chunk
-    :raises NoActiveModel, NotSentimentLike:
+    :raises NoActiveModel, registry.NotSentimentLike:
     """
     dataset = ingest.get_dataset(db, dataset_name)
     model = require_active_model(db, task)
-    polarity = sentiment_map(db, model) if task == "sentiment" else None
+    polarity = registry.sentiment_map(db, model) if task == "sentiment" else None
     if scorer is None:
-        scorer = model_scorer(db, model, dataset.name)
+        scorer = scorers.model_scorer(db, model, dataset.name)
     table = quote_identifier(dataset.name)
     role = dataset.mapping
     select = ", ".join(  # qualified: the predictions table has a date and a ticker too
@@ -245,44 +184,6 @@ def score_dataset(
         0 if cancelled or task != "sentiment" else len(alerts.evaluate_alerts(db, dataset.name))
     )
     return ScoreSummary(done, already, unparseable, examples, model.run_id, cancelled, new_alerts)
-
-
-def model_scorer(db: Database, model: registry.Model, scoring: str | None = None):
-    """The registered model's ``Scorer``. On a CPU its int8 form is built and checked once
-    first (``quantized.py``), on the test and validation texts of the data it was trained on
-    (or, when that dataset is gone, on the texts of ``scoring``); a failed build is recorded
-    and scoring stays in full precision."""
-    from devmode.monitor import int8, quantized
-    from devmode.monitor.scoring import load_scorer
-
-    if quantized.needs_check(model.path):
-        try:
-            quantized.build_int8(model.path, check_texts(db, model.dataset, scoring))
-        except Exception as e:  # an encoder ONNX cannot export: full precision it is
-            int8.record_failure(model.path, f"{type(e).__name__}: {e}")
-    return load_scorer(model.path)
-
-
-def check_texts(db: Database, trained_on: str, fallback: str | None = None) -> list[str]:
-    """Texts an int8 model is checked on: the test, then validation, split of the dataset a
-    model was trained on, else the first texts of ``fallback``."""
-    from devmode.monitor.int8 import CHECK_TEXTS
-
-    texts: list[str] = []
-    for name, splits in ((trained_on, ("test", "validation")), (fallback, (None,))):
-        if not name or texts:
-            continue
-        try:
-            dataset = ingest.get_dataset(db, name)
-        except ingest.NoSuchDataset:
-            continue
-        for split in splits:
-            for row in ingest.iter_rows(db, dataset.name, split, [dataset.mapping.text]):
-                if len(texts) >= CHECK_TEXTS:
-                    return texts
-                if row[dataset.mapping.text]:
-                    texts.append(str(row[dataset.mapping.text]))
-    return texts
 
 
 def _topics_of_rows(db: Database, dataset_id: int, first: int, last: int) -> dict[int, str]:

@@ -2,7 +2,7 @@
 or in a worker process of its own (the Monitor page), with progress, cancel and resume.
 
     job = create_job(db, "headlines")              # checks the models before anything runs
-    start_job(db_path, job.id)                     # background: python -m devmode score-worker ID
+    start_job(db_path, job.id)                     # background: python -m devmode job scoring ID
                                                    # (jobs.py: the runner training runs use too)
     execute_job(db_path, job.id, echo=print)       # foreground: the same work in this process
     request_cancel(db, job.id)                     # the worker stops after its current chunk
@@ -25,8 +25,21 @@ from sqlite_utils import Database
 from devmode import jobs
 from devmode.data import ingest
 from devmode.db import open_db, utc_now
-from devmode.finetune import registry
+from devmode.models import registry
 from devmode.monitor import monitoring
+
+# What a worker process runs: ``python -m devmode job scoring ID``; see ``jobs.JobKind``.
+KIND = jobs.JobKind(
+    name="scoring",
+    execute="devmode.monitor.score_jobs:execute_job",
+    table="devmode_score_jobs",
+    noun="Scoring job",
+    folder_name="score-jobs",
+    touched_column="updated_at",
+    interrupted_message="The scoring process stopped without finishing (killed or crashed). "
+    "Resume it: the rows already scored are kept.",
+    list_command="the Monitor page",
+)
 
 
 class ScoreJobNotFound(jobs.JobNotFound):
@@ -78,7 +91,7 @@ def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) 
     """A queued job scoring ``dataset_name`` with the active model of each task.
 
     :param tasks: default: topic (when a topic model is active) then sentiment
-    :raises NoActiveModel, NotSentimentLike: before anything is stored
+    :raises NoActiveModel, registry.NotSentimentLike: before anything is stored
     :raises JobAlreadyRunning: when a live job is scoring the same dataset (checked and stored
         in one transaction, so two quick clicks make one job)
     """
@@ -88,7 +101,7 @@ def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) 
     for task in tasks:
         model = monitoring.require_active_model(db, task)
         if task == "sentiment":
-            monitoring.sentiment_map(db, model)
+            registry.sentiment_map(db, model)
     with db.atomic():
         running = active_job(db, dataset.name)
         if running:
@@ -116,7 +129,7 @@ def create_job(db: Database, dataset_name: str, tasks: list[str] | None = None) 
 
 def get_job(db: Database, job_id: int) -> ScoreJob:
     try:
-        return ScoreJob.from_row(jobs.get_row(db, jobs.SCORING, job_id))
+        return ScoreJob.from_row(jobs.get_row(db, KIND, job_id))
     except jobs.JobNotFound:
         raise ScoreJobNotFound(f"No scoring job with id {job_id}.") from None
 
@@ -148,13 +161,13 @@ def _update(db: Database, job_id: int, **values: Any) -> None:
 def request_cancel(db: Database, job_id: int) -> ScoreJob:
     """Ask the job's worker to stop after its current chunk; a job with no worker stops now."""
     get_job(db, job_id)
-    jobs.request_cancel(db, jobs.SCORING, job_id)
+    jobs.request_cancel(db, KIND, job_id)
     return get_job(db, job_id)
 
 
 def reconcile(db: Database) -> list[int]:
     """Mark jobs whose worker is gone (killed, crashed, rebooted) ``interrupted``."""
-    return jobs.reconcile(db, jobs.SCORING)
+    return jobs.reconcile(db, KIND)
 
 
 def execute_job(
@@ -165,9 +178,9 @@ def execute_job(
     A cancel request (or Ctrl-C) stops it after the current chunk, ``cancelled``; an error is
     recorded (``failed``) and raised again.
     """
-    with jobs.claimed(db_path, jobs.SCORING, job_id) as db:
+    with jobs.claimed(db_path, KIND, job_id) as db:
         job = get_job(db, job_id)
-        should_stop = jobs.CancelPoll(db, jobs.SCORING, job_id)
+        should_stop = jobs.CancelPoll(db, KIND, job_id)
         summary = dict(job.summary)
         for task in job.tasks:
             _update(db, job_id, task=task, rows_done=0, rows_total=0)
@@ -185,9 +198,9 @@ def execute_job(
             if echo:
                 echo(_describe(task, result))
             if result.cancelled:
-                jobs.set_status(db, jobs.SCORING, job_id, jobs.CANCELLED, pid=None)
+                jobs.set_status(db, KIND, job_id, jobs.CANCELLED, pid=None)
                 return get_job(db, job_id)
-        jobs.set_status(db, jobs.SCORING, job_id, jobs.COMPLETED, pid=None)
+        jobs.set_status(db, KIND, job_id, jobs.COMPLETED, pid=None)
         return get_job(db, job_id)
 
 
@@ -196,7 +209,7 @@ def start_job(db_path: str | Path, job_id: int) -> int:
 
     :raises JobAlreadyRunning: if its worker is alive
     """
-    return jobs.start(db_path, jobs.SCORING, job_id)
+    return jobs.start(db_path, KIND, job_id)
 
 
 def start_scoring(db_path: str | Path, dataset_name: str) -> ScoreJob:

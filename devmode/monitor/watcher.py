@@ -8,7 +8,7 @@ evaluate the alert rules, deliver the alerts; then wait for the next source to b
     stop_watching(db)                      # it stops after its current pass
     Watcher(db_path).run_pass()            # one pass in this process
 
-A watcher is a job like a training run (``jobs.WATCHING``): one at a time, its status and last
+A watcher is a job like a training run (``KIND``): one at a time, its status and last
 pass in ``devmode_watchers``, re-attached by the page after a reload, marked interrupted when
 its process dies. Each poll and each scored chunk is its own transaction, so a watcher killed
 at any moment loses and duplicates nothing: the next one polls again.
@@ -32,8 +32,21 @@ from devmode.data import feeds, ingest, sources
 from devmode.db import open_db, utc_now
 from devmode.environment import release_freed_memory
 from devmode.errors import in_words
-from devmode.finetune import registry
+from devmode.models import registry, scorers
 from devmode.monitor import delivery, monitoring
+
+# What a worker process runs: ``python -m devmode job watcher ID``; see ``jobs.JobKind``.
+KIND = jobs.JobKind(
+    name="watcher",
+    execute="devmode.monitor.watcher:execute_watcher",
+    table="devmode_watchers",
+    noun="Watcher",
+    folder_name="watchers",
+    touched_column="updated_at",
+    interrupted_message="The watcher process stopped (killed or crashed). Start watching again: "
+    "everything it stored is kept, and a poll it was in the middle of is done again.",
+    list_command="python -m devmode sources list",
+)
 
 # The longest a watcher sleeps between looks at what is due (a source added on the page is
 # polled within this), and how often its row says it is alive when nothing happens.
@@ -204,7 +217,7 @@ class Watcher:
     def _scorer(self, db: Database, task: str, model: registry.Model):
         loaded = self._scorers.get(task)
         if loaded is None or loaded[0] != model.id:
-            self._scorers[task] = (model.id, monitoring.model_scorer(db, model))
+            self._scorers[task] = (model.id, scorers.model_scorer(db, model))
         return self._scorers[task][1]
 
     def run(
@@ -276,12 +289,12 @@ def run_once(db_path: str | Path) -> PassSummary:
 
 
 def get_watcher(db: Database, watcher_id: int) -> WatcherJob:
-    return WatcherJob.from_row(jobs.get_row(db, jobs.WATCHING, watcher_id))
+    return WatcherJob.from_row(jobs.get_row(db, KIND, watcher_id))
 
 
 def current_watcher(db: Database) -> WatcherJob | None:
     """The newest watcher (after marking dead ones interrupted), or None if none ever ran."""
-    jobs.reconcile(db, jobs.WATCHING)
+    jobs.reconcile(db, KIND)
     row = next(db["devmode_watchers"].rows_where(order_by="id desc", limit=1), None)
     return WatcherJob.from_row(row) if row else None
 
@@ -291,10 +304,10 @@ def start_watching(db_path: str | Path) -> WatcherJob:
     with open_db(db_path) as db:
         watcher = create_watcher(db)
     try:
-        jobs.start(db_path, jobs.WATCHING, watcher.id)
+        jobs.start(db_path, KIND, watcher.id)
     except BaseException as e:
         with open_db(db_path) as db:
-            jobs.set_status(db, jobs.WATCHING, watcher.id, jobs.FAILED, error=jobs.error_message(e))
+            jobs.set_status(db, KIND, watcher.id, jobs.FAILED, error=jobs.error_message(e))
         raise
     with open_db(db_path) as db:
         return get_watcher(db, watcher.id)
@@ -305,7 +318,7 @@ def stop_watching(db: Database) -> WatcherJob | None:
     watcher = current_watcher(db)
     if watcher is None or not watcher.is_active:
         return None
-    jobs.request_cancel(db, jobs.WATCHING, watcher.id)
+    jobs.request_cancel(db, KIND, watcher.id)
     return get_watcher(db, watcher.id)
 
 
@@ -318,8 +331,8 @@ def execute_watcher(
 ) -> WatcherJob:
     """Watch in this process until asked to stop (or Ctrl-C), recording every pass."""
     watcher = watcher or Watcher(db_path)
-    with jobs.claimed(db_path, jobs.WATCHING, watcher_id) as db:
-        should_stop = jobs.CancelPoll(db, jobs.WATCHING, watcher_id)
+    with jobs.claimed(db_path, KIND, watcher_id) as db:
+        should_stop = jobs.CancelPoll(db, KIND, watcher_id)
         last_write = 0.0
         passes = 0
         changed_at = None  # when a pass last stored something a page would draw
@@ -347,5 +360,5 @@ def execute_watcher(
                 last_write = time.monotonic()
 
         watcher.run(should_stop=should_stop, on_pass=record)
-        jobs.set_status(db, jobs.WATCHING, watcher_id, jobs.CANCELLED, pid=None, passes=passes)
+        jobs.set_status(db, KIND, watcher_id, jobs.CANCELLED, pid=None, passes=passes)
         return get_watcher(db, watcher_id)

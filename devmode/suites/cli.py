@@ -17,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from devmode.clitools import friendly_errors
+from devmode import clitools
+from devmode.clitools import group, json_option
 from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.suites import reports, runner, store
@@ -39,14 +40,14 @@ def _load(db, suite: str):
     return store.get_suite(db, suite)
 
 
-@click.group("bench")
+@group("bench")
 def bench() -> None:
     """Prompt suites: prompts x cases x variants with assertions, kept, rerun and compared."""
 
 
 @bench.command("run")
 @click.argument("suite")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (for scripts).")
+@json_option("Print the report as JSON (for scripts).")
 @click.option(
     "--baseline",
     metavar="RUN",
@@ -56,7 +57,7 @@ def bench() -> None:
 def run_command(ctx, suite, as_json, baseline):
     """Run SUITE (a YAML file, devmode's or promptfoo's, or a stored suite's name) and check
     every reply. Exits 1 when a check fails or a cell regressed against --baseline."""
-    db_path = ctx.obj["db_path"]
+    db_path = clitools.db_path(ctx)
     try:
         with open_db(db_path) as db:
             found = _load(db, suite)
@@ -117,11 +118,10 @@ def _print_report(report, diff=None) -> None:
 @bench.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.pass_context
-@friendly_errors
 def import_command(ctx, path):
     """Store the suite in PATH (devmode's YAML or a promptfooconfig.yaml) under its name."""
     suite = read_suite(path)
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         store.save_suite(db, suite)
     click.echo(f"Stored suite {suite.name} ({suite.size} replies a run).")
 
@@ -130,20 +130,18 @@ def import_command(ctx, path):
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @click.pass_context
-@friendly_errors
 def export_command(ctx, name, output):
     """Write stored suite NAME as devmode's YAML."""
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         text = suite_yaml(store.get_suite(db, name))
     _write(text, output)
 
 
 @bench.command("list")
 @click.pass_context
-@friendly_errors
 def list_command(ctx):
     """The stored suites."""
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         names = store.suite_names(db)
     click.echo("\n".join(names) if names else "No suites yet: python -m devmode bench import FILE")
 
@@ -151,10 +149,9 @@ def list_command(ctx):
 @bench.command("runs")
 @click.argument("suite", required=False)
 @click.pass_context
-@friendly_errors
 def runs_command(ctx, suite):
     """The runs of every suite, or of SUITE, newest first."""
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         found = store.list_runs(db, suite)
     for run in found:
         click.echo(f"{run.id:>4}  {run.label()}  {run.created_at}")
@@ -165,12 +162,11 @@ def runs_command(ctx, suite):
 @bench.command("compare")
 @click.argument("before")
 @click.argument("after", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@json_option("Print the comparison as JSON.")
 @click.pass_context
-@friendly_errors
 def compare_command(ctx, before, after, as_json):
     """What changed from run BEFORE (an id or a JSON report) to run AFTER."""
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         diff = reports.compare(reports.load_baseline(db, before), reports.run_report(db, after))
     if as_json:
         click.echo(reports.as_json(diff))
@@ -211,10 +207,9 @@ def _num(value) -> str:
 @click.option("--format", "kind", type=click.Choice(sorted(reports.RENDERERS)), default="json")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 @click.pass_context
-@friendly_errors
 def report_command(ctx, run_id, kind, output):
     """Run RUN_ID's report as JSON, CSV (a line per reply) or a self-contained HTML page."""
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         report = reports.run_report(db, run_id)
     _write(reports.RENDERERS[kind](report), output)
 
@@ -222,10 +217,9 @@ def report_command(ctx, run_id, kind, output):
 @bench.command("cancel")
 @click.argument("run_id", type=int)
 @click.pass_context
-@friendly_errors
 def cancel_command(ctx, run_id):
     """Stop suite run RUN_ID after its current reply; the replies checked so far are kept."""
-    with open_db(ctx.obj["db_path"]) as db:
+    with clitools.db(ctx) as db:
         runner.request_cancel(db, run_id)
     click.echo(f"Asked suite run {run_id} to stop.")
 
@@ -233,11 +227,10 @@ def cancel_command(ctx, run_id):
 @bench.command("resume")
 @click.argument("run_id", type=int)
 @click.pass_context
-@friendly_errors
 def resume_command(ctx, run_id):
     """Go on with a cancelled, interrupted or failed suite run, in this terminal."""
     run = runner.execute_run(
-        ctx.obj["db_path"],
+        clitools.db_path(ctx),
         run_id,
         on_result=lambda row, done, total: click.echo(
             f"  [{done}/{total}] {row['cell']}", err=True
@@ -246,10 +239,6 @@ def resume_command(ctx, run_id):
     click.echo(run.label())
 
 
-@click.command("suite-worker", hidden=True)
-@click.argument("run_id", type=int)
-@click.pass_context
-@friendly_errors
-def suite_worker(ctx, run_id):
-    """Internal: run suite run RUN_ID in this process (started by the Chat sandbox)."""
-    runner.execute_run(ctx.obj["db_path"], run_id)
+def register_commands(cli: click.Group) -> None:
+    """Add these commands to the root group."""
+    cli.add_command(bench)

@@ -27,7 +27,6 @@ from devmode.suites import store
 from devmode.suites.assertions import evaluate
 from devmode.suites.suite import Cell, Grader, Suite
 
-KIND = jobs.SUITES
 GRADER_PROMPT = (
     "You grade a reply against a rubric. Answer PASS or FAIL on the first line, then one short "
     "sentence saying why.\n\nRubric: {rubric}\n\nReply:\n{reply}"
@@ -38,7 +37,7 @@ def start_run(db_path: str | Path, suite: Suite) -> store.SuiteRun:
     """Store ``suite`` and a run of it, and start the run in a worker process."""
     with open_db(db_path) as db:
         run = store.create_run(db, suite)
-    jobs.start(db_path, KIND, run.id)
+    jobs.start(db_path, store.KIND, run.id)
     with open_db(db_path) as db:
         return store.get_run(db, run.id)
 
@@ -47,15 +46,15 @@ def resume_run(db_path: str | Path, run_id: int) -> store.SuiteRun:
     """Start a cancelled, interrupted or failed run again in a worker: it asks only for the
     replies not yet checked (and those that errored)."""
     with open_db(db_path) as db:
-        jobs.check_resumable(KIND, store.get_run(db, run_id))
-    jobs.start(db_path, KIND, run_id)
+        jobs.check_resumable(store.KIND, store.get_run(db, run_id))
+    jobs.start(db_path, store.KIND, run_id)
     with open_db(db_path) as db:
         return store.get_run(db, run_id)
 
 
 def request_cancel(db, run_id: int) -> None:
     """Ask the run's worker to stop after its current reply (the replies so far are kept)."""
-    jobs.request_cancel(db, KIND, run_id)
+    jobs.request_cancel(db, store.KIND, run_id)
 
 
 def execute_run(
@@ -64,17 +63,19 @@ def execute_run(
     *,
     backends: Callable[[BackendSpec], Backend] | None = None,
     on_result: Callable[[dict[str, Any], int, int], None] = lambda row, done, total: None,
+    echo: Callable[[str], None] | None = None,
 ) -> store.SuiteRun:
     """Run suite run ``run_id`` in this process (what its worker does) and return it finished.
 
     :param backends: a backend for a spec (default: ``chat.backends.make_backend``, the
         embedded model loaded once)
     :param on_result: called with each stored reply, the replies done and the total
+    :param echo: told a line per stored reply (a worker's log)
     """
-    with jobs.claimed(db_path, KIND, run_id) as db:
+    with jobs.claimed(db_path, store.KIND, run_id) as db:
         run = store.get_run(db, run_id)
         suite = run.as_suite()
-        should_stop = jobs.CancelPoll(db, KIND, run_id)
+        should_stop = jobs.CancelPoll(db, store.KIND, run_id)
         backend_for = _cached(backends or _default_backends(db_path))
         checks = _Checks(suite)
         done = store.done_keys(db, run_id)
@@ -84,12 +85,14 @@ def execute_run(
                 if (cell.key, repeat) in done:
                     continue
                 if should_stop():
-                    jobs.set_status(db, KIND, run_id, jobs.CANCELLED, pid=None)
+                    jobs.set_status(db, store.KIND, run_id, jobs.CANCELLED, pid=None)
                     return store.get_run(db, run_id)
                 row = ask(suite, cell, repeat, backend_for, checks)
                 store.add_result(db, run_id, row)
                 count += row["outcome"] != "error"
                 on_result(row, count, suite.size)
+                if echo:
+                    echo(f"[{count}/{suite.size}] {row['outcome']} {row['cell']} #{repeat + 1}")
         summary = summarise(suite, store.results(db, run_id))
         status = jobs.COMPLETED if not summary["errors"] else jobs.FAILED
         error = None
@@ -101,7 +104,7 @@ def execute_run(
                 "run to ask for those again."
             )
         jobs.set_status(
-            db, KIND, run_id, status, pid=None, summary=json.dumps(summary), error=error
+            db, store.KIND, run_id, status, pid=None, summary=json.dumps(summary), error=error
         )
         return store.get_run(db, run_id)
 
@@ -200,8 +203,8 @@ class _Checks:
 
     def similarity(self, text: str, expected: list[str]) -> list[float]:
         if self._vectors is None:
-            from devmode.finetune.classifier import base_vectors
-            from devmode.finetune.config import TrainConfig
+            from devmode.models.classifier import base_vectors
+            from devmode.models.config import TrainConfig
 
             self._vectors = base_vectors(TrainConfig().base_model)
         vectors = self._vectors([text, *expected])

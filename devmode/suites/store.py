@@ -22,7 +22,18 @@ from devmode.suites.suite import Suite
 
 SUITES = "devmode_suites"
 RESULTS = "devmode_suite_results"
-KIND = jobs.SUITES
+# What a worker process runs: ``python -m devmode job suite ID``; see ``jobs.JobKind``.
+KIND = jobs.JobKind(
+    name="suite",
+    execute="devmode.suites.runner:execute_run",
+    table="devmode_suite_runs",
+    noun="Suite run",
+    folder_name="suite-runs",
+    touched_column="updated_at",
+    interrupted_message="The suite's process stopped without finishing (killed or crashed). "
+    "Resume it: the replies already checked are kept.",
+    list_command="python -m devmode bench runs",
+)
 
 
 class SuiteNotFound(DevmodeError):

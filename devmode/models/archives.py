@@ -36,9 +36,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from devmode.errors import DevmodeError
-from devmode.finetune import runs
-from devmode.finetune.config import TrainConfig
-from devmode.finetune.registry import Model, get_model_for_run, models_dir, register_model
+from devmode.models import runs
+from devmode.models.config import TrainConfig
+from devmode.models.registry import Model, get_model_for_run, models_dir, register_model
 
 # The run's record inside an exported archive, beside the model's own files.
 RUN_RECORD = "devmode_run.json"
@@ -124,7 +124,7 @@ def import_zip(
     :param name: the archive's name for messages and the run's record, when ``archive_path`` is
         a copy under another name (an upload)
     """
-    from devmode.finetune.classifier import load_classifier
+    from devmode.models.classifier import load_classifier
 
     archive_path = Path(archive_path)
     name = name or archive_path.name

@@ -4,7 +4,7 @@
     record_progress(db, run.id, step, total_steps, epoch, {"train_loss": 0.41})
     metrics_for_run(db, run.id)      # long format: step, epoch, name, value
 
-A run is a job (``jobs.TRAINING``): its status, worker process, cancel flag and failure are
+A run is a job (``KIND``): its status, worker process, cancel flag and failure are
 kept by the job runner; this module adds what only a training run has. SQLite is the only
 channel between a worker process and the pages: a page that reloads reads the same rows the
 worker keeps writing.
@@ -22,7 +22,21 @@ from sqlite_utils import Database
 from devmode import __version__, jobs
 from devmode.data import examples, ingest
 from devmode.db import utc_now
-from devmode.finetune.config import TrainConfig, resolve_base_model
+from devmode.models.base_models import resolve_base_model
+from devmode.models.config import TrainConfig
+
+# What a worker process runs: ``python -m devmode job training ID``; see ``jobs.JobKind``.
+KIND = jobs.JobKind(
+    name="training",
+    execute="devmode.finetune.worker:execute_run",
+    table="devmode_runs",
+    noun="Run",
+    folder_name="runs",
+    touched_column="heartbeat_at",
+    interrupted_message="The worker process stopped without finishing (killed or crashed). "
+    "Resume the run to continue from its last checkpoint.",
+    list_command="python -m devmode runs list",
+)
 
 _JSON_FIELDS = ("config", "versions", "baseline", "validation", "test", "comparison")
 # What an exported model carries of its run (what a report needs, nothing about this machine).
@@ -199,7 +213,7 @@ def run_record(db: Database, run_id: int) -> dict[str, Any]:
 
 def get_row(db: Database, run_id: int) -> dict[str, Any]:
     try:
-        return jobs.get_row(db, jobs.TRAINING, run_id)
+        return jobs.get_row(db, KIND, run_id)
     except jobs.JobNotFound:
         raise RunNotFound(
             f"No run with id {run_id}. List the runs with python -m devmode runs list."
@@ -241,7 +255,7 @@ def active_twin(db: Database, dataset_name: str, config: TrainConfig) -> Run | N
 
 def set_status(db: Database, run_id: int, status: str, **values: Any) -> None:
     """Move a run to ``status`` (see ``jobs.set_status``), storing ``values`` with it."""
-    jobs.set_status(db, jobs.TRAINING, run_id, status, **_encoded(values))
+    jobs.set_status(db, KIND, run_id, status, **_encoded(values))
 
 
 def save_figures(db: Database, run_id: int, **values: Any) -> None:
@@ -259,13 +273,13 @@ def _encoded(values: dict[str, Any]) -> dict[str, Any]:
 def request_cancel(db: Database, run_id: int) -> Run:
     """Ask a run's worker to stop after its current step; a run with no worker stops now."""
     get_row(db, run_id)
-    jobs.request_cancel(db, jobs.TRAINING, run_id)
+    jobs.request_cancel(db, KIND, run_id)
     return get_run(db, run_id)
 
 
 def reconcile(db: Database) -> list[int]:
     """Mark runs whose worker process is gone as ``interrupted``; returns their ids."""
-    return jobs.reconcile(db, jobs.TRAINING)
+    return jobs.reconcile(db, KIND)
 
 
 def record_progress(

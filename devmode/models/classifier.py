@@ -1,6 +1,6 @@
 """The saved classifier: an encoder with a pooling and a linear head, how it is saved and
 loaded, how texts become batches, and how it predicts. Training (``training.py``), evaluation
-(``evaluation.py``), scoring (``monitor/scoring.py``) and the registry build on this module;
+(``evaluation.py``), scoring (``models/inference.py``) and the registry build on this module;
 none of it knows about the training loop.
 
     model, tokenizer, card = load_classifier("devmode_files/models/run-3")
@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from devmode.finetune.config import (
-    EMBEDDED_BASE_MODEL,
-    InvalidBaseModel,
-    InvalidConfig,
-    TrainConfig,
-    resolve_base_model,
-)
+from devmode.errors import DevmodeError
+from devmode.models.base_models import EMBEDDED_BASE_MODEL, InvalidBaseModel, resolve_base_model
+
+
+class UnusableDevice(DevmodeError):
+    """A device or precision was asked for that this machine does not have."""
+
 
 # Weights are loaded in this dtype whatever the file holds: transformers 5 otherwise keeps a
 # checkpoint's own dtype (fp16 or bf16 files are common), and training needs fp32 master weights
@@ -41,6 +41,8 @@ WEIGHTS_DTYPE = torch.float32
 # Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
 MODEL_CARD = "devmode_model.json"
 HEAD_WEIGHTS = "head.safetensors"
+# Rows in one batch at most, however short the texts (``token_budget_batches``).
+MAX_BATCH_ROWS = 4_096
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,10 +129,11 @@ def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
 
 
 def save_classifier(
-    model: TextClassifier, tokenizer, labels: list[str], config: TrainConfig, path
+    model: TextClassifier, tokenizer, labels: list[str], settings: dict[str, Any], path
 ) -> None:
     """Write the classifier as a folder: the encoder and tokenizer in Hugging Face format,
-    ``head.safetensors`` and ``devmode_model.json`` (labels, pooling, the training config)."""
+    ``head.safetensors`` and ``devmode_model.json`` (labels, pooling, the settings it was
+    trained with: a ``TrainConfig.to_dict()``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -146,9 +149,9 @@ def save_classifier(
         "labels": labels,
         "pooling": model.pooling,
         "normalize": model.normalize,
-        "max_length_tokens": config.max_length_tokens,
-        "base_model": config.base_model,
-        "train_config": config.to_dict(),
+        "max_length_tokens": settings["max_length_tokens"],
+        "base_model": settings["base_model"],
+        "train_config": settings,
     }
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2))
 
@@ -248,20 +251,22 @@ def collate(encoded: Encoded, indices: Sequence[int], pad_id: int, device: torch
 # Device and prediction
 
 
-def pick_device(config: TrainConfig) -> tuple[torch.device, bool]:
-    """(device, use bf16 autocast) from the config and what the machine has."""
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfig(
+def pick_device(device: str = "auto", precision: str = "auto") -> tuple[torch.device, bool]:
+    """(device, use bf16 autocast) for training, evaluation and scoring alike, from what was asked
+    (``auto``, ``cpu``, ``cuda``; ``auto``, ``fp32``, ``bf16``) and what the machine has: ``auto``
+    takes a CUDA GPU when there is one, and bf16 on it when it supports bfloat16."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UnusableDevice(
             "device=cuda was asked for, but this machine has no CUDA GPU (found "
             f"torch {torch.__version__}). Use device=auto or cpu."
         )
-    device = torch.device(
-        "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    chosen = torch.device(
+        "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     )
-    if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise InvalidConfig("precision=bf16 needs a GPU with bfloat16 support; use fp32.")
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    return device, use_bf16
+    bf16_ok = chosen.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and chosen.type == "cuda" and not bf16_ok:
+        raise UnusableDevice("precision=bf16 needs a GPU with bfloat16 support; use fp32.")
+    return chosen, precision == "bf16" or (precision == "auto" and bf16_ok)
 
 
 def autocast(device: torch.device, use_bf16: bool, cache: bool = True):
@@ -272,7 +277,65 @@ def autocast(device: torch.device, use_bf16: bool, cache: bool = True):
     return contextlib.nullcontext()
 
 
+def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices sorted by length, cut every ``batch_size`` rows (little padding in each)."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def token_budget_batches(
+    lengths: np.ndarray, budget: int, max_rows: int = MAX_BATCH_ROWS
+) -> list[np.ndarray]:
+    """Indices sorted by length, cut into batches whose rows x longest length stays within
+    ``budget`` tokens: short headlines go hundreds at a time, long texts a few."""
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        end = start + 1
+        # sorted ascending, so the last row of a batch is its longest
+        while (
+            end < len(order)
+            and end - start < max_rows
+            and (end + 1 - start) * lengths[order[end]] <= budget
+        ):
+            end += 1
+        batches.append(order[start:end])
+        start = end
+    return batches
+
+
 @torch.inference_mode()
+def forward_batches(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | np.ndarray],
+    encoded: Encoded,
+    width: int,
+    batches: Sequence[np.ndarray],
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+    *,
+    on_batch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """The one inference engine (evaluation, scoring, review and labelling all predict here):
+    ``forward(input_ids, attention_mask)`` over ``batches`` of ``encoded``, rows of ``width``
+    floats back in input order. ``on_batch(done, total)`` after each batch; when
+    ``should_stop`` says yes, the rows not reached stay NaN."""
+    out = np.full((len(encoded.lengths), width), np.nan, dtype=np.float32)
+    done = 0
+    for indices in batches:
+        if should_stop and should_stop():
+            break
+        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
+        with autocast(device, use_bf16):
+            result = forward(input_ids, attention_mask)
+        out[indices] = result if isinstance(result, np.ndarray) else result.float().cpu().numpy()
+        done += len(indices)
+        if on_batch:
+            on_batch(done, len(out))
+    return out
+
+
 def forward_sorted(
     forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     encoded: Encoded,
@@ -282,16 +345,16 @@ def forward_sorted(
     device: torch.device,
     use_bf16: bool,
 ) -> np.ndarray:
-    """``forward(input_ids, attention_mask)`` over every text in batches sorted by length (little
-    padding); rows of ``width`` floats come back in input order."""
-    order = np.argsort(encoded.lengths, kind="stable")
-    out = np.zeros((len(order), width), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        input_ids, attention_mask, _ = collate(encoded, indices, pad_id, device)
-        with autocast(device, use_bf16):
-            out[indices] = forward(input_ids, attention_mask).float().cpu().numpy()
-    return out
+    """``forward_batches`` over batches of ``batch_size`` rows sorted by length."""
+    return forward_batches(
+        forward,
+        encoded,
+        width,
+        length_batches(encoded.lengths, batch_size),
+        pad_id,
+        device,
+        use_bf16,
+    )
 
 
 def predict_probabilities(

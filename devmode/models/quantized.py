@@ -4,7 +4,7 @@ when the two give the same label on at least ``MIN_AGREEMENT`` of a check set.
 
     card = build_int8(model_dir, check_texts)   # model.int8.onnx + int8.json beside the model
     card["agreement"]                           # 0.996: shown with the model in the registry
-    load_scorer(model_dir)                      # on a CPU: the int8 scorer when the card says so
+    scorers.load_scorer(model_dir)              # on a CPU: the int8 scorer when the card says so
 
 Why ONNX Runtime: torch's own dynamic quantisation (``torch.ao.quantization``) is deprecated,
 and ONNX Runtime's int8 kernels are the usual CPU path. Measured on 2 cores, the 9,958 Benzinga
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from devmode.environment import usable_cpus
-from devmode.finetune.classifier import MODEL_CARD, collate
-from devmode.monitor.int8 import (
+from devmode.models.classifier import MODEL_CARD
+from devmode.models.inference import CPU_TOKENS_PER_BATCH, Scorer, load_full
+from devmode.models.int8 import (
     CHECK_TEXTS,
     INT8_FILE,
     MIN_AGREEMENT,
@@ -40,7 +41,6 @@ from devmode.monitor.int8 import (
     int8_card,
     write_card,
 )
-from devmode.monitor.scoring import CPU_TOKENS_PER_BATCH, Scorer, load_scorer
 
 
 def build_int8(model_dir: str | Path, check_texts: list[str]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def build_int8(model_dir: str | Path, check_texts: list[str]) -> dict[str, Any]:
 
     folder = Path(model_dir)
     start = time.perf_counter()
-    full = load_scorer(folder, device="cpu", precision="fp32")  # a devmode or HF classifier
+    full = load_full(folder, device="cpu")  # a devmode or HF classifier
     model, tokenizer = full.model, full.tokenizer
     texts = [str(t) for t in check_texts if t][:CHECK_TEXTS] or ["The market opened."]
     sample = tokenizer(texts[:4], padding=True, return_tensors="pt")
@@ -161,8 +161,7 @@ class Int8Scorer(Scorer):
         self.use_bf16 = False
         self.tokens_per_batch = CPU_TOKENS_PER_BATCH
 
-    def _forward(self, encoded, batch, pad_id) -> np.ndarray:
-        input_ids, attention_mask, _ = collate(encoded, batch, pad_id, self.device)
+    def _probabilities(self, input_ids, attention_mask) -> np.ndarray:
         (logits,) = self.session.run(
             None,
             {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()},

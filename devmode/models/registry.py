@@ -22,9 +22,26 @@ from sqlite_utils import Database
 
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
-from devmode.finetune import runs
+from devmode.models import runs
 
 TASKS = ("sentiment", "topic")
+
+
+# Label names read as a polarity without asking (compared in lower case).
+_POLARITY_NAMES = {
+    "negative": "negative",
+    "neg": "negative",
+    "bearish": "negative",
+    "neutral": "neutral",
+    "neu": "neutral",
+    "positive": "positive",
+    "pos": "positive",
+    "bullish": "positive",
+}
+
+
+class NotSentimentLike(DevmodeError):
+    """The model's labels cannot be read as negative / neutral / positive without a mapping."""
 
 
 class ModelNotFound(DevmodeError):
@@ -123,7 +140,7 @@ def model_rows(db: Database) -> list[dict[str, Any]]:
 
 def cpu_scoring(path: str) -> str:
     """How the model scores on a CPU: int8 when its check agreed, with the figures."""
-    from devmode.monitor import int8  # reads a JSON file: no torch here
+    from devmode.models import int8  # reads a JSON file: no torch here
 
     return int8.describe(int8.int8_card(path))
 
@@ -151,3 +168,48 @@ def delete_model(db: Database, run_id: int) -> None:
         db["devmode_models"].delete(model.id)
         runs.save_figures(db, run_id, model_dir=None)
     shutil.rmtree(model.path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# What a model's labels mean: negative, neutral or positive
+
+
+def sentiment_map(db: Database, model: Model) -> dict[str, str]:
+    """The model's labels as polarities: from a stored mapping, or from their names."""
+    stored = db["devmode_sentiment_maps"].rows_where("model_id = ?", [model.id])
+    mapping = {row["label"]: row["polarity"] for row in stored}
+    if mapping:
+        return mapping
+    guessed = {label: _POLARITY_NAMES.get(label.strip().lower()) for label in model.labels}
+    if all(guessed.values()) and {"negative", "positive"} <= set(guessed.values()):
+        return guessed
+    raise NotSentimentLike(
+        f"The labels of run {model.run_id}'s model ({', '.join(model.labels)}) do not read as "
+        "negative / neutral / positive, so a sentiment index cannot be computed. Map them, e.g. "
+        f"python -m devmode models map-sentiment {model.run_id} --negative LABEL --positive LABEL "
+        "(other labels count as neutral), or make a sentiment model active."
+    )
+
+
+def set_sentiment_map(
+    db: Database, run_id: int, negative: list[str], positive: list[str]
+) -> dict[str, str]:
+    """Store which of a model's labels are negative and positive; the rest are neutral."""
+    model = get_model_for_run(db, run_id)
+    unknown = sorted(set(negative + positive) - set(model.labels))
+    if unknown or not negative or not positive or set(negative) & set(positive):
+        raise NotSentimentLike(
+            f"Expected at least one negative and one positive label, none in both, all among the "
+            f"model's labels ({', '.join(model.labels)}); found negative={negative}, "
+            f"positive={positive}" + (f", unknown {unknown}" if unknown else "") + "."
+        )
+    mapping = {
+        label: "negative" if label in negative else "positive" if label in positive else "neutral"
+        for label in model.labels
+    }
+    with db.atomic():
+        db["devmode_sentiment_maps"].delete_where("model_id = ?", [model.id])
+        db["devmode_sentiment_maps"].insert_all(
+            {"model_id": model.id, "label": k, "polarity": v} for k, v in mapping.items()
+        )
+    return mapping

@@ -1,11 +1,12 @@
 """Fast batch inference: labels and class probabilities for many texts, from a saved classifier.
 
-    scorer = load_scorer("devmode_files/models/run-3")      # or any Hugging Face classifier folder
+    scorer = load_full("devmode_files/models/run-3")        # or any Hugging Face classifier folder
     scores = scorer.score(headlines, on_progress=print)     # Scores(labels, probabilities, ...)
 
-One function serves the Monitor page, the CLI and any later API. It loads either a devmode
-classifier (encoder + pooling + head, saved by a training run) or a folder that
-``AutoModelForSequenceClassification`` reads (FinBERT and the like).
+``scorers.load_scorer`` is what callers use: it picks this full-precision scorer or the int8 one
+(``quantized.py``). Either loads a devmode classifier (encoder + pooling + head, saved by a
+training run) or a folder that ``AutoModelForSequenceClassification`` reads (FinBERT and the
+like); both predict through the one engine, ``classifier.forward_batches``.
 
 Why it is fast: every text is tokenized in one call; texts are sorted by length and cut into
 batches by a token budget, so short headlines go in batches of hundreds with almost no padding;
@@ -25,21 +26,22 @@ import torch
 from torch import nn
 
 from devmode.environment import usable_cpus
-from devmode.finetune.classifier import (
+from devmode.models.base_models import InvalidBaseModel
+from devmode.models.classifier import (
     MODEL_CARD,
     WEIGHTS_DTYPE,
     Encoded,
-    collate,
+    forward_batches,
     load_classifier,
+    pick_device,
     quiet_transformers,
+    token_budget_batches,
 )
-from devmode.finetune.config import InvalidBaseModel
 
 # Tokens per batch (rows x padded length). Large enough to keep the cores or the GPU busy,
 # small enough for activations to stay in memory.
 CPU_TOKENS_PER_BATCH = 8_192
 GPU_TOKENS_PER_BATCH = 262_144
-MAX_BATCH_ROWS = 4_096
 
 
 @dataclass
@@ -84,14 +86,15 @@ class Scorer:
         label_names: list[str],
         max_length: int,
         device: torch.device,
+        use_bf16: bool = False,
     ):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.label_names = label_names
         self.max_length = max_length
         self.device = device
-        self.use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.precision = "bf16" if self.use_bf16 else "fp32"
+        self.use_bf16 = use_bf16
+        self.precision = "bf16" if use_bf16 else "fp32"
         self.tokens_per_batch = (
             GPU_TOKENS_PER_BATCH if device.type == "cuda" else CPU_TOKENS_PER_BATCH
         )
@@ -113,75 +116,38 @@ class Scorer:
             ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
             lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
             encoded = Encoded(ids, torch.zeros(n, dtype=torch.long), lengths)  # labels unused
-            order = np.argsort(lengths, kind="stable")
-            pad_id = self.tokenizer.pad_token_id or 0
-            done = 0
-            for batch in _token_budget_batches(order, lengths, self.tokens_per_batch):
-                if should_stop and should_stop():
-                    break
-                probabilities[batch] = self._forward(encoded, batch, pad_id)
-                done += len(batch)
-                if on_progress:
-                    on_progress(done, n)
+            probabilities = forward_batches(
+                self._probabilities,
+                encoded,
+                len(self.label_names),
+                token_budget_batches(lengths, self.tokens_per_batch),
+                self.tokenizer.pad_token_id or 0,
+                self.device,
+                self.use_bf16,
+                on_batch=on_progress,
+                should_stop=should_stop,
+            )
         predicted = [
             None if np.isnan(row).any() else self.label_names[int(row.argmax())]
             for row in probabilities
         ]
         return Scores(predicted, probabilities, list(self.label_names))
 
-    @torch.inference_mode()
-    def _forward(self, encoded: Encoded, batch, pad_id) -> np.ndarray:
-        """Class probabilities of the rows ``batch`` of ``encoded``."""
-        input_ids, attention_mask, _ = collate(encoded, batch, pad_id, self.device)
-        if self.use_bf16:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = self.model(input_ids, attention_mask)
-        else:
-            logits = self.model(input_ids, attention_mask)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    def _probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Class probabilities of one batch."""
+        return torch.softmax(self.model(input_ids, attention_mask).float(), dim=-1)
 
 
-def _token_budget_batches(order: np.ndarray, lengths: np.ndarray, budget: int) -> list[np.ndarray]:
-    """Cut length-sorted indices into batches whose rows x longest length stays within ``budget``."""
-    batches, start = [], 0
-    while start < len(order):
-        end = start + 1
-        # sorted ascending, so the last row of a batch is its longest
-        while (
-            end < len(order)
-            and end - start < MAX_BATCH_ROWS
-            and (end + 1 - start) * lengths[order[end]] <= budget
-        ):
-            end += 1
-        batches.append(order[start:end])
-        start = end
-    return batches
-
-
-def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "auto") -> Scorer:
-    """Load a devmode classifier folder, or any ``AutoModelForSequenceClassification`` folder.
-
-    :param precision: ``auto``: on a CPU, the model's int8 form when its check found the same
-        labels as full precision on at least 99% of texts (``quantized.py``), else fp32;
-        ``fp32``: never int8
-    """
+def load_full(model_dir: str | Path, device: str = "auto") -> Scorer:
+    """The full-precision scorer of a devmode classifier folder, or of any
+    ``AutoModelForSequenceClassification`` folder (bf16 on a CUDA GPU that has it)."""
     path = Path(model_dir)
-    target = torch.device(
-        "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    )
+    target, use_bf16 = pick_device(device if torch.cuda.is_available() else "cpu")
     if target.type == "cpu":
         torch.set_num_threads(usable_cpus())
-    if target.type == "cpu" and precision == "auto":
-        from devmode.monitor import int8
-
-        card = int8.int8_card(path)
-        if card and card["used"] and int8.available():
-            from devmode.monitor.quantized import load_int8
-
-            return load_int8(path)
     if (path / MODEL_CARD).is_file():
         model, tokenizer, card = load_classifier(path)
-        return Scorer(model, tokenizer, card["labels"], card["max_length_tokens"], target)
+        return Scorer(model, tokenizer, card["labels"], card["max_length_tokens"], target, use_bf16)
     if not (path / "config.json").is_file():
         raise InvalidBaseModel(
             f"{path} is not a classifier folder: it has neither {MODEL_CARD} (a devmode model) nor "
@@ -196,4 +162,4 @@ def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "a
     names = [str(id2label[i]) for i in range(model.config.num_labels)]
     tokenizer = AutoTokenizer.from_pretrained(path)
     max_length = min(512, getattr(tokenizer, "model_max_length", 512) or 512)
-    return Scorer(_SequenceClassifier(model), tokenizer, names, max_length, target)
+    return Scorer(_SequenceClassifier(model), tokenizer, names, max_length, target, use_bf16)

@@ -1,0 +1,119 @@
+"""``python -m devmode models``: the registry of saved models: list, promote, export, import,
+delete, and which labels mean negative and positive.
+
+    $ python -m devmode models promote 3 --as sentiment
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from devmode import clitools, environment
+from devmode.clitools import group, yes_option
+from devmode.models import archives, registry
+
+
+@group("models")
+def models_group():
+    """The model registry: list, promote to active, export, delete."""
+
+
+@models_group.command("list")
+@click.pass_context
+def models_list(ctx):
+    """List saved models with their labels and which task each is active for."""
+    with clitools.db(ctx) as db:
+        found = registry.list_models(db)
+    if not found:
+        click.echo("No models yet: a completed training run saves one.")
+        return
+    for m in found:
+        active = f"  [active {m.active_as}]" if m.active_as else ""
+        click.echo(f"run {m.run_id:<4} {m.dataset:<20} {', '.join(m.labels)}{active}")
+        click.echo(f"         CPU scoring: {registry.cpu_scoring(m.path)}")
+
+
+@models_group.command("promote")
+@click.argument("run_id", type=int)
+@click.option(
+    "--as", "task", type=click.Choice(registry.TASKS), required=True, help="The task it serves."
+)
+@click.pass_context
+def models_promote(ctx, run_id, task):
+    """Make a run's model the active sentiment or topic model."""
+    with clitools.db(ctx) as db:
+        registry.promote(db, run_id, task)
+    click.echo(f"Run {run_id}'s model is now the active {task} model.")
+
+
+@models_group.command("export")
+@click.argument("run_id", type=int)
+@click.option(
+    "--to",
+    "destination",
+    type=click.Path(),
+    default=".",
+    show_default=True,
+    help="A .zip path, or a folder to write devmode-run-ID.zip into.",
+)
+@click.pass_context
+def models_export(ctx, run_id, destination):
+    """Export a run's model folder (Hugging Face encoder + head + label map) as a zip."""
+    with clitools.db(ctx) as db:
+        path = archives.export_zip(db, run_id, destination)
+    click.echo(f"Wrote {path}")
+
+
+@models_group.command("import")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def models_import(ctx, archive):
+    """Add a model archive written by `models export` (here or on another machine) to the
+    registry, as a completed run of its own."""
+    with clitools.db(ctx) as db:
+        model = archives.import_zip(
+            db,
+            archive,
+            environment.files_dir(clitools.db_path(ctx)),
+            max_bytes=environment.max_upload_bytes(),
+        )
+    click.echo(
+        f"Imported {Path(archive).name} as run {model.run_id} ({model.dataset}: "
+        f"{', '.join(model.labels)}). Make it active with `models promote {model.run_id} --as sentiment`."
+    )
+
+
+@models_group.command("delete")
+@click.argument("run_id", type=int)
+@yes_option
+@click.pass_context
+def models_delete(ctx, run_id, yes):
+    """Delete a run's saved model (the run and its metrics stay)."""
+    if not yes:
+        click.confirm(f"Delete the model of run {run_id}?", abort=True)
+    with clitools.db(ctx) as db:
+        registry.delete_model(db, run_id)
+    click.echo(f"Deleted the model of run {run_id}.")
+
+
+@models_group.command("map-sentiment")
+@click.argument("run_id", type=int)
+@click.option(
+    "--negative", multiple=True, required=True, help="A label that means negative (repeatable)."
+)
+@click.option(
+    "--positive", multiple=True, required=True, help="A label that means positive (repeatable)."
+)
+@click.pass_context
+def models_map_sentiment(ctx, run_id, negative, positive):
+    """Say which of a model's labels are negative and positive (the rest count as neutral)."""
+    with clitools.db(ctx) as db:
+        mapping = registry.set_sentiment_map(db, run_id, list(negative), list(positive))
+    click.echo(", ".join(f"{label} = {polarity}" for label, polarity in mapping.items()))
+
+
+def register_commands(cli: click.Group) -> None:
+    """Add these commands to the root group."""
+    cli.add_command(models_group)

@@ -1,0 +1,80 @@
+"""How a saved model scores, decided in this one place: on a CPU, its int8 form when that form
+was checked and gives the full model's label often enough (``quantized.py``), else full
+precision (``inference.py``); bf16 on a CUDA GPU that has it. Importing this module loads no
+torch (the CLI and the pages import it); loading a scorer does.
+
+    scorer = load_scorer("devmode_files/models/run-3")    # any classifier folder
+    scorer = model_scorer(db, registry.active_model(db, "sentiment"), "headlines")
+                                                           # builds and checks int8 once first
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlite_utils import Database
+
+from devmode.data import ingest
+from devmode.models import int8
+
+if TYPE_CHECKING:
+    from devmode.models.inference import Scorer
+
+
+def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "auto") -> Scorer:
+    """Load a devmode classifier folder, or any ``AutoModelForSequenceClassification`` folder.
+
+    :param precision: ``auto``: on a CPU, the model's int8 form when its check found the same
+        labels as full precision on at least 99% of texts (``quantized.py``), else fp32;
+        ``fp32``: never int8
+    """
+    import torch
+
+    from devmode.models.inference import load_full
+
+    path = Path(model_dir)
+    on_cpu = device == "cpu" or not torch.cuda.is_available()
+    if on_cpu and precision == "auto":
+        card = int8.int8_card(path)
+        if card and card["used"] and int8.available():
+            from devmode.models.quantized import load_int8
+
+            return load_int8(path)
+    return load_full(path, device)
+
+
+def model_scorer(db: Database, model, scoring: str | None = None) -> Scorer:
+    """The ``Scorer`` of a registered model (``registry.Model``: its ``path`` and the ``dataset``
+    it was trained on). On a CPU its int8 form is built and checked once
+    first (``quantized.py``), on the test and validation texts of the data it was trained on
+    (or, when that dataset is gone, on the texts of ``scoring``); a failed build is recorded
+    and scoring stays in full precision."""
+    from devmode.models import quantized
+
+    if quantized.needs_check(model.path):
+        try:
+            quantized.build_int8(model.path, check_texts(db, model.dataset, scoring))
+        except Exception as e:  # an encoder ONNX cannot export: full precision it is
+            int8.record_failure(model.path, f"{type(e).__name__}: {e}")
+    return load_scorer(model.path)
+
+
+def check_texts(db: Database, trained_on: str, fallback: str | None = None) -> list[str]:
+    """Texts an int8 model is checked on: the test, then validation, split of the dataset a
+    model was trained on, else the first texts of ``fallback``."""
+    texts: list[str] = []
+    for name, splits in ((trained_on, ("test", "validation")), (fallback, (None,))):
+        if not name or texts:
+            continue
+        try:
+            dataset = ingest.get_dataset(db, name)
+        except ingest.NoSuchDataset:
+            continue
+        for split in splits:
+            for row in ingest.iter_rows(db, dataset.name, split, [dataset.mapping.text]):
+                if len(texts) >= int8.CHECK_TEXTS:
+                    return texts
+                if row[dataset.mapping.text]:
+                    texts.append(str(row[dataset.mapping.text]))
+    return texts
