@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from devmode.finetune import training
+from devmode.finetune import steps
 from devmode.finetune.step_graphs import WIDTH_MULTIPLE, StepGraphs, round_width
-from devmode.finetune.training import TrainingStep, bucketed_batches, train
+from devmode.finetune.steps import TrainingStep
+from devmode.finetune.training import bucketed_batches, train
 from devmode.models.classifier import (
     TextClassifier,
     collate,
@@ -54,7 +55,7 @@ def _model_and_optimizer(tiny_model_dir, seed=0):
     return model, tokenizer, torch.optim.SGD(model.parameters(), lr=0.5)
 
 
-def _step_fn(model, optimizer):
+def _step_fn(model, optimizer, expand_mask=False):
     """The loop's own step (no clipping, so that SGD's updates stay comparable)."""
     return TrainingStep(
         model,
@@ -65,6 +66,7 @@ def _step_fn(model, optimizer):
         device=torch.device("cpu"),
         use_bf16=False,
         in_graph=False,
+        expand_mask=expand_mask,
     )
 
 
@@ -74,7 +76,6 @@ def test_graph_body_trains_exactly_like_the_plain_step(tiny_model_dir, tiny_data
     labels = ["negative", "neutral", "positive"]
     plain, tokenizer, plain_opt = _model_and_optimizer(tiny_model_dir)
     graphed, _, graphed_opt = _model_and_optimizer(tiny_model_dir)
-    graphed.expand_mask = True
     encoded = encode(tokenizer, tiny_data.train, labels, 32)
     batch_size = 8
     batches = bucketed_batches(encoded.lengths, batch_size, seed=1, epoch=0)
@@ -84,7 +85,7 @@ def test_graph_body_trains_exactly_like_the_plain_step(tiny_model_dir, tiny_data
         tokenizer.pad_token_id,
         batch_size,
         len(batches),
-        _step_fn(graphed, graphed_opt),
+        _step_fn(graphed, graphed_opt, expand_mask=True),
         torch.device("cpu"),
         capture=False,
     )
@@ -169,7 +170,7 @@ def test_a_compiled_step_trains_like_the_eager_loop(tiny_model_dir, tiny_data, m
     """compile_step runs the loop's step through torch.compile on the graphs' static shapes.
     Traced with aot_eager (dynamo and AOTAutograd, no code generation: seconds, not minutes),
     it learns the same model as eager steps."""
-    monkeypatch.setattr(training, "COMPILER", "aot_eager")
+    monkeypatch.setattr(steps, "COMPILER", "aot_eager")
     torch._dynamo.reset()
     settings = dict(epochs=3, dropout=0.0, optimizer="sgd", learning_rate=0.05)
     losses = {True: [], False: []}

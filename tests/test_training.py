@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from devmode.data.examples import InvalidTrainingData, TrainData
-from devmode.finetune import checkpoints, evaluation, training
+from devmode.finetune import checkpoints, evaluation, steps, training
 from devmode.finetune.evaluation import classification_report
 from devmode.finetune.training import OutOfMemory, bucketed_batches, lr_at, train
 from devmode.models import classifier
@@ -180,7 +180,7 @@ def test_fgm_perturbs_the_embeddings_along_the_gradient_and_restores(tiny_model_
     encoder, _ = classifier.load_encoder(str(tiny_model_dir))
     encoder.get_input_embeddings().weight.requires_grad = not frozen
     model = classifier.TextClassifier(encoder, 3).eval()
-    fgm = training.FGM(model, epsilon=1.0)
+    fgm = steps.FGM(model, epsilon=1.0)
     ids, mask = torch.tensor([[2, 5, 7, 3]]), torch.ones(1, 4, dtype=torch.long)
     clean = model(ids, mask)
     loss = F.cross_entropy(clean, torch.tensor([0]))

@@ -52,9 +52,6 @@ class Cluster:
             return model, optimizer
         return self.accelerator.prepare(model, optimizer)
 
-    def unwrap(self, model):
-        return self.accelerator.unwrap_model(model) if self.accelerator else model
-
     def steps_per_epoch(self, n_batches: int) -> int:
         return math.ceil(n_batches / self.world_size)
 
@@ -76,6 +73,13 @@ class Cluster:
 
         tensor = torch.tensor([1.0 if flag else 0.0], device=self.accelerator.device)
         return bool(self.accelerator.reduce(tensor, reduction="sum").item() > 0)
+
+    def agree_to_stop(self, should_stop, is_log_step: bool) -> bool:
+        """Whether to stop now: ``should_stop()`` asked on every step of a lone process; several
+        must agree, which costs a collective, so they ask on log steps only."""
+        if self.world_size > 1 and not is_log_step:
+            return False
+        return self.any(should_stop())
 
     def broadcast(self, value: Any) -> Any:
         """The main process's ``value``, on every process."""

@@ -9,8 +9,11 @@ Knows nothing of Streamlit or SQLite: rows in, a saved model and a report out, p
 a callback. ``train`` reads top to bottom (nanoGPT style): seed, device, model, batches,
 optimizer, resume; then per step: learning rate, forward, backward, (adversarial step), clip,
 step, log; per epoch: evaluate, keep the best, checkpoint, maybe stop early; at the end, the
-best epoch is judged once on the test split and saved. The model itself, its batches and its
-predictions are ``classifier.py``; the reports are ``evaluation.py``.
+best epoch is judged once on the test split and saved. How each step runs (eagerly, as CUDA
+graphs, compiled) is chosen once before the loop (``steps.StepRunner``); several processes
+show only at the edges (``peers``: the device, the shard of batches, DDP, who reports, agreeing
+to stop). The model itself, its batches and its predictions are ``models/classifier.py``; the
+reports are ``evaluation.py``.
 
 What makes it fast is what the plain Trainer recipe does not do: every text is tokenized once,
 batches are drawn from length-sorted buckets and padded only to their longest text, the GPU
@@ -32,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from devmode.data.examples import TrainData, check_data
@@ -41,18 +43,18 @@ from devmode.errors import DevmodeError
 from devmode.finetune.checkpoints import Checkpoints, load_trainable, trainable_state
 from devmode.finetune.distributed import cluster
 from devmode.finetune.evaluation import classification_report, evaluate
-from devmode.finetune.step_graphs import (
-    MAX_DEVICE_TEXT_BYTES,
-    GraphCaptureFailed,
-    StepGraphs,
-    graphs_supported,
+from devmode.finetune.steps import (
+    FGM,
+    StepRunner,
+    TrainingStep,
+    make_capturable,
+    set_lr,
+    why_no_graphs,
 )
 from devmode.models.base_models import InvalidBaseModel
 from devmode.models.classifier import (
     Encoded,
     TextClassifier,
-    autocast,
-    collate,
     encode,
     load_encoder,
     pick_device,
@@ -63,8 +65,6 @@ from devmode.models.config import TrainConfig
 
 # Batches per sorted bucket: larger buckets pad less, smaller ones shuffle more.
 BUCKET_BATCHES = 50
-# torch.compile's backend for compile_step (the tests trace with "aot_eager": no code generation).
-COMPILER = "inductor"
 # Layers LoRA adapts, by their names in BERT-like (query, key, value, dense) and DistilBERT-like
 # (q_lin, k_lin, v_lin) encoders.
 LORA_TARGETS = ("query", "key", "value", "dense", "q_lin", "k_lin", "v_lin")
@@ -124,6 +124,15 @@ class LoopState:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in names})
 
+    def count(self, samples: int, seconds: float) -> None:
+        """Training samples and seconds (the steps only: evaluations and checkpoints are not)."""
+        self.samples += samples
+        self.train_seconds += seconds
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / max(self.train_seconds, 1e-9)
+
     def end_epoch(self, epoch: int, step: int, validation: dict[str, Any], loss: float) -> bool:
         """Record the epoch that just ended; True when it is the best so far (keep its weights).
 
@@ -172,10 +181,10 @@ def train(
 
 
 def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -> TrainResult:
-    # -- seed, device, model, data ----------------------------------------------------------
+    # -- seed, processes, device, model, data --------------------------------------------
     seed_everything(config.seed)
-    device, use_bf16 = pick_device(config.device, config.precision)
     peers = cluster()  # one process, or one of several under accelerate launch / torchrun
+    device, use_bf16 = pick_device(config.device, config.precision)
     device = peers.device(device)
     if device.type == "cpu" and peers.world_size == 1:
         torch.set_num_threads(usable_cpus())
@@ -187,112 +196,65 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     validation_set = encode(tokenizer, data.validation, data.labels, config.max_length_tokens)
     steps_per_epoch = peers.steps_per_epoch(math.ceil(len(data.train) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
-    notes: list[str] = []
-    graphs_off = why_no_graphs(config, device, peers.world_size, model.encoder, train_set)
-    if graphs_off and config.cuda_graphs and device.type == "cuda":
-        notes.append(f"CUDA graphs off: {graphs_off}")
-    use_graphs = graphs_off is None
-    if config.compile_step:
-        notes.append(f"training step compiled with torch.compile ({compile_mode(device)})")
-    optimizer = make_optimizer(model, config, device)
-    weights = (
-        class_weight_tensor(train_set, len(data.labels), device) if config.class_weights else None
-    )
-    fgm = FGM(model, config.adversarial_epsilon) if config.adversarial == "fgm" else None
 
-    # -- resume from a checkpoint, if there is one ------------------------------------------
+    # -- optimizer, resume from a checkpoint, and how each step runs --------------------------
+    optimizer = make_optimizer(model, config, device)
     state, best_weights = LoopState(), None
     checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
     if checkpoints:
         saved, best_weights = checkpoints.load(model, optimizer, device)
         state = LoopState.from_dict(saved) if saved else state
-    if use_graphs:
+    graphs_off = why_no_graphs(config, device, peers.world_size, model.encoder, train_set)
+    if graphs_off is None:
         make_capturable(optimizer, device)  # after the checkpoint, whose groups it would undo
-    core = model  # the plain module: evaluated, checkpointed and saved
-    model, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
-    step_once = TrainingStep(model, optimizer, config, weights, fgm, device, use_bf16, use_graphs)
-    graphs = None
-    if config.compile_step:
-        step_once.compile()
-    if use_graphs or config.compile_step:
-        # a compiled step gets the graphs' few static shapes (rounded widths, full batches) and
-        # its texts from the device too, but runs them through the library instead of a capture
-        core.expand_mask = graphs_supported(core.encoder) is None
-        graphs = StepGraphs(
-            train_set,
-            pad_id,
-            config.batch_size,
-            steps_per_epoch,
-            step_once,
-            device,
-            capture=use_graphs,
-        )
-    window = LogWindow(graphs.loss_sum if graphs else torch.zeros((), device=device))
+    trained, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
+    fgm = FGM(model, config.adversarial_epsilon) if config.adversarial == "fgm" else None
+    weights = class_weight_tensor(train_set, len(data.labels), device)
+    weights = weights if config.class_weights else None
+    step = TrainingStep(trained, optimizer, config, weights, fgm, device, use_bf16, not graphs_off)
+    runner = StepRunner.choose(step, config, train_set, pad_id, steps_per_epoch, graphs_off)
+    window = LogWindow(runner.loss_sum)
 
     # -- the loop ---------------------------------------------------------------------------
-    status = "completed"
-    step = state.step
-    loop_start = time.perf_counter()
+    status, step_count, loop_start = "completed", state.step, time.perf_counter()
     for epoch in range(state.epoch, config.epochs):
-        model.train()
+        trained.train()
         window.start()
         batches = peers.shard(
             bucketed_batches(train_set.lengths, config.batch_size, config.seed, epoch)
         )
-        if graphs:
-            graphs.start_epoch(batches)
+        runner.start_epoch(batches)
         for indices in batches:
-            lr = lr_at(step, total_steps, config)
+            lr = lr_at(step_count, total_steps, config)
             set_lr(optimizer, lr)
-            # AdamW makes its moments on its first step, which must not be captured (each replay
-            # would zero them again): that step, and any after a failed capture, run eagerly
-            replayed = False
-            if graphs and (optimizer.state or not graphs.capture):
-                try:
-                    replayed = graphs.step(indices)
-                except GraphCaptureFailed as e:
-                    notes.append(f"CUDA graphs off after a failed capture: {e}")
-                    graphs, core.expand_mask = None, False
-            if not replayed:
-                window.loss += step_once(*collate(train_set, indices, pad_id, device))
-                if graphs:
-                    graphs.skip()
-            step += 1
+            runner.run(indices)
+            step_count += 1
             window.add(len(indices) * peers.world_size)
-            is_log_step = step % config.log_every_steps == 0 or step == total_steps
+            is_log_step = step_count % config.log_every_steps == 0 or step_count == total_steps
             if is_log_step:
-                report(Progress(step, total_steps, epoch + 1, window.report(state, lr)))  # syncs
-            # several processes must agree to stop, which costs a collective: on log steps only
-            if (peers.world_size == 1 or is_log_step) and peers.any(should_stop()):
+                loss, samples, seconds = window.take()  # reading the loss waits for the GPU
+                state.count(samples, seconds)
+                metrics = {"train_loss": loss, "learning_rate": lr}
+                metrics["samples_per_second"] = state.samples_per_second
+                report(Progress(step_count, total_steps, epoch + 1, metrics))
+            if peers.agree_to_stop(should_stop, is_log_step):
                 status = "cancelled"
                 break
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # the epoch's steps are queued, not done, until now
-        window.close(state)
+        wait_for_device(device)  # the epoch's steps are queued, not done, until now
+        state.count(*window.take(read_loss=False)[1:])
         if status == "cancelled":
             break
 
         # -- evaluate, keep the best, checkpoint, maybe stop early ----------------------------
         # every process evaluates the whole validation split, so all make the same decisions
         validation, eval_loss = evaluate(
-            core, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
+            model, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
         )
-        report(
-            Progress(
-                step,
-                total_steps,
-                epoch + 1,
-                {
-                    "eval_loss": eval_loss,
-                    "eval_accuracy": validation["accuracy"],
-                    "eval_macro_f1": validation["macro_f1"],
-                },
-            )
-        )
-        if state.end_epoch(epoch + 1, step, validation, eval_loss):
-            best_weights = trainable_state(core)
+        report(Progress(step_count, total_steps, epoch + 1, eval_metrics(validation, eval_loss)))
+        if state.end_epoch(epoch + 1, step_count, validation, eval_loss):
+            best_weights = trainable_state(model)
         if checkpoints and peers.is_main:  # written in the background while training goes on
-            checkpoints.save(core, optimizer, dataclasses.asdict(state), best_weights)
+            checkpoints.save(model, optimizer, dataclasses.asdict(state), best_weights)
         peers.wait()
         if config.early_stopping_patience and state.bad_epochs >= config.early_stopping_patience:
             break
@@ -301,7 +263,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
 
     result = TrainResult(
         status=status,
-        steps=step,
+        steps=step_count,
         epochs_run=state.epoch,
         best_epoch=state.best_epoch,
         validation=state.validation,
@@ -310,19 +272,16 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         device=device.type,
         precision="bf16" if use_bf16 else "fp32",
         train_seconds=state.train_seconds,
-        samples_per_second=state.samples / max(state.train_seconds, 1e-9),
+        samples_per_second=state.samples_per_second,
         output_dir=None,
         loop_seconds=time.perf_counter() - loop_start,
-        step_graphs=len(graphs.graphs) if graphs else 0,
-        notes=notes,
+        step_graphs=runner.captured,
+        notes=runner.notes,
     )
-    if status == "cancelled" or best_weights is None or not peers.is_main:
-        peers.wait()
-        return result
-
     # -- the best epoch's weights, judged once on the held-out test split, then saved ---------
-    load_trainable(core, best_weights)
-    judge_and_save(result, core, tokenizer, config, data, device, use_bf16, output_dir)
+    if status == "completed" and best_weights is not None and peers.is_main:
+        load_trainable(model, best_weights)
+        judge_and_save(result, model, tokenizer, config, data, device, use_bf16, output_dir)
     peers.wait()
     return result
 
@@ -443,24 +402,6 @@ def bucketed_batches(
     return batches
 
 
-def why_no_graphs(config, device, world_size, encoder, train_set) -> str | None:
-    """None when training steps can be CUDA graphs, else the reason (kept in the run's notes)."""
-    if not config.cuda_graphs:
-        return "cuda_graphs is off"
-    if device.type != "cuda":
-        return "not on a CUDA device"
-    if world_size > 1:
-        return "several processes train together (DDP)"
-    if config.optimizer != "adamw":
-        return f"the {config.optimizer} step is not captured; use adamw"
-    unsupported = graphs_supported(encoder)
-    if unsupported:
-        return unsupported
-    if StepGraphs.device_bytes(train_set) > MAX_DEVICE_TEXT_BYTES:
-        return "the padded training texts are too large to keep on the GPU"
-    return None
-
-
 def make_optimizer(
     model: nn.Module, config: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
@@ -479,118 +420,10 @@ def make_optimizer(
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
 
 
-def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Let a (fused) AdamW's ``step()`` be captured in a CUDA graph: its learning rate becomes a
-    tensor on the device (``set_lr`` fills it in place). Call it after ``load_state_dict``,
-    which brings back the saved groups' settings."""
-    for group in optimizer.param_groups:
-        group["capturable"] = True
-        if not isinstance(group["lr"], torch.Tensor):
-            group["lr"] = torch.tensor(float(group["lr"]), device=device)
-
-
 def class_weight_tensor(encoded: Encoded, num_labels: int, device: torch.device) -> torch.Tensor:
     """Inverse-frequency weights, scaled so that the average example weighs 1."""
     counts = torch.bincount(encoded.labels, minlength=num_labels).float().clamp(min=1)
     return (counts.sum() / (num_labels * counts)).to(device)
-
-
-class FGM:
-    """Fast Gradient Method (Miyato et al. 2017): after the normal backward pass, move the
-    batch's word-embedding vectors ``epsilon`` along the loss gradient, and add the loss there.
-
-    It perturbs the embedding layer's output through a forward hook, so it works whether the
-    embedding matrix trains or is frozen (``freeze_embeddings``).
-    """
-
-    def __init__(self, model: TextClassifier, epsilon: float):
-        self.epsilon = epsilon
-        self.delta: torch.Tensor | None = None
-        self.output: torch.Tensor | None = None
-        model.encoder.get_input_embeddings().register_forward_hook(self._hook)
-
-    def _hook(self, module, inputs, output):
-        if self.delta is not None:
-            return output + self.delta
-        if torch.is_grad_enabled():
-            if not output.requires_grad:
-                output.requires_grad_(True)  # a frozen matrix: make its output a leaf with a .grad
-            else:
-                output.retain_grad()
-            self.output = output
-        return output
-
-    def attack(self) -> None:
-        """Call after ``loss.backward()``: the next forward pass sees perturbed embeddings."""
-        grad = self.output.grad if self.output is not None else None
-        if grad is not None:
-            self.delta = (self.epsilon * grad / (torch.linalg.vector_norm(grad) + 1e-12)).detach()
-        self.output = None
-
-    def restore(self) -> None:
-        self.delta = None
-
-
-class TrainingStep:
-    """One step on a batch: forward, backward (twice with FGM), clip, optimizer step; returns the
-    loss, still on the device. The loop calls it eagerly; ``StepGraphs`` captures it.
-
-    :param in_graph: the step is captured in a CUDA graph: autocast then keeps no cache of bf16
-        weight copies (it would be filled once at capture and go stale as the weights train)
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        config: TrainConfig,
-        class_weights: torch.Tensor | None,
-        fgm: FGM | None,
-        device: torch.device,
-        use_bf16: bool,
-        in_graph: bool,
-    ):
-        self.model, self.optimizer, self.fgm = model, optimizer, fgm
-        self.class_weights = class_weights
-        self.label_smoothing = config.label_smoothing
-        self.max_grad_norm = config.max_grad_norm
-        self.device, self.use_bf16, self.cache = device, use_bf16, not in_graph
-        self.trainable = [p for p in model.parameters() if p.requires_grad]
-        self.compiled = False
-
-    def compile(self) -> None:
-        """Compile the forward pass and loss with torch.compile (AOTAutograd compiles their
-        backward too); clipping and the optimizer step stay eager (fused AdamW on CUDA)."""
-        self.loss = torch.compile(self.loss, mode=compile_mode(self.device), backend=COMPILER)
-        self.compiled = True
-
-    def loss(self, input_ids, attention_mask, labels) -> torch.Tensor:
-        with autocast(self.device, self.use_bf16, cache=self.cache):
-            logits = self.model(input_ids, attention_mask).float()
-        return F.cross_entropy(
-            logits, labels, weight=self.class_weights, label_smoothing=self.label_smoothing
-        )
-
-    def __call__(self, input_ids, attention_mask, labels, update: bool = True) -> torch.Tensor:
-        if self.compiled and self.device.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are done
-        loss = self.loss(input_ids, attention_mask, labels)
-        loss.backward()
-        if self.fgm:
-            self.fgm.attack()
-            self.loss(input_ids, attention_mask, labels).backward()
-            self.fgm.restore()
-        if update:
-            if self.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-
-def compile_mode(device: torch.device) -> str:
-    """torch.compile's mode for a training step: reduce-overhead (CUDA graphs) on CUDA."""
-    return "reduce-overhead" if device.type == "cuda" else "default"
 
 
 def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -606,24 +439,13 @@ def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
     return config.learning_rate * max(0.0, 1 - progress)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate; a tensor learning rate (CUDA graphs) is filled in place,
-    since a captured step reads it from the same memory every time."""
-    for group in optimizer.param_groups:
-        if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
-        else:
-            group["lr"] = lr
-
-
 class LogWindow:
     """The steps since the last report: their summed loss stays on the device (reading it makes
     the host wait for the GPU, so only log steps do), their samples, and when they began."""
 
     def __init__(self, loss: torch.Tensor):
         self.loss = loss
-        self.steps = self.samples = 0
-        self.since = time.perf_counter()
+        self.start()
 
     def start(self) -> None:
         self.loss.zero_()
@@ -634,23 +456,28 @@ class LogWindow:
         self.steps += 1
         self.samples += samples
 
-    def report(self, state: LoopState, lr: float) -> dict[str, float]:
-        """The metrics of a log step (moving the window's time and samples into ``state``)."""
-        elapsed = state.train_seconds + time.perf_counter() - self.since
-        metrics = {
-            "train_loss": self.loss.item() / self.steps,  # waits for the GPU
-            "learning_rate": lr,
-            "samples_per_second": (state.samples + self.samples) / max(elapsed, 1e-9),
-        }
-        state.samples += self.samples
-        state.train_seconds = elapsed
+    def take(self, read_loss: bool = True) -> tuple[float | None, int, float]:
+        """(mean loss, samples, seconds) of the window, which then starts over; the loss is
+        read only when asked (it waits for the GPU)."""
+        loss = self.loss.item() / self.steps if read_loss and self.steps else None
+        taken = (loss, self.samples, time.perf_counter() - self.since)
         self.start()
-        return metrics
+        return taken
 
-    def close(self, state: LoopState) -> None:
-        """At the end of an epoch: the steps not reported yet count in ``state`` too."""
-        state.samples += self.samples
-        state.train_seconds += time.perf_counter() - self.since
+
+def eval_metrics(validation: dict[str, Any], loss: float) -> dict[str, float]:
+    """What an evaluation reports to ``on_progress``."""
+    return {
+        "eval_loss": loss,
+        "eval_accuracy": validation["accuracy"],
+        "eval_macro_f1": validation["macro_f1"],
+    }
+
+
+def wait_for_device(device: torch.device) -> None:
+    """Wait until the queued steps are done (a CUDA device runs them asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def save_atomically(model: TextClassifier, tokenizer, labels, config, output_dir) -> str:

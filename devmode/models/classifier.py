@@ -70,9 +70,6 @@ class TextClassifier(nn.Module):
         # the pooled vector scaled to unit length before the head (a SetFit model's head was
         # fitted on sentence-transformers' normalised embeddings)
         self.normalize = normalize
-        # True when training steps are captured as CUDA graphs: the encoder then gets its mask in
-        # the prepared 4-D form, which it uses as it is, with no host-side checks (step_graphs.py)
-        self.expand_mask = False
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         # BERT's pooler (a dense layer over [CLS]) is not used by either pooling: leave it out
@@ -81,9 +78,14 @@ class TextClassifier(nn.Module):
         if pooler is not None:
             pooler.requires_grad_(False)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, expand_mask: bool = False
+    ) -> torch.Tensor:
+        """The pooled sentence vectors. ``expand_mask``: hand the encoder its mask in the
+        prepared 4-D form, which it uses as it is, with no host-side checks (what a captured or
+        compiled training step needs: ``finetune/steps.py``)."""
         encoder_mask = attention_mask
-        if self.expand_mask:
+        if expand_mask:
             encoder_mask = expanded_attention_mask(
                 attention_mask, self.encoder.config._attn_implementation, torch.float32
             )
@@ -91,8 +93,10 @@ class TextClassifier(nn.Module):
         pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, attention_mask)
         return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(input_ids, attention_mask)))
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, expand_mask: bool = False
+    ) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(input_ids, attention_mask, expand_mask)))
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
