@@ -6,6 +6,7 @@ from devmode import charts, environment, ui
 from devmode.data import ingest, splits, suggestions, uploads
 from devmode.errors import DevmodeError
 from devmode.labels import corrections, labelling, review, review_jobs
+from devmode.ui import datasets_view, forms
 
 ui.page_setup(__file__)
 st.caption(
@@ -14,9 +15,12 @@ st.caption(
     "test split whose seed every later run reuses."
 )
 
-# A rename or delete picks the dataset to show next; it must be set before the selectbox exists.
-if "datasets_select_next" in st.session_state:
-    st.session_state["datasets_selected"] = st.session_state.pop("datasets_select_next")
+# What the last run left for this one: a rename or delete picks the dataset to show next (set
+# before the selectbox exists); a labelling decision leaves its outcome to show.
+handoff = ui.Handoff("datasets")
+handed = handoff.take()
+if "select" in handed:
+    st.session_state["datasets_selected"] = handed["select"]
 
 tab_upload, tab_stored = st.tabs(["Upload", "Stored datasets"])
 
@@ -38,11 +42,8 @@ with tab_upload, ui.page_db() as db:
             format_func=lambda e: "detect" if e is None else e,
         )
     if uploaded is not None:
-        try:
-            upload, sample = ui.read_upload_once(uploaded, format_, encoding)
-        except DevmodeError as e:
-            st.error(str(e))
-        else:
+        with ui.errors_shown():
+            upload, sample = datasets_view.read_upload_once(uploaded, format_, encoding)
             st.success(upload.describe())
             st.markdown("**Preview** (first rows)")
             st.dataframe(sample[:20], hide_index=True)
@@ -55,11 +56,11 @@ with tab_upload, ui.page_db() as db:
                     help="Letters, digits and underscores; it becomes a table name.",
                 )
                 st.markdown("**Column roles** (suggested from names and values)")
-                roles = ui.column_roles(
+                roles = datasets_view.column_roles(
                     ingest.ROLES, upload.columns, suggested.to_dict(), "datasets"
                 )
                 st.markdown("**Split** (drawn within each label)")
-                split = ui.settings_form(splits.SplitSpec, "datasets_split", columns=4)
+                split = forms.settings_form(splits.SplitSpec, "datasets_split", columns=4)
                 save = st.form_submit_button("Save dataset", type="primary")
             if save:
                 progress = st.progress(0.0, text="Storing rows…")
@@ -92,7 +93,7 @@ with tab_stored, ui.page_db() as db:
         ui.keep_choice_valid("datasets_selected", names)
         selected = st.selectbox("Dataset", names, key="datasets_selected")
         dataset = ingest.get_dataset(db, selected)
-        stats = ui.stats_of(dataset)
+        stats = datasets_view.stats_of(dataset)
 
         st.caption(dataset.describe_source())
         m = st.columns(4)
@@ -133,10 +134,8 @@ with tab_stored, ui.page_db() as db:
                 c = st.columns([2, 1])
                 mode = c[0].radio("Mode", review.MODES, horizontal=True, key="datasets_review_mode")
                 if c[1].button("Find suspect labels", key="datasets_review"):
-                    try:
+                    with ui.errors_shown():
                         review_jobs.start_review(environment.db_path(), selected, mode=mode)
-                    except DevmodeError as e:
-                        st.error(str(e))
                 review_now = review_jobs.latest_review(db, selected)
 
                 @st.fragment(run_every=1 if review_now and review_now.is_active else None)
@@ -190,14 +189,11 @@ with tab_stored, ui.page_db() as db:
                     )
                     if st.button("Apply decisions", key="datasets_apply", type="primary"):
                         accept, reject = corrections.decisions(decided)
-                        try:
+                        with ui.errors_shown():
                             version = corrections.decide(db, selected, accept=accept, reject=reject)
-                        except DevmodeError as e:
-                            st.error(str(e))
-                        else:
-                            st.session_state["labelling_saved"] = (
-                                f"{len(accept)} accepted, {len(reject)} rejected; "
-                                f"{selected} is at label version {version}."
+                            handoff.leave(
+                                labelling_saved=f"{len(accept)} accepted, {len(reject)} "
+                                f"rejected; {selected} is at label version {version}."
                             )
                             st.rerun()
                 else:
@@ -205,7 +201,7 @@ with tab_stored, ui.page_db() as db:
 
             with st.expander("Label rows: the model's least sure first", expanded=True):
                 model = labelling.current_model(db, selected)
-                pool = ui.rows_to_label(
+                pool = datasets_view.rows_to_label(
                     environment.db_path(),
                     selected,
                     model.run_id if model else None,
@@ -247,7 +243,7 @@ with tab_stored, ui.page_db() as db:
                             ),
                         },
                         disabled=("text", "suggested", "uncertainty", "row_id"),
-                        on_change=ui.save_label_edits,
+                        on_change=datasets_view.save_label_edits,
                         args=(
                             selected,
                             todo,
@@ -259,55 +255,43 @@ with tab_stored, ui.page_db() as db:
                         "Allow new classes (labels no row has yet)", key="datasets_new_class"
                     )
                 if st.button("Retrain with my labels", key="datasets_retrain", type="primary"):
-                    try:
+                    with ui.errors_shown():
                         started = labelling.retrain(environment.db_path(), selected)
-                    except DevmodeError as e:
-                        st.error(str(e))
-                    else:
                         st.success(
                             f"Run {started.id} is training on label version "
                             f"{started.label_version}; its report will show the gain over the "
                             "previous model on the same test rows."
                         )
-                        st.page_link("pages/2_Fine_tune.py", label="Follow it on Fine-tune")
-            if "labelling_error" in st.session_state:
-                st.error(st.session_state.pop("labelling_error"))
-            if "labelling_saved" in st.session_state:
-                st.success(st.session_state.pop("labelling_saved"))
+                        ui.page_link("pages/2_Fine_tune.py", "Follow it on Fine-tune")
+            if "labelling_error" in handed:
+                st.error(handed["labelling_error"])
+            if "labelling_saved" in handed:
+                st.success(handed["labelling_saved"])
 
         with st.expander("Column roles"), st.form("datasets_map_form"):
-            roles = ui.column_roles(
+            roles = datasets_view.column_roles(
                 ingest.ROLES, dataset.columns, dataset.mapping.to_dict(), "datasets_map"
             )
             if st.form_submit_button("Save roles"):
-                try:
+                with ui.errors_shown():
                     ingest.set_mapping(db, selected, ingest.ColumnMapping(**roles))
-                except DevmodeError as e:
-                    st.error(str(e))
-                else:
                     st.rerun()
 
         with st.expander("Split"), st.form("datasets_resplit_form"):
-            split = ui.settings_form(
+            split = forms.settings_form(
                 splits.SplitSpec, "datasets_resplit", columns=4, start=dataset.split
             )
             if st.form_submit_button("Split again"):
-                try:
+                with ui.errors_shown():
                     ingest.resplit(db, selected, splits.SplitSpec(**split))
-                except DevmodeError as e:
-                    st.error(str(e))
-                else:
                     st.rerun()
 
         with st.expander("Rename or delete"):
             new_name = st.text_input("New name", selected, key="datasets_new_name")
             if st.button("Rename", key="datasets_rename"):
-                try:
+                with ui.errors_shown():
                     renamed = ingest.rename_dataset(db, selected, new_name)
-                except DevmodeError as e:
-                    st.error(str(e))
-                else:
-                    st.session_state["datasets_select_next"] = renamed.name
+                    handoff.leave(select=renamed.name)
                     st.rerun()
             confirm = st.checkbox(
                 f"Yes, delete {selected} and its {dataset.row_count:,} rows",

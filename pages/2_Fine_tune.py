@@ -5,11 +5,12 @@ import streamlit as st
 
 from devmode import charts, environment, ui
 from devmode.data import examples, ingest, readers
-from devmode.errors import DevmodeError
 from devmode.finetune import out_of_domain, reports, worker
 from devmode.models import archives, config, registry, runs
+from devmode.ui import datasets_view, forms
 
 ui.page_setup(__file__)
+handoff = ui.Handoff("fine_tune")
 st.caption(
     "Turn a labelled dataset into a classifier: the run trains in its own process (a reload "
     "re-attaches to it), keeps the epoch with the best validation macro-F1, and is judged on the "
@@ -17,7 +18,6 @@ st.caption(
 )
 
 with ui.page_db() as db:
-    runs.reconcile(db)
     labelled = ingest.dataset_names(db, labelled=True)
     all_runs = runs.list_runs(db)
 
@@ -33,20 +33,17 @@ with tab_new:
         dataset = st.selectbox("Dataset", labelled, key="train_dataset")
         with ui.page_db() as db:
             chosen = ingest.get_dataset(db, dataset)
-        counts = ui.stats_of(chosen).label_counts
+        counts = datasets_view.stats_of(chosen).label_counts
         if examples.few_shot_offer(counts):
             st.info(f"{examples.few_shot_offer(counts)} Choose *few-shot* as the method below.")
         with st.form("train_form"):
-            settings = ui.settings_form(config.TrainConfig, "train")
+            settings = forms.settings_form(config.TrainConfig, "train")
             start = st.form_submit_button("Start training", type="primary")
         if start:
-            try:
+            with ui.errors_shown():
                 run = worker.start_run(
                     environment.db_path(), dataset, config.TrainConfig(**settings)
                 )
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
                 st.session_state["train_selected_run"] = run.id
                 st.success(
                     f"Started run {run.id}. Follow it in the **Runs** tab; reloading the page is safe."
@@ -63,42 +60,35 @@ with tab_runs:
         ui.keep_choice_valid("train_selected_run", list(labels))
         run_id = st.selectbox("Run", list(labels), key="train_selected_run", format_func=labels.get)
         with ui.page_db() as db:
-            selected = runs.get_run(db, run_id)
+            selected = runs.get_run(db, run_id, live=True)
 
         @st.fragment(run_every=2 if selected.is_active else None)
         def live_panel():
             with ui.page_db() as db:
-                runs.reconcile(db)
-                run = runs.get_run(db, run_id)
+                run = runs.get_run(db, run_id, live=True)
                 metrics = runs.metrics_for_run(db, run_id)
             if selected.is_active and not run.is_active:
                 st.rerun()  # finished while watched: redraw the whole page with the report
             st.markdown(run.status_line(metrics))
-            if run.is_active or run.total_steps:
-                st.progress(run.fraction_done, text=f"{run.fraction_done:.0%}")
-            if run.error:
-                (st.warning if run.is_interrupted else st.error)(run.error)
+
+            def cancel():
+                ui.with_db(runs.request_cancel, run_id)
+                st.toast(f"Cancelling run {run_id} after its current step…")
+
+            ui.job_panel(run, cancel_label="Cancel run", key="train_cancel", cancel=cancel)
             if metrics:
                 c = st.columns(2)
                 c[0].plotly_chart(charts.training_figure(metrics), key=f"train_loss_chart_{run_id}")
                 c[1].plotly_chart(
                     charts.validation_figure(metrics), key=f"train_val_chart_{run_id}"
                 )
-            if run.is_active:
-                if st.button("Cancel run", key="train_cancel"):
-                    with ui.page_db() as db:
-                        runs.request_cancel(db, run_id)
-                    st.toast(f"Cancelling run {run_id} after its current step…")
 
         live_panel()
 
         if selected.is_resumable:
             if st.button("Resume from the last checkpoint", key="train_resume"):
-                try:
+                with ui.errors_shown():
                     worker.resume_run(environment.db_path(), selected.id)
-                except DevmodeError as e:
-                    st.error(str(e))
-                else:
                     st.rerun()
 
         if selected.baseline or selected.test:
@@ -141,7 +131,7 @@ with tab_runs:
                     help="Classes spelled the same (in any case) map by themselves.",
                 )
                 if st.form_submit_button("Test on it"):
-                    try:
+                    with ui.errors_shown():
                         with (
                             ui.page_db() as db,
                             st.spinner(f"Scoring every labelled row of {other}…"),
@@ -149,9 +139,6 @@ with tab_runs:
                             out_of_domain.add_test(
                                 db, selected.id, other, out_of_domain.parse_label_map(label_map)
                             )
-                    except DevmodeError as e:
-                        st.error(str(e))
-                    else:
                         st.rerun()
         if selected.test:
             c = st.columns([1, 1])
@@ -182,9 +169,10 @@ with tab_runs:
 # ----------------------------------------------------------------------------------------------
 with tab_models:
     # an import chose the model to show; set before the selectbox exists, on the next run
-    if "train_model_next" in st.session_state:
-        st.session_state["train_model_run"] = st.session_state.pop("train_model_next")
-        st.toast(st.session_state.pop("train_model_notice", ""))
+    handed = handoff.take()
+    if "model" in handed:
+        st.session_state["train_model_run"] = handed["model"]
+        st.toast(handed["notice"])
     with ui.page_db() as db:
         table = registry.model_rows(db)
         model_runs = registry.model_run_ids(db)
@@ -225,8 +213,8 @@ with tab_models:
         )
         archive = st.file_uploader("Model archive", type=["zip"], key="train_import_file")
         if archive is not None and st.button("Import", key="train_import"):
-            try:
-                with ui.page_db() as db, ui.uploaded_file(archive) as path:
+            with ui.errors_shown():
+                with ui.page_db() as db, datasets_view.uploaded_file(archive) as path:
                     imported = archives.import_zip(
                         db,
                         path,
@@ -234,9 +222,5 @@ with tab_models:
                         max_bytes=environment.max_upload_bytes(),
                         name=readers.base_name(archive.name),
                     )
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
-                st.session_state["train_model_next"] = imported.run_id
-                st.session_state["train_model_notice"] = imported.describe_import(archive.name)
+                handoff.leave(model=imported.run_id, notice=imported.describe_import(archive.name))
                 st.rerun()

@@ -17,10 +17,11 @@ from devmode.monitor import (
     watcher,
     watchlist,
 )
+from devmode.ui import address, datasets_view, forms
 
 ui.page_setup(__file__)
 
-if ui.query_flag("kiosk"):  # the wall display: no widgets, redrawn by itself
+if address.query_flag("kiosk"):  # the wall display: no widgets, redrawn by itself
     ui.kiosk_chrome()
 
     @st.fragment(run_every=ui.WALL_REFRESH_S)
@@ -29,8 +30,8 @@ if ui.query_flag("kiosk"):  # the wall display: no widgets, redrawn by itself
             with ui.page_db() as db:
                 view = wall.wall_view(
                     db,
-                    ui.query_text("dataset"),
-                    period=ui.query_text("period") or trends.DEFAULT_PERIOD,
+                    address.query_text("dataset"),
+                    period=address.query_text("period") or trends.DEFAULT_PERIOD,
                 )
         except DevmodeError as e:  # a wall address that asks for what is not there
             st.warning(f"{e} {wall.ADDRESS_HELP}")
@@ -83,11 +84,8 @@ def watch_panel():
     if current is None or not current.is_active:
         st.caption(current.describe() if current else "Not watching.")
         if st.button("Start watching", type="primary", key="monitor_watch_start"):
-            try:
+            with ui.errors_shown():
                 watcher.start_watching(environment.db_path())
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
                 st.rerun()
         return
     st.success(current.describe())
@@ -124,16 +122,15 @@ with st.expander("Live sources: feeds and folders", expanded=not dated):
             help="An existing dataset, or a new name: it is created on the first poll.",
             key="monitor_source_dataset",
         )
-        every = ui.setting_input(sources.SourceSettings.spec("every"), "monitor_source_every", c[2])
+        every = forms.setting_input(
+            sources.SourceSettings.spec("every"), "monitor_source_every", c[2]
+        )
         if st.form_submit_button("Add source"):
-            try:
+            with ui.errors_shown():
                 with ui.page_db() as db:
                     added = sources.add_location(
                         db, into, location, sources.SourceSettings(every=every)
                     )
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
                 st.success(f"Source {added.id} added; the watcher polls it at once.")
                 st.rerun()
     if watched:
@@ -171,14 +168,11 @@ with st.expander("Watchlist: who a text is about"):
             "Aliases", placeholder="iPhone maker; Apple Inc", key="monitor_watchlist_aliases"
         )
         if st.form_submit_button("Add to watchlist"):
-            try:
+            with ui.errors_shown():
                 with ui.page_db() as db:
                     watchlist.add_entry(
                         db, ticker, name=name, aliases=watchlist.split_aliases(aliases)
                     )
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
                 st.rerun()
 
 if active is None:
@@ -202,7 +196,7 @@ period = c[1].selectbox("Period", trends.PERIODS, key="monitor_period")
 st.caption(about_models)
 with ui.page_db() as db:
     scored_rows = ingest.get_dataset(db, dataset).row_count
-drift = ui.untested_warning(environment.db_path(), active.run_id, dataset, scored_rows)
+drift = datasets_view.untested_warning(environment.db_path(), active.run_id, dataset, scored_rows)
 if drift:
     st.warning(drift)
 
@@ -210,11 +204,8 @@ with ui.page_db() as db:
     job = score_jobs.latest_job(db, dataset)
 
 if c[3].button("Score new rows", type="primary", key="monitor_score"):
-    try:
+    with ui.errors_shown():
         job = score_jobs.start_scoring(environment.db_path(), dataset)
-    except DevmodeError as e:
-        st.error(str(e))
-    else:
         st.rerun()
 
 
@@ -244,11 +235,8 @@ def scoring_panel(watched):
             + " Rows already scored are kept; *Resume scoring* goes on with the rest."
         )
         if st.button("Resume scoring", key="monitor_resume"):
-            try:
+            with ui.errors_shown():
                 score_jobs.start_job(environment.db_path(), now.id)
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
                 st.rerun()
 
 
@@ -364,7 +352,7 @@ with st.expander("Alert rules"):
                     delivery.remove_channel(db, channel.id)
                 st.rerun()
     with st.form("monitor_rule_form"):
-        rule_settings = ui.settings_form(
+        rule_settings = forms.settings_form(
             alerts.RuleSettings,
             "monitor_rule",
             columns=4,
@@ -375,13 +363,10 @@ with st.expander("Alert rules"):
             },
         )
         if st.form_submit_button("Add rule"):
-            try:
+            with ui.errors_shown():
                 with ui.page_db() as db:
                     alerts.add_alert_rule(db, dataset, alerts.RuleSettings(**rule_settings))
                     alerts.evaluate_alerts(db, dataset)
-            except DevmodeError as e:
-                st.error(str(e))
-            else:
                 st.rerun()
 
 if rules:
@@ -400,23 +385,17 @@ if rules:
                 help=delivery.WEBHOOK_FORMAT_HELP,
             )
             if st.form_submit_button("Deliver this rule's alerts"):
-                try:
+                with ui.errors_shown():
                     with ui.page_db() as db:
                         delivery.add_target(db, rule_id.id, target, format=body)
-                except DevmodeError as e:
-                    st.error(str(e))
-                else:
                     st.rerun()
         with st.form("monitor_smtp_form"):
             st.caption("E-mail server (the password stays in an environment variable)")
-            smtp = ui.settings_form(delivery.SmtpSettings, "monitor_smtp", columns=3)
+            smtp = forms.settings_form(delivery.SmtpSettings, "monitor_smtp", columns=3)
             if st.form_submit_button("Save e-mail server"):
-                try:
+                with ui.errors_shown():
                     with ui.page_db() as db:
                         delivery.set_smtp_settings(db, delivery.SmtpSettings(**smtp))
-                except DevmodeError as e:
-                    st.error(str(e))
-                else:
                     st.success("Saved.")
 
 if deliveries:

@@ -339,3 +339,15 @@ def browser():
         pytest.fail(WHY_NO_CHROMIUM)
     with chromium() as b:
         yield b
+
+
+def label_history(db, name: str, row_id: int | None = None) -> list[dict]:
+    """Every label change of dataset ``name`` (or of one row), oldest first, as stored."""
+    from devmode.data import ingest
+    from devmode.labels import corrections
+
+    dataset = ingest.get_dataset(db, name)
+    where, args = "dataset_id = ?", [dataset.id]
+    if row_id is not None:
+        where, args = where + " and row_id = ?", args + [row_id]
+    return list(db[corrections.HISTORY].rows_where(where, args, order_by="id"))

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from devmode.chat import backends, bench, replies
+from devmode.chat import backends, limit_bench, replies
 from devmode.chat.context import ChatInputError, ContextOverflow, assemble_context
 from devmode.chat.limits import ChatLimits, ChatSettings
 from devmode.chat.replies import LimitWatcher
@@ -277,17 +277,19 @@ def test_an_unreachable_endpoint_says_so():
 
 
 def test_bench_variants_from_text_and_from_a_table_row_read_limits_alike():
-    text = bench.parse_variant("name=strict,max_tokens=20,temperature=0,seed=3,banned=risk;loss")
-    row = bench.variant_from_row(
-        {"name": "strict", "max_tokens": 20.0, "temperature": 0.0, "seed": 3.0, "banned": "risk, loss",
+    text = limit_bench.parse_variant(
+        "name=strict,max_tokens=20,temperature=0,seed=3,banned=risk;loss"
+    )
+    row = limit_bench.variant_from_row(
+        {"name": "strict", "max_tokens": 20.0, "temperature": 0.0, "seed": 3.0, "banned": "risk;loss",
          "stop": float("nan")},
         ChatLimits(),
     )  # fmt: skip
     assert text == row and text.limits.max_tokens == 20 and text.limits.seed == 3
     with pytest.raises(ChatInputError, match="max_tokens must be a number; found 'many'"):
-        bench.parse_variant("max_tokens=many")
+        limit_bench.parse_variant("max_tokens=many")
     with pytest.raises(ChatInputError, match="'colour' is not a limit"):
-        bench.parse_variant("colour=red")
+        limit_bench.parse_variant("colour=red")
 
 
 @pytest.mark.parametrize(

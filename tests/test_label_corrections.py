@@ -11,7 +11,7 @@ from devmode.db import open_db
 from devmode.labels import corrections
 from devmode.models import runs
 from devmode.models.config import TrainConfig
-from tests.conftest import PHRASEBANK_ALLAGREE, write_csv
+from tests.conftest import PHRASEBANK_ALLAGREE, label_history, write_csv
 from tests.test_cli import run
 
 
@@ -56,7 +56,7 @@ def test_accepting_relabels_keeps_the_old_label_and_raises_the_version(labelled)
         assert corrections.decide(db, "six", accept=[first], reject=[second]) == 1
         assert _labels(db)[:2] == ["negative", "negative"]  # row 1 changed, row 2 kept
         assert ingest.get_dataset(db, "six").label_version == 1
-        (change,) = corrections.label_history(db, "six")
+        (change,) = label_history(db, "six")
         assert (change["row_id"], change["old_label"], change["new_label"]) == (
             1,
             "positive",
@@ -109,7 +109,7 @@ def test_a_later_decision_on_the_same_row_wins_and_both_are_in_the_history(label
         )
         assert corrections.decide(db, "six", accept=[later]) == 2
         assert _labels(db)[0] == "neutral"
-        history = corrections.label_history(db, "six", row_id=1)
+        history = label_history(db, "six", row_id=1)
         assert [(h["old_label"], h["new_label"]) for h in history] == [
             ("positive", "negative"),
             ("negative", "neutral"),
@@ -131,7 +131,7 @@ def test_unknown_or_contradictory_ids_change_nothing(labelled, accept, reject, e
             corrections.decide(db, "six", accept=accept, reject=reject)
         assert _labels(db) == before
         assert len(corrections.open_suggestions(db, "six")) == 2
-        assert corrections.label_history(db, "six") == []
+        assert label_history(db, "six") == []
         assert ingest.get_dataset(db, "six").label_version == 0
 
 
@@ -173,7 +173,7 @@ def test_review_labels_from_the_cli_finds_flips_and_applies_decisions(db_path, t
     listed = run(db_path, "review-labels", "pb", "--open")
     assert listed.exit_code == 0 and str(hits[0]["id"]) not in listed.output.split()
     with open_db(db_path) as db:
-        history = corrections.label_history(db, "pb")
+        history = label_history(db, "pb")
         assert [h["new_label"] for h in history] == [s["suggested"] for s in hits[:3]]
         assert [h["old_label"] for h in history] == [s["label"] for s in hits[:3]]
 

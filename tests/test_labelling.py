@@ -9,9 +9,9 @@ import pytest
 from devmode.data import examples, ingest, readers, splits
 from devmode.db import open_db
 from devmode.finetune import out_of_domain, reports, worker
-from devmode.labels import corrections, labelling
+from devmode.labels import labelling
 from devmode.models import runs
-from tests.conftest import tiny_config, tiny_rows, write_csv
+from tests.conftest import label_history, tiny_config, tiny_rows, write_csv
 from tests.test_cli import run as cli
 
 
@@ -111,7 +111,7 @@ def test_saved_labels_keep_history_join_training_and_raise_the_version(partly_la
         assert labelling.save_labels(db, "tiny", {first: "positive"}) == 1
         # two people label the same row: the later save wins, both are in the history
         assert labelling.save_labels(db, "tiny", {first: "neutral"}) == 2
-        changes = corrections.label_history(db, "tiny", first)
+        changes = label_history(db, "tiny", first)
         assert [(c["old_label"], c["new_label"], c["source"]) for c in changes] == [
             (None, "positive", "edit"),  # the file's blank cell, kept as it was
             ("positive", "neutral", "edit"),
@@ -133,7 +133,7 @@ def test_bad_labels_are_refused_and_nothing_is_saved(partly_labelled, edits, all
         with pytest.raises(labelling.LabelRefused, match=expected):
             labelling.save_labels(db, "tiny", edits, allow_new_classes=allow_new)
         assert ingest.get_dataset(db, "tiny").label_version == 0
-        assert corrections.label_history(db, "tiny") == []
+        assert label_history(db, "tiny") == []
         assert len(labelling.unlabelled_rows(db, "tiny")) == 12
 
 

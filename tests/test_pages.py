@@ -62,7 +62,7 @@ def test_upload_map_save_and_see_labels_and_split(app_db):
 
     at.text_input(key="datasets_name").set_value("phrasebank")
     at.button[0].click().run()  # the form's "Save dataset"
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert "Saved dataset **phrasebank** (2,259 rows)" in at.success[-1].value
     metrics = {m.label: m.value for m in at.metric}
     assert metrics == {
@@ -153,7 +153,7 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
     at.number_input(key="train_batch_size").set_value(8)
     at.checkbox(key="train_freeze_embeddings").uncheck()
     at.button[0].click().run()  # "Start training"
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert "Started run 1" in at.success[0].value
 
     deadline = time.monotonic() + 120
@@ -183,6 +183,7 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
 # Chat sandbox
 
 CHAT_PAGE = str(ROOT / "pages" / "4_Chat_sandbox.py")
+SUITES_PAGE = str(ROOT / "pages" / "5_Suites.py")
 
 
 def send(at, text):
@@ -198,11 +199,11 @@ def test_chat_journey_limits_budget_and_restart(app_db):
     """No configuration: the embedded model, a 20-token limit, a banned word, a small budget;
     all of it there again in a new session."""
     at = AppTest.from_file(CHAT_PAGE, default_timeout=180).run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     at.number_input(key="chat_max_tokens").set_value(20)
     at.slider(key="chat_temperature").set_value(0.0)
     send(at, "What is a bond?")
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert replies(at)[-1].startswith("stopped: max tokens (20) · prompt")
     first_reply = at.chat_message[1].markdown[0].value
     assert at.text_area(key="chat_draft").value == ""  # sent and saved: the box is cleared
@@ -269,7 +270,7 @@ def test_limit_bench_tabulates_prompts_by_variant(app_db, chat_server):
     at.text_input(key="chat_base_url").set_value(chat_server.base_url).run()
     at.text_area(key="chat_bench_prompts").set_value("What is a bond?\nWhat are rates?")
     at.button(key="chat_bench_run").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     table = next(d.value for d in at.dataframe if "stopped_by" in d.value.columns)
     assert list(table["variant"]) == ["short", "no rates", "one sentence"] * 2
     assert table["stopped_by"].iloc[0] == "max_tokens"
@@ -294,7 +295,7 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     )
     at.run()
     at.button(key="train_import").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.selectbox(key="train_model_run").value == 2
     with open_db(news_db) as db:
         record = runs.get_run(db, 2)
@@ -312,7 +313,7 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     assert "hostile.zip has an entry that would land outside its folder" in at.error[0].value
 
 
-def test_suites_tab_runs_a_suite_as_a_job_and_compares_two_runs(app_db):
+def test_the_suites_page_runs_a_suite_as_a_job_and_compares_two_runs(app_db):
     from devmode.suites import store
     from tests.conftest import wait_for
 
@@ -321,17 +322,17 @@ def test_suites_tab_runs_a_suite_as_a_job_and_compares_two_runs(app_db):
             done = [r for r in store.list_runs(db) if r.summary is not None]
         return len(done) >= count
 
-    at = AppTest.from_file(CHAT_PAGE, default_timeout=180).run()
+    at = AppTest.from_file(SUITES_PAGE, default_timeout=180).run()
     assert "cannot run: Give the suite a name" in at.warning[0].value
     at.text_input(key="suite_name").set_value("starter").run()
     assert not at.warning
     at.button(key="suite_run").click().run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     wait_for(lambda: finished(1), timeout=300, what="the first suite run")
     at.button(key="suite_run").click().run()  # the same suite again: a second run
     wait_for(lambda: finished(2), timeout=300, what="the second suite run")
     at.run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.selectbox(key="suite_choice").value == "starter"
     grid = next(d.value for d in at.dataframe if list(d.value.columns)[:2] == ["prompt", "case"])
     assert list(grid.columns) == ["prompt", "case", "embedded", "one sentence"]
@@ -344,3 +345,11 @@ def test_suites_tab_runs_a_suite_as_a_job_and_compares_two_runs(app_db):
         runs_ = store.list_runs(db, "starter")
     assert [r.status for r in runs_] == ["completed", "completed"]
     assert runs_[0].summary == runs_[1].summary  # greedy: the same replies, the same verdicts
+
+
+def test_the_chat_sandbox_links_to_the_suites_page_where_its_tab_was(app_db):
+    at = AppTest.from_file(CHAT_PAGE, default_timeout=60).run()
+    assert not at.exception
+    links = {(e.proto.label, e.proto.page) for e in at.get("page_link")}
+    assert any(label.startswith("Suites:") and page == "Suites" for label, page in links), links
+    assert [t.label for t in at.tabs] == ["Chat", "Limit bench"]

@@ -48,7 +48,7 @@ def test_a_suite_reads_fills_its_variables_and_round_trips():
     assert first.key == "p1/c1/short" and first.text == "What is a bond?"
     risk = [c for c in cells if c.key == "risk/equity/served"][0]
     assert risk.text == "Name one risk of holding stocks."  # promptfoo's {{ }} fills too
-    assert risk.variant.limits.temperature == 0.7 and risk.variant.sampled
+    assert risk.variant.limits.temperature == 0.7
     assert risk.variant.backend.kind == "endpoint"
     assert [a.name for a in suite.assertions_for(risk)] == [
         "not-icontains",

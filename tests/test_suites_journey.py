@@ -1,4 +1,4 @@
-"""Issue 17's journey in a real browser: a suite built on the Suites tab with assertions, run
+"""Issue 17's journey in a real browser: a suite built on the Suites page with assertions, run
 against the embedded model and devmode's own serve endpoint side by side, a limit changed, run
 again, the regression diff read; then the same suite, exported, fails a CI step from the CLI.
 Screenshots go to $TMPDIR/devmode-suites-journey/."""
@@ -90,8 +90,7 @@ def test_build_run_side_by_side_change_a_limit_and_see_the_regression(
     db_path = tmp_path / "devmode.db"
     with StreamlitApp(db_path) as app:
         page = browser.new_page(viewport={"width": 1500, "height": 1400})
-        open_page(page, app.url("Chat_sandbox"))
-        page.get_by_role("tab", name="Suites").click()
+        open_page(page, app.url("Suites"))
         settle(page)
         assert "cannot run: Give the suite a name" in visible_text(page)
 
@@ -123,7 +122,6 @@ def test_build_run_side_by_side_change_a_limit_and_see_the_regression(
 
         # -- a limit changed: max tokens on the left (the embedded variant's cell is blank) is 3;
         # the served variant keeps its own 48. Run again.
-        page.get_by_role("tab", name="Suites").click()
         type_into(page, "Max tokens", "3", role="spinbutton")
         click(page, "Run suite")
         wait_for(lambda: finished_runs(db_path) >= 2, timeout=600, what="the second run")

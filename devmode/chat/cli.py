@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from devmode import clitools, environment
-from devmode.chat import bench, conversations, limits, replies
+from devmode.chat import conversations, limit_bench, limits, replies
 from devmode.clitools import group, setting_options, yes_option
 
 # What every chat command sends besides the message (system prompt, pinned, budget), which
@@ -165,7 +165,7 @@ def conversations_delete(ctx, conversation_id, yes):
     multiple=True,
     required=True,
     help='One column of limits: "name=short,max_tokens=20,banned=risk;loss,budget=512" '
-    "(fields of the chat limits; lists with ;). Repeat for each column.",
+    f"(fields of the chat limits; lists {limits.LIST_HELP}). Repeat for each column.",
 )
 @_context_options
 @_backend_options
@@ -175,7 +175,7 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
     """Run every PROMPT under every --variant and tabulate what each produced and which limit
     fired."""
     settings = _chat_settings(ctx, options, None)  # the limits come from each --variant
-    columns = [bench.parse_variant(v) for v in variants]
+    columns = [limit_bench.parse_variant(v) for v in variants]
     backend = _backend(ctx, settings.backend)
 
     def show(row):
@@ -190,7 +190,7 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
         )
 
     click.echo(f"{'variant':<14} {'stopped by':<16} {'completion':>13} {'total':>8}  text")
-    rows = bench.run_bench(backend, settings, prompts, columns, on_row=show)
+    rows = limit_bench.run_bench(backend, settings, prompts, columns, on_row=show)
     if json_path:
         Path(json_path).write_text(json.dumps(rows, indent=2), encoding="utf-8")
         click.echo(f"Wrote {len(rows)} rows to {json_path}.")

@@ -137,14 +137,6 @@ def _conversation(row: dict[str, Any], count: int) -> Conversation:
     )
 
 
-def save_settings(db: Database, conversation_id: int, settings: ChatSettings) -> None:
-    """Keep ``settings`` as the conversation's current ones (what reopening it restores)."""
-    get_conversation(db, conversation_id)
-    db["devmode_conversations"].update(
-        conversation_id, {"settings": json.dumps(settings.to_dict()), "updated_at": utc_now()}
-    )
-
-
 def rename_conversation(db: Database, conversation_id: int, title: str) -> None:
     get_conversation(db, conversation_id)
     db["devmode_conversations"].update(conversation_id, {"title": title.strip()})

@@ -393,3 +393,21 @@ def documents_as_text(documents: Sequence[str]) -> str:
 def words_from_text(text: str) -> tuple[str, ...]:
     """Banned words or phrases typed as a list: separated by commas or new lines."""
     return tuple(w.strip() for w in re.split(r"[,\n]", text) if w.strip())
+
+
+# A table cell or a --variant value that holds a list (stop sequences, banned words) separates
+# its items with this, everywhere; "\n" in an item stands for a newline.
+LIST_SEPARATOR = ";"
+LIST_HELP = f"separated by {LIST_SEPARATOR}"
+
+
+def list_from_cell(text: str, *, strip: bool = False) -> tuple[str, ...]:
+    """The items of a list cell: split at ``LIST_SEPARATOR``, ``\\n`` read as a newline, empty
+    items dropped (``strip``: items lose their outer spaces, as banned words do)."""
+    items = (part.replace("\\n", "\n") for part in str(text).split(LIST_SEPARATOR))
+    return tuple(item.strip() if strip else item for item in items if item.strip())
+
+
+def cell_from_list(items: Sequence[str]) -> str:
+    """The inverse of ``list_from_cell``: newlines written as ``\\n``."""
+    return LIST_SEPARATOR.join(item.replace("\n", "\\n") for item in items)

@@ -37,7 +37,6 @@ from devmode.db import stamp, utc_now
 from devmode.errors import DevmodeError, in_words
 from devmode.specs import Settings, setting
 
-SOURCE_KINDS = ("feed", "folder")
 # Failed polls back off: every * 2**failures, up to this.
 MAX_BACKOFF_S = 3600
 # A note or error stored in a source's health is cut to this many characters.

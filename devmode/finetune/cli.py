@@ -93,7 +93,6 @@ def runs_group():
 def runs_list(ctx, dataset):
     """List runs, newest first, with their status and test scores."""
     with clitools.db(ctx) as db:
-        runs.reconcile(db)
         found = runs.list_runs(db, dataset)
     if not found:
         click.echo("No runs yet. Start one: python -m devmode train DATASET")
@@ -116,8 +115,7 @@ def runs_list(ctx, dataset):
 def runs_show(ctx, run_id, as_json):
     """Show a run: status, progress, settings, and the before/after report."""
     with clitools.db(ctx) as db:
-        runs.reconcile(db)
-        run = runs.get_run(db, run_id)
+        run = runs.get_run(db, run_id, live=True)
         tests = out_of_domain.tests_for_run(db, run_id)
     if as_json:
         record = {**dataclasses.asdict(run), "config": run.config.to_dict()}
@@ -188,8 +186,7 @@ def runs_resume(ctx, run_id, background):
         click.echo(f"Resumed run {run_id} in process {pid}.")
         return
     with clitools.db(ctx) as db:
-        runs.reconcile(db)
-        jobs.check_resumable(runs.KIND, runs.get_run(db, run_id))
+        jobs.check_resumable(runs.KIND, runs.get_run(db, run_id, live=True))
     _execute(ctx, run_id)
 
 

@@ -66,8 +66,7 @@ def start_job(db_path: str | Path, run_id: int) -> int:
 def resume_run(db_path: str | Path, run_id: int) -> int:
     """Resume an interrupted, cancelled or failed run in a worker process; returns its pid."""
     with open_db(db_path) as db:
-        runs.reconcile(db)
-        jobs.check_resumable(runs.KIND, runs.get_run(db, run_id))
+        jobs.check_resumable(runs.KIND, runs.get_run(db, run_id, live=True))
     return start_job(db_path, run_id)
 
 

@@ -15,18 +15,65 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
-from devmode.data import examples, ingest
+from devmode.data import examples, ingest, splits
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 from devmode.labels import review
 
 SUGGESTIONS = "devmode_label_suggestions"
 HISTORY = "devmode_label_history"
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """One row's label changed: from ``old`` to ``new``, by an accepted suggestion or by hand."""
+
+    row_id: int
+    old: str | None
+    new: str
+    suggestion_id: int | None = None  # the accepted suggestion, if any
+    split: str | None = None  # put the row in this split too (a row labelled for the first time)
+
+
+def write_label_changes(
+    db: Database, dataset: ingest.Dataset, changes: list[LabelChange], *, source: str
+) -> int:
+    """The one writer of label changes, inside the caller's transaction: each row's new label,
+    a line of history (old, new, where it came from), and the dataset's label version up by
+    one. Returns the new version."""
+    version, now = dataset.label_version + 1, utc_now()
+    table, column = quote_identifier(dataset.name), quote_identifier(dataset.mapping.label)
+    split_column = quote_identifier(splits.SPLIT_COLUMN)
+    for change in changes:
+        if change.split:
+            db.execute(
+                f"update {table} set {column} = ?, {split_column} = ? where rowid = ?",
+                [change.new, change.split, change.row_id],
+            )
+        else:
+            db.execute(
+                f"update {table} set {column} = ? where rowid = ?", [change.new, change.row_id]
+            )
+        db[HISTORY].insert(
+            {
+                "dataset_id": dataset.id,
+                "row_id": change.row_id,
+                "old_label": change.old,
+                "new_label": change.new,
+                "source": source,
+                "suggestion_id": change.suggestion_id,
+                "label_version": version,
+                "changed_at": now,
+            }
+        )
+    db["devmode_datasets"].update(dataset.id, {"label_version": version, "updated_at": now})
+    return version
 
 
 class NoSuchSuggestion(DevmodeError):
@@ -132,35 +179,23 @@ def decide(
                 f"{_some(missing)}. Expected ids from python -m devmode review-labels "
                 f"{dataset.name} (decided ones are not open any more); nothing was changed."
             )
+        version = dataset.label_version
+        if accept:
+            table, column = quote_identifier(dataset.name), quote_identifier(dataset.mapping.label)
+            changes = []
+            for suggestion_id in accept:
+                suggestion = found[suggestion_id]
+                (old,) = db.execute(
+                    f"select {column} from {table} where rowid = ?", [suggestion["row_id"]]
+                ).fetchone()
+                changes.append(
+                    LabelChange(suggestion["row_id"], old, suggestion["suggested"], suggestion_id)
+                )
+            version = write_label_changes(db, dataset, changes, source="review")
         now = utc_now()
-        version = dataset.label_version + (1 if accept else 0)
-        table, column = quote_identifier(dataset.name), quote_identifier(dataset.mapping.label)
-        for suggestion_id in accept:
-            suggestion = found[suggestion_id]
-            (old,) = db.execute(
-                f"select {column} from {table} where rowid = ?", [suggestion["row_id"]]
-            ).fetchone()
-            db.execute(
-                f"update {table} set {column} = ? where rowid = ?",
-                [suggestion["suggested"], suggestion["row_id"]],
-            )
-            db[HISTORY].insert(
-                {
-                    "dataset_id": dataset.id,
-                    "row_id": suggestion["row_id"],
-                    "old_label": old,
-                    "new_label": suggestion["suggested"],
-                    "source": "review",
-                    "suggestion_id": suggestion_id,
-                    "label_version": version,
-                    "changed_at": now,
-                }
-            )
         for status, ids in (("accepted", accept), ("rejected", reject)):
             for suggestion_id in ids:
                 db[SUGGESTIONS].update(suggestion_id, {"status": status, "decided_at": now})
-        if accept:
-            db["devmode_datasets"].update(dataset.id, {"label_version": version, "updated_at": now})
     return version
 
 
@@ -176,12 +211,3 @@ def decisions(rows: Iterable[dict[str, Any]]) -> tuple[list[int], list[int]]:
         [int(r["id"]) for r in rows if r.get("accept")],
         [int(r["id"]) for r in rows if r.get("reject")],
     )
-
-
-def label_history(db: Database, name: str, row_id: int | None = None) -> list[dict[str, Any]]:
-    """Every label change of ``name`` (or of one row), oldest first."""
-    dataset = ingest.get_dataset(db, name)
-    where, args = "dataset_id = ?", [dataset.id]
-    if row_id is not None:
-        where, args = where + " and row_id = ?", args + [row_id]
-    return list(db[HISTORY].rows_where(where, args, order_by="id"))

@@ -28,9 +28,8 @@ from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
 from devmode.data import examples, ingest, splits
-from devmode.db import utc_now
 from devmode.errors import DevmodeError
-from devmode.labels.corrections import HISTORY
+from devmode.labels.corrections import LabelChange, write_label_changes
 from devmode.models import registry
 
 # A labelling session ranks at most this many unlabelled rows (a seeded sample of them when
@@ -262,25 +261,15 @@ def save_labels(
         }
         if not changed:
             return dataset.label_version
-        version, now = dataset.label_version + 1, utc_now()
-        for row_id, label in changed.items():
-            old, where = current[row_id]
-            db.execute(
-                f"update {table} set {column} = ?, {split} = ? where rowid = ?",
-                [label, where or "train", row_id],
-            )
-            db[HISTORY].insert(
-                {
-                    "dataset_id": dataset.id,
-                    "row_id": row_id,
-                    "old_label": old,
-                    "new_label": label,
-                    "source": EDIT,
-                    "label_version": version,
-                    "changed_at": now,
-                }
-            )
-        db["devmode_datasets"].update(dataset.id, {"label_version": version, "updated_at": now})
+        version = write_label_changes(
+            db,
+            dataset,
+            [
+                LabelChange(row_id, current[row_id][0], label, split=current[row_id][1] or "train")
+                for row_id, label in changed.items()
+            ],
+            source=EDIT,
+        )
         if not _has_held_out_rows(db, dataset.name):
             # the first labels of an unlabelled dataset: draw validation and test from them
             ingest.resplit(db, dataset.name, dataset.split)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -51,16 +50,6 @@ class Scores:
     labels: list[str]  # the predicted label of each text
     probabilities: np.ndarray  # shape (texts, classes), rows sum to 1
     label_names: list[str]  # the classes, in the probabilities' column order
-
-    def as_rows(self) -> list[dict[str, Any]]:
-        """One dict per text: ``{"label": "negative", "p_negative": 0.91, ...}``."""
-        return [
-            {
-                "label": label,
-                **{f"p_{name}": float(p) for name, p in zip(self.label_names, row, strict=True)},
-            }
-            for label, row in zip(self.labels, self.probabilities, strict=True)
-        ]
 
 
 class _SequenceClassifier(nn.Module):

@@ -109,6 +109,10 @@ class Run(jobs.JobState):
     def fraction_done(self) -> float:
         return jobs.fraction(self.step, self.total_steps)
 
+    def progress_text(self) -> str:
+        """'Run 3: 40% (step 18 of 45)', under its progress bar."""
+        return f"Run {self.id}: {self.fraction_done:.0%} (step {self.step} of {self.total_steps})"
+
     @property
     def epochs_planned(self) -> int:
         """A few-shot run makes one pass over its pairs, whatever ``epochs`` says."""
@@ -220,12 +224,18 @@ def get_row(db: Database, run_id: int) -> dict[str, Any]:
         ) from None
 
 
-def get_run(db: Database, run_id: int) -> Run:
+def get_run(db: Database, run_id: int, *, live: bool = False) -> Run:
+    """Run ``run_id``. ``live``: as a person should see it, a run whose worker died marked
+    interrupted first (``list_runs`` always is); a worker reading its own run leaves it out."""
+    if live:
+        reconcile(db)
     return Run.from_row(get_row(db, run_id))
 
 
 def list_runs(db: Database, dataset: str | None = None) -> list[Run]:
-    """Runs, newest first; those of one dataset if given."""
+    """Runs, newest first; those of one dataset if given (runs whose worker died are marked
+    interrupted first)."""
+    reconcile(db)
     where, args = ("lower(dataset) = lower(?)", [dataset]) if dataset else (None, [])
     return [Run.from_row(r) for r in db["devmode_runs"].rows_where(where, args, order_by="id desc")]
 

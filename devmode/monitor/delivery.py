@@ -38,7 +38,6 @@ from devmode.errors import DevmodeError, in_words
 from devmode.monitor import alerts, trends
 from devmode.specs import Settings, setting
 
-CHANNEL_KINDS = ("webhook", "email")
 WEBHOOK_FORMATS = ("slack", "json")
 WEBHOOK_FORMAT_HELP = (
     "slack: a {\"text\": ...} body, which Slack's and Teams' incoming webhooks both show; json: "

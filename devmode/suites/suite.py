@@ -96,11 +96,6 @@ class Variant:
     backend: BackendSpec
     budget_tokens: int | None = None
 
-    @property
-    def sampled(self) -> bool:
-        """Whether replies can differ from one try to the next (repeats are worth it)."""
-        return self.limits.temperature > 0
-
 
 @dataclass(frozen=True)
 class Cell:

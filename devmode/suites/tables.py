@@ -6,7 +6,8 @@ assertions (the prompt each is for, or every prompt).
     suite = suite_from_tables(name, prompts, cases, variants, checks, settings, repeat=3)
 
 Cells left blank take the settings' values; list cells (stop, banned, the values of
-contains-any and the like) are separated by ``;``.
+contains-any and the like) are separated by ``limits.LIST_SEPARATOR`` (``;``), and a variant's
+limit cells are read by the limit bench's own reader (``limit_bench.variant_cells``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from devmode.chat.limits import ChatSettings
+from devmode.chat.limit_bench import variant_cells
+from devmode.chat.limits import LIST_SEPARATOR, ChatSettings, cell_from_list
+from devmode.errors import DevmodeError
 from devmode.suites.assertions import TYPES
 from devmode.suites.suite import VARIABLE, InvalidSuite, Suite
 
@@ -31,11 +34,12 @@ VARIANT_COLUMNS = (
     "banned",
     "budget_tokens",
 )
+# The variant columns that are limits (read by ``variant_cells``); the others pick the backend.
+VARIANT_LIMITS = ("max_tokens", "temperature", "stop", "banned", "budget_tokens")
 CHECK_COLUMNS = ("prompt", "type", "value", "threshold", "which")
 NUMBER_COLUMNS = {"max_tokens", "temperature", "budget_tokens", "threshold"}
 LIST_TYPES = {"contains-any", "icontains-any", "contains-all", "icontains-all"}
 CHECK_TYPES = [*TYPES, *(f"not-{t}" for t in TYPES)]
-LIST_SEPARATOR = ";"
 
 
 def filled(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -69,8 +73,8 @@ def suite_tables(suite: Suite) -> dict[str, Any]:
         }
         for key in ("max_tokens", "temperature"):
             row[key] = getattr(v.limits, key)
-        row["stop"] = LIST_SEPARATOR.join(v.limits.stop)
-        row["banned"] = LIST_SEPARATOR.join(v.limits.banned)
+        row["stop"] = cell_from_list(v.limits.stop)
+        row["banned"] = cell_from_list(v.limits.banned)
         variants.append(row)
     checks = [_check_row(EVERY_PROMPT, a) for a in suite.assertions]
     for prompt in suite.prompts:
@@ -168,21 +172,13 @@ def _variant(row: dict[str, Any], i: int) -> dict[str, Any]:
         }
     elif kind == "embedded":
         out["backend"] = "embedded"
-    for key, kind in (("max_tokens", int), ("temperature", float), ("budget_tokens", int)):
-        if _text(row.get(key)):
-            try:
-                out[key] = kind(float(row[key]))
-            except ValueError:
-                raise InvalidSuite(
-                    f"Variant {out['name']}: {key} must be a number; found {row[key]!r}."
-                ) from None
-    for key in ("stop", "banned"):
-        if _text(row.get(key)):
-            out[key] = [
-                part.replace("\\n", "\n")
-                for part in _text(row[key], strip=False).split(LIST_SEPARATOR)
-                if part
-            ]
+    try:
+        cells = variant_cells({k: row.get(k) for k in VARIANT_LIMITS})
+    except DevmodeError as e:
+        raise InvalidSuite(f"Variant {out['name']}: {e}") from None
+    out.update(
+        {key: list(value) if isinstance(value, tuple) else value for key, value in cells.items()}
+    )
     return out
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devmode.chat.context import ChatInputError, ContextOverflow
-from devmode.chat.limits import ChatLimits, ChatSettings, stop_sequences_from_text, words_from_text
+from devmode.chat.limits import ChatLimits, ChatSettings, list_from_cell
 from devmode.chat.replies import Backend, respond
 
 # Columns of a bench row, in the order a table shows them.
@@ -36,7 +36,7 @@ BENCH_COLUMNS = (
 DEFAULT_PROMPTS = "What is a bond?\nName one risk of holding long-dated bonds."
 DEFAULT_VARIANT_ROWS = (
     {"name": "short", "max_tokens": 20, "temperature": 0.0, "banned": "", "stop": ""},
-    {"name": "no rates", "max_tokens": 80, "temperature": 0.0, "banned": "rate, rates", "stop": ""},
+    {"name": "no rates", "max_tokens": 80, "temperature": 0.0, "banned": "rate;rates", "stop": ""},
     {"name": "one sentence", "max_tokens": 80, "temperature": 0.0, "banned": "", "stop": "."},
 )
 
@@ -50,48 +50,49 @@ class BenchVariant:
     budget_tokens: int | None = None
 
 
-def parse_variant(text: str, name: str | None = None) -> BenchVariant:
-    """A variant from ``"max_tokens=20,banned=risk;loss,temperature=0,budget=512"``: fields of
-    ``ChatLimits`` separated by commas, list items (stop, banned) by semicolons; ``budget`` is
-    the context budget and ``name`` the column's label.
-    """
+def variant_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """The one reader of a variant's cells (a bench row, a --variant, a suite's variant row): the
+    settings given, typed: ``name``, ``budget_tokens`` and fields of ``ChatLimits``; stop and
+    banned are lists (``limits.LIST_SEPARATOR``). Blank cells are left out: they take the
+    defaults. Other columns (a suite variant's backend) are the caller's."""
     values: dict[str, Any] = {}
-    label, budget = name, None
-    for pair in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ChatInputError(f"Expected field=value in {pair!r} (variant {text!r}).")
-        if key == "name":
-            label = value
-        elif key == "budget":
-            budget = ChatSettings.parse_values({"budget_tokens": value})["budget_tokens"]
-        elif key in ("stop", "banned"):
-            values[key] = tuple(v for v in value.split(";") if v)
-        else:
+    limit_names = {spec.name for spec in ChatLimits.specs()}
+    for key, value in row.items():
+        if value is None or value != value or str(value).strip() == "":  # NaN: a blank cell
+            continue
+        if key in ("stop", "banned"):
+            values[key] = list_from_cell(value, strip=key == "banned")
+        elif key in limit_names:
             values.update(ChatLimits.parse_values({key: value}))
-    return BenchVariant(label or text or "defaults", ChatLimits(**values), budget)
+        elif key == "budget_tokens":
+            values.update(ChatSettings.parse_values({key: value}))
+        elif key == "name":
+            values["name"] = str(value).strip()
+    return values
 
 
 def variant_from_row(row: dict[str, Any], defaults: ChatLimits) -> BenchVariant:
-    """A variant from a table row (the page's editor): blank cells take ``defaults``; stop and
-    banned are typed as ``stop_sequences_from_text`` and ``words_from_text`` read them (``;``
-    also separates them)."""
+    """A variant from a table row (the page's editor): blank cells take ``defaults``."""
+    values = variant_cells(row)
+    name = values.pop("name", "variant")
+    budget = values.pop("budget_tokens", None)
+    return BenchVariant(name, ChatLimits.from_dict({**defaults.to_dict(), **values}), budget)
 
-    def given(key: str) -> bool:
-        value = row.get(key)
-        return value is not None and value == value and str(value).strip() != ""  # NaN: blank
 
-    values = defaults.to_dict()
-    names = {spec.name for spec in ChatLimits.specs()} - {"stop", "banned"}
-    values.update(ChatLimits.parse_values({key: row[key] for key in names if given(key)}))
-    if given("stop"):
-        values["stop"] = stop_sequences_from_text(str(row["stop"]).replace(";", "\n"))
-    if given("banned"):
-        values["banned"] = words_from_text(str(row["banned"]).replace(";", ","))
-    budget = int(row["budget_tokens"]) if given("budget_tokens") else None
-    name = str(row["name"]).strip() if given("name") else "variant"
-    return BenchVariant(name, ChatLimits.from_dict(values), budget)
+def parse_variant(text: str) -> BenchVariant:
+    """A variant from ``"name=short,max_tokens=20,banned=risk;loss,budget=512"`` (``chat-bench
+    --variant``): the cells of a row written as field=value, separated by commas; ``budget`` is
+    the context budget. Unset fields take the limits' defaults."""
+    row: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        key = {"budget": "budget_tokens"}.get(key.strip(), key.strip())
+        if not sep:
+            raise ChatInputError(f"Expected field=value in {pair!r} (variant {text!r}).")
+        if key not in ("name", "budget_tokens"):
+            ChatLimits.parse_values({key: value})  # an unknown field is refused, with the known
+        row[key] = value
+    return variant_from_row({"name": text or "defaults", **row}, ChatLimits())
 
 
 def variants_from_table(table: Any, defaults: ChatLimits) -> list[BenchVariant]:
