@@ -209,8 +209,9 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         make_capturable(optimizer, device)  # after the checkpoint, whose groups it would undo
     trained, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
     fgm = FGM(model, config.adversarial_epsilon) if config.adversarial == "fgm" else None
-    weights = class_weight_tensor(train_set, len(data.labels), device)
-    weights = weights if config.class_weights else None
+    weights = None
+    if config.class_weights:
+        weights = class_weight_tensor(train_set, len(data.labels), device)
     step = TrainingStep(trained, optimizer, config, weights, fgm, device, use_bf16, not graphs_off)
     runner = StepRunner.choose(step, config, train_set, pad_id, steps_per_epoch, graphs_off)
     window = LogWindow(runner.loss_sum)
