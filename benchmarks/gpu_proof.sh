@@ -9,7 +9,8 @@
 #   here:        .venv/bin/python benchmarks/pack_for_device.py     # writes device_carry/
 #   on the GPU:  bash benchmarks/gpu_proof.sh $OUT                  # carry device_carry
 #   dry run:     bash benchmarks/gpu_proof.sh --dry-run OUTPUT_DIR  # CPU, tiny slices, no
-#                packing, no wheels, no torch.compile (tests/test_gpu_proof.py runs it)
+#                packing, no wheels, no torch.compile (tests/test_gpu_proof.py runs it on its
+#                tiny model: DEVMODE_DRY_RUN_MODEL=FOLDER)
 set -euo pipefail
 dry_run=0
 if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
@@ -21,7 +22,7 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 
 if [ "$dry_run" = 1 ]; then
     python=${PYTHON:-.venv/bin/python}
-    model=embedded
+    model=${DEVMODE_DRY_RUN_MODEL:-embedded}  # the tests pass their tiny model
     data=../shared/data
     sides=trainer,trainer-grouped,devmode,devmode-graphs
     compiled=""

@@ -131,8 +131,7 @@ async def session(browser, url: str, loads: int, times: list, errors: list[str])
 async def measure(url: str, sessions: int, loads: int) -> tuple[list[float], list[str]]:
     from playwright.async_api import async_playwright
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from browser_support import CHROMIUM, CHROMIUM_ARGS
+    from tests.browser_support import CHROMIUM, CHROMIUM_ARGS
 
     times: list[float] = []
     errors: list[str] = []

@@ -42,7 +42,7 @@ CHUNK = 100_000
 def build(db_path: Path, n_rows: int, bulk: bool) -> None:
     from devmode.data import ingest, readers
     from devmode.db import open_db, utc_now
-    from devmode.schema import fill_trend_days, trend_triggers
+    from devmode.monitor.rollup import fill_trend_days, trend_triggers
 
     rng = random.Random(0)
     start = dt.date(2009, 1, 1)

@@ -5,7 +5,7 @@ back off, and does the watcher never exit?
     $ .venv/bin/python benchmarks/watcher_faults.py                  # 10 minutes, 20 s deadline
     $ .venv/bin/python benchmarks/watcher_faults.py --minutes 2 --fetch-timeout 5
 
-The sources (tests/fault_support.py, which tests/test_watcher.py runs for ten seconds): five
+The sources (tests/fault_support.py, which tests/monitor/test_watcher.py runs for ten seconds): five
 feeds on 127.0.0.1 that publish an item every second and two watched folders that get a new
 file every three seconds, all polled every 5 s; two feeds that rotate every second through an
 empty body, a body that stalls (a byte a second), HTTP 500, a web page and an address nobody
@@ -29,12 +29,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from fault_support import FaultFarm  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from devmode.data import feeds  # noqa: E402
 from devmode.db import open_db  # noqa: E402
+from tests.fault_support import FaultFarm  # noqa: E402
 
 
 def cpu() -> str:

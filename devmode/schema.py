@@ -2,15 +2,31 @@
 once per database, in name order, when ``db.open_db`` finds it pending. Add a new one at the
 end; never edit one that has shipped.
 
-Also the daily trend rollup's SQL: the triggers that keep ``devmode_trend_days`` in step with
-the predictions, and the one-pass fill a bulk load uses with them off.
+The daily trend rollup's SQL (its triggers and one-pass fill) lives with the trends, in
+``monitor/rollup.py``.
 """
 
 from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from devmode.monitor.rollup import fill_trend_days, trend_triggers
+
 migrations = Migrations("devmode")
+
+# The tables that hold what was worked out from a dataset's rows (by its id): dropping the
+# dataset deletes its rows there too, so a later dataset of that name starts clean. (Alert
+# rules, scoring jobs, feed items and out-of-domain results keep theirs.) A migration that adds
+# such a table adds it here.
+DERIVED_FROM_DATASET = (
+    "devmode_predictions",
+    "devmode_trend_days",
+    "devmode_story_rows",
+    "devmode_mentions",
+    "devmode_label_suggestions",
+    "devmode_label_history",
+    "devmode_review_jobs",
+)
 
 
 @migrations(name="0001_datasets")
@@ -376,45 +392,9 @@ def _stories_and_watchlist(db: Database) -> None:
     db["devmode_alert_rules"].add_column("stories", int)  # 1: count each story once
 
 
-# The trend rollup: sums per (dataset, day) of every sentiment prediction (day '': no date), overall
-# (scope '') and per ticker and per topic, for all texts and for stories only (rows that do not
-# repeat an earlier story). Triggers keep it in step with devmode_predictions in the same
-# transaction as each write (a scoring chunk, a topic copy, a story mark), whatever makes it;
-# a trend then reads a few thousand days instead of millions of rows. A dataset's rows are not
-# subtracted once its record is gone (ingest.drop_dataset removes its rollup whole).
-_TREND_SCOPES = (
-    ("''", "''", "1"),
-    ("'ticker'", "{r}.ticker", "{r}.ticker is not null"),
-    ("'topic'", "{r}.topic", "{r}.topic is not null"),
-)
-
-
-def _trend_day_sql(row: str, sign: str) -> str:
-    """Statements adding (sign '+') or taking away (sign '-') ``row``'s prediction (``new``
-    or ``old``) to or from the rollup, for each scope it belongs to."""
-    r = row
-    statements = []
-    for scope, value, present in _TREND_SCOPES:
-        story = f"({r}.repeat is not 1)"
-        statements.append(
-            f"""insert into devmode_trend_days
-                select {r}.dataset_id, {scope}, {value.format(r=r)}, coalesce({r}.date, ''), {sign}1,
-                       {sign}coalesce({r}.sentiment, 0), {sign}coalesce({r}.is_negative, 0),
-                       {sign}{story}, {sign}{story} * coalesce({r}.sentiment, 0),
-                       {sign}{story} * coalesce({r}.is_negative, 0)
-                where {r}.task = 'sentiment' and {present.format(r=r)}
-                  and exists (select 1 from devmode_datasets where id = {r}.dataset_id)
-                on conflict do update set n = n + excluded.n, total = total + excluded.total,
-                   negative = negative + excluded.negative, story_n = story_n + excluded.story_n,
-                   story_total = story_total + excluded.story_total,
-                   story_negative = story_negative + excluded.story_negative;"""
-        )
-    return "\n".join(statements)
-
-
 @migrations(name="0010_trend_rollup")
 def _trend_rollup(db: Database) -> None:
-    """Trends over months of feeds: ``devmode_trend_days`` (see ``_TREND_SCOPES``), filled from
+    """Trends over months of feeds: ``devmode_trend_days`` (see ``rollup.SCOPES``), filled from
     the predictions already stored and kept by triggers from here on."""
     db.execute(
         """create table devmode_trend_days (
@@ -427,38 +407,6 @@ def _trend_rollup(db: Database) -> None:
     )
     fill_trend_days(db)
     trend_triggers(db, on=True)
-
-
-def fill_trend_days(db: Database) -> None:
-    """Sum every stored sentiment prediction into ``devmode_trend_days`` in one pass (the
-    migration's fill, and a bulk load's with the triggers off)."""
-    for scope, value, present in _TREND_SCOPES:
-        db.execute(
-            f"""insert into devmode_trend_days
-                select dataset_id, {scope}, {value.format(r="p")}, coalesce(date, ''), count(*),
-                       sum(coalesce(sentiment, 0)), sum(coalesce(is_negative, 0)),
-                       sum(repeat is not 1), sum((repeat is not 1) * coalesce(sentiment, 0)),
-                       sum((repeat is not 1) * coalesce(is_negative, 0))
-                from devmode_predictions p
-                where task = 'sentiment' and {present.format(r="p")}
-                group by 1, 2, 3, 4"""
-        )
-
-
-def trend_triggers(db: Database, *, on: bool) -> None:
-    """Create (``on``) or drop the triggers that keep ``devmode_trend_days`` in step."""
-    columns = "sentiment, is_negative, date, ticker, topic, repeat, task, dataset_id"
-    for name, event, body in (
-        ("insert", "insert", _trend_day_sql("new", "+")),
-        ("delete", "delete", _trend_day_sql("old", "-")),
-        ("update", f"update of {columns}", _trend_day_sql("old", "-") + _trend_day_sql("new", "+")),
-    ):
-        db.execute(f"drop trigger if exists devmode_trend_days_{name}")
-        if on:
-            db.execute(
-                f"""create trigger devmode_trend_days_{name} after {event} on devmode_predictions
-                    begin {body} end"""
-            )
 
 
 @migrations(name="0011_label_review")

@@ -4,9 +4,9 @@ and promote the model."""
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import examples, ingest, readers
+from devmode.data import ingest, readers
 from devmode.finetune import out_of_domain, reports, worker
-from devmode.models import archives, config, registry, runs
+from devmode.models import archives, config, methods, registry, runs
 from devmode.ui import datasets_view, forms
 
 ui.page_setup(__file__)
@@ -34,8 +34,8 @@ with tab_new:
         with ui.page_db() as db:
             chosen = ingest.get_dataset(db, dataset)
         counts = datasets_view.stats_of(chosen).label_counts
-        if examples.few_shot_offer(counts):
-            st.info(f"{examples.few_shot_offer(counts)} Choose *few-shot* as the method below.")
+        if methods.few_shot_offer(counts):
+            st.info(f"{methods.few_shot_offer(counts)} Choose *few-shot* as the method below.")
         with st.form("train_form"):
             settings = forms.settings_form(config.TrainConfig, "train")
             start = st.form_submit_button("Start training", type="primary")

@@ -366,7 +366,6 @@ with st.expander("Alert rules"):
             with ui.errors_shown():
                 with ui.page_db() as db:
                     alerts.add_alert_rule(db, dataset, alerts.RuleSettings(**rule_settings))
-                    alerts.evaluate_alerts(db, dataset)
                 st.rerun()
 
 if rules:

@@ -117,11 +117,8 @@ with tab_chat:
             backend = chat_view.chat_backend(settings.backend)
     draft = st.session_state.get("chat_draft", "")
     if settings and backend:
-        try:
+        with ui.errors_shown(warn="As it stands, this message cannot be sent"):
             preview = settings.plan(backend, history, draft or "…")
-        except DevmodeError as e:
-            st.warning(f"As it stands, this message cannot be sent: {e}")
-        else:
             rows = context.plan_rows(preview)
             with st.expander(preview.describe(), expanded=bool(preview.dropped)):
                 st.plotly_chart(charts.context_figure(rows, preview.budget_tokens))

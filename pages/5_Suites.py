@@ -150,7 +150,7 @@ with right:
     min_rate = forms.setting_input(RUN_OPTIONS.spec("min_pass_rate"), "suite_min_pass_rate", c[1])
     suite = None
     if settings:
-        try:
+        with ui.errors_shown(warn="As it stands, this suite cannot run"):
             suite = tables.suite_from_tables(
                 st.session_state["suite_name"],
                 prompt_rows,
@@ -161,8 +161,6 @@ with right:
                 repeat=repeat,
                 min_pass_rate=min_rate,
             )
-        except DevmodeError as e:
-            st.warning(f"As it stands, this suite cannot run: {e}")
     c = st.columns(3)
     if c[0].button("Run suite", type="primary", key="suite_run", disabled=suite is None):
         with ui.errors_shown():

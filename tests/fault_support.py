@@ -22,11 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from net_support import LocalServer, Route, rss
-
 from devmode.data import feeds, sources
 from devmode.db import open_db
 from devmode.monitor import watcher
+from tests.net_support import LocalServer, Route, rss
 
 GOOD_FEEDS = 5
 GOOD_FOLDERS = 2

@@ -6,9 +6,9 @@ import threading
 import time
 
 import pytest
-from net_support import LocalServer, Route
 
 from devmode import addresses
+from tests.net_support import LocalServer, Route
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 FORBIDDEN_IN_PAGES = {
     "sqlite3",
     "sqlite_utils",
@@ -42,7 +43,7 @@ SHARED = {
 }
 # The one folder beside the capabilities: what the pages share, and the only Streamlit code.
 UI = ROOT / "devmode" / "ui"
-MAX_MODULE_LINES = 700
+MAX_MODULE_LINES = 600
 
 
 def imported_top_level_modules(path: Path) -> set[str]:
@@ -83,6 +84,36 @@ def test_the_package_is_grouped_by_capability():
     assert {p.name for p in (ROOT / "devmode").glob("*.py")} == SHARED
     for folder in CAPABILITIES:
         assert (ROOT / "devmode" / folder / "__init__.py").read_text().startswith('"""')
+
+
+# Tests of the whole app rather than of one module: the browser journeys and faults, the pages
+# in Streamlit's AppTest, this file, and the GPU proof's dry run.
+APP_TESTS = {"architecture", "journey", "faults", "pages", "gpu_proof"}
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<capability>/test_<module>[_<what>].py beside devmode/<capability>/<module>.py, and
+    tests/test_<module>[_<what>].py for the shared modules; a capability's browser journey is its
+    test_journey.py. Helpers live in conftest.py or a *_support.py module, never in a test file."""
+    misplaced = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        folder = path.parent.relative_to(ROOT / "tests")
+        stem = path.stem.removeprefix("test_")
+        if folder.parts:
+            assert folder.parts[0] in CAPABILITIES and len(folder.parts) == 1, path
+            modules = {m.stem for m in (ROOT / "devmode" / folder).glob("*.py")} | {"journey"}
+        else:
+            modules = {m.removesuffix(".py") for m in SHARED} | APP_TESTS
+        if not any(stem == m or stem.startswith(m + "_") for m in modules):
+            misplaced.append(str(path.relative_to(ROOT)))
+    assert misplaced == []
+    borrowed = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.split(".")[-1].startswith("test_"):
+                    borrowed.append(f"{path.relative_to(ROOT)} imports {node.module}")
+    assert borrowed == [], "move what a test file shares to conftest.py or a *_support.py"
 
 
 @pytest.mark.parametrize("module", CORE, ids=lambda p: str(p.relative_to(ROOT)))

@@ -8,8 +8,8 @@ from streamlit.testing.v1 import AppTest
 
 from devmode import auth
 from devmode.cli import cli
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["app.py", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("pages/*.py"))]
 PASSWORD = "correct horse battery"
 # few iterations: the gate reads them from the hash, and tests need not wait 0.5 s a check

@@ -18,11 +18,29 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import pack_for_device  # noqa: E402
 
 
-def test_the_dry_run_measures_every_side_and_writes_the_table(tmp_path):
+@pytest.fixture
+def long_tiny_model(tiny_model_dir, tmp_path):
+    """The tiny test model with room for 512 positions (the benchmarks read up to 128 tokens):
+    the dry run checks the script, not the figures, so it need not train MiniLM eight times."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path / "tiny-512"
+    shutil.copytree(tiny_model_dir, path)
+    config = BertConfig.from_pretrained(path)
+    config.max_position_embeddings = 512
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(path)
+    return path
+
+
+def test_the_dry_run_measures_every_side_and_writes_the_table(tmp_path, long_tiny_model):
     out = tmp_path / "proof"
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_proof.sh"), "--dry-run", str(out)],
-        env={**os.environ, "PYTHON": sys.executable},
+        env={**os.environ, "PYTHON": sys.executable, "DEVMODE_DRY_RUN_MODEL": str(long_tiny_model)},
         capture_output=True,
         text=True,
         timeout=600,

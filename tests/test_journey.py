@@ -37,7 +37,7 @@ def balanced_slice(path: Path, per_label: int) -> list[dict]:
     return chosen
 
 
-def write_rows(path: Path, rows: list[dict]) -> Path:
+def write_csv(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -72,10 +72,10 @@ def wait_for_text(page, text: str, timeout: float = 120_000) -> None:
 
 
 def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
-    phrasebank = write_rows(
+    phrasebank = write_csv(
         tmp_path / "phrasebank_slice.csv", balanced_slice(PHRASEBANK_ALLAGREE, 100)
     )
-    headlines = write_rows(tmp_path / "headlines_slice.csv", read_slice(HEADLINES, 400, 23))
+    headlines = write_csv(tmp_path / "headlines_slice.csv", read_slice(HEADLINES, 400, 23))
     db_path = tmp_path / "devmode.db"
     with StreamlitApp(db_path) as app:
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -277,7 +277,7 @@ def test_a_feed_is_watched_the_chart_moves_and_the_alert_reaches_the_webhook(bro
     """The live Monitor in chromium: add a local feed, start watching, see new items arrive and
     the chart move without touching anything, get the alert on a local webhook with the
     stories behind it, and open the wall display. The tiny test model scores."""
-    from net_support import LocalServer, Route, rss
+    from tests.net_support import LocalServer, Route, rss
 
     calm_texts, stress_texts = texts_by_polarity(news_copy)
     calm = feed_items(calm_texts, day=18, start=0)
@@ -383,7 +383,7 @@ def texts_by_polarity(db_path) -> tuple[list[str], list[str]]:
 
 def _unlike(texts: list[str], n: int = 3) -> list[str]:
     """The first ``n`` texts no two of which are near-duplicates (one story each)."""
-    from devmode.monitor.stories import shingles
+    from devmode.data.near_duplicates import shingles
 
     chosen: list[str] = []
     for text in texts:

@@ -8,9 +8,8 @@ from streamlit.testing.v1 import AppTest
 from devmode.data import ingest
 from devmode.db import open_db
 from devmode.models import runs
-from tests.conftest import PHRASEBANK_ALLAGREE, file_digest
+from tests.conftest import PHRASEBANK_ALLAGREE, ROOT, file_digest
 
-ROOT = Path(__file__).resolve().parents[1]
 # app.py runs Home (its default page); the other pages also run on their own, as AppTest does
 SCRIPTS = ["app.py", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("pages/[1-9]_*.py"))]
 DATASETS_PAGE = str(ROOT / "pages" / "1_Datasets.py")

@@ -22,7 +22,7 @@ decoder against an older revision, taking turns, and compares their greedy token
 
 Same operations in the same order as ``transformers``' LlamaForCausalLM (RMSNorm in float32,
 rotary embeddings computed in float32, grouped-query attention through SDPA, SiLU MLP, the output
-head tied to the embeddings when the model says so): ``tests/test_decoder.py`` compares the two.
+head tied to the embeddings when the model says so): ``tests/chat/test_decoder.py`` compares the two.
 Sampling follows ``generate()``'s order: temperature, then top-k, then top-p.
 """
 
@@ -398,7 +398,7 @@ def attend_cached(
     kernel once per reply instead of once per token (~0.3 ms each time), and each layer's keys
     are one contiguous block. Keys, values and weights past ``length`` are zero, so the first
     ``length`` scores and the weighted sum are bit for bit those of products over the first
-    ``length`` positions alone (``tests/test_decoder.py`` checks it). float32 goes through
+    ``length`` positions alone (``tests/chat/test_decoder.py`` checks it). float32 goes through
     another kernel, where the zeros change the last bit; it reads the first ``length`` only.
     """
     keys, values, weights = cache.keys[layer], cache.values[layer], cache.weights

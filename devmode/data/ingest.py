@@ -27,6 +27,7 @@ from devmode.data.splits import SPLIT_COLUMN, SPLITS, SplitSpec, assign_split, i
 from devmode.data.uploads import InvalidUpload, Upload
 from devmode.db import TABLE_PREFIX, utc_now
 from devmode.errors import DevmodeError
+from devmode.schema import DERIVED_FROM_DATASET
 
 ROLES = ("text", "label", "date", "ticker")
 # Dataset names are table names: a letter, then letters, digits and underscores.
@@ -371,25 +372,13 @@ def rename_dataset(db: Database, name: str, new_name: str) -> Dataset:
     return get_dataset(db, new_name)
 
 
-# What was worked out from a dataset's rows (by its id) goes with it: a later one starts clean.
-DERIVED_TABLES = (
-    "devmode_predictions",
-    "devmode_trend_days",
-    "devmode_story_rows",
-    "devmode_mentions",
-    "devmode_label_suggestions",
-    "devmode_label_history",
-    "devmode_review_jobs",
-)
-
-
 def drop_dataset(db: Database, name: str) -> None:
     """Delete a dataset's rows, its record and what was worked out from them."""
     with db.atomic():
         dataset = get_dataset(db, name)
         db[dataset.name].drop()
         db["devmode_datasets"].delete(dataset.id)  # first: the rollup's triggers then skip it
-        for table in DERIVED_TABLES:
+        for table in DERIVED_FROM_DATASET:
             db[table].delete_where("dataset_id = ?", [dataset.id])
 
 

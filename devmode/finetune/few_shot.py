@@ -27,13 +27,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from devmode.data.examples import TrainData, check_few_shot
+from devmode.data.examples import TrainData
 from devmode.environment import usable_cpus
 from devmode.finetune.evaluation import evaluate
 from devmode.finetune.training import Progress, TrainResult, judge_and_save, seed_everything
 from devmode.models.base_models import InvalidBaseModel, resolve_base_model
 from devmode.models.classifier import TextClassifier, encode, pick_device, quiet_transformers
 from devmode.models.config import POOLINGS, TrainConfig
+from devmode.models.methods import check_few_shot
 
 # Pairs are drawn from each row this many times (SetFit's num_iterations), at most MAX_PAIRS.
 ITERATIONS = 20

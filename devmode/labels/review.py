@@ -11,7 +11,7 @@ output of every transformer layer, each layer's vector scaled to unit length, si
 classifiers are averaged: a logistic regression and a 15-nearest-neighbour vote (cosine).
 Cleanlab's ``num_label_issues`` says how many rows to flag, and the rows with the lowest
 probability for their own label are the ones flagged. Near-copies of one text that carry
-different labels are flagged too (``near_duplicate_groups``): a person labelled the same thing
+different labels are flagged too (``near_duplicates.near_duplicate_groups``): a person labelled the same thing
 two ways, whatever the model thinks.
 
 What was measured (``benchmarks/label_review.py``, PhraseBank all-agree, 5% of labels flipped,
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devmode.data.near_duplicates import near_duplicate_groups
 from devmode.errors import DevmodeError
 
 FOLDS = 5
@@ -181,34 +182,6 @@ def rank_label_issues(
     return issues
 
 
-def near_duplicate_groups(texts: Sequence[str]) -> list[list[int]]:
-    """Groups (two or more) of texts that are near-copies of each other, by MinHash over
-    character 5-grams (``datasketch``, as stories are found), in index order."""
-    from datasketch import MinHashLSH
-
-    from devmode.monitor.stories import NUM_PERM, minhashes
-
-    index = MinHashLSH(threshold=DUPLICATE_THRESHOLD, num_perm=NUM_PERM)
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, signature in enumerate(minhashes(texts)):
-        if signature is None:
-            continue
-        for j in index.query(signature):
-            parent[root(i)] = root(j)
-        index.insert(i, signature)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(texts)):
-        groups.setdefault(root(i), []).append(i)
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
-
-
 def duplicate_label_issues(
     texts: Sequence[str],
     labels: np.ndarray,
@@ -219,7 +192,7 @@ def duplicate_label_issues(
     """Near-copies that carry different labels: each group takes the label of its own that the
     out-of-fold probabilities, summed over the group, favour; the other rows are suggested it."""
     issues = []
-    for group in near_duplicate_groups(texts):
+    for group in near_duplicate_groups(texts, DUPLICATE_THRESHOLD):
         given = sorted({int(labels[i]) for i in group})
         if len(given) < 2:
             continue

@@ -207,7 +207,7 @@ class TrainConfig(Settings):
     )
     # Replay each training step as a CUDA graph (CUDA, AdamW, one process): the same arithmetic
     # without the per-kernel launch cost that leaves a GPU idle on a model this small. Off until
-    # it has been measured on a GPU (its body is checked on the CPU: tests/test_step_graphs.py).
+    # it has been measured on a GPU (its body is checked on the CPU: tests/finetune/test_step_graphs.py).
     cuda_graphs: bool = setting(
         False,
         "Replay each step as one CUDA graph (GPU, AdamW): less launch overhead. Not yet measured "

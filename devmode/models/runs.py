@@ -22,6 +22,7 @@ from sqlite_utils import Database
 from devmode import __version__, jobs
 from devmode.data import examples, ingest
 from devmode.db import utc_now
+from devmode.models import methods
 from devmode.models.base_models import resolve_base_model
 from devmode.models.config import TrainConfig
 
@@ -178,7 +179,7 @@ def create_run(db: Database, dataset_name: str, config: TrainConfig) -> Run:
     dataset = ingest.get_dataset(db, dataset_name)
     resolve_base_model(config.base_model)
     data = examples.load_examples(db, dataset.name)
-    (examples.check_few_shot if config.method == "few-shot" else examples.check_data)(data)
+    methods.check_for_method(config, data)
     row_id = (
         db["devmode_runs"]
         .insert(

@@ -3,8 +3,8 @@ events they raise.
 
     $ python -m devmode alerts add headlines --kind spike --threshold 2 --window 8
 
-    rule = add_alert_rule(db, "headlines", RuleSettings(kind="spike", threshold=2))
-    evaluate_alerts(db, "headlines")        # new events, stored once per rule and period
+    rule = add_alert_rule(db, "headlines", RuleSettings(kind="spike", threshold=2))  # evaluated
+    evaluate_alerts(db, "headlines")        # after scoring: new events, once per rule and period
     alert_events(db, "headlines")           # open events, newest period first
 
 A rule's settings (``RuleSettings``) are defined once, with their bounds and help: the CLI's
@@ -93,6 +93,19 @@ class RuleSettings(Settings):
             )
 
 
+class Delivery:
+    """The statuses of an event's delivery to one channel: queued with the event (``PENDING``),
+    claimed by one watcher (``SENDING``), then ``DELIVERED`` or, after the last try, ``FAILED``.
+    Declared here because an event queues its deliveries in the transaction that stores it;
+    ``delivery.py`` sends them."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNFINISHED = (PENDING, SENDING)
+
+
 @dataclass(frozen=True)
 class AlertRule:
     """A stored rule: its settings, on one dataset."""
@@ -144,12 +157,20 @@ def add_alert_rule(
     dataset = trends.dated_dataset(db, dataset_name, settings.period)
     values = asdict(settings)
     values.update(ticker=settings.ticker or None, topic=settings.topic or None)
-    rule_id = (
-        db["devmode_alert_rules"]
-        .insert({"dataset_id": dataset.id, **values, "created_at": utc_now()})
-        .last_pk
-    )
-    return AlertRule.from_row(db["devmode_alert_rules"].get(rule_id))
+    with db.atomic():  # the rule and what it raises over the data scored so far, or neither
+        rule_id = (
+            db["devmode_alert_rules"]
+            .insert({"dataset_id": dataset.id, **values, "created_at": utc_now()})
+            .last_pk
+        )
+        rule = AlertRule.from_row(db["devmode_alert_rules"].get(rule_id))
+        _evaluate_rule(db, dataset_name, rule)
+    return rule
+
+
+def count_events(db: Database, rule_id: int) -> int:
+    """How many alerts the rule has raised (acknowledged ones included)."""
+    return db["devmode_alert_events"].count_where("rule_id = ?", [rule_id])
 
 
 class RuleNotFound(DevmodeError):
@@ -234,8 +255,8 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
         db.execute(
             """insert or ignore into devmode_alert_deliveries
                    (event_id, channel_id, status, attempts, next_attempt_at, created_at)
-               select ?, id, 'pending', 0, ?, ? from devmode_alert_channels where rule_id = ?""",
-            [event["id"], stamp, stamp, rule.id],
+               select ?, id, ?, 0, ?, ? from devmode_alert_channels where rule_id = ?""",
+            [event["id"], Delivery.PENDING, stamp, stamp, rule.id],
         )
         new.append(event)
     return new

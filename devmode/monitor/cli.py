@@ -110,10 +110,8 @@ def alerts_add(ctx, dataset, **settings):
     rule_settings = alerts.RuleSettings(**settings)
     with clitools.db(ctx) as db:
         rule = alerts.add_alert_rule(db, dataset, rule_settings)
-        raised = alerts.evaluate_alerts(db, dataset)
-    click.echo(
-        f"Rule {rule.id}: {rule.describe()}. {len(raised)} alerts in the data scored so far."
-    )
+        raised = alerts.count_events(db, rule.id)
+    click.echo(f"Rule {rule.id}: {rule.describe()}. {raised} alerts in the data scored so far.")
 
 
 @alerts_group.command("list")
@@ -206,7 +204,9 @@ def alerts_deliveries(ctx, dataset, as_json):
         click.echo("No deliveries yet.")
     for row in rows:
         error = (
-            f": {row['last_error']}" if row["last_error"] and row["status"] != "delivered" else ""
+            f": {row['last_error']}"
+            if row["last_error"] and row["status"] != alerts.Delivery.DELIVERED
+            else ""
         )
         click.echo(
             f"{row['id']:>4}  {row['status']:<9} rule {row['rule_id']}, {row['period']} of "

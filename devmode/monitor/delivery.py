@@ -36,6 +36,7 @@ from devmode.data import ingest
 from devmode.db import stamp, utc_now
 from devmode.errors import DevmodeError, in_words
 from devmode.monitor import alerts, trends
+from devmode.monitor.alerts import Delivery
 from devmode.specs import Settings, setting
 
 WEBHOOK_FORMATS = ("slack", "json")
@@ -222,9 +223,14 @@ def remove_channel(db: Database, channel_id: int) -> None:
         )
     with db.atomic():
         db.execute(
-            "update devmode_alert_deliveries set status = 'failed', last_error = ? "
-            "where channel_id = ? and status in ('pending', 'sending')",
-            ["The channel was removed before this alert was delivered.", channel_id],
+            "update devmode_alert_deliveries set status = ?, last_error = ? "
+            "where channel_id = ? and status in (?, ?)",
+            [
+                Delivery.FAILED,
+                "The channel was removed before this alert was delivered.",
+                channel_id,
+                *Delivery.UNFINISHED,
+            ],
         )
         db["devmode_alert_channels"].delete(channel_id)
 
@@ -391,13 +397,13 @@ def send_email(
 class DeliveryResult:
     delivery_id: int
     channel: str
-    status: str  # delivered | pending (retried later) | failed (gave up)
+    status: str  # Delivery.DELIVERED, PENDING (retried later) or FAILED (gave up)
     error: str | None = None
 
     def describe(self) -> str:
-        if self.status == "delivered":
+        if self.status == Delivery.DELIVERED:
             return f"Alert delivered to {self.channel}."
-        again = "will retry" if self.status == "pending" else "gave up"
+        again = "will retry" if self.status == Delivery.PENDING else "gave up"
         return f"Alert not delivered to {self.channel} ({again}): {self.error}"
 
 
@@ -435,18 +441,17 @@ def deliver_due(
 
 def _claim_due(db: Database, now: dt.datetime) -> list[dict[str, Any]]:
     at, stale = stamp(now), stamp(now - dt.timedelta(seconds=STALE_CLAIM_S))
-    where = (
-        "(status = 'pending' and next_attempt_at <= ?) or (status = 'sending' and claimed_at < ?)"
-    )
+    where = "(status = ? and next_attempt_at <= ?) or (status = ? and claimed_at < ?)"
+    args = [Delivery.PENDING, at, Delivery.SENDING, stale]
     # the watcher asks every second: take the write lock only when something is due, then
     # read again under it (another watcher may have claimed it meanwhile)
-    if not db["devmode_alert_deliveries"].count_where(where, [at, stale]):
+    if not db["devmode_alert_deliveries"].count_where(where, args):
         return []
     with db.atomic():
-        due = list(db["devmode_alert_deliveries"].rows_where(where, [at, stale], order_by="id"))
+        due = list(db["devmode_alert_deliveries"].rows_where(where, args, order_by="id"))
         for delivery in due:
             db["devmode_alert_deliveries"].update(
-                delivery["id"], {"status": "sending", "claimed_at": at}
+                delivery["id"], {"status": Delivery.SENDING, "claimed_at": at}
             )
     return due
 
@@ -457,13 +462,16 @@ def _record_attempt(
     attempts = delivery["attempts"] + 1
     now = dt.datetime.now(dt.UTC)
     if error is None:
-        values = {"status": "delivered", "delivered_at": stamp(now), "last_error": None}
+        values = {"status": Delivery.DELIVERED, "delivered_at": stamp(now), "last_error": None}
     elif attempts >= MAX_ATTEMPTS:
-        values = {"status": "failed", "last_error": f"{error} (gave up after {attempts} tries)"}
+        values = {
+            "status": Delivery.FAILED,
+            "last_error": f"{error} (gave up after {attempts} tries)",
+        }
     else:
         wait = RETRY_BASE_S * 4 ** (attempts - 1)
         values = {
-            "status": "pending",
+            "status": Delivery.PENDING,
             "last_error": error,
             "next_attempt_at": stamp(now + dt.timedelta(seconds=wait)),
         }

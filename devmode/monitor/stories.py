@@ -15,7 +15,6 @@ prediction's ``repeat`` is 1 for every row after a story's first.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
 from datasketch import MinHash, MinHashLSH
@@ -24,33 +23,23 @@ from sqlite_utils.db import quote_identifier
 
 from devmode.data import ingest
 from devmode.data.dates import parse_date
+from devmode.data.near_duplicates import NUM_PERM, minhashes
 
-# Permutations per signature, and the estimated Jaccard similarity above which two texts are
-# one story. On the 9,958 shared Benzinga headlines, 0.7 joins 492 rows to an earlier story
-# (the same headline filed under several tickers, "UPDATE:" re-posts); 0.5 joined 862, many of
-# them templated headlines about different companies ("X Reports Second Quarter Results").
-NUM_PERM = 64
+# The estimated Jaccard similarity above which two texts are one story. On the 9,958 shared
+# Benzinga headlines, 0.7 joins 492 rows to an earlier story (the same headline filed under
+# several tickers, "UPDATE:" re-posts); 0.5 joined 862, many of them templated headlines about
+# different companies ("X Reports Second Quarter Results").
 THRESHOLD = 0.7
-SHINGLE = 5
 # How many of the latest stories a new row is compared with, and how far apart in days a copy
 # may be dated (rows without a readable date are compared with every candidate).
 CANDIDATE_STORIES = 5000
 WINDOW_DAYS = 2
-_NOT_WORD = re.compile(r"[^0-9a-z$%]+")
 
 
 @dataclass(frozen=True)
 class StoriesSummary:
     rows: int  # rows placed in a story by this call
     repeats: int  # of them, rows that joined an earlier story
-
-
-def shingles(text: str | None) -> set[bytes]:
-    """Character 5-grams of the text lower-cased with punctuation folded to single spaces."""
-    normal = " ".join(_NOT_WORD.sub(" ", str(text or "").lower()).split())
-    if len(normal) <= SHINGLE:
-        return {normal.encode()} if normal else set()
-    return {normal[i : i + SHINGLE].encode() for i in range(len(normal) - SHINGLE + 1)}
 
 
 def assign_stories(db: Database, dataset_name: str) -> StoriesSummary:
@@ -127,9 +116,3 @@ def repeats_of_rows(db: Database, dataset_id: int, first: int, last: int) -> dic
             [dataset_id, first, last],
         )
     }
-
-
-def minhashes(texts) -> list[MinHash | None]:
-    sets = [shingles(t) for t in texts]
-    signatures = iter(MinHash.bulk([s for s in sets if s], num_perm=NUM_PERM))
-    return [next(signatures) if s else None for s in sets]

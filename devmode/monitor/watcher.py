@@ -33,7 +33,7 @@ from devmode.db import open_db, utc_now
 from devmode.environment import release_freed_memory
 from devmode.errors import in_words
 from devmode.models import registry, scorers
-from devmode.monitor import delivery, monitoring
+from devmode.monitor import alerts, delivery, monitoring
 
 # What a worker process runs: ``python -m devmode job watcher ID``; see ``jobs.JobKind``.
 KIND = jobs.JobKind(
@@ -173,10 +173,9 @@ class Watcher:
                 summary.problems.append(f"Alerts not delivered this pass ({in_words(e)}).")
                 delivered = []
             for outcome in delivered:
-                summary.delivered += outcome.status == "delivered"
-                (summary.lines if outcome.status == "delivered" else summary.problems).append(
-                    outcome.describe()
-                )
+                done = outcome.status == alerts.Delivery.DELIVERED
+                summary.delivered += done
+                (summary.lines if done else summary.problems).append(outcome.describe())
         return summary
 
     def _to_score(self, db: Database, summary: PassSummary) -> list[str]:

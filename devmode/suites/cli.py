@@ -72,7 +72,7 @@ def run_command(ctx, suite, as_json, baseline):
     )
 
     def progress(row, done, total):
-        mark = {"pass": "pass", "fail": "FAIL", "error": "ERROR"}[row["outcome"]]
+        mark = {store.PASS: "pass", store.FAIL: "FAIL", store.ERROR: "ERROR"}[row["outcome"]]
         click.echo(f"  [{done}/{total}] {mark:<5} {row['cell']} #{row['repeat'] + 1}", err=True)
 
     try:

@@ -109,7 +109,7 @@ def _reply(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    mine = [r for r in rows if r["variant"] == name and r["outcome"] != "error"]
+    mine = [r for r in rows if r["variant"] == name and r["outcome"] != store.ERROR]
 
     def median(key: str) -> float | None:
         values = [r[key] for r in mine if r.get(key) is not None]
@@ -118,7 +118,7 @@ def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "variant": name,
         "replies": len(mine),
-        "pass_rate": (sum(r["outcome"] == "pass" for r in mine) / len(mine)) if mine else None,
+        "pass_rate": (sum(r["outcome"] == store.PASS for r in mine) / len(mine)) if mine else None,
         "median_total_s": median("total_s"),
         "median_first_token_s": median("first_token_s"),
         "median_completion_tokens": median("completion_tokens"),
@@ -255,7 +255,7 @@ def _change(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def _why(cell: dict[str, Any]) -> str:
     """The first failed check of a cell, in words ('icontains: missing 'risk'')."""
     for reply in cell["replies"]:
-        if reply["outcome"] == "error":
+        if reply["outcome"] == store.ERROR:
             judged = "not judged" if reply.get("text") else "no reply"  # the grader failed
             return f"{judged}: {reply['detail']}"
         for check in reply["checks"]:
@@ -280,7 +280,7 @@ def failure_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for cell in report["cells"]:
         for reply in cell["replies"]:
-            if reply["outcome"] == "pass":
+            if reply["outcome"] == store.PASS:
                 continue
             failed = [c for c in reply["checks"] if not c["passed"]]
             why = "; ".join(f"{c['assertion']['type']}: {c['reason']}" for c in failed)
@@ -362,7 +362,7 @@ def verdict(cell: dict[str, Any]) -> str:
     word = "pass" if cell["passed"] else "fail"
     if len(replies) == 1:
         return word
-    passed = sum(r["outcome"] == "pass" for r in replies)
+    passed = sum(r["outcome"] == store.PASS for r in replies)
     return f"{word} {passed}/{len(replies)}"
 
 

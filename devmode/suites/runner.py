@@ -89,7 +89,7 @@ def execute_run(
                     return store.get_run(db, run_id)
                 row = ask(suite, cell, repeat, backend_for, checks)
                 store.add_result(db, run_id, row)
-                count += row["outcome"] != "error"
+                count += row["outcome"] != store.ERROR
                 on_result(row, count, suite.size)
                 if echo:
                     echo(f"[{count}/{suite.size}] {row['outcome']} {row['cell']} #{repeat + 1}")
@@ -144,15 +144,15 @@ def ask(
         **{k: reply.get(k) for k in ("first_token_s", "total_s")},
     }
     if reply["stopped_by"] == "api_error" and not reply.get("text"):
-        return {**row, "outcome": "error", "checks": []}
+        return {**row, "outcome": store.ERROR, "checks": []}
     try:
         results = [
             {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
             for a in suite.assertions_for(cell)
         ]
     except GraderFailed as e:  # the reply came, but could not be judged: asked again on resume
-        return {**row, "outcome": "error", "detail": str(e), "checks": []}
-    outcome = "pass" if all(r["passed"] for r in results) else "fail"
+        return {**row, "outcome": store.ERROR, "detail": str(e), "checks": []}
+    outcome = store.PASS if all(r["passed"] for r in results) else store.FAIL
     return {**row, "outcome": outcome, "checks": results}
 
 
@@ -169,7 +169,7 @@ def summarise(suite: Suite, rows: list[dict[str, Any]]) -> dict[str, Any]:
         and pass_rate(by_cell[key]) is not None
         and pass_rate(by_cell[key]) >= suite.min_pass_rate
     )
-    errors = [r for r in rows if r["outcome"] == "error"]
+    errors = [r for r in rows if r["outcome"] == store.ERROR]
     return {
         "cells": len(cells),
         "passed": passed,
@@ -182,8 +182,8 @@ def summarise(suite: Suite, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def pass_rate(rows: list[dict[str, Any]]) -> float | None:
     """The share of a cell's replies that passed (errors left out; None when all errored)."""
-    judged = [r for r in rows if r["outcome"] != "error"]
-    return sum(r["outcome"] == "pass" for r in judged) / len(judged) if judged else None
+    judged = [r for r in rows if r["outcome"] != store.ERROR]
+    return sum(r["outcome"] == store.PASS for r in judged) / len(judged) if judged else None
 
 
 class GraderFailed(DevmodeError):

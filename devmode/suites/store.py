@@ -22,6 +22,9 @@ from devmode.suites.suite import Suite
 
 SUITES = "devmode_suites"
 RESULTS = "devmode_suite_results"
+# A reply's outcome: every check passed, one failed, or nothing to judge (the endpoint or the
+# grader failed; asked again on resume, left out of pass rates).
+PASS, FAIL, ERROR = "pass", "fail", "error"
 # What a worker process runs: ``python -m devmode job suite ID``; see ``jobs.JobKind``.
 KIND = jobs.JobKind(
     name="suite",
@@ -193,8 +196,8 @@ def add_result(db: Database, run_id: int, row: dict[str, Any]) -> None:
         )
         db.execute(
             f"update {KIND.table} set done = (select count(*) from {RESULTS} where run_id = ? "
-            "and outcome != 'error'), updated_at = ? where id = ?",
-            [run_id, utc_now(), run_id],
+            "and outcome != ?), updated_at = ? where id = ?",
+            [run_id, ERROR, utc_now(), run_id],
         )
 
 
@@ -204,10 +207,10 @@ def pass_rates(db: Database, run_ids: list[int]) -> list[dict[str, Any]]:
     if not run_ids:
         return []
     rows = db.execute(
-        f"select run_id, variant, sum(outcome = 'pass'), sum(outcome != 'error') from {RESULTS} "
+        f"select run_id, variant, sum(outcome = ?), sum(outcome != ?) from {RESULTS} "
         f"where run_id in ({','.join('?' * len(run_ids))}) group by run_id, variant "
         "order by run_id, min(id)",
-        run_ids,
+        [PASS, ERROR, *run_ids],
     )
     return [
         {"run": run, "variant": variant, "pass_rate": passed / judged if judged else None}
@@ -220,7 +223,7 @@ def done_keys(db: Database, run_id: int) -> set[tuple[str, int]]:
     return {
         (row["cell"], row["repeat"])
         for row in db[RESULTS].rows_where(
-            "run_id = ? and outcome != 'error'", [run_id], select="cell, repeat"
+            "run_id = ? and outcome != ?", [run_id, ERROR], select="cell, repeat"
         )
     }
 

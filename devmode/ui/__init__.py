@@ -161,18 +161,24 @@ def new_token() -> str:
 
 
 @contextmanager
-def errors_shown(box: Any = None) -> Iterator[None]:
+def errors_shown(box: Any = None, *, warn: str = "") -> Iterator[None]:
     """Run the block; a devmode error in it is shown (in ``box``, default the page) and the page
     goes on after the block, which stops where the error was raised:
 
         with ui.errors_shown():
             renamed = ingest.rename_dataset(db, name, new_name)
             st.success(f"Renamed to {renamed.name}.")      # only when the rename worked
+
+    With ``warn``, the error is a warning that says so first ("As it stands, ...: " + error):
+    for what a person is still typing.
     """
     try:
         yield
     except DevmodeError as e:
-        (box or st).error(str(e))
+        if warn:
+            (box or st).warning(f"{warn}: {e}")
+        else:
+            (box or st).error(str(e))
 
 
 class Handoff:

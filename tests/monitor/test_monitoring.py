@@ -1,21 +1,19 @@
 import json
 
-import numpy as np
 import pytest
 
 from devmode.db import open_db
 from devmode.finetune import worker
 from devmode.models import registry, runs
-from devmode.models.inference import Scores
 from devmode.monitor import alerts, monitoring, trends
 from devmode.monitor.monitoring import (
     NoActiveModel,
     parse_date,
     score_dataset,
 )
+from devmode.monitor.rollup import trend_triggers
 from devmode.monitor.trends import NoDateColumn, sentiment_trend
-from devmode.schema import trend_triggers
-from tests.conftest import store_tiny_dataset, tiny_config
+from tests.conftest import FakeScorer, store_tiny_dataset, tiny_config, wait_for_job
 
 # Dates that are refused (read as no date, and said so) rather than misread.
 UNREADABLE_DATES = [
@@ -62,28 +60,6 @@ def test_unreadable_dates_are_no_date(value):
 )
 def test_parse_date(value, expected):
     assert parse_date(value) == expected
-
-
-class FakeScorer:
-    """Probabilities that follow the words, so the aggregates can be checked by hand."""
-
-    label_names = ["negative", "neutral", "positive"]
-
-    def __init__(self, flip: bool = False):
-        self.calls = 0
-        self.flip = flip  # "down" reads as positive and "up" as negative
-
-    def score(self, texts):
-        self.calls += 1
-        table = {"down": [0.8, 0.1, 0.1], "flat": [0.1, 0.8, 0.1], "up": [0.1, 0.1, 0.8]}
-        probabilities = np.array([table[t.split()[0]] for t in texts], dtype=np.float32)
-        if self.flip:
-            probabilities = probabilities[:, ::-1]
-        return Scores(
-            [self.label_names[int(p.argmax())] for p in probabilities],
-            probabilities,
-            self.label_names,
-        )
 
 
 def test_score_then_trend_by_week_month_and_ticker(news_db):
@@ -410,22 +386,6 @@ def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
     assert chart_title(at) == "Sentiment: news · B · per week"
 
 
-def wait_for_job(db_path, dataset="news", seconds=120):
-    """The dataset's newest scoring job once it has finished."""
-    import time
-
-    from devmode.monitor import score_jobs
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open_db(db_path) as db:
-            job = score_jobs.latest_job(db, dataset)
-        if job and not job.is_active:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"scoring job still {job.status if job else 'missing'}")
-
-
 def test_monitor_page_says_what_to_do_without_a_model(db_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -475,8 +435,7 @@ def test_rules_flag_the_right_periods(news_db, monkeypatch, kind, threshold, sha
         rule = alerts.add_alert_rule(
             db, "news", kind=kind, threshold=threshold, window=3, min_volume=5
         )
-        raised = alerts.evaluate_alerts(db, "news")
-        assert [e["period_start"] for e in raised] == expected
+        assert alerts.count_events(db, rule.id) == len(expected)  # evaluated when added
         assert alerts.evaluate_alerts(db, "news") == []  # incremental: nothing twice
         events = alerts.alert_events(db, "news")
         assert [e["period_start"] for e in events] == sorted(expected, reverse=True)
@@ -493,8 +452,8 @@ def test_small_periods_never_alert(news_db, monkeypatch):
         lambda db, name, period, ticker, topic, stories=False: weekly_points([0.9], volume=2),
     )
     with open_db(news_db) as db:
-        alerts.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)
-        assert alerts.evaluate_alerts(db, "news") == []
+        rule = alerts.add_alert_rule(db, "news", kind="share_negative", threshold=0.5, min_volume=3)
+        assert alerts.count_events(db, rule.id) == 0 and alerts.evaluate_alerts(db, "news") == []
 
 
 @pytest.mark.parametrize(

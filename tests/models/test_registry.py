@@ -10,8 +10,7 @@ from devmode import environment
 from devmode.db import open_db
 from devmode.models import archives, registry, runs
 from devmode.models.scorers import load_scorer
-from tests.conftest import file_digest
-from tests.test_cli import run as run_cli
+from tests.conftest import file_digest, run_cli
 
 LIMIT = 50 * 1024 * 1024
 

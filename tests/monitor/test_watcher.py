@@ -8,16 +8,15 @@ import signal
 import time
 
 import pytest
-from conftest import scored_rows, wait_for, write_csv
-from net_support import LocalServer, Route, rss
-from test_cli import run
-from test_monitoring import FakeScorer
 
 from devmode import jobs
 from devmode.data import sources
 from devmode.db import open_db
 from devmode.models import registry
 from devmode.monitor import alerts, delivery, watcher
+from tests import conftest
+from tests.conftest import FakeScorer, scored_rows, wait_for, write_csv
+from tests.net_support import LocalServer, Route, rss
 
 UTC = dt.UTC
 
@@ -83,9 +82,9 @@ def test_a_pass_polls_scores_alerts_and_delivers_once(news_copy, server):
 
 
 def run_cli(db_path, *args, check=True):
-    """``test_cli.run`` (the CLI in this process), checked: no traceback, and exit 0 unless
+    """``conftest.run_cli`` (the CLI in this process), checked: no traceback, and exit 0 unless
     ``check`` is off."""
-    result = run(db_path, *args)
+    result = conftest.run_cli(db_path, *args)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     if check:
         assert result.exit_code == 0, result.stderr
@@ -322,7 +321,7 @@ def test_watch_once_is_refused_beside_a_running_watcher(db_path):
 def test_a_watcher_among_rotating_failures_keeps_going_and_loses_no_row(db_path, tmp_path):
     """benchmarks/watcher_faults.py for ten minutes, here for ten seconds: ten sources, three
     failing in rotating ways, seven publishing all along."""
-    from fault_support import FaultFarm
+    from tests.fault_support import FaultFarm
 
     farm = FaultFarm(db_path, tmp_path)
     try:

@@ -6,12 +6,12 @@ import os
 import time
 
 import pytest
-from conftest import write_csv
-from net_support import LocalServer, Route, atom, rss
 
 from devmode.data import feeds, ingest, sources
 from devmode.db import open_db
 from devmode.monitor.monitoring import parse_date
+from tests.conftest import ROOT, FakeScorer, run_cli, write_csv
+from tests.net_support import LocalServer, Route, atom, rss
 
 NY = dt.timezone(dt.timedelta(hours=-4))
 
@@ -319,7 +319,6 @@ def test_a_truncated_feed_says_it_is_malformed_and_keeps_what_it_read(db, server
 
 def test_an_item_dated_ahead_is_kept_flagged_and_never_the_latest(news_copy, server):
     """A 2099 item used to become the dataset's latest day on the wall."""
-    from test_monitoring import FakeScorer
 
     from devmode.monitor import monitoring, trends, wall
 
@@ -391,17 +390,16 @@ def test_folder_files_that_cannot_be_taken_are_named_and_the_rest_go_on(db, tmp_
 def test_a_feed_answering_an_empty_body_leaves_the_good_one_beside_it_whole(db_path, server):
     """The empty body used to raise AttributeError out of the watcher, unrecorded, so the
     source stayed due and every restart died after 0 passes."""
-    from test_cli import run
 
     server.routes["/empty.rss"] = Route(b"")
     server.routes["/good.rss"] = Route(rss(items(2)))
     with open_db(db_path) as db:
         bad = sources.add_source(db, "wire", feed=server.url("/empty.rss"))
         sources.add_source(db, "wire", feed=server.url("/good.rss"))
-    first = run(db_path, "watch", "--once")
+    first = run_cli(db_path, "watch", "--once")
     assert first.exit_code == 0 and first.exception is None, first.output
     assert "Polled 2 sources: 2 new rows" in first.stdout and "empty body" in first.stdout
-    again = run(db_path, "watch", "--once")  # recorded and backed off: not due at once
+    again = run_cli(db_path, "watch", "--once")  # recorded and backed off: not due at once
     assert again.exit_code == 0 and "Polled 0 sources" in again.stdout
     with open_db(db_path) as db:
         assert db["wire"].count == 2
@@ -450,3 +448,10 @@ def test_a_feed_dataset_made_before_the_masking_no_longer_shows_its_token(db_pat
         db.execute("delete from _sqlite_migrations where name = '0014_masked_feed_addresses'")
     with open_db(db_path) as db:  # the migration runs again, as on an older database
         assert ingest.get_dataset(db, "wire").source == "https://h/feeds/…"
+
+
+def test_the_monitor_guide_says_which_addresses_and_folders_a_source_may_name():
+    readme = " ".join((ROOT / "docs" / "monitor.md").read_text().split())
+    assert "loopback and the local network included" in readme
+    assert "any folder the devmode process can read" in readme
+    assert "the password gate is what keeps strangers from adding sources" in readme

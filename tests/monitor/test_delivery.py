@@ -6,12 +6,12 @@ import json
 import socket
 
 import pytest
-from net_support import LocalServer, Route
-from test_monitoring import FakeScorer
 
 from devmode.db import open_db
 from devmode.monitor import alerts, delivery
 from devmode.monitor.monitoring import score_dataset
+from tests.conftest import FakeScorer, run_cli
+from tests.net_support import LocalServer, Route
 
 LATER = dt.timedelta(hours=2)  # past every retry wait but the last
 
@@ -241,39 +241,39 @@ def _free_port() -> int:
 
 
 def test_webhook_addresses_are_masked_wherever_they_are_shown(news_db, rule, receiver):
-    from test_cli import run
 
     secret = "/services/T000/B000/s3cr3tT0k3n"
     receiver.routes[secret] = Route()
     url = receiver.url(secret)
-    notify = run(news_db, "alerts", "notify", str(rule.id), "--webhook", url)
+    notify = run_cli(news_db, "alerts", "notify", str(rule.id), "--webhook", url)
     assert notify.exit_code == 0, notify.output
     with open_db(news_db) as db:
         fire(db)  # an alert to deliver
-    watched = run(news_db, "watch", "--once")
+    watched = run_cli(news_db, "watch", "--once")
     assert "Alert delivered to webhook http://127.0.0.1:" in watched.stdout
     assert len(receiver.posts(secret)) == 1  # stored whole, delivered whole
     shown = [
         notify.output,
         watched.output,
-        run(news_db, "alerts", "rules", "news").output,
-        run(news_db, "alerts", "deliveries").output,
+        run_cli(news_db, "alerts", "rules", "news").output,
+        run_cli(news_db, "alerts", "deliveries").output,
     ]
     for output in shown:
         assert "/services/…" in output and "s3cr3tT0k3n" not in output
-    (logged,) = json.loads(run(news_db, "alerts", "deliveries", "--json").output)
+    (logged,) = json.loads(run_cli(news_db, "alerts", "deliveries", "--json").output)
     assert logged["target"] == f"http://127.0.0.1:{receiver.httpd.server_address[1]}/services/…"
 
 
 def test_an_address_with_user_info_is_refused_without_printing_it(news_db, rule):
-    from test_cli import run
 
-    refused = run(
+    refused = run_cli(
         news_db, "alerts", "notify", str(rule.id), "--webhook", "http://desk:hunter2@127.0.0.1/h"
     )
     assert refused.exit_code == 1 and "hunter2" not in refused.output
     assert "Put the credential in the path or the query" in refused.stderr
-    refused = run(news_db, "sources", "add", "wire", "--feed", "https://u:hunter2@example.com/f")
+    refused = run_cli(
+        news_db, "sources", "add", "wire", "--feed", "https://u:hunter2@example.com/f"
+    )
     assert refused.exit_code == 1 and "hunter2" not in refused.output
     assert "user name or password" in refused.stderr
 

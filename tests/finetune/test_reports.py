@@ -2,17 +2,14 @@
 reference for the Twitter topic file has no macro-F1, and `train topics` used to end, after 18
 minutes of training, in a TypeError while printing the report (and `runs show` with it)."""
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
 from devmode.db import open_db
 from devmode.finetune import reports
 from devmode.models import runs
 from devmode.models.config import TrainConfig
-from tests.test_cli import run as run_cli
+from tests.conftest import ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 TWITTER_TOPIC_SHA = "ffa39696baaf6a4ecdce52951f1131b16a01790179df25c61237ad42ca839490"
 
 

@@ -7,7 +7,7 @@ import pytest
 from devmode.data import examples, ingest, readers, splits
 from devmode.db import open_db
 from devmode.finetune import reports, worker
-from devmode.models import registry, runs
+from devmode.models import methods, registry, runs
 from devmode.models.config import InvalidConfig, TrainConfig
 from devmode.models.scorers import load_scorer
 from tests.conftest import tiny_config, tiny_rows, write_csv
@@ -33,7 +33,7 @@ def test_a_few_shot_run_trains_reports_and_registers_like_a_fine_tune(
     with open_db(db_path) as db:
         data = examples.load_examples(db, "small")
         counts = ingest.dataset_stats(db, "small").label_counts
-        assert "fewer than 64 labelled rows: negative (10)" in examples.few_shot_offer(counts)
+        assert "fewer than 64 labelled rows: negative (10)" in methods.few_shot_offer(counts)
         queued = runs.create_run(db, "small", tiny_config(tiny_model_dir, method="few-shot"))
     assert worker.execute_run(db_path, queued.id) == "completed"
     with open_db(db_path) as db:

@@ -11,8 +11,7 @@ from devmode.db import open_db
 from devmode.finetune import out_of_domain, reports, worker
 from devmode.labels import labelling
 from devmode.models import runs
-from tests.conftest import label_history, tiny_config, tiny_rows, write_csv
-from tests.test_cli import run as cli
+from tests.conftest import label_history, run_cli, tiny_config, tiny_rows, write_csv
 
 
 def _store(db_path, tmp_path, name, rows, split=(0.6, 0.2, 0.2)):
@@ -180,7 +179,7 @@ def test_a_retrained_run_reports_its_gain_on_the_same_test_rows(partly_labelled,
     assert f"Gain over run {first.id} on the same {first.test['n']} test rows" in text
     models = [r["model"] for r in reports.before_after(second)]
     assert f"previous model (run {first.id}), same test rows" in models
-    shown = cli(partly_labelled, "runs", "show", second.id)
+    shown = run_cli(partly_labelled, "runs", "show", second.id)
     assert shown.exit_code == 0 and "Gain over run" in shown.output
 
 
@@ -208,7 +207,7 @@ def test_an_out_of_domain_test_needs_every_class_mapped_and_stores_nothing_other
     with pytest.raises(out_of_domain.LabelMapRefused, match="THEIR_CLASS=MODEL_CLASS"):
         out_of_domain.parse_label_map(["Bearish"])
 
-    result = cli(
+    result = run_cli(
         tweets,
         "runs",
         "test",
@@ -237,17 +236,17 @@ def test_an_out_of_domain_test_needs_every_class_mapped_and_stores_nothing_other
 
 
 def test_the_label_command_lists_and_saves(partly_labelled):
-    listed = cli(partly_labelled, "label", "tiny", "--limit", "3", "--json")
+    listed = run_cli(partly_labelled, "label", "tiny", "--limit", "3", "--json")
     assert listed.exit_code == 0, listed.output
     import json
 
     rows = json.loads(listed.output)
     assert len(rows) == 3
-    saved = cli(partly_labelled, "label", "tiny", "--set", f"{rows[0]['row_id']}=positive")
+    saved = run_cli(partly_labelled, "label", "tiny", "--set", f"{rows[0]['row_id']}=positive")
     assert saved.exit_code == 0 and "label version 1" in saved.output
-    blank = cli(partly_labelled, "label", "tiny", "--set", f"{rows[1]['row_id']}=")
+    blank = run_cli(partly_labelled, "label", "tiny", "--set", f"{rows[1]['row_id']}=")
     assert blank.exit_code == 1 and "blank label" in blank.output
-    bad = cli(partly_labelled, "label", "tiny", "--set", "x=positive")
+    bad = run_cli(partly_labelled, "label", "tiny", "--set", "x=positive")
     assert bad.exit_code == 2 and "ROW=LABEL" in bad.output
 
 

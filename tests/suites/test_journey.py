@@ -20,10 +20,9 @@ from tests.browser_support import (
     type_into,
     visible_text,
 )
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-suites-journey"
-ROOT = Path(__file__).resolve().parents[1]
 ROW = 35  # a grid's header and rows are 35 px high
 
 

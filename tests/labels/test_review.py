@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from devmode.data import near_duplicates
 from devmode.labels import review
 
 
@@ -56,7 +57,10 @@ def test_near_copies_with_different_labels_are_flagged_toward_the_likelier_label
     probabilities = np.array(
         [[0.1, 0.2, 0.7], [0.3, 0.2, 0.5], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]]
     )
-    assert review.near_duplicate_groups(texts) == [[0, 1], [3, 4]]
+    assert near_duplicates.near_duplicate_groups(texts, review.DUPLICATE_THRESHOLD) == [
+        [0, 1],
+        [3, 4],
+    ]
     (issue,) = review.duplicate_label_issues(texts, y, probabilities, names)
     assert (issue.index, issue.given, issue.suggested) == (1, "negative", "positive")
     assert (issue.reason, issue.duplicate_of) == ("duplicate", 0)

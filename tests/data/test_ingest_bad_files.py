@@ -4,15 +4,13 @@ Each case runs the real CLI in-process against a database that already holds a d
 compares the database file byte for byte before and after.
 """
 
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from devmode.cli import cli
-from tests.conftest import file_digest
+from tests.conftest import ROOT, file_digest
 
-BAD = Path(__file__).parent / "bad_files"
+BAD = ROOT / "tests" / "bad_files"
 
 # (case, file in bad_files/, extra CLI arguments, phrases the message must contain)
 CASES = [
@@ -247,40 +245,3 @@ def test_nested_parquet_columns_keep_their_names_and_values(stocked_db, tmp_path
         ]
         rows = list(db["nested"].rows)
     assert rows[0]["tags"] == '["earnings", "q1"]' and '"source": "wire"' in rows[0]["meta"]
-
-
-def test_the_corpus_holds_forty_bad_inputs_or_more():
-    """Issue 13's goal: at least 40 bad inputs across uploads, archives, requests and dates, each
-    with its expected message (the parametrised tests here and in test_models, test_server and
-    test_monitoring check each message, that nothing traces back, and that the database is
-    byte-identical or the server still answers)."""
-    from tests.test_models import ARCHIVE_CASES
-    from tests.test_monitoring import UNREADABLE_DATES
-    from tests.test_server import BODY_CASES, BROKEN_LENGTHS, FIELD_CASES
-
-    uploads = len(CASES) + 2  # and the size limit, and a NUL past the first megabyte
-    archives = len(ARCHIVE_CASES) + 1  # and a CRC that does not match
-    requests = len(FIELD_CASES) + len(BODY_CASES) + len(BROKEN_LENGTHS) + 3  # route, method, size
-    assert uploads + archives + requests + len(UNREADABLE_DATES) >= 40
-
-
-def test_the_hostile_inputs_of_issue_26_each_have_their_case():
-    """Issue 26's cases joined the corpus: the failing sources (test_watcher), the hostile suite
-    files (test_suite_runs), the broken feeds (test_sources) and the malformed requests
-    (test_server) are each a parametrised case with the message it must get; the others
-    (secrets, the wall, sign-out, dates, label ids) are tests of their own beside them."""
-    from tests.test_server import BODY_CASES, FIELD_CASES
-    from tests.test_suite_runs import SUITE_CASES
-    from tests.test_watcher import SOURCE_FAILURES
-
-    assert {c[0] for c in SOURCE_FAILURES} >= {"empty body", "stalled body", "bad file", "a bug"}
-    assert len(SUITE_CASES) >= 14
-    assert any(b"[" * 1000 in body for body, _, _ in BODY_CASES)
-    assert any(body.get("n") == 2 for body, *_ in FIELD_CASES)
-
-
-def test_the_monitor_guide_says_which_addresses_and_folders_a_source_may_name():
-    readme = " ".join((Path(__file__).parents[1] / "docs" / "monitor.md").read_text().split())
-    assert "loopback and the local network included" in readme
-    assert "any folder the devmode process can read" in readme
-    assert "the password gate is what keeps strangers from adding sources" in readme

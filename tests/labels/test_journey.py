@@ -24,8 +24,7 @@ from tests.browser_support import (
     type_into,
     visible_text,
 )
-from tests.conftest import PHRASEBANK_ALLAGREE, wait_for
-from tests.test_journey import write_rows
+from tests.conftest import PHRASEBANK_ALLAGREE, wait_for, write_csv
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-labels-journey"
 PHRASEBANK_50 = PHRASEBANK_ALLAGREE.with_name("sentences_50agree.csv")
@@ -40,7 +39,7 @@ def small_file(path: Path) -> Path:
         labelled += [r for r in rows if r["label"] == label][5:85:10]
     copy = {"text": "UPDATE: " + labelled[0]["text"], "label": "positive"}  # [0] is negative
     unlabelled = [{"text": r["text"], "label": ""} for r in rows[1000:1400:10]]
-    return write_rows(path, labelled + [copy] + unlabelled)
+    return write_csv(path, labelled + [copy] + unlabelled)
 
 
 def notes_dataset(db_path, tmp_path) -> None:
@@ -48,7 +47,7 @@ def notes_dataset(db_path, tmp_path) -> None:
     names = {"negative": "Bearish", "positive": "Bullish", "neutral": "Neutral"}
     with open(PHRASEBANK_50, newline="", encoding="utf-8") as f:
         rows = [{"text": r["text"], "label": names[r["label"]]} for r in csv.DictReader(f)]
-    path = write_rows(tmp_path / "notes.csv", rows[::60])
+    path = write_csv(tmp_path / "notes.csv", rows[::60])
     with open_db(db_path) as db:
         ingest.insert_upload(
             db, readers.read_upload(path), "notes", ingest.ColumnMapping("text", "label")
@@ -59,7 +58,9 @@ def expander(page, title: str):
     return page.get_by_test_id("stExpander").filter(has_text=title)
 
 
-def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path):
+def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path, tiny_model_dir):
+    """The runs train the tiny test model (a 2-layer BERT): the journey is about the pages, and
+    SetFit on the real MiniLM is tests/finetune/test_few_shot.py's."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     db_path = tmp_path / "devmode.db"
     notes_dataset(db_path, tmp_path)
@@ -79,6 +80,7 @@ def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path):
         choose(page, "Dataset", "small")
         assert "few-shot method (SetFit) usually does better" in visible_text(page)
         choose(page, "Method", "few-shot")
+        type_into(page, "Base model", str(tiny_model_dir))
         type_into(page, "Max length (tokens)", "32", role="spinbutton")  # a quicker run
         click(page, "Start training")
         page.get_by_text("Started run 1").first.wait_for(timeout=60_000)

@@ -10,8 +10,7 @@ from devmode.finetune import worker
 from devmode.jobs import JobAlreadyRunning
 from devmode.models import registry, runs, scorers
 from devmode.monitor import alerts, monitoring, score_jobs, trends
-from tests.conftest import tiny_config
-from tests.test_monitoring import FakeScorer, wait_for_job
+from tests.conftest import FakeScorer, tiny_config, wait_for_job
 
 
 class FakeTopicScorer(FakeScorer):

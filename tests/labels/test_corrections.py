@@ -11,8 +11,7 @@ from devmode.db import open_db
 from devmode.labels import corrections
 from devmode.models import runs
 from devmode.models.config import TrainConfig
-from tests.conftest import PHRASEBANK_ALLAGREE, label_history, write_csv
-from tests.test_cli import run
+from tests.conftest import PHRASEBANK_ALLAGREE, label_history, run_cli, write_csv
 
 
 @pytest.fixture
@@ -154,10 +153,11 @@ def test_review_labels_from_the_cli_finds_flips_and_applies_decisions(db_path, t
     for i in flipped:
         rows[i]["label"] = rng.choice([n for n in names if n != rows[i]["label"]])
     assert (
-        run(db_path, "ingest", write_csv(tmp_path / "pb.csv", rows), "--name", "pb").exit_code == 0
+        run_cli(db_path, "ingest", write_csv(tmp_path / "pb.csv", rows), "--name", "pb").exit_code
+        == 0
     )
 
-    result = run(db_path, "review-labels", "pb", "--json")
+    result = run_cli(db_path, "review-labels", "pb", "--json")
     assert result.exit_code == 0, result.output
     found = json.loads(result.output[result.output.index("[") :])
     assert found and [s["rank"] for s in found] == list(range(1, len(found) + 1))
@@ -165,33 +165,35 @@ def test_review_labels_from_the_cli_finds_flips_and_applies_decisions(db_path, t
     assert len(hits) >= 14 and all(s["suggested"] != s["label"] for s in found)
 
     ids = [str(s["id"]) for s in hits[:3]]
-    result = run(db_path, "review-labels", "pb", "--accept", *ids, ids[0], ids[0])
+    result = run_cli(db_path, "review-labels", "pb", "--accept", *ids, ids[0], ids[0])
     assert result.exit_code == 0 and "label version 1" in result.output
     assert "Accepted 3 suggestions" in result.output  # an id given three times is decided once
-    result = run(db_path, "review-labels", "pb", "--reject", str(found[-1]["id"]))
+    result = run_cli(db_path, "review-labels", "pb", "--reject", str(found[-1]["id"]))
     assert result.exit_code == 0 and "label version 1" in result.output
-    listed = run(db_path, "review-labels", "pb", "--open")
+    listed = run_cli(db_path, "review-labels", "pb", "--open")
     assert listed.exit_code == 0 and str(hits[0]["id"]) not in listed.output.split()
     with open_db(db_path) as db:
         history = label_history(db, "pb")
         assert [h["new_label"] for h in history] == [s["suggested"] for s in hits[:3]]
         assert [h["old_label"] for h in history] == [s["label"] for s in hits[:3]]
 
-    again = run(db_path, "review-labels", "pb", "--accept", *ids)
+    again = run_cli(db_path, "review-labels", "pb", "--accept", *ids)
     assert again.exit_code == 1 and "nothing was changed" in again.output
-    many = run(db_path, "review-labels", "pb", "--reject", *map(str, range(10**6, 10**6 + 100_000)))
+    many = run_cli(
+        db_path, "review-labels", "pb", "--reject", *map(str, range(10**6, 10**6 + 100_000))
+    )
     assert many.exit_code == 1 and "(and 99,990 more)" in many.output
     assert len(many.output) < 1000  # it printed 689 KB of ids
-    usage = run(db_path, "review-labels", "pb", "3")
+    usage = run_cli(db_path, "review-labels", "pb", "3")
     assert usage.exit_code == 2 and "--accept or --reject" in usage.output
 
 
 def test_a_dataset_with_one_class_cannot_be_reviewed(db_path, tmp_path):
     rows = [{"text": f"t {i}", "label": "positive"} for i in range(10)]
     assert (
-        run(db_path, "ingest", write_csv(tmp_path / "one.csv", rows), "--name", "one").exit_code
+        run_cli(db_path, "ingest", write_csv(tmp_path / "one.csv", rows), "--name", "one").exit_code
         == 0
     )
-    result = run(db_path, "review-labels", "one")
+    result = run_cli(db_path, "review-labels", "one")
     assert result.exit_code == 1 and "at least two classes" in result.output
     assert "Traceback" not in result.output

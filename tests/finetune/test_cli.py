@@ -1,0 +1,74 @@
+"""The fine-tune commands: train, runs, and models as the CLI shows them."""
+
+import json
+import re
+
+from devmode.cli import cli
+from tests.conftest import run_cli, tiny_rows, tiny_train_args, write_csv
+
+
+def test_every_train_config_field_has_a_cli_option():
+    import dataclasses
+
+    from devmode.models.config import TrainConfig
+
+    options = {p.name for p in cli.commands["train"].params}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} - {"dataset"} <= options
+
+
+def test_train_runs_models_from_the_cli(db_path, tmp_path, tiny_model_dir):
+    path = write_csv(
+        tmp_path / "tiny.csv", [{"text": r["text"], "label": r["label"]} for r in tiny_rows(90)]
+    )
+    assert (
+        run_cli(db_path, "ingest", path, "--name", "tiny", "--split", "0.6,0.2,0.2").exit_code == 0
+    )
+    args = [*tiny_train_args(tiny_model_dir), "--log-every-steps", "7"]
+    result = run_cli(db_path, "train", "tiny", "--epochs", "3", *args)
+    assert result.exit_code == 0, result.output
+    assert "step 7/21 epoch 1 train_loss=" in result.output
+    assert "Run 1 on tiny: completed" in result.output
+    assert re.search(r"majority class \(\w+\)\s+accuracy 0\.333", result.output)
+    assert re.search(r"fine-tuned \(best epoch \d\)\s+accuracy (0\.[89]|1\.0)", result.output)
+
+    second = run_cli(db_path, "train", "tiny", "--epochs", "1", "--lora", *args)
+    assert second.exit_code == 0, second.output
+    listed = run_cli(db_path, "runs", "list").output
+    assert "   2 completed    tiny" in listed and "   1 completed    tiny" in listed
+    compared = run_cli(db_path, "runs", "compare", "1", "2").output
+    assert re.search(r"epochs\s+3\s+1", compared) and re.search(r"lora\s+False\s+True", compared)
+    assert re.search(r"test accuracy\s+\S+\s+\S+ \([+-]\d\.\d{3}\)", compared)
+    shown = json.loads(run_cli(db_path, "runs", "show", "2", "--json").output)
+    assert shown["config"]["lora"] is True and shown["status"] == "completed"
+
+    assert "run 1" in run_cli(db_path, "models", "list").output
+    assert run_cli(db_path, "models", "promote", "1", "--as", "sentiment").exit_code == 0
+    assert "[active sentiment]" in run_cli(db_path, "models", "list").output
+    exported = run_cli(db_path, "models", "export", "1", "--to", tmp_path)
+    assert exported.exit_code == 0 and (tmp_path / "devmode-run-1.zip").exists()
+    assert (
+        run_cli(db_path, "models", "delete", "2", "--yes").output == "Deleted the model of run 2.\n"
+    )
+
+    refused = run_cli(db_path, "runs", "resume", "1")
+    assert (
+        refused.exit_code == 1
+        and "only interrupted, cancelled or failed runs resume" in refused.output
+    )
+    assert run_cli(db_path, "runs", "cancel", "1").output == "Run 1: completed.\n"
+
+
+def test_train_refuses_impossible_settings_before_starting(db_path):
+    result = run_cli(db_path, "train", "nope", "--learning-rate", "2")
+    assert result.exit_code == 1 and "learning_rate must be above 0 and below 1" in result.output
+    result = run_cli(db_path, "train", "nope")
+    assert result.exit_code == 1 and "No dataset called 'nope'" in result.output
+
+
+def test_unknown_run_is_a_clean_error(db_path):
+    result = run_cli(db_path, "runs", "show", "9")
+    assert result.exit_code == 1
+    assert (
+        result.output
+        == "Error: No run with id 9. List the runs with python -m devmode runs list.\n"
+    )
