@@ -23,33 +23,18 @@ holds up).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from machine import cpu  # noqa: E402
 
 from devmode.data import feeds  # noqa: E402
 from devmode.db import open_db  # noqa: E402
 from tests.fault_support import FaultFarm  # noqa: E402
-
-
-def cpu() -> str:
-    model, flags = platform.processor() or "?", ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = next(
-            line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line
-        )
-        found = next(
-            line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")
-        )
-        flags = " ".join(f for f in found if f.startswith(("avx", "amx")))
-    except (OSError, StopIteration):
-        pass
-    return f"{model} ({flags or 'no AVX flags read'})"
 
 
 def main() -> None:

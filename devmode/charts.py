@@ -448,3 +448,42 @@ def suite_pass_rate_figure(points: list[dict[str, Any]]) -> go.Figure:
         height=300,
     )
     return fig
+
+
+# A class's colour in the Playground's bars and highlighted words: the polarities by name, any
+# other label by its place among the model's labels.
+CLASS_COLOURS = {"negative": "#d62728", "neutral": "#7f7f7f", "positive": "#2ca02c"}
+OTHER_CLASS_COLOURS = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def class_colour(label: str, labels: Sequence[str]) -> str:
+    """The colour of class ``label`` among ``labels``."""
+    if label.lower() in CLASS_COLOURS:
+        return CLASS_COLOURS[label.lower()]
+    others = [x for x in labels if x.lower() not in CLASS_COLOURS]
+    at = others.index(label) if label in others else 0
+    return OTHER_CLASS_COLOURS[at % len(OTHER_CLASS_COLOURS)]
+
+
+def probability_figure(probabilities: dict[str, float], title: str = "") -> go.Figure:
+    """A bar per class with its probability, the predicted class first."""
+    labels = list(probabilities)
+    ordered = sorted(labels, key=lambda label: -probabilities[label])
+    fig = go.Figure(
+        go.Bar(
+            x=[probabilities[label] for label in ordered],
+            y=ordered,
+            orientation="h",
+            marker_color=[class_colour(label, labels) for label in ordered],
+            text=[f"{probabilities[label]:.0%}" for label in ordered],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(
+        title=title or None,
+        height=60 + 28 * len(labels),
+        margin={"l": 10, "r": 10, "t": 30 if title else 10, "b": 10},
+        xaxis={"range": [0, 1], "tickformat": ".0%"},
+        yaxis={"autorange": "reversed"},
+    )
+    return fig

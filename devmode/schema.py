@@ -27,6 +27,9 @@ DERIVED_FROM_DATASET = (
     "devmode_label_history",
     "devmode_review_jobs",
 )
+# The tables that hold what was worked out with a model (by its ``devmode_models.id``):
+# deleting the model deletes its rows there (an id can be used again).
+DERIVED_FROM_MODEL = ("devmode_reasons",)
 
 
 @migrations(name="0001_datasets")
@@ -546,3 +549,21 @@ def _masked_feed_addresses(db: Database) -> None:
 
     for row in db["devmode_datasets"].rows_where("format = 'feed'", select="id, source"):
         db["devmode_datasets"].update(row["id"], {"source": mask(row["source"])})
+
+
+@migrations(name="0015_reasons")
+def _reasons(db: Database) -> None:
+    """The words behind a scored text, stored the first time it is shown or delivered
+    (``monitor/reasons.py``), by the model that scored it and the text's SHA-256."""
+    db["devmode_reasons"].create(
+        {
+            "model_id": int,
+            "text_sha256": str,
+            "label": str,
+            "top_words": str,  # JSON: the words that pushed most toward the label
+            "words": str,  # JSON: [{word, weight, class}] of every word
+            "created_at": str,
+        },
+        pk=("model_id", "text_sha256"),
+        not_null={"model_id", "text_sha256", "top_words", "words", "created_at"},
+    )

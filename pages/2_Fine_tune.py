@@ -6,7 +6,7 @@ import streamlit as st
 from devmode import charts, environment, ui
 from devmode.data import ingest, readers
 from devmode.finetune import out_of_domain, reports, worker
-from devmode.models import archives, config, methods, registry, runs
+from devmode.models import archives, config, exports, methods, registry, runs
 from devmode.ui import datasets_view, forms
 
 ui.page_setup(__file__)
@@ -188,16 +188,20 @@ with tab_models:
                     registry.promote(db, model_run, task)
                 st.rerun()
 
-        def export(run_id=model_run):
+        fmt = c[2].selectbox(
+            "Export as", exports.FORMATS, key="train_export_format", help=exports.FORMAT_HELP
+        )
+
+        def export(run_id=model_run, fmt=fmt):
             """Built when the file is asked for, in memory (its own connection: the request may
             come on another thread)."""
             with ui.page_db() as db:
-                return archives.export_bytes(db, run_id)
+                return exports.export_bytes(db, run_id, fmt)
 
         c[2].download_button(
-            "Export zip",
+            "Export",
             export,
-            archives.archive_name(model_run),
+            exports.download_name(model_run, fmt),
             key="train_export",
             icon=":material/download:",
         )
@@ -208,7 +212,7 @@ with tab_models:
             st.rerun()
     with st.expander("Import a model archive"):
         st.caption(
-            "A zip written by *Export zip* or `python -m devmode models export`, here or on "
+            "A zip written by *Export* (as zip) or `python -m devmode models export`, here or on "
             "another machine (e.g. a model trained on a GPU box). It becomes a completed run."
         )
         archive = st.file_uploader("Model archive", type=["zip"], key="train_import_file")

@@ -11,6 +11,7 @@ from devmode.monitor import (
     alerts,
     delivery,
     monitoring,
+    reasons,
     score_jobs,
     trends,
     wall,
@@ -306,10 +307,19 @@ starts = trends.period_starts(points)
 if st.session_state.get("monitor_drill") not in starts:  # default: the most negative period
     st.session_state["monitor_drill"] = trends.most_negative_period(points)
 start = st.selectbox(f"{period.capitalize()} starting", starts, key="monitor_drill")
-with ui.page_db() as db:
+st.caption("Top words: what made the model read each text as it did (found once, then kept).")
+with ui.page_db() as db, st.spinner("Finding the words behind these texts…"):
     texts = trends.texts_in_period(
-        db, dataset, period=period, start=start, ticker=ticker, topic=topic, stories=stories
+        db,
+        dataset,
+        period=period,
+        start=start,
+        ticker=ticker,
+        topic=topic,
+        stories=stories,
+        with_model=True,
     )
+    texts = reasons.with_top_words(db, texts)
 st.dataframe(trends.without_empty_columns(texts), hide_index=True)
 
 # ----------------------------------------------------------------------------------------------

@@ -173,6 +173,7 @@ def tiny_config(tiny_model_dir, **overrides):
         warmup_fraction=0.0,
         log_every_steps=1,
         eval_batch_size=16,
+        max_length_tokens=64,  # the tiny model has 64 positions
     )
     return TrainConfig(**{**settings, **overrides})
 
@@ -192,6 +193,35 @@ def store_tiny_dataset(db_path, tmp_path, name: str = "tiny") -> None:
             ingest.ColumnMapping("text", "label"),
             splits.SplitSpec(0.6, 0.2, 0.2),
         )
+
+
+@pytest.fixture(scope="session")
+def word_classifier(tmp_path_factory, tiny_model_dir):
+    """A saved tiny classifier trained to give ``tiny_rows``' labels from their words (five
+    epochs: the label words decide, "shares" is filler): for the explanation tests."""
+    from devmode.data.examples import TrainData
+    from devmode.finetune.training import train
+
+    rows = tiny_rows(90)
+
+    def split(name: str) -> list[tuple[str, str]]:
+        return [(r["text"], r["label"]) for r in rows if r["split"] == name]
+
+    data = TrainData(split("train"), split("validation"), split("test"), sorted(WORDS))
+    folder = tmp_path_factory.mktemp("word-classifier") / "model"
+    config = tiny_config(tiny_model_dir, epochs=5, seed=1)
+    result = train(config, data, output_dir=folder)
+    assert result.test["accuracy"] >= 0.9, result.test  # else the tests below prove nothing
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedded_base_scorer():
+    """The embedded MiniLM zero-shot over negative / neutral / positive (the ``base`` model)."""
+    from devmode.models.base_models import EMBEDDED_BASE_MODEL
+    from devmode.models.zero_shot import zero_shot_scorer
+
+    return zero_shot_scorer(EMBEDDED_BASE_MODEL, ["negative", "neutral", "positive"])
 
 
 @pytest.fixture

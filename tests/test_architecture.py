@@ -39,6 +39,7 @@ SHARED = {
     "errors.py",
     "jobs.py",
     "schema.py",
+    "serving.py",
     "specs.py",
 }
 # The one folder beside the capabilities: what the pages share, and the only Streamlit code.
@@ -413,6 +414,7 @@ def test_pages_are_declared_once_in_the_navigation():
         "",
         "Datasets",
         "Fine_tune",
+        "Playground",
         "Monitor",
         "Chat_sandbox",
         "Suites",
@@ -452,6 +454,7 @@ def test_every_setting_has_a_spec_with_help():
 HAND_WRITTEN = {
     "--api-key-env": "serve: the key clients must send (default: none), not the endpoint's key",
     "--stop": "watch: stop the running watcher, not a stop sequence",
+    "--model": "classify: a model reference (3, active-sentiment, base), not a chat model's name",
 }
 
 

@@ -86,7 +86,15 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
         assert "devmode" in visible_text(page)
         links = page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
         titles = [text.strip().split("\n")[-1] for text in links]  # after the icon's name
-        assert titles == ["Home", "Datasets", "Fine-tune", "Monitor", "Chat sandbox", "Suites"]
+        assert titles == [
+            "Home",
+            "Datasets",
+            "Fine-tune",
+            "Playground",
+            "Monitor",
+            "Chat sandbox",
+            "Suites",
+        ]
         journey.shot("home")
 
         # -- upload PhraseBank, see the suggested roles, save ---------------------------------
@@ -245,6 +253,7 @@ def test_a_fresh_server_opened_at_a_page_shows_the_declared_navigation(browser, 
             "Home",
             "Datasets",
             "Fine-tune",
+            "Playground",
             "Monitor",
             "Chat sandbox",
             "Suites",

@@ -207,10 +207,12 @@ def chat_bench_command(ctx, prompts, variants, json_path, **options):
 @click.pass_context
 def serve_command(ctx, host, port, precision, api_key_env):
     """Serve the embedded chat model as an OpenAI-compatible endpoint (/v1/chat/completions,
-    /v1/models), for the Chat sandbox page and any OpenAI client."""
+    /v1/models), and the database's classifiers (POST /predict, GET /info), with one key."""
     import os
 
     from devmode.chat.server import MODEL_ID, ChatServer
+    from devmode.models import predict
+    from devmode.serving import bearer_check
 
     api_key = None
     if api_key_env:
@@ -221,13 +223,27 @@ def serve_command(ctx, host, port, precision, api_key_env):
                 "to the key clients must send, or leave the option out."
             )
     backend = _backend(ctx, limits.BackendSpec(precision=precision))
-    server = ChatServer(
-        (host, port), backend, api_key=api_key, log=lambda line: click.echo(line, err=True)
+
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    classifiers, stop_classifiers = predict.classifier_routes(
+        clitools.db_path(ctx), bearer_check(api_key), log
     )
+    server = ChatServer(
+        (host, port),
+        backend,
+        api_key=api_key,
+        log=log,
+        routes=classifiers,
+        routes_help=predict.ROUTES_HELP,
+        on_shutdown=[stop_classifiers],
+    )
+    root = server.base_url.removesuffix("/v1")
     click.echo(
         f"Serving {backend.name} as model {MODEL_ID!r} at {server.base_url}"
         + (" (API key required)" if api_key else "")
-        + ". Ctrl-C stops.",
+        + f", and the classifiers at {root}/predict ({root}/info lists them). Ctrl-C stops.",
         err=True,
     )
     try:

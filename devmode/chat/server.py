@@ -17,47 +17,45 @@ penalties but the embedded model does not apply them. One reply at a time (the m
 the CPU): requests queue for the model's one thread, in order; a client that goes away
 mid-stream stops its reply at the next token, and one that left while waiting is skipped.
 With an API key configured, requests without it get 401; without one the server is open,
-which is why it listens on 127.0.0.1 unless told otherwise.
+which is why it listens on 127.0.0.1 unless told otherwise. What it shares with the
+classifiers' ``/predict`` (errors, bodies, the key, the server) is ``devmode/serving.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import queue
-import re
-import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-import h11
-import uvicorn
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from devmode.chat.context import ChatInputError, ContextPlan
 from devmode.chat.limits import BackendSpec, ChatLimits
 from devmode.chat.replies import Reply, ReplyStream
+from devmode.serving import (
+    RequestError,
+    Server,
+    Strict,
+    bearer_check,
+    build_app,
+    describe_validation,
+    field_path,
+    read_json,
+)
 
 # The model name the endpoint serves (any name is accepted in requests): the one an endpoint
 # backend asks for by default, so the sandbox talks to `serve` with no settings changed.
 MODEL_ID = BackendSpec.spec("model").default
 # A request may wait this long for the model and generate for this long in all.
 REQUEST_TIMEOUT_S = 300.0
-# Limit the body of a request, so a stray upload cannot fill the memory.
-MAX_BODY_BYTES = 8 * 1024 * 1024
-# Seconds the whole body may take to arrive (a Content-Length longer than what is sent would
-# otherwise hold the connection for ever).
-BODY_TIMEOUT_S = 30.0
 FINISH_REASONS = {"max_tokens": "length"}  # everything else ends as "stop"
 ROUTES_HELP = "Use GET /v1/models or POST /v1/chat/completions."
 
@@ -66,16 +64,12 @@ ROUTES_HELP = "Use GET /v1/models or POST /v1/chat/completions."
 # What a request may hold
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-
-class TextPart(_Strict):
+class TextPart(Strict):
     type: Literal["text"] = "text"
     text: StrictStr
 
 
-class Message(_Strict):
+class Message(Strict):
     role: Literal["system", "developer", "user", "assistant"]
     content: StrictStr | list[TextPart]
 
@@ -86,11 +80,11 @@ class Message(_Strict):
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
-class StreamOptions(_Strict):
+class StreamOptions(Strict):
     include_usage: StrictBool = False
 
 
-class ChatRequest(_Strict):
+class ChatRequest(Strict):
     """The fields of an OpenAI chat completion request that devmode reads (others are ignored)."""
 
     model: StrictStr | None = None
@@ -125,63 +119,27 @@ class ChatRequest(_Strict):
         return ChatLimits(**{k: v for k, v in values.items() if v is not None})
 
 
-class RequestError(Exception):
-    """A request that cannot be answered: its status, message and the field at fault."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, kind: str | None = None
-    ):
-        super().__init__(message)
-        self.status, self.message, self.param = status, message, param
-        self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
-
-
-def error_body(
-    status: int, message: str, param: str | None = None, kind: str | None = None
-) -> dict:
-    """An OpenAI-style error object."""
-    kind = kind or ("invalid_request_error" if status < 500 else "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
-
-
-_TYPE_TAG = re.compile(r"^(str|int|float|bool|list\[.*\]|[A-Z]\w*)$")
-
-
-def describe_validation(error: ValidationError) -> tuple[str, str | None]:
-    """The first problem of a request body, as a sentence that names the field, and the field."""
+def describe_chat_validation(error: ValidationError) -> tuple[str, str | None]:
+    """The first problem of a chat request, as a sentence that names the field, and the field."""
     first = error.errors()[0]
-    # a union's errors name the member type they tried ("stop.str"): a person names the field
-    loc = tuple(part for part in first["loc"] if isinstance(part, int) or not _TYPE_TAG.match(part))
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-    found = first.get("input")
+    loc, path = field_path(first)
     if loc == ("messages",) and first["type"] in ("too_short", "list_type", "missing"):
         return "'messages' must be a non-empty list of {role, content} objects.", "messages"
     if len(loc) == 3 and loc[0] == "messages" and loc[2] == "role":
+        found = first.get("input")
         return f"{path} must be system, developer, user or assistant; found {found!r}.", path
-    message = first["msg"][0].lower() + first["msg"][1:]
-    if first["type"] == "missing":
-        return f"{path} is required.", path
-    return f"{path}: {message}; found {found!r}.", path
+    return describe_validation(error)
 
 
 # ----------------------------------------------------------------------------------------------
 # The app
 
 
-def create_app(
-    backend, *, api_key: str | None = None, log: Callable[[str], None] = lambda line: None
-) -> Starlette:
-    """The Starlette app serving ``backend`` (``ChatServer`` runs it under uvicorn)."""
+def chat_routes(
+    backend, authorize: Callable[[Request], None], log: Callable[[str], None] = lambda line: None
+) -> tuple[list[Route], Callable[[], None]]:
+    """The chat routes serving ``backend``, and what stops its model thread."""
     model = _ModelThread()
-
-    def authorize(request: Request) -> None:
-        if not api_key:
-            return
-        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-        # the scheme is case-insensitive (RFC 9110); the key is compared in constant time
-        matches = hmac.compare_digest(given.strip().encode(), api_key.encode())
-        if scheme.lower() != "bearer" or not matches:
-            raise RequestError(401, "Incorrect or missing API key.", kind="invalid_api_key")
 
     async def models(request: Request) -> Response:
         authorize(request)
@@ -191,11 +149,11 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         authorize(request)
         start = time.perf_counter()
-        body = await read_json(request)
+        body = await read_json(request, "a chat request")
         try:
             chat = ChatRequest.model_validate(body)
         except ValidationError as e:
-            raise RequestError(400, *describe_validation(e)) from None
+            raise RequestError(400, *describe_chat_validation(e)) from None
         if chat.n not in (None, 1):
             raise RequestError(
                 400,
@@ -230,75 +188,13 @@ def create_app(
             headers={"Cache-Control": "no-cache"},
         )
 
-    async def on_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, RequestError):
-            status, message, param, kind = exc.status, exc.message, exc.param, exc.kind
-        elif isinstance(exc, HTTPException):
-            status, param, kind = exc.status_code, None, None
-            message = {
-                404: f"No route {request.url.path}. {ROUTES_HELP}",
-                405: f"{request.method} is not allowed on {request.url.path}. {ROUTES_HELP}",
-            }.get(status, str(exc.detail))
-        else:
-            status, message, param, kind = (
-                500,
-                f"The server failed: {type(exc).__name__}.",
-                None,
-                None,
-            )
-        log(f"{request.method} {request.url.path} {status} {message}")
-        # a body that never came whole leaves the connection unusable: close it
-        close = {"Connection": "close"} if status == 408 else None
-        return JSONResponse(
-            error_body(status, message, param, kind), status_code=status, headers=close
-        )
-
-    app = Starlette(
-        routes=[
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/models", models, methods=["GET"]),
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/chat/completions", chat_completions, methods=["POST"]),
-        ],
-        exception_handlers={RequestError: on_error, HTTPException: on_error, Exception: on_error},
-    )
-    app.state.model = model
-    return app
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object, read up to ``MAX_BODY_BYTES``."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise RequestError(
-            413, f"The request body is {int(declared):,} bytes; at most {MAX_BODY_BYTES:,}."
-        )
-    data = bytearray()
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            async for chunk in request.stream():
-                data += chunk
-                if len(data) > MAX_BODY_BYTES:
-                    raise RequestError(413, f"The request body is over {MAX_BODY_BYTES:,} bytes.")
-    except TimeoutError:
-        raise RequestError(
-            408,
-            f"The request body did not arrive within {BODY_TIMEOUT_S:g} s ({len(data):,} bytes "
-            "came). Check that Content-Length matches the body sent.",
-        ) from None
-    try:
-        body = json.loads(bytes(data) or b"{}")  # no body at all: nothing given, not null
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RequestError(400, f"The request body is not JSON: {e}.") from None
-    except RecursionError:
-        raise RequestError(
-            400, "The request body is nested too deeply to read; expected a chat request."
-        ) from None
-    if not isinstance(body, dict):
-        raise RequestError(
-            400, f"The request body must be a JSON object; found {type(body).__name__}."
-        )
-    return body
+    routes = [
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/models", models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+    ]
+    return routes, model.close
 
 
 _DONE = object()  # the end of a reply's pieces
@@ -470,32 +366,9 @@ def _log_line(reply: Reply | None, start: float) -> str:
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# The server
-
-
-class _JSONErrorsProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering a request that breaks HTTP itself (a
-    ``Content-Length`` that is not a number, a negative one) with an OpenAI-style error object
-    instead of plain text."""
-
-    def send_400_response(self, msg: str) -> None:
-        data = json.dumps(error_body(400, f"Malformed HTTP request: {msg}")).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
-        for event in (
-            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-            h11.Data(data=data),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event))
-        self.transport.close()
-
-
-class ChatServer:
-    """The HTTP server: ``ChatServer(("127.0.0.1", 8000), backend).serve_forever()``.
-
-    The socket is bound when the server is made (port 0 picks a free one: ``base_url`` says
-    which); ``serve_forever`` runs uvicorn on it until ``shutdown``.
+class ChatServer(Server):
+    """The HTTP server: ``ChatServer(("127.0.0.1", 8000), backend).serve_forever()``; ``routes``
+    adds others beside the chat routes (``serve``'s classifiers: ``models/predict.py``).
 
     :param api_key: when set, every request must carry ``Authorization: Bearer <api_key>``
     :param log: called with one line per request (no message text, no key)
@@ -508,40 +381,15 @@ class ChatServer:
         *,
         api_key: str | None = None,
         log: Callable[[str], None] = lambda line: None,
+        routes: list[Route] | None = None,
+        routes_help: str = "",
+        on_shutdown: list[Callable[[], None]] | None = None,
     ):
         self.backend = backend
-        self.socket = socket.create_server(address)
-        self.server_address = self.socket.getsockname()
-        self.app = create_app(backend, api_key=api_key, log=log)
-        config = uvicorn.Config(
-            self.app,
-            http=_JSONErrorsProtocol,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
+        chat, stop_model = chat_routes(backend, bearer_check(api_key), log)
+        app = build_app(
+            chat + list(routes or []),
+            routes_help=" ".join(filter(None, [ROUTES_HELP, routes_help])),
+            log=log,
         )
-        self.uvicorn = uvicorn.Server(config)
-        self._stopped = threading.Event()
-        self._stopped.set()  # not serving yet
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def serve_forever(self) -> None:
-        self._stopped.clear()
-        try:
-            self.uvicorn.run(sockets=[self.socket])
-        finally:
-            self._stopped.set()
-
-    def shutdown(self, timeout: float = 30.0) -> None:
-        """Stop ``serve_forever`` (called from another thread) and wait until it has."""
-        self.uvicorn.should_exit = True
-        self._stopped.wait(timeout)
-        self.app.state.model.close()
-
-    def server_close(self) -> None:
-        self.socket.close()
+        super().__init__(address, app, [stop_model, *(on_shutdown or [])])

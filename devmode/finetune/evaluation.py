@@ -19,12 +19,12 @@ from devmode.models.classifier import (
     Encoded,
     TextClassifier,
     encode,
-    load_encoder,
+    forward_sorted,
     pick_device,
     predict_probabilities,
-    sentence_embeddings,
 )
 from devmode.models.config import TrainConfig
+from devmode.models.zero_shot import ZeroShotClassifier
 
 
 def evaluate(
@@ -104,24 +104,24 @@ def majority_report(data: TrainData) -> dict[str, Any]:
 
 def zero_shot_report(config: TrainConfig, data: TrainData) -> dict[str, Any]:
     """The base model before any training, used as a sentence encoder: each test text gets the
-    label whose name it is most similar to (cosine of mean-pooled embeddings)."""
+    label whose name it is most similar to (``zero_shot.ZeroShotClassifier``, which is also the
+    ``base`` model reference)."""
     device, use_bf16 = pick_device(config.device, config.precision)
-    encoder, tokenizer = load_encoder(config.base_model)
-    model = TextClassifier(encoder, len(data.labels), "mean", 0.0).to(device).eval()
-    pad_id = tokenizer.pad_token_id or 0
-    texts = [text for text, _ in data.test]
+    model, tokenizer = ZeroShotClassifier.build(
+        config.base_model, data.labels, config.max_length_tokens
+    )
+    model = model.to(device)
     test = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
-    names = encode(
-        tokenizer, [(label, label) for label in data.labels], data.labels, config.max_length_tokens
+    probabilities = forward_sorted(
+        lambda ids, mask: torch.softmax(model(ids, mask).float(), dim=-1),
+        test,
+        len(data.labels),
+        config.eval_batch_size,
+        tokenizer.pad_token_id or 0,
+        device,
+        use_bf16,
     )
-    text_vectors = sentence_embeddings(
-        model, test, config.eval_batch_size, pad_id, device, use_bf16
-    )
-    label_vectors = sentence_embeddings(
-        model, names, config.eval_batch_size, pad_id, device, use_bf16
-    )
-    similarity = text_vectors @ label_vectors.T
-    probabilities = torch.softmax(torch.from_numpy(similarity) / 0.05, dim=-1).numpy()
+    texts = [text for text, _ in data.test]
     return classification_report(data.labels, test.labels.numpy(), probabilities, texts)
 
 

@@ -160,6 +160,20 @@ def save_classifier(
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2))
 
 
+# A tokenizer saved by transformers leaves one of these (transformers 5 would otherwise make an
+# empty tokenizer from the model's config alone, and the model would read nothing but [UNK]).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+def check_tokenizer_files(path: Path) -> None:
+    """Refuse a model folder that has lost its tokenizer."""
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise InvalidBaseModel(
+            f"{path} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). Expected "
+            "a whole model folder, saved with its tokenizer."
+        )
+
+
 def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
     """Load a classifier saved by ``save_classifier``: (model in eval mode, tokenizer, card)."""
     from safetensors.torch import load_file
@@ -172,6 +186,7 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
             "finished training run; pick a model from the registry."
         )
     card = json.loads((path / MODEL_CARD).read_text())
+    check_tokenizer_files(path)
     quiet_transformers()
     encoder = AutoModel.from_pretrained(path, dtype=WEIGHTS_DTYPE)
     model = TextClassifier(

@@ -1,7 +1,9 @@
-"""``python -m devmode models``: the registry of saved models: list, promote, export, import,
-delete, and which labels mean negative and positive.
+"""``python -m devmode models``: the registry of saved models: list, promote, export (zip, hf,
+onnx), import, delete, and which labels mean negative and positive; and ``classify``: texts
+through a named model, with the words behind each answer.
 
     $ python -m devmode models promote 3 --as sentiment
+    $ echo "Profit fell" | python -m devmode classify --model 3 --explain --json
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from pathlib import Path
 import click
 
 from devmode import clitools, environment
-from devmode.clitools import group, yes_option
-from devmode.models import archives, registry
+from devmode.clitools import echo_json, group, json_option, yes_option
+from devmode.models import archives, classify, exports, references, registry
 
 
 @group("models")
@@ -56,13 +58,22 @@ def models_promote(ctx, run_id, task):
     type=click.Path(),
     default=".",
     show_default=True,
-    help="A .zip path, or a folder to write devmode-run-ID.zip into.",
+    help="A .zip path or a new folder's path; an existing folder gets devmode-run-ID.zip "
+    "(or devmode-run-ID-hf, devmode-run-ID-onnx) in it.",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(exports.FORMATS),
+    default="zip",
+    show_default=True,
+    help=exports.FORMAT_HELP,
 )
 @click.pass_context
-def models_export(ctx, run_id, destination):
-    """Export a run's model folder (Hugging Face encoder + head + label map) as a zip."""
+def models_export(ctx, run_id, destination, format_):
+    """Export a run's model: a zip devmode imports, a Hugging Face folder, or ONNX."""
     with clitools.db(ctx) as db:
-        path = archives.export_zip(db, run_id, destination)
+        path = exports.export_model(db, run_id, format_, destination)
     click.echo(f"Wrote {path}")
 
 
@@ -114,6 +125,63 @@ def models_map_sentiment(ctx, run_id, negative, positive):
     click.echo(", ".join(f"{label} = {polarity}" for label, polarity in mapping.items()))
 
 
+@click.command("classify")
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--model",
+    "reference",
+    help=f"The model: {references.REFERENCE_HELP}. Default: the task's active model.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(registry.TASKS),
+    help="Which active model to use when --model is not given (default sentiment), and what "
+    "the model's labels must read as.",
+)
+@click.option(
+    "--explain", is_flag=True, help="Also weigh each word for the class it pushes toward."
+)
+@json_option("Print a JSON list of {text, label, probabilities} (and words with --explain).")
+@click.pass_context
+def classify_command(ctx, texts, reference, task, explain, as_json):
+    """Classify TEXTs, or standard input (a text per line, at most 100,000), with a model."""
+    if texts:
+        texts = list(texts)
+        classify.check_texts(texts)
+    else:
+        stdin = click.get_text_stream("stdin")
+        if stdin.isatty():
+            raise click.ClickException(
+                "Give the texts as arguments, or pipe them in, one per line."
+            )
+        texts, blank = classify.read_lines(stdin)
+        if blank:
+            click.echo(f"Skipped {blank} blank line{'s' if blank != 1 else ''}.", err=True)
+        if not texts:
+            raise click.ClickException(
+                "Standard input held no text. Expected a text per line; found only blank lines."
+            )
+    with clitools.db(ctx) as db:
+        chosen = references.resolve(db, reference or f"active-{task or 'sentiment'}", task)
+    scorer = references.load(chosen)
+    big = len(texts) > classify.BATCH
+
+    def progress(done: int, total: int) -> None:
+        if big:
+            click.echo(f"{done:,} of {total:,} texts", err=True)
+
+    rows = classify.classify_texts(scorer, texts, explain=explain, on_progress=progress)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['label']:<12} {row['probabilities'][row['label']]:.3f}  {row['text']}")
+        if explain:
+            top = classify.top_words(row)
+            click.echo(f"{'':<19}top words: {', '.join(top) or '(none)'}")
+
+
 def register_commands(cli: click.Group) -> None:
     """Add these commands to the root group."""
     cli.add_command(models_group)
+    cli.add_command(classify_command)

@@ -30,6 +30,7 @@ from devmode.models.classifier import (
     MODEL_CARD,
     WEIGHTS_DTYPE,
     Encoded,
+    check_tokenizer_files,
     forward_batches,
     load_classifier,
     pick_device,
@@ -98,15 +99,36 @@ class Scorer:
         """Score ``texts``; ``on_progress(done, total)`` after each batch. Blank texts score too
         (they get whatever the model says about an empty string). If ``should_stop`` says yes,
         the rows not reached yet have NaN probabilities and the label ``None``."""
+        probabilities = self._each(texts, self._probabilities, on_progress, should_stop)
+        predicted = [
+            None if np.isnan(row).any() else self.label_names[int(row.argmax())]
+            for row in probabilities
+        ]
+        return Scores(predicted, probabilities, list(self.label_names))
+
+    def raw_scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's logits (the model's scores before its softmax), in input order."""
+        return self._each(texts, lambda ids, mask: self.model(ids, mask).float())
+
+    def truncated(self, texts: Sequence[str]) -> np.ndarray:
+        """Whether each text is longer than the model reads (scoring cuts it there)."""
+        ids = self.tokenizer(
+            ["" if t is None else str(t) for t in texts], truncation=False, verbose=False
+        )["input_ids"]
+        return np.array([len(x) > self.max_length for x in ids], dtype=bool)
+
+    def _each(self, texts, fn, on_progress=None, should_stop=None) -> np.ndarray:
+        """``fn`` (a batch's ids and mask -> a row per text) over every text, through the one
+        engine; rows not reached when ``should_stop`` says yes are NaN."""
         texts = ["" if t is None else str(t) for t in texts]
         n = len(texts)
-        probabilities = np.full((n, len(self.label_names)), np.nan, dtype=np.float32)
+        out = np.full((n, len(self.label_names)), np.nan, dtype=np.float32)
         if n:
             ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
             lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
             encoded = Encoded(ids, torch.zeros(n, dtype=torch.long), lengths)  # labels unused
-            probabilities = forward_batches(
-                self._probabilities,
+            out = forward_batches(
+                fn,
                 encoded,
                 len(self.label_names),
                 token_budget_batches(lengths, self.tokens_per_batch),
@@ -116,11 +138,7 @@ class Scorer:
                 on_batch=on_progress,
                 should_stop=should_stop,
             )
-        predicted = [
-            None if np.isnan(row).any() else self.label_names[int(row.argmax())]
-            for row in probabilities
-        ]
-        return Scores(predicted, probabilities, list(self.label_names))
+        return out
 
     def _probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """Class probabilities of one batch."""
@@ -145,6 +163,7 @@ def load_full(model_dir: str | Path, device: str = "auto") -> Scorer:
         )
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    check_tokenizer_files(path)
     quiet_transformers()
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=WEIGHTS_DTYPE)
     id2label = model.config.id2label

@@ -42,6 +42,9 @@ from devmode.models.int8 import (
     write_card,
 )
 
+# The ONNX opset of exported models (int8 and `models export --format onnx`).
+ONNX_OPSET = 17
+
 
 def build_int8(model_dir: str | Path, check_texts: list[str]) -> dict[str, Any]:
     """Export, quantise and check the model in ``model_dir``; write the int8 file and its card
@@ -53,28 +56,14 @@ def build_int8(model_dir: str | Path, check_texts: list[str]) -> dict[str, Any]:
     full = load_full(folder, device="cpu")  # a devmode or HF classifier
     model, tokenizer = full.model, full.tokenizer
     texts = [str(t) for t in check_texts if t][:CHECK_TEXTS] or ["The market opened."]
-    sample = tokenizer(texts[:4], padding=True, return_tensors="pt")
     suffix = f".{os.getpid()}.partial"
     exported = folder / f"model.fp32.onnx{suffix}"
     quantised = folder / f"{INT8_FILE}{suffix}"
     try:
         # the exporter's tracer warnings and the quantiser's advice are for their developers
-        with torch.inference_mode(), warnings.catch_warnings(), _quiet_root_logger():
+        with warnings.catch_warnings(), _quiet_root_logger():
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (sample["input_ids"], sample["attention_mask"]),
-                str(exported),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "input_ids": {0: "rows", 1: "tokens"},
-                    "attention_mask": {0: "rows", 1: "tokens"},
-                    "logits": {0: "rows"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
+            onnx_file(model, tokenizer, exported, texts[:4])
             quantize_dynamic(
                 str(exported), str(quantised), weight_type=QuantType.QInt8, per_channel=True
             )
@@ -104,6 +93,32 @@ def build_int8(model_dir: str | Path, check_texts: list[str]) -> dict[str, Any]:
     }
     write_card(folder, result)
     return result
+
+
+def onnx_file(model, tokenizer, path: Path, sample: list[str] | None = None) -> None:
+    """``model`` ((ids, mask) -> logits) exported to ONNX at ``path``, any batch and length."""
+    import torch
+
+    inputs = tokenizer(
+        sample or ["The market opened.", "Profit rose"], padding=True, return_tensors="pt"
+    )
+    # the exporter's tracer warnings are for its developers
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (inputs["input_ids"], inputs["attention_mask"]),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "rows", 1: "tokens"},
+                "attention_mask": {0: "rows", 1: "tokens"},
+                "logits": {0: "rows"},
+            },
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from sqlite_utils import Database
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 from devmode.models import runs
+from devmode.schema import DERIVED_FROM_MODEL
 
 TASKS = ("sentiment", "topic")
 
@@ -166,6 +167,8 @@ def delete_model(db: Database, run_id: int) -> None:
     model = get_model_for_run(db, run_id)
     with db.atomic():
         db["devmode_models"].delete(model.id)
+        for table in DERIVED_FROM_MODEL:
+            db[table].delete_where("model_id = ?", [model.id])
         runs.save_figures(db, run_id, model_dir=None)
     shutil.rmtree(model.path, ignore_errors=True)
 

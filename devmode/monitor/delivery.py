@@ -20,6 +20,7 @@ stories that drove it (the most negative texts of the period).
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from devmode import __version__, addresses
 from devmode.data import ingest
 from devmode.db import stamp, utc_now
 from devmode.errors import DevmodeError, in_words
-from devmode.monitor import alerts, trends
+from devmode.monitor import alerts, reasons, trends
 from devmode.monitor.alerts import Delivery
 from devmode.specs import Settings, setting
 
@@ -243,11 +244,30 @@ def remove_channel(db: Database, channel_id: int) -> None:
 class AlertMessage:
     subject: str
     lines: list[str]  # the body, a line each
-    stories: list[dict[str, Any]]  # text, link, date, sentiment
+    stories: list[dict[str, Any]]  # text, link, date, sentiment, top_words
     data: dict[str, Any]  # the generic JSON body
 
     def text(self) -> str:
         return "\n".join(self.lines)
+
+    def html(self) -> str:
+        """The e-mail's HTML part: the same lines, each story's top words in bold."""
+        e = html.escape
+        head = "".join(
+            f"<p>{e(line)}</p>" for line in self.lines[: len(self.lines) - len(self.stories)]
+        )
+        items = "".join(
+            f"<li>{e(s['text'])} ({e(str(s['date']))}, {s['sentiment']:+.2f})"
+            + (
+                " (top words: " + ", ".join(f"<b>{e(w)}</b>" for w in s["top_words"]) + ")"
+                if s.get("top_words")
+                else ""
+            )
+            + (f' <a href="{e(s["link"])}">{e(s["link"])}</a>' if s.get("link") else "")
+            + "</li>"
+            for s in self.stories
+        )
+        return f"<html><body>{head}<ul>{items}</ul></body></html>"
 
 
 def build_message(db: Database, event_id: int) -> AlertMessage:
@@ -256,14 +276,18 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
     rule = alerts.get_rule(db, event["rule_id"])
     dataset = db["devmode_datasets"].get(rule.dataset_id)["name"]
     s = rule.settings
-    stories = trends.texts_in_period(
+    stories = reasons.with_top_words(
         db,
-        dataset,
-        period=s.period,
-        start=event["period_start"],
-        ticker=s.ticker,
-        topic=s.topic,
-        limit=STORIES_IN_MESSAGE,
+        trends.texts_in_period(
+            db,
+            dataset,
+            period=s.period,
+            start=event["period_start"],
+            ticker=s.ticker,
+            topic=s.topic,
+            limit=STORIES_IN_MESSAGE,
+            with_model=True,
+        ),
     )
     scope = "".join(f" · {x}" for x in (s.ticker, s.topic) if x)
     share = f"{event['share_negative']:.0%} negative of {event['volume']:,} texts"
@@ -283,6 +307,7 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
         "Stories that drove it:" if stories else "No stored stories for this period.",
         *(
             f"• {story['text']} ({story['date']}, {story['sentiment']:+.2f})"
+            + (f" (top words: {', '.join(story['top_words'])})" if story["top_words"] else "")
             + (f" {story['link']}" if story.get("link") else "")
             for story in stories
         ),
@@ -302,7 +327,10 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
             "band_high": event["band_high"],
         },
         "stories": [
-            {k: story[k] for k in ("text", "link", "date", "sentiment", "ticker", "topic")}
+            {
+                k: story[k]
+                for k in ("text", "link", "date", "sentiment", "ticker", "topic", "top_words")
+            }
             for story in stories
         ],
         "text": "\n".join(lines),
@@ -368,6 +396,7 @@ def send_email(
     mail["From"] = settings.sender
     mail["To"] = to
     mail.set_content(message.text())
+    mail.add_alternative(message.html(), subtype="html")
     password = os.environ.get(settings.password_env, "") if settings.user else ""
     if settings.user and not password:
         raise DeliveryFailed(

@@ -258,17 +258,21 @@ def texts_in_period(
     topic: str | None = None,
     stories: bool = False,
     limit: int = 200,
+    with_model: bool = False,
 ) -> list[dict[str, Any]]:
     """The scored texts behind one point of a trend, most negative first.
 
     :param start: the period's first day, as ``sentiment_trend`` gives it ('2020-05-18')
     :param stories: each story once (its first text), with ``copies`` and its ``sources``
+    :param with_model: with the ``model_id`` that scored each (what ``reasons`` needs)
     """
     dataset = dated_dataset(db, dataset_name, period)
     where, args = _scope_sql(dataset, ticker, topic, table="p", stories=stories)
     table = quote_identifier(dataset.name)
     link = f"t.{quote_identifier(LINK_COLUMN)}" if LINK_COLUMN in dataset.columns else "null"
     extra, keys = "", ["date", "ticker", "topic", "text", "label", "sentiment", "link"]
+    if with_model:
+        extra, keys = ", p.model_id", [*keys, "model_id"]
     if stories:
         source = (
             f"(select group_concat(distinct c.{quote_identifier(SOURCE_COLUMN)}) from "
@@ -277,7 +281,7 @@ def texts_in_period(
             if SOURCE_COLUMN in dataset.columns
             else "null"
         )
-        extra = f""", (select count(*) from devmode_story_rows s where s.dataset_id = p.dataset_id
+        extra += f""", (select count(*) from devmode_story_rows s where s.dataset_id = p.dataset_id
                       and s.story_id = p.row_id), {source}"""
         keys += ["copies", "sources"]
     rows = db.execute(

@@ -10,6 +10,7 @@ error" (``errors_shown``) are here; the rest is by what it serves:
 - ``forms``: widgets made from settings' specs, so a page never restates a bound or a choice;
 - ``chat_view``: the embedded chat model (cached per process) and endpoint keys;
 - ``datasets_view``: column roles, uploads read once, cached dataset checks, labelling;
+- ``playground_view``: models loaded once per server, answers cached, words highlighted;
 - ``suites_view``: a suite grid's colours.
 """
 
@@ -40,6 +41,7 @@ PAGES = [
     ("pages/0_Home.py", "Home", ":material/home:", ""),
     ("pages/1_Datasets.py", "Datasets", ":material/table:", "Datasets"),
     ("pages/2_Fine_tune.py", "Fine-tune", ":material/model_training:", "Fine_tune"),
+    ("pages/6_Playground.py", "Playground", ":material/science:", "Playground"),
     ("pages/3_Monitor.py", "Monitor", ":material/monitoring:", "Monitor"),
     ("pages/4_Chat_sandbox.py", "Chat sandbox", ":material/chat:", "Chat_sandbox"),
     ("pages/5_Suites.py", "Suites", ":material/checklist:", "Suites"),

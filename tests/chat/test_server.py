@@ -238,7 +238,7 @@ def test_bodies_that_are_not_a_json_object_are_400(serve, content, status, phras
 
 
 def test_routes_methods_and_sizes_are_4xx_error_objects(serve, monkeypatch):
-    from devmode.chat import server as served
+    from devmode import serving as served
 
     server = serve()
     status, missing = call(server, "GET", "/completions")
@@ -329,7 +329,7 @@ def test_a_body_shorter_than_its_content_length_times_out(serve, monkeypatch):
     """It used to hold the connection for as long as the client liked."""
     import time
 
-    from devmode.chat import server as served
+    from devmode import serving as served
 
     monkeypatch.setattr(served, "BODY_TIMEOUT_S", 1.0)
     server = serve()

@@ -2,6 +2,8 @@
 and no alert delivered twice."""
 
 import datetime as dt
+import email
+import email.policy
 import json
 import socket
 
@@ -61,6 +63,12 @@ def test_webhook_gets_the_rule_the_band_and_the_stories_once(news_db, rule, rece
         assert structured["alert"]["period_start"] == "2020-05-18"
         assert structured["rule"]["id"] == rule.id and structured["rule"]["threshold"] == 0.4
         assert [s["text"] for s in structured["stories"]] == ["down bad", "down awful", "up good"]
+        # each story with the words behind it (the model that scored it, explained once)
+        words = [s["top_words"] for s in structured["stories"]]
+        assert all(isinstance(w, list) for w in words) and any(words)
+        for story in structured["stories"]:
+            if story["top_words"]:
+                assert f"(top words: {', '.join(story['top_words'])})" in slack["text"]
         # evaluating and delivering again sends nothing more
         assert alerts.evaluate_alerts(db, "news") == []
         assert delivery.deliver_due(db, now=dt.datetime.now(dt.UTC) + LATER) == []
@@ -173,6 +181,12 @@ def test_email_through_a_local_smtp_server(news_db, rule, monkeypatch):
         body = mail.content.decode()
         assert "Subject: devmode alert: news, week of 2020-05-18" in body
         assert "down bad" in body
+        html = next(
+            part.get_content()
+            for part in email.message_from_bytes(mail.content, policy=email.policy.default).walk()
+            if part.get_content_type() == "text/html"
+        )
+        assert "<li>down bad (2020-05-18, -0.70)" in html and "<b>" in html
     finally:
         controller.stop()
 
