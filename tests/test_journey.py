@@ -24,6 +24,8 @@ from tests.browser_support import (
 from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice, scored_rows, wait_for
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-journey"
+# The sidebar's titles, in the declared order (devmode.ui.PAGES)
+NAVIGATION = ["Home", "Datasets", "Fine-tune", "Playground", "Monitor", "Chat sandbox", "Suites"]
 
 
 def balanced_slice(path: Path, per_label: int) -> list[dict]:
@@ -86,15 +88,7 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
         assert "devmode" in visible_text(page)
         links = page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
         titles = [text.strip().split("\n")[-1] for text in links]  # after the icon's name
-        assert titles == [
-            "Home",
-            "Datasets",
-            "Fine-tune",
-            "Playground",
-            "Monitor",
-            "Chat sandbox",
-            "Suites",
-        ]
+        assert titles == NAVIGATION
         journey.shot("home")
 
         # -- upload PhraseBank, see the suggested roles, save ---------------------------------
@@ -249,15 +243,7 @@ def test_a_fresh_server_opened_at_a_page_shows_the_declared_navigation(browser, 
         open_page(page, app.url("Monitor"))
         wait_for_text(page, "No sentiment model is active yet")
         links = page.locator("[data-testid=stSidebarNav] a").all_inner_texts()
-        assert [text.strip().split("\n")[-1] for text in links] == [
-            "Home",
-            "Datasets",
-            "Fine-tune",
-            "Playground",
-            "Monitor",
-            "Chat sandbox",
-            "Suites",
-        ]
+        assert [text.strip().split("\n")[-1] for text in links] == NAVIGATION
         assert page.url.endswith("/Monitor")
         assert page.title() == "Monitor · devmode"
         assert_healthy(page)
