@@ -50,7 +50,10 @@ elif picked and text.strip():
             chosen = references.resolve_all(db, picked)
         playground_view.show(texts, playground_view.compare(chosen, texts))
 
-with st.expander("Disagreements: test rows where the models differ"):
+with st.expander(
+    "Disagreements: test rows where the models differ",
+    expanded=bool(playground_view.disagreements_found()),
+):
     if not labelled:
         st.info("No labelled dataset yet: upload one on the **Datasets** page.")
     else:
@@ -62,9 +65,10 @@ with st.expander("Disagreements: test rows where the models differ"):
                     rows = playground.disagreements(
                         db, dataset, chosen, playground_view.model_cache()
                     )
+                playground_view.keep_disagreements(rows)
                 if rows:
-                    handoff.leave(texts=playground.texts_of(rows), shown=rows)
+                    handoff.leave(texts=playground.texts_of(rows))
                     st.rerun()
                 st.info("The models agree on every test row read.")
-        if for_texts.get("shown"):
-            st.dataframe(for_texts["shown"], hide_index=True)
+        if playground_view.disagreements_found():
+            st.dataframe(playground_view.disagreements_found(), hide_index=True)

@@ -14,6 +14,7 @@ from devmode.models.references import ChosenModel
 
 MODELS_KEY = "playground_models"
 TEXT_KEY = "playground_text"
+DISAGREEMENTS_KEY = "playground_disagreements_found"
 
 
 @st.cache_resource(show_spinner=False)
@@ -48,6 +49,15 @@ def keep_in_address(models: Sequence[str], text: str) -> None:
     """The address holds the view: opening it in a new tab shows the same."""
     st.query_params["models"] = ",".join(models)
     st.query_params["text"] = text
+
+
+def keep_disagreements(rows: Sequence[dict]) -> None:
+    """The disagreements found, shown until others are found (every rerun, not just the next)."""
+    st.session_state[DISAGREEMENTS_KEY] = list(rows)
+
+
+def disagreements_found() -> list[dict]:
+    return st.session_state.get(DISAGREEMENTS_KEY, [])
 
 
 def load_texts(texts: Sequence[str]) -> None:

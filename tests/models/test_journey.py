@@ -90,6 +90,7 @@ def test_two_models_side_by_side_why_and_the_same_view_elsewhere(browser, news_c
         page.screenshot(path=SCREENSHOTS / "02_disagreements.png", full_page=True)
         assert "agree on every test row" not in visible_text(page)
         grid = page.get_by_test_id("stDataFrame").first
+        grid.wait_for(timeout=120_000)
         assert "run 1 (tiny)" in grid_text(grid)
         assert_healthy(page)
 
