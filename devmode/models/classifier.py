@@ -113,15 +113,34 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+# A tokenizer saved by transformers leaves one of these (transformers 5 would otherwise make an
+# empty tokenizer from the model's config alone, and the model would read nothing but [UNK]).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+def load_tokenizer(source: str | Path):
+    """The tokenizer of a model folder (or hub id): every load of a model goes through here, so
+    a local folder that has lost its tokenizer is refused rather than read as all ``[UNK]``."""
+    from transformers import AutoTokenizer
+
+    folder = Path(source)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InvalidBaseModel(
+            f"{folder} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). Expected "
+            "a whole model folder, saved with its tokenizer."
+        )
+    return AutoTokenizer.from_pretrained(source)
+
+
 def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
     """Load a Hugging Face encoder and its tokenizer from a folder or hub id."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     quiet_transformers()
 
     source = resolve_base_model(base_model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = load_tokenizer(source)
         encoder = AutoModel.from_pretrained(source, dtype=WEIGHTS_DTYPE)
     except (OSError, ValueError) as e:
         raise InvalidBaseModel(
@@ -160,24 +179,10 @@ def save_classifier(
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2))
 
 
-# A tokenizer saved by transformers leaves one of these (transformers 5 would otherwise make an
-# empty tokenizer from the model's config alone, and the model would read nothing but [UNK]).
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
-
-
-def check_tokenizer_files(path: Path) -> None:
-    """Refuse a model folder that has lost its tokenizer."""
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
-        raise InvalidBaseModel(
-            f"{path} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}). Expected "
-            "a whole model folder, saved with its tokenizer."
-        )
-
-
 def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
     """Load a classifier saved by ``save_classifier``: (model in eval mode, tokenizer, card)."""
     from safetensors.torch import load_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
     path = Path(path)
     if not (path / MODEL_CARD).is_file():
@@ -186,7 +191,7 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
             "finished training run; pick a model from the registry."
         )
     card = json.loads((path / MODEL_CARD).read_text())
-    check_tokenizer_files(path)
+    tokenizer = load_tokenizer(path)
     quiet_transformers()
     encoder = AutoModel.from_pretrained(path, dtype=WEIGHTS_DTYPE)
     model = TextClassifier(
@@ -197,7 +202,7 @@ def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
         normalize=card.get("normalize", False),  # cards before few-shot mode have none
     )
     model.head.load_state_dict(load_file(path / HEAD_WEIGHTS))
-    return model.eval(), AutoTokenizer.from_pretrained(path), card
+    return model.eval(), tokenizer, card
 
 
 def expanded_attention_mask(

@@ -30,9 +30,9 @@ from devmode.models.classifier import (
     MODEL_CARD,
     WEIGHTS_DTYPE,
     Encoded,
-    check_tokenizer_files,
     forward_batches,
     load_classifier,
+    load_tokenizer,
     pick_device,
     quiet_transformers,
     token_budget_batches,
@@ -161,13 +161,12 @@ def load_full(model_dir: str | Path, device: str = "auto") -> Scorer:
             "config.json (a Hugging Face model). Pick a model from the registry, or a folder saved "
             "by save_pretrained."
         )
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    check_tokenizer_files(path)
+    tokenizer = load_tokenizer(path)
     quiet_transformers()
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=WEIGHTS_DTYPE)
     id2label = model.config.id2label
     names = [str(id2label[i]) for i in range(model.config.num_labels)]
-    tokenizer = AutoTokenizer.from_pretrained(path)
     max_length = min(512, getattr(tokenizer, "model_max_length", 512) or 512)
     return Scorer(_SequenceClassifier(model), tokenizer, names, max_length, target, use_bf16)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from devmode.environment import usable_cpus
-from devmode.models.classifier import MODEL_CARD
+from devmode.models.classifier import MODEL_CARD, load_tokenizer
 from devmode.models.inference import CPU_TOKENS_PER_BATCH, Scorer, load_full
 from devmode.models.int8 import (
     CHECK_TEXTS,
@@ -135,11 +135,9 @@ def _quiet_root_logger():
 
 def load_int8(model_dir: str | Path) -> Int8Scorer:
     """The int8 scorer of a model whose int8 form was built."""
-    from transformers import AutoTokenizer
-
     folder = Path(model_dir)
     card = int8_card(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     return Int8Scorer(folder / INT8_FILE, tokenizer, card["labels"], card["max_length_tokens"])
 
 

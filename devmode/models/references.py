@@ -121,7 +121,7 @@ def resolve(db: Database, reference: ModelReference | str, task: str | None = No
                 f"No model is active for {ref.task}. Promote one on the Fine-tune page's Models "
                 f"tab (python -m devmode models promote RUN --as {ref.task}), or name a run."
             )
-        chosen = _of_model(db, model, f"active {ref.task}: ")
+        chosen = of_model(db, model, f"active {ref.task}: ")
     else:
         chosen = _of_run(db, ref.run_id)
     if task == "sentiment":
@@ -146,10 +146,11 @@ def _of_run(db: Database, run_id: int) -> ChosenModel:
             f"Run {run_id} ({run.status}) has no saved model: it did not complete, or its model "
             "was deleted. List the models with python -m devmode models list."
         ) from None
-    return _of_model(db, model, "")
+    return of_model(db, model, "")
 
 
-def _of_model(db: Database, model: registry.Model, prefix: str) -> ChosenModel:
+def of_model(db: Database, model: registry.Model, prefix: str = "") -> ChosenModel:
+    """What a registered model is, as a reference names it (its folder must be there)."""
     if not Path(model.path).is_dir():
         raise UnknownModel(
             f"Run {model.run_id}'s model folder is gone ({model.path}). Train it again, or "

@@ -44,7 +44,11 @@ def with_top_words(
     """``rows`` (each with ``text`` and the ``model_id`` that scored it) with ``top_words``
     added and ``model_id`` taken out; the first ``limit`` rows are explained when not stored
     yet, the others get what is stored (or nothing)."""
-    scorer_for = scorer_for or _scorer
+    if scorer_for is None:
+
+        def scorer_for(model: registry.Model):
+            return _CACHE.scorer(references.of_model(db, model))
+
     keys = [(row.get("model_id"), text_hash(row.get("text") or "")) for row in rows]
     known = _stored(db, keys)
     wanted: dict[int, list[int]] = {}
@@ -66,19 +70,6 @@ def with_top_words(
         shown["top_words"] = known.get(key, [])
         out.append(shown)
     return out
-
-
-def _scorer(model: registry.Model):
-    return _CACHE.scorer(
-        references.ChosenModel(
-            str(model.run_id),
-            f"run {model.run_id}",
-            list(model.labels),
-            model.path,
-            "",
-            model.run_id,
-        )
-    )
 
 
 def _stored(db: Database, keys: list[tuple[int | None, str]]) -> dict[tuple, list[str]]:

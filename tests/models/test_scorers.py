@@ -114,3 +114,18 @@ def test_token_budget_batches():
 def test_a_folder_that_is_not_a_classifier_is_explained(tmp_path):
     with pytest.raises(InvalidBaseModel, match="neither devmode_model.json"):
         load_scorer(tmp_path)
+
+
+def test_a_base_model_folder_without_its_tokenizer_is_refused(tiny_model_dir, tmp_path):
+    """transformers 5 would build an empty tokenizer from the config alone, and training would
+    read every word as [UNK]; every model load goes through one tokenizer loader that refuses."""
+    import shutil
+
+    from devmode.models.classifier import load_encoder
+
+    folder = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_model_dir, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(InvalidBaseModel, match="has no tokenizer files"):
+        load_encoder(str(folder))
