@@ -86,7 +86,7 @@ def predictions(db_path) -> int:
 
 def test_server_and_worker_killed_mid_scoring_then_resumed(browser, tmp_path, tiny_model_dir):
     db_path = str(tmp_path / "devmode.db")
-    total = 40_000
+    total = 8 * monitoring.CHUNK_ROWS + 100  # whole chunks and a part one
     promoted_news_db(db_path, tmp_path, tiny_model_dir, dated_rows(total))
     app = StreamlitApp(db_path).start()
     try:

@@ -75,9 +75,9 @@ def wait_for_text(page, text: str, timeout: float = 120_000) -> None:
 
 def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
     phrasebank = write_csv(
-        tmp_path / "phrasebank_slice.csv", balanced_slice(PHRASEBANK_ALLAGREE, 100)
+        tmp_path / "phrasebank_slice.csv", balanced_slice(PHRASEBANK_ALLAGREE, 60)
     )
-    headlines = write_csv(tmp_path / "headlines_slice.csv", read_slice(HEADLINES, 400, 23))
+    headlines = write_csv(tmp_path / "headlines_slice.csv", read_slice(HEADLINES, 200, 46))
     db_path = tmp_path / "devmode.db"
     with StreamlitApp(db_path) as app:
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -101,7 +101,7 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
         type_into(page, "Dataset name", "phrasebank")
         journey.shot("datasets_mapped")
         click(page, "Save dataset")
-        wait_for_text(page, "Saved dataset phrasebank (300 rows)")
+        wait_for_text(page, "Saved dataset phrasebank (180 rows)")
         journey.shot("datasets_saved")
 
         # -- fine-tune a short run and watch the bar move ------------------------------------
@@ -134,7 +134,7 @@ def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):
         settle(other)
         type_into(other, "Dataset name", "headlines")
         click(other, "Save dataset")
-        wait_for_text(other, "Saved dataset headlines (400 rows)")
+        wait_for_text(other, "Saved dataset headlines (200 rows)")
         other.get_by_role("tab", name="Stored datasets").click()
         settle(other)
         assert_healthy(other)
