@@ -51,6 +51,7 @@ from devmode.finetune.steps import (
     set_lr,
     why_no_graphs,
 )
+from devmode.models import calibration
 from devmode.models.base_models import InvalidBaseModel
 from devmode.models.classifier import (
     Encoded,
@@ -58,7 +59,7 @@ from devmode.models.classifier import (
     encode,
     load_encoder,
     pick_device,
-    predict_probabilities,
+    predict_logits,
     save_classifier,
 )
 from devmode.models.config import TrainConfig
@@ -102,6 +103,7 @@ class TrainResult:
     loop_seconds: float = 0.0  # wall time of the epochs, with evaluation and checkpoints
     step_graphs: int = 0  # training steps captured as CUDA graphs (one per batch width)
     notes: list[str] = field(default_factory=list)  # e.g. why CUDA graphs were not used
+    temperature: float = 1.0  # fitted on the validation split; the saved model scores with it
 
 
 @dataclass
@@ -290,18 +292,39 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
 def judge_and_save(
     result: TrainResult, model, tokenizer, config, data, device, use_bf16, output_dir
 ) -> None:
-    """The trained model's report on the held-out test split, then the model saved (when
-    ``output_dir`` is given): the end of every run, fine-tune or few-shot."""
-    test_set = encode(tokenizer, data.test, data.labels, config.max_length_tokens)
+    """The end of every run, fine-tune or few-shot: a temperature fitted on the validation
+    split (``calibration.py``; a split it cannot be fitted on leaves 1 and says why), the
+    report on the held-out test split at that temperature with its calibration before and
+    after, then the model saved with its temperature (when ``output_dir`` is given)."""
     pad_id = tokenizer.pad_token_id or 0
-    probabilities = predict_probabilities(
-        model, test_set, config.eval_batch_size, pad_id, device, use_bf16
-    )
+
+    def logits_of(rows) -> tuple[np.ndarray, np.ndarray]:
+        encoded = encode(tokenizer, rows, data.labels, config.max_length_tokens)
+        found = predict_logits(model, encoded, config.eval_batch_size, pad_id, device, use_bf16)
+        return found, encoded.labels.numpy()
+
+    temperature, note = 1.0, None
+    try:
+        temperature = calibration.fit_temperature(*logits_of(data.validation), data.labels)
+    except calibration.CalibrationNotPossible as e:
+        note = str(e)
+    test_logits, y_test = logits_of(data.test)
     result.test = classification_report(
-        data.labels, test_set.labels.numpy(), probabilities, [t for t, _ in data.test]
+        data.labels,
+        y_test,
+        calibration.softmax(test_logits, temperature),
+        [t for t, _ in data.test],
     )
+    result.test["calibration"] = {
+        **calibration.calibration_report(test_logits, y_test, temperature),
+        "fitted_on": len(data.validation),
+        "note": note,
+    }
+    result.temperature = temperature
     if output_dir is not None:
-        result.output_dir = save_atomically(model, tokenizer, data.labels, config, output_dir)
+        result.output_dir = save_atomically(
+            model, tokenizer, data.labels, config, output_dir, temperature
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -481,13 +504,15 @@ def wait_for_device(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def save_atomically(model: TextClassifier, tokenizer, labels, config, output_dir) -> str:
+def save_atomically(
+    model: TextClassifier, tokenizer, labels, config, output_dir, temperature: float = 1.0
+) -> str:
     """Save the classifier (adapters merged) under a temporary name, then rename it: a model
     folder is complete or absent, never half-written."""
     merge_lora(model)
     tmp = Path(str(output_dir) + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_classifier(model, tokenizer, labels, config.to_dict(), tmp)
+    save_classifier(model, tokenizer, labels, config.to_dict(), tmp, temperature)
     shutil.rmtree(output_dir, ignore_errors=True)
     tmp.rename(output_dir)
     return str(output_dir)

@@ -152,11 +152,17 @@ def load_encoder(base_model: str) -> tuple[nn.Module, Any]:
 
 
 def save_classifier(
-    model: TextClassifier, tokenizer, labels: list[str], settings: dict[str, Any], path
+    model: TextClassifier,
+    tokenizer,
+    labels: list[str],
+    settings: dict[str, Any],
+    path,
+    temperature: float = 1.0,
 ) -> None:
     """Write the classifier as a folder: the encoder and tokenizer in Hugging Face format,
     ``head.safetensors`` and ``devmode_model.json`` (labels, pooling, the settings it was
-    trained with: a ``TrainConfig.to_dict()``)."""
+    trained with: a ``TrainConfig.to_dict()``, and the temperature its scores are divided by
+    before the softmax: ``calibration.py``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -174,9 +180,29 @@ def save_classifier(
         "normalize": model.normalize,
         "max_length_tokens": settings["max_length_tokens"],
         "base_model": settings["base_model"],
+        "temperature": temperature,
         "train_config": settings,
     }
     (path / MODEL_CARD).write_text(json.dumps(card, indent=2))
+
+
+def fold_temperature(model: TextClassifier, temperature: float) -> TextClassifier:
+    """Divide the head's weights and bias by ``temperature`` (in place): the model's logits
+    come out already scaled, for a format that carries no temperature (a Hugging Face folder,
+    ONNX)."""
+    with torch.no_grad():
+        model.head.weight.div_(temperature)
+        model.head.bias.div_(temperature)
+    return model
+
+
+def stored_temperature(path) -> float:
+    """The temperature a model folder's scores are divided by: its card's, else 1 (a Hugging
+    Face folder, or a model saved before runs were calibrated)."""
+    card = Path(path) / MODEL_CARD
+    if not card.is_file():
+        return 1.0
+    return float(json.loads(card.read_text()).get("temperature") or 1.0)
 
 
 def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:
@@ -375,6 +401,28 @@ def forward_sorted(
         encoded,
         width,
         length_batches(encoded.lengths, batch_size),
+        pad_id,
+        device,
+        use_bf16,
+    )
+
+
+def predict_logits(
+    model: TextClassifier,
+    encoded: Encoded,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+) -> np.ndarray:
+    """The head's scores before the softmax for every encoded text, in input order (what a
+    temperature is fitted on: ``calibration.py``)."""
+    model.eval()
+    return forward_sorted(
+        lambda ids, mask: model(ids, mask).float(),
+        encoded,
+        model.head.out_features,
+        batch_size,
         pad_id,
         device,
         use_bf16,

@@ -194,10 +194,10 @@ class Explainer:
         embeddings, for every class: the texts x classes rows go through captum together."""
         from captum.attr import LayerIntegratedGradients
 
-        model = self.model
+        model, temperature = self.model, self.scorer.temperature
 
-        def probabilities(ids, mask):
-            return torch.softmax(model(ids, mask).float(), dim=-1)
+        def probabilities(ids, mask):  # as the scorer gives them: at the model's temperature
+            return torch.softmax(model(ids, mask).float() / temperature, dim=-1)
 
         ig = LayerIntegratedGradients(probabilities, _input_embeddings(model))
         n_classes = len(self.labels)

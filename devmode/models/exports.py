@@ -91,9 +91,10 @@ def write_hf(model_dir: Path, folder: Path) -> None:
     from safetensors.torch import save_file
 
     from devmode.models import hf_remote_code
-    from devmode.models.classifier import load_classifier
+    from devmode.models.classifier import fold_temperature, load_classifier
 
     model, tokenizer, card = load_classifier(model_dir)
+    fold_temperature(model, float(card.get("temperature") or 1.0))  # the pipeline's softmax
     folder.mkdir(parents=True)
     labels = card["labels"]
     config = {
@@ -130,11 +131,14 @@ def write_hf(model_dir: Path, folder: Path) -> None:
 
 def write_onnx(model_dir: Path, folder: Path) -> None:
     """The classifier as fp32 ONNX with its tokenizer and labels."""
+    from devmode.models.classifier import fold_temperature
     from devmode.models.inference import load_full
     from devmode.models.quantized import onnx_file
 
     full = load_full(model_dir, "cpu")
     folder.mkdir(parents=True)
+    if full.temperature != 1.0:  # the logits come out scaled: a softmax of them is calibrated
+        fold_temperature(full.model, full.temperature)
     onnx_file(full.model, full.tokenizer, folder / ONNX_FILE)
     full.tokenizer.model_max_length = full.max_length
     full.tokenizer.save_pretrained(folder)

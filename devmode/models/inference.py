@@ -77,8 +77,10 @@ class Scorer:
         max_length: int,
         device: torch.device,
         use_bf16: bool = False,
+        temperature: float = 1.0,
     ):
         self.model = model.to(device).eval()
+        self.temperature = temperature  # the logits are divided by it: calibration.py
         self.tokenizer = tokenizer
         self.label_names = label_names
         self.max_length = max_length
@@ -107,7 +109,8 @@ class Scorer:
         return Scores(predicted, probabilities, list(self.label_names))
 
     def raw_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """Each text's logits (the model's scores before its softmax), in input order."""
+        """Each text's logits (the model's scores before its softmax and temperature), in input
+        order."""
         return self._each(texts, lambda ids, mask: self.model(ids, mask).float())
 
     def truncated(self, texts: Sequence[str]) -> np.ndarray:
@@ -141,8 +144,9 @@ class Scorer:
         return out
 
     def _probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """Class probabilities of one batch."""
-        return torch.softmax(self.model(input_ids, attention_mask).float(), dim=-1)
+        """Class probabilities of one batch, at the model's temperature."""
+        logits = self.model(input_ids, attention_mask).float()
+        return torch.softmax(logits / self.temperature, dim=-1)
 
 
 def load_full(model_dir: str | Path, device: str = "auto") -> Scorer:
@@ -154,7 +158,15 @@ def load_full(model_dir: str | Path, device: str = "auto") -> Scorer:
         torch.set_num_threads(usable_cpus())
     if (path / MODEL_CARD).is_file():
         model, tokenizer, card = load_classifier(path)
-        return Scorer(model, tokenizer, card["labels"], card["max_length_tokens"], target, use_bf16)
+        return Scorer(
+            model,
+            tokenizer,
+            card["labels"],
+            card["max_length_tokens"],
+            target,
+            use_bf16,
+            float(card.get("temperature") or 1.0),
+        )
     if not (path / "config.json").is_file():
         raise InvalidBaseModel(
             f"{path} is not a classifier folder: it has neither {MODEL_CARD} (a devmode model) nor "

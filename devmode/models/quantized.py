@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from devmode.environment import usable_cpus
-from devmode.models.classifier import MODEL_CARD, load_tokenizer
+from devmode.models.classifier import MODEL_CARD, load_tokenizer, stored_temperature
 from devmode.models.inference import CPU_TOKENS_PER_BATCH, Scorer, load_full
 from devmode.models.int8 import (
     CHECK_TEXTS,
@@ -138,7 +138,13 @@ def load_int8(model_dir: str | Path) -> Int8Scorer:
     folder = Path(model_dir)
     card = int8_card(folder)
     tokenizer = load_tokenizer(folder)
-    return Int8Scorer(folder / INT8_FILE, tokenizer, card["labels"], card["max_length_tokens"])
+    return Int8Scorer(
+        folder / INT8_FILE,
+        tokenizer,
+        card["labels"],
+        card["max_length_tokens"],
+        stored_temperature(folder),
+    )
 
 
 def needs_check(model_dir: str | Path) -> bool:
@@ -159,7 +165,14 @@ class Int8Scorer(Scorer):
 
     precision = "int8"
 
-    def __init__(self, path: str | Path, tokenizer, label_names: list[str], max_length: int):
+    def __init__(
+        self,
+        path: str | Path,
+        tokenizer,
+        label_names: list[str],
+        max_length: int,
+        temperature: float = 1.0,
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -173,12 +186,14 @@ class Int8Scorer(Scorer):
         self.device = torch.device("cpu")
         self.use_bf16 = False
         self.tokens_per_batch = CPU_TOKENS_PER_BATCH
+        self.temperature = temperature
 
     def _probabilities(self, input_ids, attention_mask) -> np.ndarray:
         (logits,) = self.session.run(
             None,
             {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()},
         )
+        logits = logits / self.temperature
         logits = logits - logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         return weights / weights.sum(axis=1, keepdims=True)

@@ -40,6 +40,24 @@ def test_train_reports_progress_and_learns(tiny_model_dir, tiny_data, tmp_path):
     assert result.test["n"] == len(tiny_data.test)
     assert np.array(result.test["confusion_matrix"]).sum() == len(tiny_data.test)
     assert result.samples_per_second > 0
+    # the temperature is fitted on the validation split and judged on the test split
+    fitted = result.test["calibration"]
+    assert fitted["temperature"] == result.temperature and fitted["note"] is None
+    assert fitted["fitted_on"] == len(tiny_data.validation) and fitted["rows"] == result.test["n"]
+    assert 0 <= fitted["ece_after"] <= 1 and 0 <= fitted["ece_before"] <= 1
+    assert sum(b["rows"] for b in fitted["reliability_after"]) == len(tiny_data.test)
+
+
+def test_a_validation_split_of_one_class_leaves_the_model_uncalibrated_and_says_why(
+    tiny_model_dir, tiny_data, tmp_path
+):
+    one_class = [(text, label) for text, label in tiny_data.validation if label == "neutral"]
+    data = TrainData(tiny_data.train, one_class, tiny_data.test, tiny_data.labels)
+    result = train(tiny_config(tiny_model_dir, epochs=1), data, output_dir=tmp_path / "m")
+    assert result.status == "completed" and result.temperature == 1.0
+    note = result.test["calibration"]["note"]
+    assert "at least two classes" in note and "class neutral" in note
+    assert load_classifier(tmp_path / "m")[2]["temperature"] == 1.0
 
 
 def test_saved_model_loads_and_predicts_the_same(tiny_model_dir, tiny_data, tmp_path):

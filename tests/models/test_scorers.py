@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from devmode.models import classifier, inference
+from devmode.models import calibration, classifier, inference
 from devmode.models.base_models import InvalidBaseModel
 from devmode.models.scorers import load_scorer
 from tests.conftest import tiny_config
@@ -60,9 +60,10 @@ def test_devmode_model_scores_like_its_training_evaluation(trained_dir):
     model, tokenizer, card = classifier.load_classifier(trained_dir)
     examples = [(t, "neutral") for t in TEXTS]
     encoded = classifier.encode(tokenizer, examples, card["labels"], 128)
-    expected = classifier.predict_probabilities(
+    logits = classifier.predict_logits(
         model, encoded, 64, tokenizer.pad_token_id, torch.device("cpu"), False
     )
+    expected = calibration.softmax(logits, card["temperature"])  # as the run's report scores
     assert np.allclose(scores.probabilities, expected, atol=1e-5)
     assert seen[-1] == (len(TEXTS), len(TEXTS))
     assert scores.labels[4] == "positive" and scores.labels[2] == "negative"
