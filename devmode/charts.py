@@ -143,6 +143,48 @@ def confusion_figure(
     return fig
 
 
+def reliability_figure(
+    calibration: dict[str, Any], title: str = "Reliability (test split)"
+) -> go.Figure:
+    """The reliability diagram before and after temperature scaling: each confidence bin's
+    accuracy against its mean confidence (on the diagonal, a probability means what it says),
+    each point sized by its rows."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line=dict(color="#999", dash="dot")
+    )
+    for key, name, colour in (
+        ("reliability_before", f"raw (ECE {calibration['ece_before']:.3f})", "#E45756"),
+        (
+            "reliability_after",
+            f"T = {calibration['temperature']:.2f} (ECE {calibration['ece_after']:.3f})",
+            "#4C78A8",
+        ),
+    ):
+        bins = calibration[key]
+        most = max([b["rows"] for b in bins] or [1])
+        fig.add_scatter(
+            x=[b["confidence"] for b in bins],
+            y=[b["accuracy"] for b in bins],
+            mode="lines+markers",
+            name=name,
+            line=dict(color=colour),
+            marker=dict(size=[6 + 14 * b["rows"] / most for b in bins]),
+            customdata=[b["rows"] for b in bins],
+            hovertemplate="confidence %{x:.2f}: accuracy %{y:.2f} (%{customdata} rows)"
+            "<extra></extra>",
+        )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title="confidence (top class)", range=[0, 1.02]),
+        yaxis=dict(title="accuracy", range=[0, 1.02]),
+        height=340,
+        margin=dict(l=10, r=10, t=50, b=40),
+        legend=dict(orientation="h", y=-0.3),
+    )
+    return fig
+
+
 def before_after_figure(
     rows: list[dict[str, Any]], title: str = "Test split: before vs after"
 ) -> go.Figure:

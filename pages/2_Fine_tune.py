@@ -145,6 +145,14 @@ with tab_runs:
             c[0].plotly_chart(charts.confusion_figure(selected.test), key="train_confusion")
             c[1].markdown("**Per class** (test split)")
             c[1].dataframe(selected.test["per_class"], hide_index=True)
+            if reports.calibration_text(selected):
+                st.markdown("**Calibration**")
+                st.caption(reports.calibration_text(selected))
+                if not selected.test["calibration"].get("note"):
+                    st.plotly_chart(
+                        charts.reliability_figure(selected.test["calibration"]),
+                        key="train_reliability",
+                    )
             st.markdown("**Most confident mistakes**")
             st.dataframe(selected.test.get("mistakes", []), hide_index=True)
             st.caption(selected.describe_training())

@@ -170,6 +170,8 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
     figures = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("Confusion matrix (test split)" in f for f in figures)
     assert any("Test split: before vs after" in f for f in figures)
+    assert any("Reliability (test split)" in f for f in figures)
+    assert any(c.value.startswith("Temperature ") and "raw," in c.value for c in at.caption)
     before_after = at.dataframe[0].value
     assert list(before_after["kind"]) == ["baseline", "baseline", "fine-tuned"]
 

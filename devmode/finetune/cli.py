@@ -222,6 +222,8 @@ def _echo_run(run) -> None:
         )
     if reports.gain_text(run):
         click.echo(f"  {reports.gain_text(run)}")
+    if reports.calibration_text(run):
+        click.echo(f"  {reports.calibration_text(run)}")
 
 
 def register_commands(cli: click.Group) -> None:

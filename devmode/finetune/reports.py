@@ -94,6 +94,23 @@ def gain_text(run) -> str | None:
     )
 
 
+def calibration_text(run) -> str | None:
+    """'Temperature 1.42, fitted on 120 validation rows: calibration error on the 120 test rows
+    0.061 raw, 0.018 scaled.', the reason a run was left at 1, or None before its report."""
+    fitted = (run.test or {}).get("calibration")
+    if not fitted:
+        return None
+    if fitted.get("note"):
+        return f"Not calibrated (temperature 1): {fitted['note']}"
+    return (
+        f"Temperature {fitted['temperature']:.2f}, fitted on {fitted['fitted_on']:,} validation "
+        f"rows: expected calibration error on the {fitted['rows']:,} test rows "
+        f"{fitted['ece_before']:.3f} raw, {fitted['ece_after']:.3f} scaled "
+        f"({fitted['bins']} bins). Scores, alerts and the labelling order use the scaled "
+        "probabilities."
+    )
+
+
 def compare_runs(runs_to_compare: list) -> list[dict[str, Any]]:
     """Rows of a side-by-side table: every setting that differs, then scores and speed.
 
