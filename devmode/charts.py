@@ -144,22 +144,20 @@ def confusion_figure(
 
 
 def reliability_figure(
-    calibration: dict[str, Any], title: str = "Reliability (test split)"
+    calibration: dict[str, Any], title: str = "Reliability (test split)", scaled: str = ""
 ) -> go.Figure:
-    """The reliability diagram before and after temperature scaling: each confidence bin's
-    accuracy against its mean confidence (on the diagonal, a probability means what it says),
-    each point sized by its rows."""
+    """The reliability diagram before and after temperature scaling (``calibration``: its
+    ``reliability_before``/``_after`` bins and ECEs): each confidence bin's accuracy against
+    its mean confidence (on the diagonal, a probability means what it says), each point sized
+    by its rows. ``scaled`` names the scaled line (default: its temperature)."""
+    scaled = scaled or f"T = {calibration['temperature']:.2f}"
     fig = go.Figure()
     fig.add_scatter(
         x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line=dict(color="#999", dash="dot")
     )
     for key, name, colour in (
         ("reliability_before", f"raw (ECE {calibration['ece_before']:.3f})", "#E45756"),
-        (
-            "reliability_after",
-            f"T = {calibration['temperature']:.2f} (ECE {calibration['ece_after']:.3f})",
-            "#4C78A8",
-        ),
+        ("reliability_after", f"{scaled} (ECE {calibration['ece_after']:.3f})", "#4C78A8"),
     ):
         bins = calibration[key]
         most = max([b["rows"] for b in bins] or [1])

@@ -18,6 +18,7 @@ from devmode.chat import cli as chat_cli
 from devmode.clitools import group
 from devmode.data import cli as data_cli
 from devmode.finetune import cli as finetune_cli
+from devmode.finetune import evaluations
 from devmode.labels import cli as labels_cli
 from devmode.labels import review_jobs
 from devmode.models import cli as models_cli
@@ -30,7 +31,14 @@ from devmode.suites import store
 # Every kind of background job, by the name its worker is started with.
 JOB_KINDS = {
     kind.name: kind
-    for kind in (runs.KIND, score_jobs.KIND, review_jobs.KIND, store.KIND, watcher.KIND)
+    for kind in (
+        runs.KIND,
+        evaluations.KIND,
+        score_jobs.KIND,
+        review_jobs.KIND,
+        store.KIND,
+        watcher.KIND,
+    )
 }
 
 

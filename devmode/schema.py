@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from devmode.finetune.evaluation_tables import create_evaluation_tables
 from devmode.monitor.rollup import fill_trend_days, trend_triggers
 
 migrations = Migrations("devmode")
@@ -567,3 +568,10 @@ def _reasons(db: Database) -> None:
         pk=("model_id", "text_sha256"),
         not_null={"model_id", "text_sha256", "top_words", "words", "created_at"},
     )
+
+
+@migrations(name="0016_evaluations")
+def _evaluations(db: Database) -> None:
+    """k-fold evaluations of a training recipe and their out-of-fold predictions
+    (``finetune/evaluation_tables.py``)."""
+    create_evaluation_tables(db)

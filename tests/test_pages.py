@@ -180,6 +180,68 @@ def test_fine_tune_page_starts_a_run_shows_its_report_and_promotes(
         assert registry.active_model(db, "sentiment").run_id == 1
 
 
+def test_fine_tune_page_estimates_with_k_folds_and_compares_two_evaluations(
+    app_db, tmp_path, tiny_model_dir
+):
+    """*Estimate with k folds* starts an evaluation in a worker; its tab shows the folds, the
+    summary with intervals and the pooled reliability, and a second one compares with it."""
+    from devmode.finetune import evaluations
+    from tests.conftest import store_tiny_dataset, tiny_config
+
+    store_tiny_dataset(app_db, tmp_path)
+    at = AppTest.from_file(FINE_TUNE_PAGE, default_timeout=60).run()
+    at.text_input(key="train_base_model").set_value(str(tiny_model_dir))
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_learning_rate").set_value(5e-3)
+    at.number_input(key="train_batch_size").set_value(8)
+    at.checkbox(key="train_freeze_embeddings").uncheck()
+    at.number_input(key="train_folds").set_value(3)
+    at.button[1].click().run()  # "Estimate with k folds"
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Started evaluation 1 (3 folds)" in at.success[0].value
+    evaluated = wait_for_evaluation(app_db, 1)
+    assert evaluated.status == "completed", evaluated.error
+
+    # a second recipe on the same folds, made here to keep the page test short
+    with open_db(app_db) as db:
+        second = evaluations.create_evaluation(
+            db, "tiny", tiny_config(tiny_model_dir, epochs=1), folds=3, fold_seed=42
+        )
+    evaluations.execute_evaluation(app_db, second.id)
+
+    at = AppTest.from_file(FINE_TUNE_PAGE, default_timeout=60).run()
+    at.selectbox(key="train_selected_evaluation").set_value(1).run()
+    assert not at.exception
+    figures = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Reliability (out-of-fold predictions)" in f for f in figures)
+    assert any("3-fold estimate" in m.value for m in at.markdown)
+    tables = [t.value for t in at.dataframe]
+    summary = next(t for t in tables if "95% interval" in t.columns)
+    assert list(summary[""]) == ["accuracy", "macro-F1"]
+    folds = next(t for t in tables if "temperature" in t.columns)
+    assert list(folds["fold"]) == [1, 2, 3]
+    at.selectbox(key="train_eval_a").set_value(1)
+    at.selectbox(key="train_eval_b").set_value(2).run()
+    compared = next(t.value for t in at.dataframe if "p" in t.value.columns)
+    assert list(compared["metric"]) == ["accuracy", "macro-F1"]
+    assert any("Nadeau and Bengio" in c.value for c in at.caption)
+
+
+def wait_for_evaluation(db_path, evaluation_id, seconds=120):
+    import time
+
+    from devmode.finetune import evaluations
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with open_db(db_path) as db:
+            found = evaluations.get_evaluation(db, evaluation_id, live=True)
+        if not found.is_active:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"evaluation {evaluation_id} did not finish")
+
+
 # ----------------------------------------------------------------------------------------------
 # Chat sandbox
 

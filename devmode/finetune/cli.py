@@ -1,5 +1,5 @@
-"""``python -m devmode train | runs``: fine-tuning a classifier and following, testing, cancelling,
-resuming and comparing its runs.
+"""``python -m devmode train | runs | evaluations``: fine-tuning a classifier and following,
+testing, cancelling, resuming and comparing its runs; k-fold estimates of a recipe.
 
     $ python -m devmode train phrasebank --epochs 3
     $ python -m devmode runs show 1
@@ -12,9 +12,9 @@ import dataclasses
 import click
 
 from devmode import clitools, jobs
-from devmode.clitools import echo_json, group, json_option, setting_options
+from devmode.clitools import echo_json, group, json_option, setting_options, yes_option
 from devmode.errors import DevmodeError
-from devmode.finetune import distributed, out_of_domain, reports, worker
+from devmode.finetune import distributed, evaluations, out_of_domain, reports, worker
 from devmode.models import config, runs
 
 
@@ -226,7 +226,205 @@ def _echo_run(run) -> None:
         click.echo(f"  {reports.calibration_text(run)}")
 
 
+@group("evaluations")
+def evaluations_group():
+    """k-fold estimates of a training recipe (accuracy and macro-F1 with a 95% interval), and
+    paired comparisons of two recipes on the same folds."""
+
+
+@evaluations_group.command("run")
+@click.argument("dataset")
+@click.option(
+    "--folds",
+    type=int,
+    default=evaluations.DEFAULT_FOLDS,
+    show_default=True,
+    help="Stratified folds of the labelled rows: each fold is tested by a model trained on the "
+    "others.",
+)
+@click.option(
+    "--fold-seed",
+    type=int,
+    default=evaluations.DEFAULT_FOLD_SEED,
+    show_default=True,
+    help="Shuffles the rows into folds. Two evaluations compare only on the same folds.",
+)
+@setting_options(config.TrainConfig)
+@click.option("--background", is_flag=True, help="Start a worker process and return at once.")
+@json_option("Print the finished evaluation as JSON.")
+@click.pass_context
+def evaluations_run(ctx, dataset, folds, fold_seed, background, as_json, **settings):
+    """Train the recipe (any train option) on k stratified folds of DATASET's labelled rows and
+    report mean accuracy and macro-F1 with a 95% interval (corrected for the folds' overlap).
+
+    Keeps every row's out-of-fold prediction and the k fold models. Ctrl-C cancels; `evaluations
+    resume ID` goes on from the fold at work.
+    """
+    train_config = config.TrainConfig(**settings)
+    if background:
+        found = evaluations.start_evaluation(
+            clitools.db_path(ctx), dataset, train_config, folds=folds, fold_seed=fold_seed
+        )
+        click.echo(
+            f"Started evaluation {found.id} in process {found.pid}. Follow it: python -m devmode "
+            f"evaluations show {found.id}"
+        )
+        return
+    with clitools.db(ctx) as db:
+        found = evaluations.create_evaluation(
+            db, dataset, train_config, folds=folds, fold_seed=fold_seed
+        )
+    click.echo(f"Evaluation {found.id}: {folds} folds of {found.dataset}", err=True)
+    _execute_evaluation(ctx, found.id, as_json)
+
+
+def _execute_evaluation(ctx, evaluation_id: int, as_json: bool) -> None:
+    try:
+        status = evaluations.execute_evaluation(
+            clitools.db_path(ctx), evaluation_id, echo=lambda m: click.echo(m, err=True)
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"Cancelled evaluation {evaluation_id}. Resume it: python -m devmode evaluations "
+            f"resume {evaluation_id}"
+        ) from None
+    with clitools.db(ctx) as db:
+        found = evaluations.get_evaluation(db, evaluation_id)
+    if as_json:
+        echo_json(found.to_dict())
+    else:
+        _echo_evaluation(found)
+    if status != jobs.COMPLETED:
+        raise click.ClickException(f"Evaluation {evaluation_id} ended {status}.")
+
+
+@evaluations_group.command("list")
+@click.option("--dataset", help="Only evaluations of this dataset.")
+@click.pass_context
+def evaluations_list(ctx, dataset):
+    """List evaluations, newest first, with their means and intervals."""
+    with clitools.db(ctx) as db:
+        found = evaluations.list_evaluations(db, dataset)
+    if not found:
+        click.echo("No evaluations yet. Start one: python -m devmode evaluations run DATASET")
+        return
+    click.echo(
+        f"{'id':>4} {'status':<12} {'dataset':<20} {'folds':>5} {'seed':>5} "
+        f"{'accuracy':>22} {'macro-F1':>22}"
+    )
+    for e in found:
+        click.echo(
+            f"{e.id:>4} {e.status:<12} {e.dataset:<20} {e.folds:>5} {e.fold_seed:>5} "
+            f"{reports.estimate_text(e, 'accuracy'):>22} {reports.estimate_text(e, 'macro_f1'):>22}"
+        )
+
+
+@evaluations_group.command("show")
+@click.argument("evaluation_id", type=int)
+@json_option("Print the whole evaluation as JSON.")
+@click.pass_context
+def evaluations_show(ctx, evaluation_id, as_json):
+    """Show an evaluation: its progress, each fold's figures and the summary."""
+    with clitools.db(ctx) as db:
+        found = evaluations.get_evaluation(db, evaluation_id, live=True)
+    if as_json:
+        echo_json(found.to_dict())
+        return
+    _echo_evaluation(found)
+
+
+@evaluations_group.command("compare")
+@click.argument("first", type=int)
+@click.argument("second", type=int)
+@json_option("Print the comparison as JSON.")
+@click.pass_context
+def evaluations_compare(ctx, first, second, as_json):
+    """Compare evaluation SECOND against FIRST on the same folds: the paired difference per
+    metric with its 95% interval and p-value (Nadeau and Bengio's corrected resampled t-test)."""
+    with clitools.db(ctx) as db:
+        compared = evaluations.compare(db, first, second)
+    if as_json:
+        echo_json(compared)
+        return
+    click.echo(
+        f"Evaluation {second} against {first} on {compared['dataset']}, the same "
+        f"{compared['folds']} folds (seed {compared['fold_seed']}); {compared['test']}:"
+    )
+    for row in reports.comparison_rows(compared):
+        click.echo(
+            f"  {row['metric']:<9} {row['first']:>7} {row['second']:>7}  difference "
+            f"{row['difference']:>7} [{row['interval']}]  p = {row['p']}"
+        )
+    for key, (was, now) in compared["settings"].items():
+        click.echo(f"  setting {key}: {was} -> {now}")
+
+
+@evaluations_group.command("cancel")
+@click.argument("evaluation_id", type=int)
+@click.pass_context
+def evaluations_cancel(ctx, evaluation_id):
+    """Ask a running evaluation to stop after its current step."""
+    with clitools.db(ctx) as db:
+        found = evaluations.request_cancel(db, evaluation_id)
+    click.echo(
+        f"Evaluation {evaluation_id}: {'cancel requested' if found.is_active else found.status}."
+    )
+
+
+@evaluations_group.command("resume")
+@click.argument("evaluation_id", type=int)
+@click.option("--background", is_flag=True, help="Resume in a worker process and return at once.")
+@json_option("Print the finished evaluation as JSON.")
+@click.pass_context
+def evaluations_resume(ctx, evaluation_id, background, as_json):
+    """Continue an interrupted, cancelled or failed evaluation: finished folds are kept."""
+    if background:
+        pid = evaluations.resume_evaluation(clitools.db_path(ctx), evaluation_id)
+        click.echo(f"Resumed evaluation {evaluation_id} in process {pid}.")
+        return
+    with clitools.db(ctx) as db:
+        jobs.check_resumable(
+            evaluations.KIND, evaluations.get_evaluation(db, evaluation_id, live=True)
+        )
+    _execute_evaluation(ctx, evaluation_id, as_json)
+
+
+@evaluations_group.command("delete")
+@click.argument("evaluation_id", type=int)
+@yes_option
+@click.pass_context
+def evaluations_delete(ctx, evaluation_id, yes):
+    """Delete an evaluation with its out-of-fold predictions and fold models."""
+    if not yes:
+        click.confirm(
+            f"Delete evaluation {evaluation_id}, its predictions and its fold models?", abort=True
+        )
+    evaluations.delete_evaluation(clitools.db_path(ctx), evaluation_id)
+    click.echo(f"Deleted evaluation {evaluation_id}.")
+
+
+def _echo_evaluation(found) -> None:
+    click.echo(
+        f"Evaluation {found.id} of {found.dataset}: {found.status}"
+        + (f" ({found.error})" if found.error else "")
+    )
+    click.echo(
+        f"  {found.folds} folds (seed {found.fold_seed}) of {found.rows:,} labelled rows; "
+        f"{len(found.fold_results)} finished"
+    )
+    for r in found.fold_results:
+        click.echo(
+            f"  fold {r['fold'] + 1}: accuracy {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
+            f"temperature {r['temperature']:.2f}  ({r['rows_test']:,} test rows)"
+        )
+    if found.summary:
+        for name, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+            click.echo(f"  {label:<9} {reports.estimate_text(found, name)}")
+        click.echo(f"  {reports.pooled_calibration_text(found)}")
+
+
 def register_commands(cli: click.Group) -> None:
     """Add these commands to the root group."""
     cli.add_command(train_command)
     cli.add_command(runs_group)
+    cli.add_command(evaluations_group)

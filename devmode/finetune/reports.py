@@ -171,3 +171,82 @@ def compare_table(runs_to_compare: list) -> list[dict[str, Any]]:
         }
         for row in compare_runs(runs_to_compare)
     ]
+
+
+def estimate_text(evaluation, metric: str) -> str:
+    """'0.944 [0.921, 0.967]': a metric's mean over the folds and its 95% interval, or '-'
+    before the evaluation has finished."""
+    estimate = (evaluation.summary or {}).get(metric)
+    if not estimate:
+        return "-"
+    return f"{estimate['mean']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+
+def comparison_rows(compared: dict[str, Any]) -> list[dict[str, str]]:
+    """The comparison of two evaluations as a table: per metric, both means, the difference
+    with its interval, and the p-value."""
+    rows = []
+    for name, figures in compared["metrics"].items():
+        difference = figures["difference"]
+        rows.append(
+            {
+                "metric": "macro-F1" if name == "macro_f1" else name,
+                "first": f"{figures['first']:.3f}",
+                "second": f"{figures['second']:.3f}",
+                "difference": f"{difference['mean']:+.3f}",
+                "interval": f"{difference['low']:+.3f}, {difference['high']:+.3f}",
+                "p": f"{difference['p_value']:.3f}",
+            }
+        )
+    return rows
+
+
+def evaluation_table(evaluation) -> list[dict[str, Any]]:
+    """An evaluation's summary as rows: each metric's mean over the folds, its 95% interval
+    and the folds' spread; then each fold's figures."""
+    rows = [
+        {
+            "": "macro-F1" if name == "macro_f1" else name,
+            "mean": round(estimate["mean"], 4),
+            "95% interval": f"{estimate['low']:.3f} – {estimate['high']:.3f}",
+            "std over folds": round(estimate["std"], 4),
+        }
+        for name, estimate in (evaluation.summary or {}).items()
+        if name in ("accuracy", "macro_f1")
+    ]
+    return rows
+
+
+def fold_table(evaluation) -> list[dict[str, Any]]:
+    """Each finished fold: its test rows, accuracy, macro-F1, temperature and best epoch."""
+    return [
+        {
+            "fold": r["fold"] + 1,
+            "test rows": r["rows_test"],
+            "accuracy": round(r["accuracy"], 4),
+            "macro-F1": round(r["macro_f1"], 4),
+            "temperature": round(r["temperature"], 3),
+            "best epoch": r["best_epoch"],
+        }
+        for r in evaluation.fold_results
+    ]
+
+
+def evaluation_labels(found: list) -> dict[int, str]:
+    """Evaluation id -> 'Evaluation 2: phrasebank, 5 folds, 0.944 [0.93, 0.96] (completed)'."""
+    return {
+        e.id: f"Evaluation {e.id}: {e.dataset}, {e.folds} folds, accuracy "
+        f"{estimate_text(e, 'accuracy')} ({e.status})"
+        for e in found
+    }
+
+
+def pooled_calibration_text(evaluation) -> str:
+    """'Expected calibration error of the 2,259 out-of-fold predictions: 0.041 raw, 0.012 with
+    each fold's temperature (15 bins).'"""
+    pooled = evaluation.summary["pooled"]
+    return (
+        f"Expected calibration error of the {pooled['rows']:,} out-of-fold predictions: "
+        f"{pooled['ece_before']:.3f} raw, {pooled['ece_after']:.3f} with each fold's "
+        f"temperature ({pooled['bins']} bins)."
+    )

@@ -77,3 +77,51 @@ def test_unknown_run_is_a_clean_error(db_path):
         result.output
         == "Error: No run with id 9. List the runs with python -m devmode runs list.\n"
     )
+
+
+def test_evaluations_run_show_list_compare_and_delete_from_the_cli(tiny_db, tiny_model_dir):
+    options = {p.name for p in cli.commands["evaluations"].commands["run"].params}
+    assert {p.name for p in cli.commands["train"].params} - {"background"} <= options
+
+    args = [*tiny_train_args(tiny_model_dir), "--folds", "3", "--fold-seed", "5"]
+    first = run_cli(tiny_db, "evaluations", "run", "tiny", "--epochs", "3", *args, "--json")
+    assert first.exit_code == 0, first.output
+    assert "Evaluation 1: 3 folds of tiny" in first.output  # the id, first (on stderr)
+    assert "fold 3 of 3" in first.output
+    record = json.loads(first.output[first.output.index("{") :])
+    assert record["status"] == "completed" and len(record["fold_results"]) == 3
+    second = run_cli(tiny_db, "evaluations", "run", "tiny", "--epochs", "1", *args)
+    assert second.exit_code == 0, second.output
+    assert re.search(r"accuracy\s+\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", second.output)
+    assert "Expected calibration error of the 90 out-of-fold predictions" in second.output
+
+    listed = run_cli(tiny_db, "evaluations", "list").output
+    assert re.search(r"   2 completed\s+tiny\s+3\s+5\s+\d\.\d{3} \[", listed)
+    shown = run_cli(tiny_db, "evaluations", "show", "1").output
+    assert "fold 1: accuracy" in shown and "3 folds (seed 5) of 90 labelled rows" in shown
+
+    compared = run_cli(tiny_db, "evaluations", "compare", "1", "2")
+    assert compared.exit_code == 0, compared.output
+    assert "Nadeau-Bengio corrected resampled t-test" in compared.output
+    assert re.search(
+        r"accuracy\s+\d\.\d{3}\s+\d\.\d{3}\s+difference\s+[+-]\d\.\d{3}", compared.output
+    )
+    assert "setting epochs: 3 -> 1" in compared.output
+    as_json = json.loads(run_cli(tiny_db, "evaluations", "compare", "1", "2", "--json").output)
+    assert set(as_json["metrics"]["macro_f1"]["difference"]) >= {"mean", "low", "high", "p_value"}
+
+    deleted = run_cli(tiny_db, "evaluations", "delete", "2", "--yes")
+    assert deleted.exit_code == 0 and "Deleted evaluation 2." in deleted.output
+    gone = run_cli(tiny_db, "evaluations", "show", "2")
+    assert gone.exit_code == 1 and "No evaluation with id 2" in gone.output
+    assert "Traceback" not in gone.output
+
+
+def test_evaluations_the_rows_cannot_make_exit_1_with_a_message(tiny_db):
+    refused = run_cli(tiny_db, "evaluations", "run", "tiny", "--folds", "1")
+    assert refused.exit_code == 1
+    assert "--folds must be a whole number from 2 to 20; found 1" in refused.output
+    too_many = run_cli(tiny_db, "evaluations", "run", "tiny", "--folds", "20")
+    assert too_many.exit_code == 1 and "Fewer folds fit: use --folds 15" in too_many.output
+    assert "Traceback" not in refused.output + too_many.output
+    assert "No evaluations yet" in run_cli(tiny_db, "evaluations", "list").output
