@@ -13,6 +13,9 @@ from devmode.errors import DevmodeError
 
 # The name that means "the embedded all-MiniLM-L6-v2" in a TrainConfig and on the CLI.
 EMBEDDED_BASE_MODEL = "embedded:all-MiniLM-L6-v2"
+# The card in a devmode classifier folder (``classifier.save_classifier``): labels, pooling,
+# settings, temperature. Named here so that readers of a card need no torch.
+MODEL_CARD = "devmode_model.json"
 
 
 class InvalidBaseModel(DevmodeError):

@@ -12,22 +12,35 @@ macro-F1 stay as they were; only the probabilities (the Monitor's index, alerts,
 order, ``classify`` and ``/predict``) move. Every scorer applies the temperature its model folder
 stores (``devmode_model.json``: ``temperature``); a folder without one scores at 1.
 
-Knows nothing of SQLite, torch or Streamlit.
+Knows nothing of SQLite, torch or Streamlit (importing it loads no torch).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from devmode.errors import DevmodeError
+from devmode.models.base_models import MODEL_CARD
 
 # Equal-width confidence bins of the expected calibration error (the usual 15 of Guo et al.).
 ECE_BINS = 15
 # The temperatures searched (log-spaced bounds): wider than any fine-tuned model needs.
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+
+
+def stored_temperature(model_dir: str | Path) -> float:
+    """The temperature a model folder's scores are divided by: its card's, else 1 (a Hugging
+    Face folder, or a model saved before runs were calibrated). A folder's temperature is
+    written when its run ends and never changes, so rows a model scored were scored at it."""
+    card = Path(model_dir) / MODEL_CARD
+    if not card.is_file():
+        return 1.0
+    return float(json.loads(card.read_text()).get("temperature") or 1.0)
 
 
 class CalibrationNotPossible(DevmodeError):

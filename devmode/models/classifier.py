@@ -27,7 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from devmode.errors import DevmodeError
-from devmode.models.base_models import EMBEDDED_BASE_MODEL, InvalidBaseModel, resolve_base_model
+from devmode.models.base_models import (
+    EMBEDDED_BASE_MODEL,
+    MODEL_CARD,
+    InvalidBaseModel,
+    resolve_base_model,
+)
 
 
 class UnusableDevice(DevmodeError):
@@ -39,7 +44,6 @@ class UnusableDevice(DevmodeError):
 # (bf16 comes from autocast).
 WEIGHTS_DTYPE = torch.float32
 # Files of a saved devmode classifier, beside the encoder's own Hugging Face files.
-MODEL_CARD = "devmode_model.json"
 HEAD_WEIGHTS = "head.safetensors"
 # Rows in one batch at most, however short the texts (``token_budget_batches``).
 MAX_BATCH_ROWS = 4_096
@@ -194,15 +198,6 @@ def fold_temperature(model: TextClassifier, temperature: float) -> TextClassifie
         model.head.weight.div_(temperature)
         model.head.bias.div_(temperature)
     return model
-
-
-def stored_temperature(path) -> float:
-    """The temperature a model folder's scores are divided by: its card's, else 1 (a Hugging
-    Face folder, or a model saved before runs were calibrated)."""
-    card = Path(path) / MODEL_CARD
-    if not card.is_file():
-        return 1.0
-    return float(json.loads(card.read_text()).get("temperature") or 1.0)
 
 
 def load_classifier(path) -> tuple[TextClassifier, Any, dict[str, Any]]:

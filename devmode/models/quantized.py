@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from devmode.environment import usable_cpus
-from devmode.models.classifier import MODEL_CARD, load_tokenizer, stored_temperature
+from devmode.models.calibration import stored_temperature
+from devmode.models.classifier import MODEL_CARD, load_tokenizer
 from devmode.models.inference import CPU_TOKENS_PER_BATCH, Scorer, load_full
 from devmode.models.int8 import (
     CHECK_TEXTS,

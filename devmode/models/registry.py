@@ -63,6 +63,13 @@ class Model:
     def from_row(cls, row: dict[str, Any]) -> Model:
         return cls(**{**row, "labels": json.loads(row["labels"])})
 
+    @property
+    def temperature(self) -> float:
+        """What its logits are divided by (``calibration.py``): 1 when it was not calibrated."""
+        from devmode.models.calibration import stored_temperature
+
+        return stored_temperature(self.path)
+
     def describe_import(self, archive_name: str) -> str:
         return f"Imported {archive_name} as run {self.run_id} ({', '.join(self.labels)})."
 

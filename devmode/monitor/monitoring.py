@@ -62,7 +62,8 @@ def describe_active_models(db: Database) -> str:
     topic = registry.active_model(db, "topic")
     text = (
         f"Active sentiment model: run {sentiment.run_id} ({', '.join(sentiment.labels)}), "
-        f"trained on {sentiment.dataset}. "
+        f"trained on {sentiment.dataset}, scoring at temperature {sentiment.temperature:.2f}"
+        f"{'' if sentiment.temperature != 1 else ' (not calibrated)'}. "
         if sentiment
         else "No sentiment model is active. "
     )

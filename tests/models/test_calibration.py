@@ -97,7 +97,6 @@ def test_the_int8_scorer_divides_by_the_same_temperature(word_classifier, tmp_pa
 def test_a_folder_without_a_temperature_scores_at_one(word_classifier, tmp_path):
     import shutil
 
-    from devmode.models.classifier import stored_temperature
     from devmode.models.scorers import load_scorer
 
     folder = tmp_path / "old"
@@ -105,5 +104,5 @@ def test_a_folder_without_a_temperature_scores_at_one(word_classifier, tmp_path)
     card = json.loads((folder / MODEL_CARD).read_text())
     del card["temperature"]  # a model saved before runs were calibrated
     (folder / MODEL_CARD).write_text(json.dumps(card))
-    assert stored_temperature(folder) == 1.0
+    assert calibration.stored_temperature(folder) == 1.0
     assert load_scorer(folder, precision="fp32").temperature == 1.0

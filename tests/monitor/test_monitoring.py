@@ -373,6 +373,11 @@ def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
     at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()
     assert not at.exception
     assert any("No rows of news are scored yet" in i.value for i in at.info)
+    with open_db(news_db) as db:
+        temperature = registry.active_model(db, "sentiment").temperature
+    assert temperature != 1.0  # the tiny run was calibrated on its validation split
+    shown = " ".join(c.value for c in at.caption) + " ".join(m.value for m in at.markdown)
+    assert f"scoring at temperature {temperature:.2f}" in shown
     at.button(key="monitor_score").click().run()  # starts a real worker process
     assert not at.exception and not at.error
     assert wait_for_job(news_db).status == "completed"
