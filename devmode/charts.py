@@ -183,6 +183,31 @@ def reliability_figure(
     return fig
 
 
+def health_figure(points: list[dict[str, Any]], title: str) -> go.Figure:
+    """The model's estimated accuracy on live text per period (``monitor/health.py``): a low
+    line under the sentiment chart, on the same periods."""
+    fig = go.Figure(
+        go.Scatter(
+            x=[p["period"] for p in points],
+            y=[p["estimated_accuracy"] for p in points],
+            mode="lines+markers",
+            line=dict(color="#54A24B"),
+            customdata=[p["volume"] for p in points],
+            hovertemplate="%{x}: estimated accuracy %{y:.2f} (%{customdata} texts)<extra></extra>",
+            name="estimated accuracy",
+        )
+    )
+    low = min([p["estimated_accuracy"] for p in points] or [0.5])
+    fig.update_layout(
+        title=title,
+        yaxis=dict(title="est. accuracy", range=[max(0.0, min(low - 0.05, 0.8)), 1.0]),
+        height=220,
+        margin=dict(l=10, r=10, t=40, b=30),
+        showlegend=False,
+    )
+    return fig
+
+
 def before_after_figure(
     rows: list[dict[str, Any]], title: str = "Test split: before vs after"
 ) -> go.Figure:

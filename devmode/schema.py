@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlite_utils import Database, Migrations
 
 from devmode.finetune.evaluation_tables import create_evaluation_tables
-from devmode.monitor.rollup import fill_trend_days, trend_triggers
+from devmode.monitor.rollup import create_health_rollup, fill_trend_days, trend_triggers
 
 migrations = Migrations("devmode")
 
@@ -22,6 +22,7 @@ migrations = Migrations("devmode")
 DERIVED_FROM_DATASET = (
     "devmode_predictions",
     "devmode_trend_days",
+    "devmode_health_days",
     "devmode_story_rows",
     "devmode_mentions",
     "devmode_label_suggestions",
@@ -575,3 +576,10 @@ def _evaluations(db: Database) -> None:
     """k-fold evaluations of a training recipe and their out-of-fold predictions
     (``finetune/evaluation_tables.py``)."""
     create_evaluation_tables(db)
+
+
+@migrations(name="0017_model_health")
+def _model_health(db: Database) -> None:
+    """Each prediction's top-class probability and its daily sums: the model's estimated
+    accuracy on live text (``monitor/health.py``, ``monitor/rollup.py``)."""
+    create_health_rollup(db)

@@ -10,6 +10,7 @@ from devmode.models import registry
 from devmode.monitor import (
     alerts,
     delivery,
+    health,
     monitoring,
     reasons,
     score_jobs,
@@ -272,6 +273,7 @@ with ui.page_db() as db:
     )
     why_empty = "" if points else trends.why_no_trend(db, dataset, ticker=ticker, topic=topic)
     by_topic = trends.sentiment_by_topic(db, dataset, ticker=ticker) if topics else []
+    health_points = health.health_trend(db, dataset, period=period)
     events = alerts.alert_events(db, dataset)
     rules = alerts.list_alert_rules(db, dataset)
     channels = delivery.channels_by_rule(db)
@@ -291,6 +293,12 @@ st.plotly_chart(
     ),
     key="monitor_trend",
 )
+if health_points:
+    st.plotly_chart(
+        charts.health_figure(health_points, f"Model health: {dataset} · all texts · per {period}"),
+        key="monitor_health",
+    )
+    st.caption(health.health_summary(health_points))
 summary = trends.trend_summary(points)
 m = st.columns(3)
 m[0].metric("Texts", f"{summary['texts']:,}")

@@ -153,6 +153,7 @@ def score_dataset(
                 "model_id": model.id,
                 "label": label,
                 "probabilities": json.dumps([round(float(p), 6) for p in probabilities]),
+                "confidence": round(float(max(probabilities)), 6),  # for health.py
                 "date": date,
                 "ticker": None if ticker is None else str(ticker),
                 "topic": topics.get(row_id),

@@ -1,6 +1,8 @@
-"""The daily trend rollup: ``devmode_trend_days`` kept in step with the predictions by triggers,
-and the one-pass fill a bulk load uses with them off. Migration 0010 (``schema.py``) creates the
-table and calls both."""
+"""The daily rollups: ``devmode_trend_days`` kept in step with the predictions by triggers,
+and the one-pass fill a bulk load uses with them off (migration 0010, ``schema.py``, creates
+the table and calls both); ``devmode_health_days``, the daily sums of each prediction's
+top-class probability behind the model's estimated accuracy (``health.py``; migration 0017).
+What the migrations call here has shipped: a change to these tables is a new migration."""
 
 from __future__ import annotations
 
@@ -72,3 +74,51 @@ def trend_triggers(db: Database, *, on: bool) -> None:
                 f"""create trigger devmode_trend_days_{name} after {event} on devmode_predictions
                     begin {body} end"""
             )
+
+
+HEALTH_TABLE = "devmode_health_days"
+
+
+def _health_day_sql(row: str, sign: str) -> str:
+    return f"""insert into {HEALTH_TABLE}
+                   select {row}.dataset_id, coalesce({row}.date, ''), {sign}1, {sign}{row}.confidence
+                   where {row}.task = 'sentiment' and {row}.confidence is not null
+                     and exists (select 1 from devmode_datasets where id = {row}.dataset_id)
+               on conflict do update set n = n + excluded.n,
+                   confidence_total = confidence_total + excluded.confidence_total;"""
+
+
+def create_health_rollup(db: Database) -> None:
+    """Migration 0017: each prediction's top-class probability (filled for the rows stored
+    before, from their probabilities), the daily sums, and the triggers that keep them."""
+    db["devmode_predictions"].add_column("confidence", float)
+    db.execute(
+        """update devmode_predictions
+           set confidence = (select max(value) from json_each(probabilities))
+           where task = 'sentiment' and json_valid(probabilities)"""
+    )
+    db.execute(
+        f"""create table {HEALTH_TABLE} (
+               dataset_id integer not null, day text not null, n integer not null,
+               confidence_total float not null, primary key (dataset_id, day)
+           ) without rowid"""
+    )
+    db.execute(
+        f"""insert into {HEALTH_TABLE}
+            select dataset_id, coalesce(date, ''), count(*), sum(confidence)
+            from devmode_predictions
+            where task = 'sentiment' and confidence is not null group by 1, 2"""
+    )
+    for name, event, body in (
+        ("insert", "insert", _health_day_sql("new", "+")),
+        ("delete", "delete", _health_day_sql("old", "-")),
+        (
+            "update",
+            "update of confidence, date, task, dataset_id",
+            _health_day_sql("old", "-") + _health_day_sql("new", "+"),
+        ),
+    ):
+        db.execute(
+            f"""create trigger {HEALTH_TABLE}_{name} after {event} on devmode_predictions
+                begin {body} end"""
+        )

@@ -61,7 +61,7 @@ def sentiment_trend(
         return _trend_from_rows(db, dataset, period, ticker, topic, stories=stories)
     story = "story_" if stories else ""
     rows = db.execute(
-        f"""select {_bucket_sql(period, "day")} as period, sum({story}total) / sum({story}n),
+        f"""select {bucket_sql(period, "day")} as period, sum({story}total) / sum({story}n),
                    1.0 * sum({story}negative) / sum({story}n), sum({story}n)
             from devmode_trend_days where dataset_id = ? and scope = ? and value = ? and day > ''
             group by 1 having sum({story}n) > 0 order by 1""",
@@ -93,7 +93,7 @@ def _trend_from_rows(
     """``sentiment_trend`` summed from the predictions themselves."""
     where, args = _scope_sql(dataset, ticker, topic, stories=stories)
     rows = db.execute(
-        f"""select {_bucket_sql(period, "day")} as period, sum(total) / sum(n),
+        f"""select {bucket_sql(period, "day")} as period, sum(total) / sum(n),
                    1.0 * sum(negative) / sum(n), sum(n)
             from (select date as day, sum(sentiment) as total, sum(is_negative) as negative,
                          count(*) as n
@@ -160,7 +160,7 @@ def trend_by(
     if not top:
         return []
     rows = db.execute(
-        f"""select {value}, {_bucket_sql(period, "p.date")}, avg(p.sentiment), avg(p.is_negative),
+        f"""select {value}, {bucket_sql(period, "p.date")}, avg(p.sentiment), avg(p.is_negative),
                    count(*)
             from devmode_predictions p {join}
             where {where} and {value} in (select value from json_each(?))
@@ -178,7 +178,7 @@ def _split_from_rollup(
         f"""with top as (select value from devmode_trend_days where dataset_id = :id and
                          scope = :scope and day > '' group by value having sum(n) > 0
                          order by sum(n) desc, value limit {int(limit)})
-            select value, {_bucket_sql(period, "day")}, sum(total) / sum(n),
+            select value, {bucket_sql(period, "day")}, sum(total) / sum(n),
                    1.0 * sum(negative) / sum(n), sum(n)
             from devmode_trend_days where dataset_id = :id and scope = :scope and day > ''
               and value in (select value from top)
@@ -349,7 +349,7 @@ def dated_dataset(db: Database, dataset_name: str, period: str) -> ingest.Datase
     return dataset
 
 
-def _bucket_sql(period: str, column: str = "date") -> str:
+def bucket_sql(period: str, column: str = "date") -> str:
     """SQL for the first day of ``column``'s period (weeks start on Monday)."""
     return {
         "day": column,

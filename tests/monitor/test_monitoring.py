@@ -386,6 +386,9 @@ def test_monitor_page_scores_and_draws_the_trend(news_db, monkeypatch):
     assert "Scoring job 1 completed" in done and "sentiment: 6 rows scored" in done
     assert "'someday'" in done
     assert chart_title(at) == "Sentiment: news · per week"
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Model health: news · all texts · per week" in titles
+    assert any(c.value.startswith("Estimated accuracy on live text") for c in at.caption)
     assert len(at.dataframe[0].value) >= 1
     at.selectbox(key="monitor_ticker").set_value("B").run()
     assert chart_title(at) == "Sentiment: news · B · per week"
