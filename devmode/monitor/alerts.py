@@ -21,10 +21,11 @@ from sqlite_utils import Database
 from devmode.data import ingest
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
-from devmode.monitor import trends
+from devmode.monitor import health, trends
+from devmode.monitor.rollup import HEALTH_TABLE
 from devmode.specs import Settings, setting
 
-ALERT_KINDS = ("share_negative", "spike")
+ALERT_KINDS = ("share_negative", "spike", "model_health")
 # A spike needs this many earlier periods to say what is normal.
 MIN_SPIKE_WINDOW = 3
 # The smallest spread a spike is measured against: flat history is not infinitely calm.
@@ -48,13 +49,15 @@ class RuleSettings(Settings):
     kind: str = setting(
         "share_negative",
         "share_negative: the share of negative texts is above the threshold; spike: it is that "
-        "many standard deviations above the previous periods.",
+        "many standard deviations above the previous periods; model_health: the model's "
+        "estimated accuracy on the texts it scored falls below the threshold.",
         choices=ALERT_KINDS,
         label="Kind",
     )
     threshold: float = setting(
         0.5,
-        "A share (0.6) for share_negative, or a z-score (2) for spike.",
+        "A share (0.6) for share_negative, a z-score (2) for spike, an accuracy (0.8) for "
+        "model_health.",
         above=0,
         label="Threshold",
     )
@@ -80,10 +83,17 @@ class RuleSettings(Settings):
     )
 
     def check_together(self) -> None:
-        if self.kind == "share_negative" and not self.threshold < 1:
+        if self.kind in ("share_negative", "model_health") and not self.threshold < 1:
+            example = "0.6" if self.kind == "share_negative" else "0.8"
             raise InvalidAlertRule(
-                "A share_negative threshold is a share between 0 and 1, e.g. 0.6; found "
+                f"A {self.kind} threshold is a share between 0 and 1, e.g. {example}; found "
                 f"{self.threshold}."
+            )
+        if self.kind == "model_health" and (self.ticker or self.topic or self.stories):
+            raise InvalidAlertRule(
+                "A model_health rule watches the model's estimated accuracy over all of the "
+                "dataset's texts; found a ticker, topic or stories setting. Drop it (health is "
+                "not kept per ticker or topic)."
             )
         if self.kind == "spike" and self.window < MIN_SPIKE_WINDOW:
             raise InvalidAlertRule(
@@ -136,6 +146,8 @@ class AlertRule:
         )
         if s.kind == "share_negative":
             what = f"share negative above {s.threshold:.0%}"
+        elif s.kind == "model_health":
+            what = f"estimated accuracy below {s.threshold:.0%}"
         else:
             what = (
                 f"share negative {s.threshold:g} standard deviations above the previous "
@@ -155,6 +167,14 @@ def add_alert_rule(
     """
     settings = settings or RuleSettings.from_dict(values)
     dataset = trends.dated_dataset(db, dataset_name, settings.period)
+    if settings.kind == "model_health" and not db[HEALTH_TABLE].count_where(
+        "dataset_id = ?", [dataset.id]
+    ):
+        raise InvalidAlertRule(
+            f"A model_health rule reads the model's confidence on {dataset.name}'s scored texts, "
+            f"and none are scored yet. Score the dataset first (python -m devmode score "
+            f"{dataset.name}), then add the rule."
+        )
     values = asdict(settings)
     values.update(ticker=settings.ticker or None, topic=settings.topic or None)
     with db.atomic():  # the rule and what it raises over the data scored so far, or neither
@@ -225,15 +245,17 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
     """The rule's new events over the dataset's trend, stored, each queued for delivery on the
     rule's channels (in the same transaction: an event is delivered once or not at all)."""
     s = rule.settings
-    points = trends.current_points(  # a period that starts after tomorrow raises nothing yet
-        trends.sentiment_trend(
+    if s.kind == "model_health":
+        trend = health.health_trend(db, dataset_name, period=s.period)
+    else:
+        trend = trends.sentiment_trend(
             db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic, stories=s.stories
         )
-    )
+    points = trends.current_points(trend)  # a period that starts after tomorrow raises nothing
     new = []
     for i, point in enumerate(points):
         value = rule_value(s, points[:i], point)
-        if point["volume"] < s.min_volume or value is None or value <= s.threshold:
+        if point["volume"] < s.min_volume or value is None or not fires(s, value):
             continue
         if db["devmode_alert_events"].count_where(
             "rule_id = ? and period_start = ?", [rule.id, point["period"]]
@@ -245,7 +267,7 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
             "rule_id": rule.id,
             "period_start": point["period"],
             "value": value,
-            "share_negative": point["share_negative"],
+            "share_negative": point.get("share_negative"),  # None for model_health
             "volume": point["volume"],
             "usual": usual,
             "band_high": band_high,
@@ -265,10 +287,13 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
 def rule_value(
     settings: RuleSettings, earlier: list[dict[str, Any]], point: dict[str, Any]
 ) -> float | None:
-    """What the rule compares with its threshold at ``point``: the share negative, or its
-    z-score against the ``window`` earlier periods (None until there are that many)."""
+    """What the rule compares with its threshold at ``point``: the share negative, its
+    z-score against the ``window`` earlier periods (None until there are that many), or the
+    estimated accuracy."""
     if settings.kind == "share_negative":
         return point["share_negative"]
+    if settings.kind == "model_health":
+        return point["estimated_accuracy"]
     history = _history(settings, earlier)
     if history is None:
         return None  # not enough history to say what is normal
@@ -280,14 +305,22 @@ def rule_band(
     settings: RuleSettings, earlier: list[dict[str, Any]]
 ) -> tuple[float | None, float | None]:
     """(the usual share negative, the share above which the rule fires) before a period: for
-    a spike, the window's mean and mean + threshold x spread; for a share, (None, threshold)."""
-    if settings.kind == "share_negative":
+    a spike, the window's mean and mean + threshold x spread; for a share, (None, threshold);
+    for model health, (None, threshold): the line it fires below."""
+    if settings.kind in ("share_negative", "model_health"):
         return None, settings.threshold
     history = _history(settings, earlier)
     if history is None:
         return None, None
     mean, spread = history
     return mean, mean + settings.threshold * spread
+
+
+def fires(settings: RuleSettings, value: float) -> bool:
+    """Whether ``value`` is over the rule's line: above it, or for model health below it."""
+    if settings.kind == "model_health":
+        return value < settings.threshold
+    return value > settings.threshold
 
 
 def _history(settings: RuleSettings, earlier: list[dict[str, Any]]) -> tuple[float, float] | None:
@@ -321,6 +354,7 @@ def alert_events(
         event = {
             **e,
             "rule": rule.describe(),
+            "kind": rule.settings.kind,
             "period": rule.settings.period,
             "ticker": rule.settings.ticker,
             "topic": rule.settings.topic,
@@ -333,11 +367,19 @@ def alert_events(
 def describe_event(event: dict[str, Any]) -> str:
     """'**Week of 2020-05-18** · AAPL: 67% negative of 3 texts — share negative above 50% ...'"""
     scope = "".join(f" · {x}" for x in (event["ticker"], event["topic"]) if x)
-    texts = "text" if event["volume"] == 1 else "texts"
     return (
         f"**{event['period'].capitalize()} of {event['period_start']}**{scope}: "
-        f"{event['share_negative']:.0%} negative of {event['volume']} {texts} — {event['rule']}"
+        f"{event_figure(event, event['kind'])} — {event['rule']}"
     )
+
+
+def event_figure(event: dict[str, Any], kind: str) -> str:
+    """What an event of a rule of ``kind`` measured: '67% negative of 3 texts', or 'estimated
+    accuracy 71% on 42 texts'."""
+    texts = "text" if event["volume"] == 1 else "texts"
+    if kind == "model_health":
+        return f"estimated accuracy {event['value']:.0%} on {event['volume']:,} {texts}"
+    return f"{event['share_negative']:.0%} negative of {event['volume']:,} {texts}"
 
 
 def marked_periods(

@@ -128,8 +128,8 @@ def alerts_list(ctx, dataset, include_acknowledged):
     for e in events:
         done = " (acknowledged)" if e["acknowledged_at"] else ""
         click.echo(
-            f"{e['id']:>4}  {e['period']} of {e['period_start']}: {e['share_negative']:.0%} negative "
-            f"of {e['volume']} texts; rule: {e['rule']}{done}"
+            f"{e['id']:>4}  {e['period']} of {e['period_start']}: "
+            f"{alerts.event_figure(e, e['kind'])}; rule: {e['rule']}{done}"
         )
 
 

@@ -290,13 +290,14 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
         ),
     )
     scope = "".join(f" · {x}" for x in (s.ticker, s.topic) if x)
-    share = f"{event['share_negative']:.0%} negative of {event['volume']:,} texts"
+    share = alerts.event_figure(event, s.kind)
     if event["usual"] is not None:
         band = (
             f"against a usual {event['usual']:.0%} (the rule fires above {event['band_high']:.0%})"
         )
     elif event["band_high"] is not None:
-        band = f"against the rule's line of {event['band_high']:.0%}"
+        side = "under" if s.kind == "model_health" else "against"
+        band = f"{side} the rule's line of {event['band_high']:.0%}"
     else:
         band = ""
     subject = f"devmode alert: {dataset}{scope}, {s.period} of {event['period_start']}: {share}"

@@ -102,3 +102,38 @@ def test_rows_scored_before_the_estimate_existed_get_their_confidence(tmp_path):
     assert list(db[health.HEALTH_TABLE].rows) == [
         {"dataset_id": 1, "day": "2020-05-18", "n": 2, "confidence_total": pytest.approx(1.6)}
     ]
+
+
+def test_a_model_health_rule_fires_in_the_weeks_the_estimate_falls_below_its_line(news_db):
+    from devmode.monitor import alerts, delivery
+    from tests.conftest import run_cli
+    from tests.net_support import LocalServer, Route
+
+    with open_db(news_db) as db:
+        score_dataset(db, "news", scorer=WordScorer())  # weeks at 0.70, 0.60 and 0.95
+    added = run_cli(
+        news_db,
+        *("alerts", "add", "news", "--kind", "model_health", "--threshold", "0.65"),
+        *("--min-volume", "1"),
+    )
+    assert added.exit_code == 0, added.output
+    listed = run_cli(news_db, "alerts", "list", "news").output
+    assert "week of 2020-05-25: estimated accuracy 60% on 1 text" in listed
+    assert "estimated accuracy below 65% in a week" in listed
+    assert "2020-05-18" not in listed and "2020-06-01" not in listed
+    receiver = LocalServer()
+    receiver.routes["/hook"] = Route()
+    try:
+        with open_db(news_db) as db:
+            rule = alerts.list_alert_rules(db, "news")[0]
+            delivery.add_channel(db, rule.id, webhook=receiver.url("/hook"), format="json")
+            db.execute("update devmode_predictions set confidence = 0.2 where row_id = 5")
+            fired = alerts.evaluate_alerts(db, "news")
+            assert [e["period_start"] for e in fired] == ["2020-06-01"]
+            assert [r.status for r in delivery.deliver_due(db)] == ["delivered"]
+            message = delivery.build_message(db, fired[0]["id"])
+    finally:
+        receiver.close()
+    (sent,) = receiver.posts("/hook")
+    assert sent["alert"]["value"] == pytest.approx(0.2) and sent["alert"]["band_high"] == 0.65
+    assert "estimated accuracy 20% on 1 text under the rule's line of 65%" in message.text()

@@ -469,6 +469,12 @@ def test_small_periods_never_alert(news_db, monkeypatch):
     [
         ({"kind": "share_negative", "threshold": 1.5}, "a share between 0 and 1"),
         ({"kind": "spike", "threshold": 2, "window": 2}, "window of at least 3"),
+        ({"kind": "model_health", "threshold": 80}, "a share between 0 and 1, e.g. 0.8"),
+        (
+            {"kind": "model_health", "threshold": 0.8, "ticker": "A"},
+            "watches the model's estimated accuracy over all",
+        ),
+        ({"kind": "model_health", "threshold": 0.8}, "none are scored yet. Score the dataset"),
         ({"kind": "panic", "threshold": 0.5}, "kind must be one of"),
         (
             {"kind": "share_negative", "threshold": 0.5, "min_volume": 0},
