@@ -304,6 +304,7 @@ def test_a_feed_is_watched_the_chart_moves_and_the_alert_reaches_the_webhook(bro
             open_page(page, app.url("Monitor"))
             choose(page, "Dataset", "wire")
             wait_for_text(page, "Sentiment: wire · per week")
+            wait_for_text(page, "Model health: wire · all texts · per week")  # plotly's title
             assert texts_metric(page) == 3
 
             expand(page, "Alert rules")

@@ -93,8 +93,8 @@ def fold_interval(scores: Sequence[float], n_train: float, n_test: float) -> Est
 def paired_difference(
     first: Sequence[float], second: Sequence[float], n_train: float, n_test: float
 ) -> Difference:
-    """``second - first`` fold by fold: the mean difference, its corrected 95% interval, and
-    the corrected resampled t-test's two-sided p-value. Folds whose differences are all equal
+    """``second - first`` fold by fold: the mean difference, its corrected 95% interval
+    (clipped to [-1, 1]), and the corrected resampled t-test's two-sided p-value. Folds whose differences are all equal
     have no variance: p is 1 when they are all 0, else 0."""
     from scipy import stats
 
@@ -109,4 +109,11 @@ def paired_difference(
         t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
         p = 1.0 if mean == 0 else 0.0
     half = _half_width(differences, n_train, n_test) if variance > 0 else 0.0
-    return Difference(mean=mean, low=mean - half, high=mean + half, t=float(t), p_value=p, folds=k)
+    return Difference(  # a difference of two scores in [0, 1] lies in [-1, 1]
+        mean=mean,
+        low=float(max(-1.0, mean - half)),
+        high=float(min(1.0, mean + half)),
+        t=float(t),
+        p_value=p,
+        folds=k,
+    )
