@@ -3,21 +3,13 @@ machines change from week to week: AVX2 only, AVX-512 BF16, AMX)."""
 
 from __future__ import annotations
 
-import platform
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devmode.environment import cpu_description  # noqa: E402
 
 
 def cpu() -> str:
-    model, flags = platform.processor() or "?", ""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        model = next(
-            line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line
-        )
-        found = next(
-            line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")
-        )
-        flags = " ".join(f for f in found if f.startswith(("avx", "amx")))
-    except (OSError, StopIteration):
-        pass
-    return f"{model} ({flags or 'no AVX flags read'})"
+    return cpu_description()

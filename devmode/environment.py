@@ -1,6 +1,6 @@
 """What the environment decides: the database file, the upload limit, where model files live
-(and the converted chat model), and how many CPUs this process may use, with the defaults
-devmode runs on out of the box.
+(and the converted chat model), how many CPUs this process may use and what those CPUs can do,
+with the defaults devmode runs on out of the box.
 
 DEVMODE_DB=team.db DEVMODE_MAX_UPLOAD_MB=200 python -m devmode datasets list
 """
@@ -8,6 +8,8 @@ DEVMODE_DB=team.db DEVMODE_MAX_UPLOAD_MB=200 python -m devmode datasets list
 from __future__ import annotations
 
 import os
+import platform
+import re
 from pathlib import Path
 
 # Where everything is kept: one SQLite file. Relative paths resolve against the working directory.
@@ -64,6 +66,31 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def cpu_description() -> str:
+    """'AMD EPYC (avx avx2 avx512f ... avx512_bf16)': the CPU's model and its vector flags, with
+    every speed figure and in each model's scoring card (the machines change from week to
+    week: AVX2 only, AVX-512 BF16, AMX)."""
+    model, flags = platform.processor() or "?", ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = next(
+            line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line
+        )
+        found = next(
+            line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")
+        )
+        flags = " ".join(f for f in found if f.startswith(("avx", "amx")))
+    except (OSError, StopIteration):
+        pass
+    return f"{model} ({flags or 'no AVX flags read'})"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); elsewhere bf16
+    is emulated and slower than float32."""
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", cpu_description()))
 
 
 def release_freed_memory() -> None:

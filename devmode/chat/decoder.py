@@ -29,7 +29,6 @@ Sampling follows ``generate()``'s order: temperature, then top-k, then top-p.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from devmode.chat.limits import CHAT_PRECISIONS
+from devmode.environment import cpu_has_native_bf16
 from devmode.errors import DevmodeError
 
 
@@ -129,16 +129,6 @@ class _Layer:
     down: Matrix
     attention_norm: torch.Tensor
     mlp_norm: torch.Tensor
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); elsewhere bf16
-    is emulated and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
 
 
 # How the weights are held: "int8" (int8 matrices, bf16 activations), "bf16" or "fp32".

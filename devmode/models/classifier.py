@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from devmode.errors import DevmodeError
+from devmode.models import calibration
 from devmode.models.base_models import (
     EMBEDDED_BASE_MODEL,
     MODEL_CARD,
@@ -432,17 +433,9 @@ def predict_probabilities(
     device: torch.device,
     use_bf16: bool,
 ) -> np.ndarray:
-    """Class probabilities for every encoded text, in input order."""
-    model.eval()
-    return forward_sorted(
-        lambda ids, mask: torch.softmax(model(ids, mask).float(), dim=-1),
-        encoded,
-        model.head.out_features,
-        batch_size,
-        pad_id,
-        device,
-        use_bf16,
-    )
+    """Class probabilities for every encoded text, in input order (at temperature 1)."""
+    logits = predict_logits(model, encoded, batch_size, pad_id, device, use_bf16)
+    return calibration.softmax(logits)
 
 
 def sentence_embeddings(model, encoded, batch_size, pad_id, device, use_bf16) -> np.ndarray:

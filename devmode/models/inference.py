@@ -149,11 +149,13 @@ class Scorer:
         return torch.softmax(logits / self.temperature, dim=-1)
 
 
-def load_full(model_dir: str | Path, device: str = "auto") -> Scorer:
+def load_full(model_dir: str | Path, device: str = "auto", *, bf16: bool = False) -> Scorer:
     """The full-precision scorer of a devmode classifier folder, or of any
-    ``AutoModelForSequenceClassification`` folder (bf16 on a CUDA GPU that has it)."""
+    ``AutoModelForSequenceClassification`` folder (bf16 on a CUDA GPU that has it; on a CPU
+    with ``bf16``, which the precision check of ``quantized.py`` chooses where it pays)."""
     path = Path(model_dir)
     target, use_bf16 = pick_device(device if torch.cuda.is_available() else "cpu")
+    use_bf16 = use_bf16 or (bf16 and target.type == "cpu")
     if target.type == "cpu":
         torch.set_num_threads(usable_cpus())
     if (path / MODEL_CARD).is_file():

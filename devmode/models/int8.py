@@ -1,5 +1,6 @@
-"""A model's int8 card: whether its int8 form (``quantized.py``) gives the full model's labels
-often enough to score in its place, read without loading torch (the registry shows it).
+"""A model's scoring card: how it scores on this kind of CPU (int8, int8 with some layers in
+fp32, bf16 or fp32), chosen by ``quantized.py`` when the form gives the full model's labels
+often enough and runs faster; read without loading torch (the registry shows it).
 
     describe(int8_card("devmode_files/models/run-3"))   # 'int8 (same label as full precision on 99.6% ...)'
 """
@@ -41,9 +42,15 @@ def describe(card: dict[str, Any] | None) -> str:
         return "not checked yet"
     if card.get("error"):
         return f"full precision (int8 could not be built: {card['error']})"
-    share = f"{card['agreement']:.1%} of {card['check_texts']:,} texts"
-    if card["used"]:
-        return f"int8 (same label as full precision on {share})"
+    chosen = card.get("precision") or ("int8" if card["used"] else "fp32")
+    if chosen != "fp32":
+        share = f"{card['agreement']:.1%} of {card['check_texts']:,} texts"
+        return f"{chosen} (same label as full precision on {share})"
+    tried = [c for c in card.get("candidates", []) if c["precision"].startswith("int8")]
+    best = max([c["agreement"] for c in tried] or [card["agreement"]])
+    share = f"{best:.1%} of {card['check_texts']:,} texts"
+    if best >= MIN_AGREEMENT:
+        return f"full precision (the fastest here; int8 agreed on {share})"
     return f"full precision (int8 agreed on only {share}; needs {MIN_AGREEMENT:.0%})"
 
 

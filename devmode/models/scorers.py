@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "auto") -> Scorer:
     """Load a devmode classifier folder, or any ``AutoModelForSequenceClassification`` folder.
 
-    :param precision: ``auto``: on a CPU, the model's int8 form when its check found the same
-        labels as full precision on at least 99% of texts (``quantized.py``), else fp32;
-        ``fp32``: never int8
+    :param precision: ``auto``: on a CPU, what the model's check chose (``quantized.py``): its
+        int8 form or bf16 when that gave full precision's labels on at least 99% of texts and
+        ran faster, else fp32; ``fp32``: never int8 or bf16
     """
     import torch
 
@@ -41,6 +41,8 @@ def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "a
             from devmode.models.quantized import load_int8
 
             return load_int8(path)
+        if card and card.get("precision") == "bf16":
+            return load_full(path, device, bf16=True)
     return load_full(path, device)
 
 
