@@ -13,7 +13,8 @@ user would pick it; the ratio to batch 256 (where unsorted padding costs it most
 beside. devmode batches length-sorted texts by a token budget: fp32 torch, and `auto`, the form
 its precision check chose on this CPU (``quantized.py``: int8, int8 with the feed-forward
 outputs in fp32, or bf16 where the CPU has native bf16; kept only when it gives fp32's label on
-at least 99% of the check texts, the PhraseBank sentences, and runs faster).
+at least 99% of the check texts and runs faster). The check set is built as scoring builds it:
+half the model's own sentences (PhraseBank), half the headlines it is about to score.
 
 Expected before measuring (AVX-512 BF16, 2 cores): the pipeline's best batch is small (16-32:
 little padding), so the ratio to its best is lower than the 3.3x against batch 256; fp32 about
@@ -166,8 +167,12 @@ def main() -> None:
         texts = [row["text"] for row in csv.DictReader(f)]
     if args.limit:
         texts = texts[:: max(1, len(texts) // args.limit)][: args.limit]
+    # the check set as scoring builds it (scorers.check_texts): half the model's own sentences,
+    # half the texts it is about to score, spread over them
+    half = int8.CHECK_TEXTS // 2
     with open(args.data / PHRASEBANK, newline="", encoding="utf-8") as f:
-        check = [row["text"] for row in csv.DictReader(f)][: int8.CHECK_TEXTS]
+        check = {"own": [row["text"] for row in csv.DictReader(f)][:half]}
+    check["scored"] = texts[:: max(1, len(texts) // half)][:half]
     machine = (
         torch.cuda.get_device_name()
         if device == "cuda"
@@ -239,10 +244,12 @@ def main() -> None:
         )
     if card:
         print(
-            f"precision check on {card['check_texts']:,} PhraseBank sentences in "
+            f"precision check on {card['check_texts']:,} texts (agreement on PhraseBank / "
+            f"headlines) in "
             f"{build_seconds:.1f} s: "
             + ", ".join(
-                f"{c['precision']} {c['agreement']:.2%} at {c['texts_per_s']:,.0f}/s"
+                f"{c['precision']} {c['agreement_by_part']['own']:.2%} / "
+                f"{c['agreement_by_part']['scored']:.2%} at {c['texts_per_s']:,.0f}/s"
                 for c in card["candidates"]
             )
             + f"; fp32 {card['fp32_texts_per_s']:,.0f}/s; chose {card['precision']}"

@@ -10,6 +10,7 @@ import pytest
 from devmode.db import open_db
 from devmode.models import int8, quantized, registry, scorers
 from devmode.models.scorers import load_scorer
+from tests.conftest import NEWS_ROWS
 
 pytest.importorskip("onnxruntime")
 
@@ -82,7 +83,7 @@ def test_the_fastest_form_that_keeps_99_percent_of_labels_is_chosen(
     monkeypatch.setattr(
         quantized,
         "_compared",
-        lambda scorer, texts, ref: dict(
+        lambda scorer, texts, ref, masks: dict(
             zip(("agreement", "texts_per_s"), next(scripted), strict=True)
         ),
     )
@@ -110,12 +111,18 @@ def test_scoring_builds_the_check_once_and_the_registry_shows_it(news_copy):
         model = registry.active_model(db, "sentiment")
         assert int8.int8_card(model.path) is None
         assert registry.model_rows(db)[0]["CPU scoring"] == "not checked yet"
-        texts = scorers.check_texts(db, model.dataset)
-        assert 0 < len(texts) <= int8.CHECK_TEXTS  # the tiny dataset's test and validation texts
+        parts = scorers.check_texts(db, model.dataset, "news")
+        own = scorers.check_texts(db, model.dataset)  # the tiny dataset's test and validation
+        assert list(own) == ["own"] and parts["own"] == own["own"]
+        assert set(parts["scored"]) == {r["text"] for r in NEWS_ROWS}
+        texts = parts["own"] + parts["scored"]
         scorer = scorers.model_scorer(db, model, "news")
         card = int8.int8_card(model.path)
         assert card["check_texts"] == len(texts)
-        assert scorer.precision == ("int8" if card["used"] else "fp32")
+        assert card["check_parts"] == {"own": len(own["own"]), "scored": len(NEWS_ROWS)}
+        for c in card["candidates"]:
+            assert c["agreement"] == min(c["agreement_by_part"].values())
+        assert scorer.precision == {"bf16": "bf16", "fp32": "fp32"}.get(card["precision"], "int8")
         shown = registry.model_rows(db)[0]["CPU scoring"]
         assert shown == int8.describe(card) and f"of {len(texts):,} texts" in shown
         before = (Path(model.path) / int8.INT8_CARD).stat().st_mtime_ns
@@ -135,3 +142,23 @@ def test_a_failed_build_is_recorded_and_scoring_stays_in_full_precision(news_cop
         card = json.loads((Path(model.path) / int8.INT8_CARD).read_text())
         assert not card["used"] and "cannot export this encoder" in card["error"]
         assert "could not be built" in registry.model_rows(db)[0]["CPU scoring"]
+
+
+def test_the_check_set_mixes_the_models_own_texts_with_the_ones_it_will_score(db_path, tmp_path):
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
+    from tests.conftest import store_tiny_dataset, write_csv
+
+    store_tiny_dataset(db_path, tmp_path)
+    rows = [{"text": f"headline {i}"} for i in range(5000)]
+    with open_db(db_path) as db:
+        ingest.insert_upload(
+            db, read_upload(write_csv(tmp_path / "h.csv", rows)), "h", ingest.ColumnMapping("text")
+        )
+        texts = scorers.check_texts(db, "tiny", "h")
+        alone = scorers.check_texts(db, "gone", "h")  # the model's dataset was dropped
+    assert len(texts["own"]) == 36  # the tiny dataset's 18 test and 18 validation rows
+    scored = texts["scored"]
+    assert len(texts["own"]) + len(scored) == int8.CHECK_TEXTS
+    assert scored[:3] == ["headline 0", "headline 2", "headline 4"]
+    assert list(alone) == ["scored"] and len(alone["scored"]) == int8.CHECK_TEXTS
