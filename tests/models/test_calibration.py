@@ -78,7 +78,7 @@ def test_a_run_fits_its_temperature_reports_it_and_every_scorer_uses_it(word_cla
     assert np.allclose(scorer.score(texts).probabilities, expected, atol=1e-5)
 
 
-def test_the_int8_scorer_divides_by_the_same_temperature(word_classifier, tmp_path):
+def test_the_int8_scorer_divides_by_the_same_temperature(word_classifier, tmp_path, monkeypatch):
     import shutil
 
     from devmode.models import quantized
@@ -87,7 +87,14 @@ def test_the_int8_scorer_divides_by_the_same_temperature(word_classifier, tmp_pa
     folder = tmp_path / "model"
     shutil.copytree(word_classifier, folder)
     texts = ["up good shares", "down awful", "flat steady sales", "shares up"] * 5
-    quantized.build_int8(folder, texts)
+    # whatever this CPU would choose, keep the int8 form: its temperature is what is checked
+    monkeypatch.setattr(
+        quantized,
+        "_compared",
+        lambda *args: {"agreement": 1.0, "agreement_by_part": {}, "texts_per_s": 1e9},
+    )
+    monkeypatch.setattr(quantized, "cpu_has_native_bf16", lambda: False)
+    assert quantized.build_int8(folder, texts)["precision"] == "int8"
     small = quantized.load_int8(folder)
     full = load_scorer(folder, precision="fp32")
     assert small.temperature == full.temperature != 1.0
