@@ -57,6 +57,8 @@ with tab_new:
             )
             fold_seed = c[3].number_input(
                 "Fold seed",
+                min_value=evaluations.MIN_FOLD_SEED,
+                max_value=evaluations.MAX_FOLD_SEED,
                 value=evaluations.DEFAULT_FOLD_SEED,
                 key="train_fold_seed",
                 help="Two evaluations compare only on the same folds: the same k and seed.",
@@ -266,12 +268,15 @@ with tab_evaluations:
                 ),
                 key="train_eval_reliability",
             )
-        if len(named) > 1:
+        completed = reports.evaluation_labels(all_evaluations, completed_only=True)
+        if len(completed) > 1:
             st.subheader("Compare two evaluations")
             c = st.columns(2)
-            first = c[0].selectbox("A", list(named), key="train_eval_a", format_func=named.get)
+            first = c[0].selectbox(
+                "A", list(completed), index=1, key="train_eval_a", format_func=completed.get
+            )
             second = c[1].selectbox(
-                "B (against A)", list(named), index=1, key="train_eval_b", format_func=named.get
+                "B (against A)", list(completed), key="train_eval_b", format_func=completed.get
             )
             with ui.errors_shown():
                 with ui.page_db() as db:

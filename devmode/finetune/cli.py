@@ -244,7 +244,7 @@ def evaluations_group():
 )
 @click.option(
     "--fold-seed",
-    type=int,
+    type=click.IntRange(evaluations.MIN_FOLD_SEED, evaluations.MAX_FOLD_SEED),
     default=evaluations.DEFAULT_FOLD_SEED,
     show_default=True,
     help="Shuffles the rows into folds. Two evaluations compare only on the same folds.",

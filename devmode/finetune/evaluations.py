@@ -56,6 +56,7 @@ KIND = jobs.JobKind(
 DEFAULT_FOLDS = 5
 DEFAULT_FOLD_SEED = 42
 MIN_FOLDS, MAX_FOLDS = 2, 20
+MIN_FOLD_SEED, MAX_FOLD_SEED = 0, 2**32 - 1  # what scikit-learn's shuffles take
 # Each class needs this many rows per fold: one in the held-out fold, and rows left in the
 # others for training and for the validation split that picks the epoch and the temperature.
 ROWS_PER_CLASS_PER_FOLD = 2
@@ -129,8 +130,15 @@ class Evaluation(jobs.JobState):
 # Folds
 
 
-def check_folds(labels: list[str], folds: int) -> None:
-    """Refuse fold counts the labels cannot be split into, saying what would work."""
+def check_folds(labels: list[str], folds: int, fold_seed: int = DEFAULT_FOLD_SEED) -> None:
+    """Refuse fold counts the labels cannot be split into (and seeds the shuffle cannot take),
+    saying what would work."""
+    if not isinstance(fold_seed, int) or not MIN_FOLD_SEED <= fold_seed <= MAX_FOLD_SEED:
+        raise EvaluationNotPossible(
+            f"--fold-seed must be a whole number from {MIN_FOLD_SEED} to {MAX_FOLD_SEED:,}; found "
+            f"{fold_seed!r}. Any seed in that range works; two evaluations compare only on the "
+            "same one."
+        )
     if not isinstance(folds, int) or not MIN_FOLDS <= folds <= MAX_FOLDS:
         raise EvaluationNotPossible(
             f"--folds must be a whole number from {MIN_FOLDS} to {MAX_FOLDS}; found {folds!r}. Each row is "
@@ -215,7 +223,7 @@ def create_evaluation(
     dataset = ingest.get_dataset(db, name)
     rows = examples.labelled_rows(db, dataset.name)
     labels = [label for _, _, label in rows]
-    check_folds(labels, folds)
+    check_folds(labels, folds, fold_seed)
     resolve_base_model(config.base_model)
     assigned = assign_folds(labels, folds, fold_seed)
     first = fold_data(rows, assigned, 0, fold_seed)[0]

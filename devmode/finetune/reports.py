@@ -232,12 +232,14 @@ def fold_table(evaluation) -> list[dict[str, Any]]:
     ]
 
 
-def evaluation_labels(found: list) -> dict[int, str]:
-    """Evaluation id -> 'Evaluation 2: phrasebank, 5 folds, 0.944 [0.93, 0.96] (completed)'."""
+def evaluation_labels(found: list, *, completed_only: bool = False) -> dict[int, str]:
+    """Evaluation id -> 'Evaluation 2: phrasebank, 5 folds, 0.944 [0.93, 0.96] (completed)';
+    ``completed_only``: those a comparison can take."""
     return {
         e.id: f"Evaluation {e.id}: {e.dataset}, {e.folds} folds, accuracy "
         f"{estimate_text(e, 'accuracy')} ({e.status})"
         for e in found
+        if e.is_completed or not completed_only
     }
 
 

@@ -47,6 +47,8 @@ from devmode.models.int8 import (
 ONNX_OPSET = 17
 
 
+# A part of the check set this large is held to the 99% rule on its own.
+MIN_PART_TEXTS = 200
 # The int8 forms tried, in order, with the matrix products each leaves in fp32: all in int8;
 # then the feed-forward output of every layer (its 1,536 inputs make its rounding the largest)
 # in fp32. On a PhraseBank model and 2,000 headlines (AVX-512 BF16, 2 cores) the first gave
@@ -161,13 +163,15 @@ def _timed(scorer: Scorer, texts: list[str]) -> tuple[np.ndarray, float]:
 def _compared(
     scorer: Scorer, texts: list[str], reference: np.ndarray, masks: dict[str, np.ndarray]
 ) -> dict[str, Any]:
-    """A form's speed and its agreement with fp32: in each part, and the lowest of them (what
-    the 99% rule reads)."""
+    """A form's speed and its agreement with fp32: in each part, and what the 99% rule reads:
+    the lowest of the whole set's and each part's of at least ``MIN_PART_TEXTS`` texts."""
     labels, speed = _timed(scorer, texts)
     same = labels == reference
     by_part = {name: round(float(same[mask].mean()), 5) for name, mask in masks.items()}
+    # a part too small to measure 1% (one flip in 40 rows is 2.5%) is judged with the others
+    judged = [by_part[name] for name, mask in masks.items() if mask.sum() >= MIN_PART_TEXTS]
     return {
-        "agreement": min(by_part.values()),
+        "agreement": min([round(float(same.mean()), 5), *judged]),
         "agreement_by_part": by_part,
         "texts_per_s": round(speed, 1),
     }

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlite_utils import Database
 
 from devmode.data import ingest
+from devmode.environment import cpu_description
 from devmode.models import int8
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "a
     on_cpu = device == "cpu" or not torch.cuda.is_available()
     if on_cpu and precision == "auto":
         card = int8.int8_card(path)
+        if card and card.get("cpu", cpu_description()) != cpu_description():
+            card = None  # chosen on another kind of CPU: fp32 until model_scorer checks again
         if card and card["used"] and int8.available():
             from devmode.models.quantized import load_int8
 

@@ -168,7 +168,7 @@ def add_alert_rule(
     settings = settings or RuleSettings.from_dict(values)
     dataset = trends.dated_dataset(db, dataset_name, settings.period)
     if settings.kind == "model_health" and not db[HEALTH_TABLE].count_where(
-        "dataset_id = ?", [dataset.id]
+        "dataset_id = ? and n > 0 and day > ''", [dataset.id]
     ):
         raise InvalidAlertRule(
             f"A model_health rule reads the model's confidence on {dataset.name}'s scored texts, "
@@ -385,11 +385,15 @@ def event_figure(event: dict[str, Any], kind: str) -> str:
 def marked_periods(
     events: list[dict[str, Any]], period: str, ticker: str | None, topic: str | None
 ) -> list[str]:
-    """The starts of the periods a trend of this period, ticker and topic should mark."""
+    """The starts of the periods a sentiment trend of this period, ticker and topic should
+    mark (a model_health alert is not one of them)."""
     return [
         e["period_start"]
         for e in events
-        if e["period"] == period and e["ticker"] == ticker and e["topic"] == topic
+        if e["period"] == period
+        and e["ticker"] == ticker
+        and e["topic"] == topic
+        and e["kind"] != "model_health"  # not a sentiment event: its own line, not this chart
     ]
 
 

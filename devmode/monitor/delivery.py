@@ -276,18 +276,23 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
     rule = alerts.get_rule(db, event["rule_id"])
     dataset = db["devmode_datasets"].get(rule.dataset_id)["name"]
     s = rule.settings
-    stories = reasons.with_top_words(
-        db,
-        trends.texts_in_period(
+    # a health alert is about the model, not about what the texts say: no stories that drove it
+    stories = (
+        []
+        if s.kind == "model_health"
+        else reasons.with_top_words(
             db,
-            dataset,
-            period=s.period,
-            start=event["period_start"],
-            ticker=s.ticker,
-            topic=s.topic,
-            limit=STORIES_IN_MESSAGE,
-            with_model=True,
-        ),
+            trends.texts_in_period(
+                db,
+                dataset,
+                period=s.period,
+                start=event["period_start"],
+                ticker=s.ticker,
+                topic=s.topic,
+                limit=STORIES_IN_MESSAGE,
+                with_model=True,
+            ),
+        )
     )
     scope = "".join(f" · {x}" for x in (s.ticker, s.topic) if x)
     share = alerts.event_figure(event, s.kind)
@@ -305,7 +310,11 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
         f"{dataset}{scope} · {s.period} of {event['period_start']}",
         f"{share} {band}".strip() + ".",
         f"Rule {rule.id}: {rule.describe()}.",
-        "Stories that drove it:" if stories else "No stored stories for this period.",
+        "Stories that drove it:"
+        if stories
+        else "The period's texts are on the Monitor (Texts behind a point)."
+        if s.kind == "model_health"
+        else "No stored stories for this period.",
         *(
             f"• {story['text']} ({story['date']}, {story['sentiment']:+.2f})"
             + (f" (top words: {', '.join(story['top_words'])})" if story["top_words"] else "")

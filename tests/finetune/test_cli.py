@@ -123,5 +123,7 @@ def test_evaluations_the_rows_cannot_make_exit_1_with_a_message(tiny_db):
     assert "--folds must be a whole number from 2 to 20; found 1" in refused.output
     too_many = run_cli(tiny_db, "evaluations", "run", "tiny", "--folds", "20")
     assert too_many.exit_code == 1 and "Fewer folds fit: use --folds 15" in too_many.output
-    assert "Traceback" not in refused.output + too_many.output
+    bad_seed = run_cli(tiny_db, "evaluations", "run", "tiny", "--fold-seed", "-1")
+    assert bad_seed.exit_code == 2 and "--fold-seed" in bad_seed.output
+    assert "Traceback" not in refused.output + too_many.output + bad_seed.output
     assert "No evaluations yet" in run_cli(tiny_db, "evaluations", "list").output

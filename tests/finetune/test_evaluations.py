@@ -125,6 +125,12 @@ def test_folds_the_rows_cannot_make_are_refused_with_what_would_work(labels, fol
     assert expected in str(caught.value)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32], ids=["negative", "too large"])
+def test_a_fold_seed_the_shuffle_cannot_take_is_refused(seed):
+    with pytest.raises(EvaluationNotPossible, match="--fold-seed must be a whole number from 0"):
+        evaluations.check_folds(["a", "b"] * 10, 2, seed)
+
+
 def test_a_refused_evaluation_stores_nothing(tiny_db, tiny_model_dir):
     with open_db(tiny_db) as db, pytest.raises(EvaluationNotPossible):
         evaluations.create_evaluation(

@@ -102,8 +102,33 @@ def test_the_fastest_form_that_keeps_99_percent_of_labels_is_chosen(
 def test_a_card_made_on_another_cpu_is_made_again(model_dir, monkeypatch):
     card = quantized.build_int8(model_dir, CHECK[:12])
     assert not quantized.needs_check(model_dir)
-    int8.write_card(model_dir, {**card, "cpu": "Another CPU (avx avx2)"})
+    int8.write_card(model_dir, {**card, "precision": "bf16", "cpu": "Another CPU (avx avx2)"})
     assert quantized.needs_check(model_dir)
+    assert load_scorer(model_dir).precision == "fp32"  # not another CPU's choice
+
+
+class ScriptedScorer:
+    """Labels given in advance: 1 where fp32 says 0, at the rows asked."""
+
+    def __init__(self, flips):
+        self.flips = set(flips)
+
+    def score(self, texts):
+        from devmode.models.inference import Scores
+
+        rows = [[0.0, 1.0] if i in self.flips else [1.0, 0.0] for i in range(len(texts))]
+        return Scores([], np.array(rows), ["a", "b"])
+
+
+def test_a_part_too_small_to_measure_one_percent_is_judged_with_the_rest():
+    texts = [f"t{i}" for i in range(1040)]
+    reference = np.zeros(len(texts), dtype=int)
+    masks = {"own": np.arange(1040) < 40, "scored": np.arange(1040) >= 40}
+    small_part_flip = quantized._compared(ScriptedScorer([3]), texts, reference, masks)
+    assert small_part_flip["agreement_by_part"]["own"] == 0.975
+    assert small_part_flip["agreement"] >= int8.MIN_AGREEMENT  # 1 flip in 1,040
+    large_part_flips = quantized._compared(ScriptedScorer(range(40, 60)), texts, reference, masks)
+    assert large_part_flips["agreement"] == large_part_flips["agreement_by_part"]["scored"] == 0.98
 
 
 def test_scoring_builds_the_check_once_and_the_registry_shows_it(news_copy):

@@ -121,6 +121,8 @@ def test_a_model_health_rule_fires_in_the_weeks_the_estimate_falls_below_its_lin
     assert "week of 2020-05-25: estimated accuracy 60% on 1 text" in listed
     assert "estimated accuracy below 65% in a week" in listed
     assert "2020-05-18" not in listed and "2020-06-01" not in listed
+    with open_db(news_db) as db:  # its own line: the sentiment chart marks nothing
+        assert alerts.marked_periods(alerts.alert_events(db, "news"), "week", None, None) == []
     receiver = LocalServer()
     receiver.routes["/hook"] = Route()
     try:
@@ -137,3 +139,4 @@ def test_a_model_health_rule_fires_in_the_weeks_the_estimate_falls_below_its_lin
     (sent,) = receiver.posts("/hook")
     assert sent["alert"]["value"] == pytest.approx(0.2) and sent["alert"]["band_high"] == 0.65
     assert "estimated accuracy 20% on 1 text under the rule's line of 65%" in message.text()
+    assert message.stories == [] and "Texts behind a point" in message.text()
