@@ -285,9 +285,7 @@ def execute_evaluation(
     foreground, does): every fold not finished yet, then the summary. Returns the status."""
     with jobs.claimed(db_path, KIND, evaluation_id) as db:
         evaluation = get_evaluation(db, evaluation_id)
-        rows = _rows_as_created(db, evaluation)
-        labels = [label for _, _, label in rows]
-        assigned = assign_folds(labels, evaluation.folds, evaluation.fold_seed)
+        rows, assigned = _rows_as_created(db, evaluation)
         stop = jobs.CancelPoll(db, KIND, evaluation_id, also=should_stop)
         finished = {r["fold"] for r in evaluation.fold_results}
         for fold in range(evaluation.folds):
@@ -316,8 +314,11 @@ def execute_evaluation(
     return jobs.COMPLETED
 
 
-def _rows_as_created(db: Database, evaluation: Evaluation) -> list[tuple[int, str, str]]:
-    """The labelled rows, refused when they are not the rows the folds were drawn from."""
+def _rows_as_created(
+    db: Database, evaluation: Evaluation
+) -> tuple[list[tuple[int, str, str]], np.ndarray]:
+    """The labelled rows and each one's fold, refused when they are not the rows the folds
+    were drawn from."""
     rows = examples.labelled_rows(db, evaluation.dataset)
     labels = [label for _, _, label in rows]
     assigned = assign_folds(labels, evaluation.folds, evaluation.fold_seed)
@@ -327,15 +328,13 @@ def _rows_as_created(db: Database, evaluation: Evaluation) -> list[tuple[int, st
             f"{evaluation.id} drew its folds (rows or labels were added, removed or corrected), "
             "so its folds would not be the same. Start a new evaluation."
         )
-    return rows
+    return rows, assigned
 
 
 def _run_fold(db, db_path, evaluation, rows, assigned, fold, stop, echo) -> None:
     """Train fold ``fold``, predict its test rows, and store both in one transaction."""
-    from devmode.finetune.evaluation import classification_report
     from devmode.finetune.training import train
     from devmode.models import calibration
-    from devmode.models.scorers import load_scorer
 
     data, held = fold_data(rows, assigned, fold, evaluation.fold_seed)
     folder = KIND.folder(db_path, evaluation.id)
@@ -358,21 +357,17 @@ def _run_fold(db, db_path, evaluation, rows, assigned, fold, stop, echo) -> None
     )
     if result.status == jobs.CANCELLED:
         raise EvaluationCancelled(f"Evaluation {evaluation.id} was cancelled.")
-    scorer = load_scorer(model_dir, precision="fp32")
-    texts = [rows[i][1] for i in held]
-    raw = scorer.raw_scores(texts)
-    calibrated = calibration.softmax(raw, scorer.temperature)
-    uncalibrated = calibration.softmax(raw)
-    names = scorer.label_names
-    y_true = np.array([names.index(rows[i][2]) for i in held])
-    report = classification_report(names, y_true, calibrated)
+    # the run judged its test split, the held fold in ``held``'s order, at its temperature
+    calibrated = calibration.softmax(result.test_logits, result.temperature)
+    uncalibrated = calibration.softmax(result.test_logits)
+    names = result.labels
     record = {
         "fold": fold,
         "rows_train": len(data.train) + len(data.validation),
         "rows_test": len(held),
-        "accuracy": report["accuracy"],
-        "macro_f1": report["macro_f1"],
-        "temperature": scorer.temperature,
+        "accuracy": result.test["accuracy"],
+        "macro_f1": result.test["macro_f1"],
+        "temperature": result.temperature,
         "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds,
         "model_dir": str(model_dir),
@@ -525,8 +520,8 @@ def compare(db: Database, first_id: int, second_id: int) -> dict[str, Any]:
             f"{second.fold_seed}, or the labels changed between them). Run the second again "
             f"with --folds {first.folds} --fold-seed {first.fold_seed}."
         )
-    n_train = float(np.mean([r["rows_train"] for r in first.fold_results]))
-    n_test = float(np.mean([r["rows_test"] for r in first.fold_results]))
+    n_train, n_test = first.summary["rows_train"], first.summary["rows_test"]  # of its folds
+    before = first.config.to_dict()
 
     def by_fold(evaluation: Evaluation, name: str) -> list[float]:
         return [r[name] for r in sorted(evaluation.fold_results, key=lambda r: r["fold"])]
@@ -549,8 +544,8 @@ def compare(db: Database, first_id: int, second_id: int) -> dict[str, Any]:
             for name in METRICS
         },
         "settings": {
-            key: [first.config.to_dict().get(key), value]
+            key: [before.get(key), value]
             for key, value in second.config.to_dict().items()
-            if first.config.to_dict().get(key) != value
+            if before.get(key) != value
         },
     }

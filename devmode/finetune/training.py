@@ -104,6 +104,7 @@ class TrainResult:
     step_graphs: int = 0  # training steps captured as CUDA graphs (one per batch width)
     notes: list[str] = field(default_factory=list)  # e.g. why CUDA graphs were not used
     temperature: float = 1.0  # fitted on the validation split; the saved model scores with it
+    test_logits: np.ndarray | None = None  # the test split's, in its order (evaluations keep them)
 
 
 @dataclass
@@ -320,7 +321,7 @@ def judge_and_save(
         "fitted_on": len(data.validation),
         "note": note,
     }
-    result.temperature = temperature
+    result.temperature, result.test_logits = temperature, test_logits
     if output_dir is not None:
         result.output_dir = save_atomically(
             model, tokenizer, data.labels, config, output_dir, temperature

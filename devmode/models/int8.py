@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from devmode.environment import cpu_description
+
 INT8_FILE = "model.int8.onnx"
 INT8_CARD = "int8.json"
 # The share of a check set on which the int8 model must give the full model's label.
@@ -34,6 +36,12 @@ def int8_card(model_dir: str | Path) -> dict[str, Any] | None:
     """What the last check found: ``{"agreement", "check_texts", "used", ...}``, or None."""
     path = Path(model_dir) / INT8_CARD
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def made_here(card: dict[str, Any]) -> bool:
+    """Whether the card's choice was measured on this kind of CPU (a card from before the CPU
+    was recorded counts as made here)."""
+    return card.get("cpu", cpu_description()) == cpu_description()
 
 
 def describe(card: dict[str, Any] | None) -> str:

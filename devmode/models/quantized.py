@@ -40,6 +40,7 @@ from devmode.models.int8 import (
     MIN_AGREEMENT,
     available,
     int8_card,
+    made_here,
     write_card,
 )
 
@@ -243,7 +244,7 @@ def needs_check(model_dir: str | Path) -> bool:
     card = int8_card(folder)
     return (
         ((folder / MODEL_CARD).is_file() or (folder / "config.json").is_file())
-        and (card is None or card.get("cpu", cpu_description()) != cpu_description())
+        and (card is None or not made_here(card))
         and not torch.cuda.is_available()
         and available()
     )

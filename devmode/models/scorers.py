@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlite_utils import Database
+from sqlite_utils.db import quote_identifier
 
 from devmode.data import ingest
-from devmode.environment import cpu_description
+from devmode.data.splits import is_filled
 from devmode.models import int8
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "a
     on_cpu = device == "cpu" or not torch.cuda.is_available()
     if on_cpu and precision == "auto":
         card = int8.int8_card(path)
-        if card and card.get("cpu", cpu_description()) != cpu_description():
+        if card and not int8.made_here(card):
             card = None  # chosen on another kind of CPU: fp32 until model_scorer checks again
         if card and card["used"] and int8.available():
             from devmode.models.quantized import load_int8
@@ -91,7 +92,8 @@ def check_texts(db: Database, trained_on: str, scoring: str | None = None) -> di
 
 
 def _spread_texts(db: Database, name: str | None, wanted: int) -> list[str]:
-    """Up to ``wanted`` non-empty texts of dataset ``name``, spread evenly over its rows."""
+    """Up to ``wanted`` filled texts of dataset ``name``, spread evenly over its rows (every
+    ``step``-th row, picked by SQLite: a dataset of millions is not read through)."""
     if not name or wanted <= 0:
         return []
     try:
@@ -100,9 +102,9 @@ def _spread_texts(db: Database, name: str | None, wanted: int) -> list[str]:
         return []
     column = dataset.mapping.text
     step = max(1, dataset.row_count // wanted)
-    texts = [
-        str(row[column])
-        for i, row in enumerate(ingest.iter_rows(db, dataset.name, None, [column]))
-        if i % step == 0 and row[column]
-    ]
-    return texts[:wanted]
+    rows = db.execute(
+        f"""select {quote_identifier(column)} from {quote_identifier(dataset.name)}
+            where (rowid - 1) % ? = 0 and {is_filled(column)} order by rowid limit ?""",
+        [step, wanted],
+    )
+    return [str(text) for (text,) in rows]
