@@ -425,6 +425,18 @@ class FakeScorer:
         )
 
 
+def wait_for_evaluation(db_path, evaluation_id, seconds=120):
+    """Evaluation ``evaluation_id`` once its worker has stopped (completed, cancelled, ...)."""
+    from devmode.finetune import evaluations
+
+    def stopped():
+        with open_db(db_path) as db:
+            found = evaluations.get_evaluation(db, evaluation_id, live=True)
+        return None if found.is_active else found
+
+    return wait_for(stopped, timeout=seconds, interval=0.2, what=f"evaluation {evaluation_id}")
+
+
 def wait_for_job(db_path, dataset="news", seconds=120):
     """The dataset's newest scoring job once it has finished."""
     import time

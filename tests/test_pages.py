@@ -186,7 +186,7 @@ def test_fine_tune_page_estimates_with_k_folds_and_compares_two_evaluations(
     """*Estimate with k folds* starts an evaluation in a worker; its tab shows the folds, the
     summary with intervals and the pooled reliability, and a second one compares with it."""
     from devmode.finetune import evaluations
-    from tests.conftest import store_tiny_dataset, tiny_config
+    from tests.conftest import store_tiny_dataset, tiny_config, wait_for_evaluation
 
     store_tiny_dataset(app_db, tmp_path)
     at = AppTest.from_file(FINE_TUNE_PAGE, default_timeout=60).run()
@@ -225,21 +225,6 @@ def test_fine_tune_page_estimates_with_k_folds_and_compares_two_evaluations(
     compared = next(t.value for t in at.dataframe if "p" in t.value.columns)
     assert list(compared["metric"]) == ["accuracy", "macro-F1"]
     assert any("Nadeau and Bengio" in c.value for c in at.caption)
-
-
-def wait_for_evaluation(db_path, evaluation_id, seconds=120):
-    import time
-
-    from devmode.finetune import evaluations
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open_db(db_path) as db:
-            found = evaluations.get_evaluation(db, evaluation_id, live=True)
-        if not found.is_active:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"evaluation {evaluation_id} did not finish")
 
 
 # ----------------------------------------------------------------------------------------------

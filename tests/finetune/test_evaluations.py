@@ -2,7 +2,6 @@
 resume, comparisons, deletion, and the inputs they refuse."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from devmode import jobs
 from devmode.db import open_db
 from devmode.finetune import evaluations
 from devmode.finetune.evaluations import EvaluationNotPossible
-from tests.conftest import store_tiny_dataset, tiny_config
+from tests.conftest import store_tiny_dataset, tiny_config, wait_for_evaluation
 
 FOLDS = 3
 
@@ -243,13 +242,7 @@ def test_a_worker_evaluates_in_the_background_and_delete_waits_for_it_to_stop(
         evaluations.delete_evaluation(tiny_db, found.id)
     with open_db(tiny_db) as db:
         evaluations.request_cancel(db, found.id)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with open_db(tiny_db) as db:
-            stopped = evaluations.get_evaluation(db, found.id, live=True)
-        if not stopped.is_active:
-            break
-        time.sleep(0.2)
+    stopped = wait_for_evaluation(tiny_db, found.id)
     assert stopped.status == "cancelled", stopped.error
     assert (folder / "worker.log").is_file()
     evaluations.delete_evaluation(tiny_db, found.id)
