@@ -5,8 +5,9 @@ OpenAI-compatible endpoint (through the ``openai`` SDK). Both stream ``chat.Stre
     backend = OpenAIBackend("http://127.0.0.1:8000/v1", "smollm2", api_key_env="OPENAI_API_KEY")
     reply = chat.respond(backend, plan, limits, on_text=print)
 
-The GGUF file is de-quantized to float32 on the first load (a few seconds); with a ``cache_dir``
-the converted folder is kept there and later loads read it directly. Replies come from
+The GGUF file is de-quantized to float32 on the first load (``gguf_weights``, about 10 s with
+the tokenizer); with a ``cache_dir`` the converted folder is kept there and later loads read it
+directly. Replies come from
 ``decoder.LlamaDecoder`` (int8 weights on a CPU with native bf16): about 100 tokens/s on 2 cores
 against 24 for transformers' ``generate()``; ``benchmarks/chat_speed.py`` measures both.
 An API key is read from the environment (or given by the caller from Streamlit secrets) and kept
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from devmode.chat.context import TemplateCosts
 from devmode.chat.decoder import LlamaDecoder, Sampling
+from devmode.chat.gguf_weights import SafetensorsWeights, read_llama
 from devmode.chat.limits import BackendSpec, ChatLimits
 from devmode.chat.replies import BackendError, BackendTimeout, StreamEvent
 
@@ -84,7 +86,7 @@ class EmbeddedBackend:
         """Load the embedded model; ``precision`` is one of ``decoder.PRECISIONS`` ("auto":
         int8 weights on a CPU with native bf16, bf16 on a GPU, else float32)."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no conversion bars in the CLI, logs or tests
@@ -95,19 +97,10 @@ class EmbeddedBackend:
             return cls(LlamaDecoder.from_pretrained(converted, precision, device), tokenizer)
         gguf = embedded_gguf_file()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
-        if converted is None:  # nowhere to keep a converted copy: take the weights as loaded
-            return cls(LlamaDecoder.from_model(model, precision, device), tokenizer)
-        # the GGUF loader de-quantized the weights to float32: nothing quantized is left, so
-        # the model saves as a plain safetensors folder, which later loads read in a second
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        save_whole(converted, model, tokenizer)
-        del model
-        return cls(LlamaDecoder.from_pretrained(converted, precision, device), tokenizer)
+        config, weights = read_llama(gguf)  # de-quantized to float32
+        if converted is not None:  # kept as a plain safetensors folder: later loads take a second
+            save_whole(converted, config, SafetensorsWeights(weights), tokenizer)
+        return cls(LlamaDecoder.from_weights(config, weights, precision, device), tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -207,24 +207,29 @@ class LlamaDecoder:
 
         folder = Path(folder)
         config = AutoConfig.from_pretrained(folder)
-        _check_supported(config)
+        _check_supported(config)  # before looking for weights: the clearer refusal
         files = sorted(folder.glob("*.safetensors"))
         if not files:
             raise UnsupportedModel(f"{folder} holds no .safetensors weights.")
         weights: dict[str, torch.Tensor] = {}
         for file in files:
             weights.update(load_file(file))
-        if precision == "auto":
-            precision = preferred_precision(torch.device(device))
-        return cls(config, weights, precision, device)
+        return cls.from_weights(config, weights, precision, device)
 
     @classmethod
     def from_model(cls, model, precision: str = "fp32", device="cpu") -> LlamaDecoder:
         """Take the weights of a loaded transformers ``LlamaForCausalLM`` (no files needed)."""
-        _check_supported(model.config)
+        return cls.from_weights(model.config, dict(model.state_dict()), precision, device)
+
+    @classmethod
+    def from_weights(
+        cls, config, weights: dict[str, torch.Tensor], precision: str = "fp32", device="cpu"
+    ) -> LlamaDecoder:
+        """A decoder from a config and weights by transformers' names (``gguf_weights``)."""
+        _check_supported(config)
         if precision == "auto":
             precision = preferred_precision(torch.device(device))
-        return cls(model.config, dict(model.state_dict()), precision, device)
+        return cls(config, weights, precision, device)
 
     # ------------------------------------------------------------------------------------------
     # The forward pass
