@@ -50,15 +50,23 @@ def load_scorer(model_dir: str | Path, device: str = "auto", precision: str = "a
     return load_full(path, device)
 
 
-def model_scorer(db: Database, model, scoring: str | None = None) -> Scorer:
+def model_scorer(
+    db: Database, model, scoring: str | None = None, texts: int | None = None
+) -> Scorer:
     """The ``Scorer`` of a registered model (``registry.Model``: its ``path`` and the ``dataset``
     it was trained on). On a CPU the form it scores in is chosen once first
     (``quantized.py``), on texts of the data it was trained on and of ``scoring``, the dataset
     it is about to score (``check_texts``); a failed build is recorded and scoring stays in
-    full precision."""
+    full precision.
+
+    :param texts: how many texts the caller is about to score, when it knows. Fewer than
+        ``int8.CHECK_TEXTS`` are scored in full precision without choosing: timing each form on
+        the check set would take longer than the job (12 s against 2 s for 200 headlines on 2
+        cores). None (a watcher, which scores for as long as it runs) chooses first.
+    """
     from devmode.models import quantized
 
-    if quantized.needs_check(model.path):
+    if (texts is None or texts >= int8.CHECK_TEXTS) and quantized.needs_check(model.path):
         try:
             quantized.build_int8(model.path, check_texts(db, model.dataset, scoring))
         except Exception as e:  # an encoder ONNX cannot export: full precision it is

@@ -103,8 +103,6 @@ def score_dataset(
     dataset = ingest.get_dataset(db, dataset_name)
     model = require_active_model(db, task)
     polarity = registry.sentiment_map(db, model) if task == "sentiment" else None
-    if scorer is None:
-        scorer = scorers.model_scorer(db, model, dataset.name)
     table = quote_identifier(dataset.name)
     role = dataset.mapping
     select = ", ".join(  # qualified: the predictions table has a date and a ticker too
@@ -119,6 +117,8 @@ def score_dataset(
     stories.assign_stories(db, dataset.name)  # repeats are marked as they are scored
     matcher = watchlist.Matcher(watchlist.list_entries(db)) if not role.ticker else None
     to_do = db.execute(f"select count(*) {pending_sql}", args).fetchone()[0]
+    if scorer is None:
+        scorer = scorers.model_scorer(db, model, dataset.name, to_do)
     already = dataset.row_count - to_do
     done = unparseable = 0
     examples: list[str] = []

@@ -155,6 +155,22 @@ def test_scoring_builds_the_check_once_and_the_registry_shows_it(news_copy):
         assert (Path(model.path) / int8.INT8_CARD).stat().st_mtime_ns == before  # checked once
 
 
+def test_a_job_smaller_than_the_check_set_scores_in_full_precision_without_choosing(news_copy):
+    from devmode.monitor import monitoring
+
+    with open_db(news_copy) as db:
+        model = registry.active_model(db, "sentiment")
+        db.execute("delete from devmode_predictions")  # the news rows are to be scored again
+        summary = monitoring.score_dataset(db, "news")
+        assert summary.scored == len(NEWS_ROWS) < int8.CHECK_TEXTS
+        assert int8.int8_card(model.path) is None  # nothing timed, nothing chosen
+        assert registry.model_rows(db)[0]["CPU scoring"] == "not checked yet"
+        small = scorers.model_scorer(db, model, "news", texts=int8.CHECK_TEXTS - 1)
+        assert small.precision == "fp32" and int8.int8_card(model.path) is None
+        scorers.model_scorer(db, model, "news", texts=int8.CHECK_TEXTS)  # this one pays for it
+        assert int8.made_here(int8.int8_card(model.path))
+
+
 def test_a_failed_build_is_recorded_and_scoring_stays_in_full_precision(news_copy, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("cannot export this encoder")
