@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from devmode.finetune.drift_table import create_drift_table
 from devmode.finetune.evaluation_tables import create_evaluation_tables
 from devmode.monitor.rollup import create_health_rollup, fill_trend_days, trend_triggers
 
@@ -28,10 +29,11 @@ DERIVED_FROM_DATASET = (
     "devmode_label_suggestions",
     "devmode_label_history",
     "devmode_review_jobs",
+    "devmode_drift",
 )
 # The tables that hold what was worked out with a model (by its ``devmode_models.id``):
 # deleting the model deletes its rows there (an id can be used again).
-DERIVED_FROM_MODEL = ("devmode_reasons",)
+DERIVED_FROM_MODEL = ("devmode_reasons", "devmode_drift")
 
 
 @migrations(name="0001_datasets")
@@ -583,3 +585,9 @@ def _model_health(db: Database) -> None:
     """Each prediction's top-class probability and its daily sums: the model's estimated
     accuracy on live text (``monitor/health.py``, ``monitor/rollup.py``)."""
     create_health_rollup(db)
+
+
+@migrations(name="0018_drift")
+def _drift(db: Database) -> None:
+    """The Monitor's drift figures, kept per model and dataset (``finetune/drift_table.py``)."""
+    create_drift_table(db)

@@ -23,12 +23,17 @@ from sqlite_utils import Database
 from devmode.data import examples, ingest
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
+from devmode.finetune.drift_table import DRIFT_TABLE
 from devmode.models import registry, runs
 
 TABLE = "devmode_out_of_domain"
 # Texts drawn (seeded) from each set for its mean embedding: the mean of 512 unit vectors moves
 # by well under 0.01 between draws.
 EMBEDDING_SAMPLE = 512
+# The drift figure is kept (``devmode_drift``) and measured again once the dataset has grown
+# past this factor of its size then: embedding the texts takes seconds (9.5 s for a fresh
+# server's first Monitor page on 2 cores), and a few more rows barely move a mean of 512.
+DRIFT_GROWTH = 1.1
 
 
 class LabelMapRefused(DevmodeError):
@@ -139,15 +144,48 @@ def untested_warning(
         own = examples.load_examples(db, run.dataset)
     except DevmodeError:  # an imported model: its training set is not stored here
         return f"{head} {advice}"
-    trained, scored, own_test = mean_embeddings(
-        [[t for t, _ in own.train], sample_texts(db, dataset), [t for t, _ in own.test]],
-        run.config.base_model,
-    )
-    gap, own = distance(trained, scored), distance(trained, own_test)
+    scored = ingest.get_dataset(db, dataset)
+    drift = stored_drift(db, model.id, scored.id, scored.row_count, len(own.train))
+    if drift is None:
+        trained, texts, own_test = mean_embeddings(
+            [[t for t, _ in own.train], sample_texts(db, dataset), [t for t, _ in own.test]],
+            run.config.base_model,
+        )
+        drift = {"distance": distance(trained, texts), "own_distance": distance(trained, own_test)}
+        db[DRIFT_TABLE].upsert(
+            {
+                "model_id": model.id,
+                "dataset_id": scored.id,
+                "rows": scored.row_count,
+                "training_rows": len(own.train),
+                **drift,
+                "created_at": utc_now(),
+            },
+            pk=("model_id", "dataset_id"),
+        )
     return (
-        f"{head} Drift: the distance between the two sets' mean embeddings is {gap:.3f} "
-        f"(its own test split: {own:.3f}). {advice}"
+        f"{head} Drift: the distance between the two sets' mean embeddings is "
+        f"{drift['distance']:.3f} (its own test split: {drift['own_distance']:.3f}). {advice}"
     )
+
+
+def stored_drift(
+    db: Database, model_id: int, dataset_id: int, rows: int, training_rows: int
+) -> dict[str, float] | None:
+    """The drift figures measured before, while they still hold: the same training texts, and
+    the dataset no smaller and at most ``DRIFT_GROWTH`` larger than it was."""
+    found = db.execute(
+        f"select rows, training_rows, distance, own_distance from {DRIFT_TABLE} "
+        "where model_id = ? and dataset_id = ?",
+        [model_id, dataset_id],
+    ).fetchone()
+    if (
+        found is None
+        or found[1] != training_rows
+        or not found[0] <= rows <= found[0] * DRIFT_GROWTH
+    ):
+        return None
+    return {"distance": found[2], "own_distance": found[3]}
 
 
 def add_test(

@@ -122,10 +122,15 @@ def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path, tiny_mod
             with open_db(db_path) as db:
                 return ingest.get_dataset(db, "small").label_version
 
+        def first_row() -> str:
+            grid = labelling.get_by_test_id("stDataFrame").first
+            return grid.locator("table tr").nth(1).text_content() or ""
+
         for _ in range(40):  # each tick saves one row: version + 1
             before = label_version()
             if before >= 21:
                 break
+            ticked = first_row()
             tick_first_row(page, labelling.get_by_test_id("stDataFrame").first)
             # The tick waited for its script run, which saves the row. A click that lands while
             # the grid is redrawn selects nothing and starts no run: after a few seconds with
@@ -135,6 +140,8 @@ def test_review_label_retrain_and_test_out_of_domain(browser, tmp_path, tiny_mod
             except AssertionError:
                 continue
             page.get_by_text(f"at label version {label_version()}.").first.wait_for()
+            # the next tick waits for the grid to show the rows without the one just saved
+            wait_for(lambda t=ticked: first_row() != t, timeout=10, what="the grid redrawn")
         assert label_version() >= 21
         page.screenshot(path=SCREENSHOTS / "03_labelled.png", full_page=True)
         with open_db(db_path) as db:

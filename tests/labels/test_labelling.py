@@ -264,3 +264,34 @@ def test_the_monitor_warns_about_text_the_model_was_never_tested_on(news_copy):
     )
     assert 0 <= own < 1 and 0 <= gap < 1
     assert f"runs test {model.run_id} news" in warning
+
+
+def test_the_drift_figure_is_kept_until_the_dataset_grows(news_copy, monkeypatch):
+    from devmode.data import ingest
+    from devmode.models import registry
+
+    measured = []
+    embed = out_of_domain.mean_embeddings
+    monkeypatch.setattr(
+        out_of_domain, "mean_embeddings", lambda *a: measured.append(1) or embed(*a)
+    )
+    with open_db(news_copy) as db:
+        model = registry.active_model(db, "sentiment")
+        first = out_of_domain.untested_warning(db, model, "news")
+        assert out_of_domain.untested_warning(db, model, "news") == first and len(measured) == 1
+        news = ingest.get_dataset(db, "news")
+        stored = db["devmode_drift"].get((model.id, news.id))
+        assert stored["rows"] == news.row_count and f"{stored['distance']:.3f}" in first
+        # grown by more than 10% (6 rows against 5): measured again, and stored anew
+        db.execute("update devmode_drift set rows = 5")
+        assert out_of_domain.untested_warning(db, model, "news") == first and len(measured) == 2
+        assert db["devmode_drift"].get((model.id, news.id))["rows"] == news.row_count
+        # the rule itself: no smaller, at most 10% larger, the same training texts
+        db.execute("update devmode_drift set rows = 100")
+        training = stored["training_rows"]
+        for rows, holds in ((100, True), (110, True), (111, False), (99, False)):
+            found = out_of_domain.stored_drift(db, model.id, news.id, rows, training)
+            assert (found is not None) == holds, rows
+        assert out_of_domain.stored_drift(db, model.id, news.id, 100, training + 1) is None
+        ingest.drop_dataset(db, "news")  # what was worked out from it goes with it
+        assert db["devmode_drift"].count == 0
