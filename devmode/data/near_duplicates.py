@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash, MinHashLSH
+if TYPE_CHECKING:
+    from datasketch import MinHash
+
+# datasketch is imported where it is used: it pulls in scipy.integrate (about 0.5 s), which the
+# pages, the CLI and the workers that never look for near-duplicates would pay at start-up.
 
 # Permutations per signature (an estimate of Jaccard similarity within about 0.1), and the
 # length of a shingle in characters.
@@ -29,6 +34,8 @@ def shingles(text: str | None) -> set[bytes]:
 
 
 def minhashes(texts) -> list[MinHash | None]:
+    from datasketch import MinHash
+
     sets = [shingles(t) for t in texts]
     signatures = iter(MinHash.bulk([s for s in sets if s], num_perm=NUM_PERM))
     return [next(signatures) if s else None for s in sets]
@@ -37,6 +44,8 @@ def minhashes(texts) -> list[MinHash | None]:
 def near_duplicate_groups(texts: Sequence[str], threshold: float) -> list[list[int]]:
     """Groups (two or more) of texts whose estimated Jaccard similarity is at least
     ``threshold`` (joined transitively), each in index order, groups by their first text."""
+    from datasketch import MinHashLSH
+
     index = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
     parent = list(range(len(texts)))
 

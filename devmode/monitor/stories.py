@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash, MinHashLSH
 from sqlite_utils import Database
 from sqlite_utils.db import quote_identifier
 
 from devmode.data import ingest
 from devmode.data.dates import parse_date
 from devmode.data.near_duplicates import NUM_PERM, minhashes
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 # The estimated Jaccard similarity above which two texts are one story. On the 9,958 shared
 # Benzinga headlines, 0.7 joins 492 rows to an earlier story (the same headline filed under
@@ -64,6 +67,8 @@ def assign_stories(db: Database, dataset_name: str) -> StoriesSummary:
                 order by s.row_id desc limit {CANDIDATE_STORIES}""",
             [dataset.id],
         ).fetchall()
+        from datasketch import MinHashLSH  # imported here: see near_duplicates
+
         index = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
         known: dict[int, tuple[MinHash, dt.date | None]] = {}
         for (row_id, _, raw), signature in zip(heads, minhashes(r[1] for r in heads), strict=True):

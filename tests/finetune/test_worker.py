@@ -146,7 +146,7 @@ def test_worker_process_killed_is_interrupted_then_resumes(tiny_db, tiny_model_d
     """kill -9 mid-run: the run says interrupted, resumes from its checkpoint, and completes
     with each step's metrics recorded once."""
     config = tiny_config(
-        tiny_model_dir, epochs=40, batch_size=2, early_stopping_patience=0, log_every_steps=5
+        tiny_model_dir, epochs=12, batch_size=2, early_stopping_patience=0, log_every_steps=5
     )
     run = create(tiny_db, config)
     pid = worker.start_job(tiny_db, run.id)
