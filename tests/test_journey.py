@@ -365,7 +365,7 @@ def texts_by_polarity(db_path) -> tuple[list[str], list[str]]:
     with open_db(db_path) as db:
         model = registry.active_model(db, "sentiment")
         polarity = registry.sentiment_map(db, model)
-        scorer = scorers.model_scorer(db, model)
+        scorer = scorers.model_scorer(db, model, texts=0)  # as the watcher scores
     texts = sorted({row["text"] for row in tiny_rows(300, seed=7)}, key=lambda t: (len(t), t))
     labels = scorer.score(texts).labels
     negative = [t for t, label in zip(texts, labels, strict=True) if polarity[label] == "negative"]

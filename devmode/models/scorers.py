@@ -59,10 +59,10 @@ def model_scorer(
     it is about to score (``check_texts``); a failed build is recorded and scoring stays in
     full precision.
 
-    :param texts: how many texts the caller is about to score, when it knows. Fewer than
-        ``int8.CHECK_TEXTS`` are scored in full precision without choosing: timing each form on
-        the check set would take longer than the job (12 s against 2 s for 200 headlines on 2
-        cores). None (a watcher, which scores for as long as it runs) chooses first.
+    :param texts: how many texts the caller is about to score. Fewer than
+        ``int8.CHECK_TEXTS`` are scored in the form chosen before, else in full precision,
+        without choosing: timing each form on the check set would take longer than the job
+        (12 s against 2 s for 200 headlines on 2 cores). None: choose first.
     """
     from devmode.models import quantized
 

@@ -216,7 +216,9 @@ class Watcher:
     def _scorer(self, db: Database, task: str, model: registry.Model):
         loaded = self._scorers.get(task)
         if loaded is None or loaded[0] != model.id:
-            self._scorers[task] = (model.id, scorers.model_scorer(db, model))
+            # a watcher scores what its feeds bring, a few texts a poll: it takes the form a
+            # scoring job chose, else fp32, and does not time every form itself
+            self._scorers[task] = (model.id, scorers.model_scorer(db, model, texts=0))
         return self._scorers[task][1]
 
     def run(

@@ -155,8 +155,8 @@ def test_scoring_builds_the_check_once_and_the_registry_shows_it(news_copy):
         assert (Path(model.path) / int8.INT8_CARD).stat().st_mtime_ns == before  # checked once
 
 
-def test_a_job_smaller_than_the_check_set_scores_in_full_precision_without_choosing(news_copy):
-    from devmode.monitor import monitoring
+def test_a_small_job_or_a_watcher_scores_in_full_precision_without_choosing(news_copy):
+    from devmode.monitor import monitoring, watcher
 
     with open_db(news_copy) as db:
         model = registry.active_model(db, "sentiment")
@@ -165,6 +165,8 @@ def test_a_job_smaller_than_the_check_set_scores_in_full_precision_without_choos
         assert summary.scored == len(NEWS_ROWS) < int8.CHECK_TEXTS
         assert int8.int8_card(model.path) is None  # nothing timed, nothing chosen
         assert registry.model_rows(db)[0]["CPU scoring"] == "not checked yet"
+        watched = watcher.Watcher(news_copy)._scorer(db, "sentiment", model)  # a few a poll
+        assert watched.precision == "fp32" and int8.int8_card(model.path) is None
         small = scorers.model_scorer(db, model, "news", texts=int8.CHECK_TEXTS - 1)
         assert small.precision == "fp32" and int8.int8_card(model.path) is None
         scorers.model_scorer(db, model, "news", texts=int8.CHECK_TEXTS)  # this one pays for it
