@@ -248,7 +248,17 @@ def error_message(e: BaseException) -> str:
 
 
 def execute(kind: JobKind, db_path: str | Path, job_id: int, echo: Callable[[str], None]) -> None:
-    """Run job ``job_id`` of ``kind`` in this process: what its worker does."""
+    """Run job ``job_id`` of ``kind`` in this process: what its worker does. A job cancelled
+    while its worker was starting ends here, before the worker loads its libraries (torch and
+    the model take seconds)."""
+    with open_db(db_path) as db, db.atomic():
+        row = get_row(db, kind, job_id)
+        cancelled = row["status"] == QUEUED and bool(row["cancel_requested"])
+        if cancelled:
+            set_status(db, kind, job_id, CANCELLED, pid=None)
+    if cancelled:
+        echo(f"{kind.noun} {job_id} was cancelled before it started.")
+        return
     module, _, function = kind.execute.partition(":")
     getattr(importlib.import_module(module), function)(db_path, job_id, echo=echo)
 

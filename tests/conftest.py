@@ -281,9 +281,10 @@ NEWS_ROWS = [
 
 
 @pytest.fixture
-def news_db(db_path, tmp_path, tiny_model_dir):
-    """Dated headlines with tickers, and a completed, promoted sentiment model."""
-    return promoted_news_db(db_path, tmp_path, tiny_model_dir, NEWS_ROWS)
+def news_db(db_path, trained_news_db):
+    """Dated headlines with tickers, and a completed, promoted sentiment model: the session's
+    ``trained_news_db`` copied to ``db_path`` (the model is trained once, not per test)."""
+    return copy_database(trained_news_db, db_path)
 
 
 @pytest.fixture(scope="session")
@@ -296,14 +297,29 @@ def trained_news_db(tmp_path_factory, tiny_model_dir):
 @pytest.fixture
 def news_copy(trained_news_db, tmp_path):
     """A fresh copy of ``trained_news_db``, its model folder with it (int8 checks write there)."""
-    from devmode.db import backup
+    (tmp_path / "copy").mkdir()
+    return copy_database(trained_news_db, tmp_path / "copy" / "devmode.db")
+
+
+def copy_database(source, target) -> str:
+    """``source`` copied to the file ``target`` (replacing what is there) with its files folder,
+    its models' paths pointing into the copy's."""
+    import shutil
+    import sqlite3
+
     from devmode.environment import files_dir
 
-    copy = backup(trained_news_db, tmp_path / "copy")
-    old, new = str(files_dir(trained_news_db)), str(files_dir(copy))
-    with open_db(copy) as db:
-        db.execute("update devmode_models set path = replace(path, ?, ?)", [old, new])
-    return str(copy)
+    live, copy = sqlite3.connect(str(source)), sqlite3.connect(str(target))
+    try:
+        live.backup(copy)
+    finally:  # closed before the copy is opened again: its later writes are its own
+        live.close()
+        copy.close()
+    old, new = files_dir(source), files_dir(target)
+    shutil.copytree(old, new, dirs_exist_ok=True)
+    with open_db(target) as db:
+        db.execute("update devmode_models set path = replace(path, ?, ?)", [str(old), str(new)])
+    return str(target)
 
 
 # ----------------------------------------------------------------------------------------------

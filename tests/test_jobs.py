@@ -112,6 +112,26 @@ def test_a_queued_job_without_a_worker_is_cancelled_at_once(tiny_db, tiny_model_
         assert runs.request_cancel(db, run.id).status == "cancelled"
 
 
+def test_a_job_cancelled_while_its_worker_starts_ends_before_loading_anything(
+    tiny_db, tiny_model_dir
+):
+    import dataclasses
+    import os
+
+    with open_db(tiny_db) as db:
+        run = runs.create_run(db, "tiny", tiny_config(tiny_model_dir))
+        jobs.set_status(db, runs.KIND, run.id, jobs.QUEUED, pid=os.getpid())  # a worker starting
+        jobs.request_cancel(db, runs.KIND, run.id)
+    said = []
+    # a kind whose work cannot even be imported: the worker must stop before it tries
+    unloadable = dataclasses.replace(runs.KIND, execute="devmode.no_such_module:run")
+    jobs.execute(unloadable, tiny_db, run.id, echo=said.append)
+    assert said == [f"Run {run.id} was cancelled before it started."]
+    with open_db(tiny_db) as db:
+        row = jobs.get_row(db, runs.KIND, run.id)
+    assert row["status"] == jobs.CANCELLED and row["pid"] is None
+
+
 def test_statuses_are_one_set_of_constants():
     assert set(jobs.ACTIVE_STATUSES) | set(jobs.FINISHED_STATUSES) == set(jobs.STATUSES)
     assert set(jobs.RESUMABLE_STATUSES) < set(jobs.FINISHED_STATUSES)
