@@ -329,7 +329,7 @@ def copy_database(source, target) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def shared_chat_model(tmp_path_factory):
     """One converted chat model for the whole session (``DEVMODE_CHAT_MODEL_DIR``), whichever
-    database, page, worker or server loads it first: a conversion takes about 15 s."""
+    database, page, worker or server loads it first: a conversion takes about 10 s."""
     folder = tmp_path_factory.getbasetemp() / "llm"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DEVMODE_CHAT_MODEL_DIR", str(folder))
