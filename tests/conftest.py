@@ -303,7 +303,7 @@ def news_copy(trained_news_db, tmp_path):
 
 def copy_database(source, target) -> str:
     """``source`` copied to the file ``target`` (replacing what is there) with its files folder,
-    its models' paths pointing into the copy's."""
+    its models' and runs' paths pointing into the copy's."""
     import shutil
     import sqlite3
 
@@ -319,6 +319,9 @@ def copy_database(source, target) -> str:
     shutil.copytree(old, new, dirs_exist_ok=True)
     with open_db(target) as db:
         db.execute("update devmode_models set path = replace(path, ?, ?)", [str(old), str(new)])
+        db.execute(
+            "update devmode_runs set model_dir = replace(model_dir, ?, ?)", [str(old), str(new)]
+        )
     return str(target)
 
 

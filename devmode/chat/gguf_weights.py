@@ -8,7 +8,7 @@ only renames the tensors and undoes the row order llama.cpp's converter gives th
 matrices. Why not ``AutoModelForCausalLM.from_pretrained(gguf_file=...)``, which does the same:
 it parses every metadata field twice (once for the config, once for the tensors), maps the
 tensor names once per submodule (hundreds of times) and builds a model only to take its state
-dict. For the embedded SmolLM2-135M it took 15.9 s on 2 cores against 4.5 s here, with the same
+dict. For the embedded SmolLM2-135M it took 15.45 s on 2 cores against 5.39 s here, with the same
 tensors bit for bit (``benchmarks/chat_load.py`` measures both and compares every tensor;
 ``tests/chat/test_gguf_weights.py`` checks the same on small files).
 """
@@ -58,6 +58,7 @@ CONFIG_FIELDS = {
     "vocab_size": "vocab_size",
 }
 TOKEN_IDS = ("bos", "eos", "padding")
+MODEL_REQUIRED = ("token_embd.weight", "output_norm.weight")
 
 
 def hf_name(gguf_name: str) -> str | None:
@@ -82,7 +83,7 @@ def unpermute(weights: np.ndarray, heads: int) -> np.ndarray:
 
 def read_llama(path: str | Path):
     """The ``LlamaConfig`` and float32 weights (transformers' names) of a GGUF file."""
-    from gguf import GGUFReader, dequantize
+    from gguf import GGUFReader, GGUFValueType, dequantize
     from transformers import LlamaConfig
 
     try:
@@ -91,8 +92,13 @@ def read_llama(path: str | Path):
         raise UnreadableGGUF(f"{Path(path).name} is not a readable GGUF file ({e}).") from e
 
     def field(key: str, default=None):
+        """A scalar field's value (read from its parts: ``ReaderField.contents`` is newer than
+        the oldest ``gguf`` devmode accepts)."""
         found = reader.fields.get(key)
-        return default if found is None else found.contents()
+        if found is None:
+            return default
+        part = found.parts[found.data[0]]
+        return bytes(part).decode() if found.types[0] == GGUFValueType.STRING else part.tolist()[0]
 
     architecture = field("general.architecture")
     if architecture != "llama":
@@ -100,18 +106,36 @@ def read_llama(path: str | Path):
             f"{Path(path).name} holds a {architecture!r} model; devmode reads Llama-style GGUF "
             "files only. Serve other models through an OpenAI-compatible endpoint."
         )
+    names = {tensor.name for tensor in reader.tensors}
+    unsupported = sorted(n for n in names if n.endswith(".bias") or n.startswith("rope_freqs")) + [
+        f"rope scaling {field('llama.rope.scaling.type')!r}"
+    ] * (field("llama.rope.scaling.type", "none") not in ("none", ""))
+    blocks = field("llama.block_count", 0)
+    required = {*MODEL_REQUIRED} | {
+        f"blk.{i}.{part}.weight" for i in range(blocks) for part in BLOCK_TENSORS
+    }
+    missing = sorted(required - names) or ([] if blocks else ["llama.block_count"])
+    if unsupported or missing:
+        raise UnreadableGGUF(
+            f"{Path(path).name} is a Llama GGUF file devmode's decoder cannot run as it is: "
+            + "; ".join(
+                ([f"it has {', '.join(unsupported[:3])}"] if unsupported else [])
+                + ([f"it lacks {', '.join(missing[:3])}"] if missing else [])
+            )
+            + ". Serve it through an OpenAI-compatible endpoint instead."
+        )
     settings = {
         name: field(f"llama.{key}")
         for key, name in CONFIG_FIELDS.items()
         if f"llama.{key}" in reader.fields
     }
-    if "vocab_size" not in settings:  # older files: the vocabulary's length
-        settings["vocab_size"] = len(reader.fields["tokenizer.ggml.tokens"].data)
+    if "vocab_size" not in settings:  # older files: the embedding table's rows
+        embeddings = next(t for t in reader.tensors if t.name == "token_embd.weight")
+        settings["vocab_size"] = int(embeddings.shape[-1])
     for token in TOKEN_IDS:
         value = field(f"tokenizer.ggml.{token}_token_id")
         if value is not None:
             settings[f"{'pad' if token == 'padding' else token}_token_id"] = value
-    names = {tensor.name for tensor in reader.tensors}
     settings["tie_word_embeddings"] = "output.weight" not in names
     config = LlamaConfig(**settings)
     heads = config.num_attention_heads

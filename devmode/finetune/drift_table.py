@@ -16,7 +16,8 @@ def create_drift_table(db: Database) -> None:
             "model_id": int,
             "dataset_id": int,
             "rows": int,  # the dataset's rows when measured
-            "training_rows": int,  # the model's training texts when measured
+            "text_column": str,  # its text column then (a re-mapping measures again)
+            "training_sha256": str,  # the model's training texts then (a re-split: again)
             "distance": float,  # the dataset's texts from the training texts
             "own_distance": float,  # the model's own test split from its training texts
             "created_at": str,

@@ -145,7 +145,12 @@ def untested_warning(
     except DevmodeError:  # an imported model: its training set is not stored here
         return f"{head} {advice}"
     scored = ingest.get_dataset(db, dataset)
-    drift = stored_drift(db, model.id, scored.id, scored.row_count, len(own.train))
+    measured_on = {
+        "rows": scored.row_count,
+        "text_column": scored.mapping.text,
+        "training_sha256": texts_digest(t for t, _ in own.train),
+    }
+    drift = stored_drift(db, model.id, scored.id, **measured_on)
     if drift is None:
         trained, texts, own_test = mean_embeddings(
             [[t for t, _ in own.train], sample_texts(db, dataset), [t for t, _ in own.test]],
@@ -156,8 +161,7 @@ def untested_warning(
             {
                 "model_id": model.id,
                 "dataset_id": scored.id,
-                "rows": scored.row_count,
-                "training_rows": len(own.train),
+                **measured_on,
                 **drift,
                 "created_at": utc_now(),
             },
@@ -170,22 +174,32 @@ def untested_warning(
 
 
 def stored_drift(
-    db: Database, model_id: int, dataset_id: int, rows: int, training_rows: int
+    db: Database, model_id: int, dataset_id: int, rows: int, text_column: str, training_sha256: str
 ) -> dict[str, float] | None:
-    """The drift figures measured before, while they still hold: the same training texts, and
-    the dataset no smaller and at most ``DRIFT_GROWTH`` larger than it was."""
+    """The drift figures measured before, while they still hold: the same training texts and
+    text column, and the dataset no smaller and at most ``DRIFT_GROWTH`` larger than it was."""
     found = db.execute(
-        f"select rows, training_rows, distance, own_distance from {DRIFT_TABLE} "
+        f'select "rows", text_column, training_sha256, distance, own_distance from {DRIFT_TABLE} '
         "where model_id = ? and dataset_id = ?",
         [model_id, dataset_id],
     ).fetchone()
     if (
         found is None
-        or found[1] != training_rows
+        or (found[1], found[2]) != (text_column, training_sha256)
         or not found[0] <= rows <= found[0] * DRIFT_GROWTH
     ):
         return None
-    return {"distance": found[2], "own_distance": found[3]}
+    return {"distance": found[3], "own_distance": found[4]}
+
+
+def texts_digest(texts) -> str:
+    """SHA-256 over the texts in order (a change of any, or of the split, changes it)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
 
 
 def add_test(

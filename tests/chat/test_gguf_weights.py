@@ -68,12 +68,12 @@ def write_gguf(path, model, quantized: bool, architecture: str = "llama"):
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     for name, tensor in model.state_dict().items():
-        stem = name.removesuffix(".weight")
+        stem, _, suffix = name.rpartition(".")
         if stem.startswith("model.layers."):
             block, part = stem.removeprefix("model.layers.").split(".", 1)
-            gguf_name = f"blk.{block}.{to_gguf[part]}.weight"
+            gguf_name = f"blk.{block}.{to_gguf[part]}.{suffix}"
         else:
-            gguf_name = f"{to_gguf[stem]}.weight"
+            gguf_name = f"{to_gguf[stem]}.{suffix}"
         array = tensor.numpy()
         if name.endswith("q_proj.weight"):
             array = permute(array, HEADS)
@@ -144,3 +144,25 @@ def test_other_files_are_refused_with_what_to_do(tiny_llama, tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(UnreadableGGUF, match=f"{name} is not a readable GGUF file"):
             read_llama(tmp_path / name)
+
+
+def test_what_the_decoder_cannot_run_is_refused_not_run_wrongly(tiny_llama, tmp_path):
+    class Without(torch.nn.Module):  # the same weights less one block's matrix
+        config = tiny_llama.config
+
+        def state_dict(self):
+            skip = "model.layers.1.mlp.up_proj.weight"
+            return {k: v for k, v in tiny_llama.state_dict().items() if k != skip}
+
+    with pytest.raises(UnreadableGGUF, match=r"it lacks blk\.1\.ffn_up\.weight"):
+        read_llama(write_gguf(tmp_path / "short.gguf", Without(), quantized=False))
+
+    class Biased(torch.nn.Module):  # a bias term the decoder does not add
+        config = tiny_llama.config
+
+        def state_dict(self):
+            bias = {"model.layers.0.self_attn.q_proj.bias": torch.zeros(64)}
+            return {**tiny_llama.state_dict(), **bias}
+
+    with pytest.raises(UnreadableGGUF, match=r"it has blk\.0\.attn_q\.bias"):
+        read_llama(write_gguf(tmp_path / "biased.gguf", Biased(), quantized=False))

@@ -286,12 +286,16 @@ def test_the_drift_figure_is_kept_until_the_dataset_grows(news_copy, monkeypatch
         db.execute("update devmode_drift set rows = 5")
         assert out_of_domain.untested_warning(db, model, "news") == first and len(measured) == 2
         assert db["devmode_drift"].get((model.id, news.id))["rows"] == news.row_count
-        # the rule itself: no smaller, at most 10% larger, the same training texts
+        # the rule itself: no smaller, at most 10% larger, the same training texts and column
         db.execute("update devmode_drift set rows = 100")
-        training = stored["training_rows"]
+        same = {"text_column": stored["text_column"], "training_sha256": stored["training_sha256"]}
         for rows, holds in ((100, True), (110, True), (111, False), (99, False)):
-            found = out_of_domain.stored_drift(db, model.id, news.id, rows, training)
+            found = out_of_domain.stored_drift(db, model.id, news.id, rows, **same)
             assert (found is not None) == holds, rows
-        assert out_of_domain.stored_drift(db, model.id, news.id, 100, training + 1) is None
+        for changed in ({"text_column": "headline"}, {"training_sha256": "0" * 64}):
+            assert (
+                out_of_domain.stored_drift(db, model.id, news.id, 100, **{**same, **changed})
+                is None
+            )
         ingest.drop_dataset(db, "news")  # what was worked out from it goes with it
         assert db["devmode_drift"].count == 0
