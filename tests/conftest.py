@@ -284,7 +284,9 @@ NEWS_ROWS = [
 def news_db(db_path, trained_news_db):
     """Dated headlines with tickers, and a completed, promoted sentiment model: the session's
     ``trained_news_db`` copied to ``db_path`` (the model is trained once, not per test)."""
-    return copy_database(trained_news_db, db_path)
+    copy = copy_database(trained_news_db, Path(db_path).parent)
+    assert copy == db_path  # both are devmode.db, in their own folders
+    return copy
 
 
 @pytest.fixture(scope="session")
@@ -297,32 +299,21 @@ def trained_news_db(tmp_path_factory, tiny_model_dir):
 @pytest.fixture
 def news_copy(trained_news_db, tmp_path):
     """A fresh copy of ``trained_news_db``, its model folder with it (int8 checks write there)."""
-    (tmp_path / "copy").mkdir()
-    return copy_database(trained_news_db, tmp_path / "copy" / "devmode.db")
+    return copy_database(trained_news_db, tmp_path / "copy")
 
 
-def copy_database(source, target) -> str:
-    """``source`` copied to the file ``target`` (replacing what is there) with its files folder,
-    its models' and runs' paths pointing into the copy's."""
-    import shutil
-    import sqlite3
-
+def copy_database(source, folder) -> str:
+    """``source`` backed up into ``folder`` (``db.backup``: the file and its files folder), its
+    models' and runs' paths pointing into the copy's files folder."""
+    from devmode.db import backup
     from devmode.environment import files_dir
 
-    live, copy = sqlite3.connect(str(source)), sqlite3.connect(str(target))
-    try:
-        live.backup(copy)
-    finally:  # closed before the copy is opened again: its later writes are its own
-        live.close()
-        copy.close()
-    old, new = files_dir(source), files_dir(target)
-    shutil.copytree(old, new, dirs_exist_ok=True)
-    with open_db(target) as db:
-        db.execute("update devmode_models set path = replace(path, ?, ?)", [str(old), str(new)])
-        db.execute(
-            "update devmode_runs set model_dir = replace(model_dir, ?, ?)", [str(old), str(new)]
-        )
-    return str(target)
+    copy = backup(source, folder)
+    old, new = str(files_dir(source)), str(files_dir(copy))
+    with open_db(copy) as db:
+        db.execute("update devmode_models set path = replace(path, ?, ?)", [old, new])
+        db.execute("update devmode_runs set model_dir = replace(model_dir, ?, ?)", [old, new])
+    return str(copy)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -217,15 +217,11 @@ class LlamaDecoder:
         return cls.from_weights(config, weights, precision, device)
 
     @classmethod
-    def from_model(cls, model, precision: str = "fp32", device="cpu") -> LlamaDecoder:
-        """Take the weights of a loaded transformers ``LlamaForCausalLM`` (no files needed)."""
-        return cls.from_weights(model.config, dict(model.state_dict()), precision, device)
-
-    @classmethod
     def from_weights(
         cls, config, weights: dict[str, torch.Tensor], precision: str = "fp32", device="cpu"
     ) -> LlamaDecoder:
-        """A decoder from a config and weights by transformers' names (``gguf_weights``)."""
+        """A decoder from a config and weights by transformers' names: those ``gguf_weights``
+        reads, or a loaded ``LlamaForCausalLM``'s ``state_dict()`` (no files needed)."""
         _check_supported(config)
         if precision == "auto":
             precision = preferred_precision(torch.device(device))

@@ -107,22 +107,22 @@ def read_llama(path: str | Path):
             "files only. Serve other models through an OpenAI-compatible endpoint."
         )
     names = {tensor.name for tensor in reader.tensors}
-    unsupported = sorted(n for n in names if n.endswith(".bias") or n.startswith("rope_freqs")) + [
-        f"rope scaling {field('llama.rope.scaling.type')!r}"
-    ] * (field("llama.rope.scaling.type", "none") not in ("none", ""))
+    # what the decoder does not compute: it would run the file, wrongly
+    unsupported = sorted(n for n in names if n.endswith(".bias") or n.startswith("rope_freqs"))
+    scaling = field("llama.rope.scaling.type", "none")
+    if scaling not in ("none", ""):
+        unsupported.append(f"rope scaling {scaling!r}")
     blocks = field("llama.block_count", 0)
     required = {*MODEL_REQUIRED} | {
         f"blk.{i}.{part}.weight" for i in range(blocks) for part in BLOCK_TENSORS
     }
-    missing = sorted(required - names) or ([] if blocks else ["llama.block_count"])
-    if unsupported or missing:
+    missing = sorted(required - names) if blocks else ["llama.block_count"]
+    problems = [f"it has {', '.join(unsupported[:3])}"] * bool(unsupported)
+    problems += [f"it lacks {', '.join(missing[:3])}"] * bool(missing)
+    if problems:
         raise UnreadableGGUF(
             f"{Path(path).name} is a Llama GGUF file devmode's decoder cannot run as it is: "
-            + "; ".join(
-                ([f"it has {', '.join(unsupported[:3])}"] if unsupported else [])
-                + ([f"it lacks {', '.join(missing[:3])}"] if missing else [])
-            )
-            + ". Serve it through an OpenAI-compatible endpoint instead."
+            f"{'; '.join(problems)}. Serve it through an OpenAI-compatible endpoint instead."
         )
     settings = {
         name: field(f"llama.{key}")
