@@ -29,7 +29,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.db import NotFoundError
 
-from devmode import environment
+from devmode import environment, launcher
 from devmode.db import open_db, utc_now
 from devmode.errors import DevmodeError
 
@@ -279,30 +279,34 @@ def start(db_path: str | Path, kind: JobKind, job_id: int) -> int:
                 f"{kind.noun} {job_id} is already running (process {row['pid']}). Cancel it "
                 "first, or wait."
             )
-        process = spawn_worker(
-            db_path, ["job", kind.name, str(job_id)], kind.folder(db_path, job_id)
-        )
-        set_status(db, kind, job_id, QUEUED, pid=process.pid, cancel_requested=0, error=None)
-    return process.pid
+        pid = spawn_worker(db_path, ["job", kind.name, str(job_id)], kind.folder(db_path, job_id))
+        set_status(db, kind, job_id, QUEUED, pid=pid, cancel_requested=0, error=None)
+    return pid
 
 
-def spawn_worker(db_path: str | Path, arguments: list[str], folder: Path) -> subprocess.Popen:
+def spawn_worker(db_path: str | Path, arguments: list[str], folder: Path) -> int:
     """Start ``python -m devmode --db DB_PATH ARGUMENTS...`` in its own session, logging to
-    ``folder/worker.log``; returns once the new program runs (so its pid is a devmode
-    process), without waiting for it."""
+    ``folder/worker.log``, and return its pid once the new program runs (so it is a devmode
+    process), without waiting for it: forked by a warm launcher (``launcher.py``) when one
+    answers, else a new process."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "worker.log", "ab") as log:
+    command = ["--db", str(db_path), *arguments]
+    root, log = Path(__file__).resolve().parents[1], folder / "worker.log"
+    pid = launcher.launch(command, log, root, dict(os.environ))
+    if pid is not None:
+        return pid
+    with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devmode", "--db", str(db_path), *arguments],
-            stdout=log,
+            [sys.executable, "-m", "devmode", *command],
+            stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C or restart of the server does not kill it
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=root,
         )
     _children[:] = [child for child in _children if child.poll() is None]
     _children.append(process)
-    return process
+    return process.pid
 
 
 def pid_alive(pid: int | None) -> bool:

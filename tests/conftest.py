@@ -316,6 +316,16 @@ def copy_database(source, folder) -> str:
     return str(copy)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_workers():
+    """Background jobs' workers come from a launcher (``devmode/launcher.py``: torch and
+    transformers imported once); the launchers are stopped when the session ends."""
+    from devmode import launcher
+
+    yield
+    launcher.stop_all()
+
+
 # ----------------------------------------------------------------------------------------------
 # The embedded chat model (real SmolLM2 weights, converted once per test session)
 

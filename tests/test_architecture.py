@@ -38,6 +38,7 @@ SHARED = {
     "environment.py",
     "errors.py",
     "jobs.py",
+    "launcher.py",
     "schema.py",
     "serving.py",
     "specs.py",

@@ -1,0 +1,308 @@
+"""Workers that start warm: a launcher process that has imported torch and transformers once
+forks each background job's worker, so a job is at work in well under a second instead of
+after the 3-5 s those imports take on 2 cores (``benchmarks/worker_start.py``).
+
+    pid = launch(["job", "training", "3"], log, cwd, env)   # the worker's pid, or None: no
+                                                             # launcher is ready, start it yourself
+
+The launcher is the pattern of Android's zygote and of multiprocessing's forkserver with
+preloaded modules. There is one per Python executable, working folder and environment (devmode's
+own variables aside: the worker reads those after the fork). It listens on a Unix socket in a
+folder only its user may open, answers only its user, and exits after ``IDLE_SECONDS`` without
+a request. The first ``launch`` finds none: it returns None (the caller starts that worker as
+before, nothing is slower) and starts a launcher for the next one. Only third-party modules are
+preloaded: each worker imports devmode afresh, so a changed checkout runs its new code. The
+forked worker runs ``python -m devmode ARGUMENTS`` in its own session, its output appended to
+its log, its signal handlers and random seeds reset.
+
+``DEVMODE_LAUNCHER=0`` turns it off (every worker is a fresh process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# What the launcher imports once, for every worker it forks: what a worker spends its first
+# seconds importing (the encoder's modelling code is transformers' heaviest part).
+PRELOAD = (
+    "numpy",
+    "torch",
+    "transformers",
+    "transformers.modeling_utils",
+    "transformers.models.bert.modeling_bert",
+)
+# A launcher with no request for this long exits (its memory goes back to the machine).
+IDLE_SECONDS = 600
+# A launcher that has not answered within this is not used: the worker is started as a process.
+ANSWER_SECONDS = 5.0
+# A request (arguments and environment) larger than this is refused.
+MAX_REQUEST_BYTES = 1 << 20
+# Variables that no preloaded module reads, so one launcher serves every value of them:
+# devmode's own (read by the worker after the fork), pytest's (it changes with every test), the
+# two that scikit-learn sets when the caller imports it (for Intel's OpenMP, which torch's Linux
+# wheels do not use), and the two that Streamlit's server sets (for matplotlib and maps).
+NOT_IN_KEY = (
+    "DEVMODE_",
+    "PYTEST_CURRENT_TEST",
+    "KMP_DUPLICATE_LIB_OK",
+    "KMP_INIT_AT_FORK",
+    "MPLBACKEND",
+    "MAPBOX_API_KEY",
+)
+_starting: list[subprocess.Popen] = []  # launchers this process started (reaped when they end)
+
+
+def enabled() -> bool:
+    """Whether workers may come from a launcher: on a system with fork and Unix sockets that
+    say who is calling (Linux), unless ``DEVMODE_LAUNCHER=0``."""
+    return (
+        hasattr(os, "fork")
+        and hasattr(socket, "SO_PEERCRED")
+        and os.environ.get("DEVMODE_LAUNCHER", "1") not in ("0", "false", "no")
+    )
+
+
+def launch(arguments: list[str], log: Path, cwd: Path, env: dict[str, str]) -> int | None:
+    """Ask the launcher for ``cwd`` and ``env`` to fork a worker running ``python -m devmode
+    ARGUMENTS`` (in ``cwd``, with ``env``, appending to ``log``); its pid, or None when no
+    launcher answered (one is then started for the next call)."""
+    if not enabled():
+        return None
+    place = _folder()
+    if place is None:
+        return None
+    address = place / f"{_key(cwd, env)}.sock"
+    request = {"arguments": list(arguments), "log": str(log), "cwd": str(cwd), "env": env}
+    try:
+        return int(_ask(address, request)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        _start_launcher(address, cwd, env)
+        return None
+
+
+def stop(cwd: Path, env: dict[str, str]) -> bool:
+    """Ask the launcher for ``cwd`` and ``env`` to exit now; whether one answered."""
+    place = _folder()
+    return place is not None and _stop(place / f"{_key(cwd, env)}.sock")
+
+
+def stop_all() -> int:
+    """Ask every launcher of this user to exit now (the next job starts a new one, after the
+    packages changed, say); how many answered."""
+    place = _folder()
+    return sum(_stop(address) for address in place.glob("*.sock")) if place else 0
+
+
+def _stop(address: Path) -> bool:
+    try:
+        _ask(address, {"stop": True})
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _folder() -> Path | None:
+    """This user's folder for launcher sockets: made private, and not used when it is not."""
+    path = Path(tempfile.gettempdir()) / f"devmode-launchers-{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        found = path.stat()
+    except OSError:
+        return None
+    if found.st_uid != os.getuid() or found.st_mode & 0o077:
+        return None
+    return path
+
+
+def _key(cwd: Path, env: dict[str, str]) -> str:
+    kept = sorted((k, v) for k, v in env.items() if not k.startswith(NOT_IN_KEY))
+    return hashlib.sha256(json.dumps([sys.executable, str(cwd), kept]).encode()).hexdigest()[:20]
+
+
+def _ask(address: Path, request: dict[str, Any]) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(ANSWER_SECONDS)
+        conn.connect(str(address))
+        conn.sendall(json.dumps(request).encode())
+        conn.shutdown(socket.SHUT_WR)
+        return json.loads(_read_all(conn))
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    chunks, size = [], 0
+    while chunk := conn.recv(65536):
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            raise ValueError(f"more than {MAX_REQUEST_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _start_launcher(address: Path, cwd: Path, env: dict[str, str]) -> None:
+    """Start ``python -m devmode.launcher ADDRESS`` in its own session; it exits at once when
+    another launcher for the address holds the lock."""
+    _starting[:] = [p for p in _starting if p.poll() is None]
+    try:
+        with open(address.with_suffix(".log"), "ab") as log:
+            _starting.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "devmode.launcher", str(address)],
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            )
+    except OSError:
+        pass  # no launcher: every worker starts as a process of its own
+
+
+# ----------------------------------------------------------------------------------------------
+# The launcher process
+
+
+def serve(address: Path) -> None:
+    """Preload, then fork a worker for each request, until ``IDLE_SECONDS`` pass without one."""
+    import fcntl
+    import signal
+
+    lock = open(address.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another launcher serves (or is starting to serve) this address
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")  # which process is the launcher (its workers share its name)
+    lock.flush()
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - the worker imports it itself, and says why
+            print(
+                f"devmode launcher: not preloaded {name}: {type(e).__name__}: {e}", file=sys.stderr
+            )
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers
+    address.unlink(missing_ok=True)  # a dead launcher's socket (we hold the lock)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    mask = os.umask(0o177)
+    try:
+        server.bind(str(address))
+    finally:
+        os.umask(mask)
+    server.listen(16)
+    server.settimeout(IDLE_SECONDS)
+    try:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                return
+            with conn:
+                if _answer(conn, closing=(server, lock)) == "stop":
+                    return
+    finally:
+        address.unlink(missing_ok=True)
+
+
+def _answer(conn: socket.socket, closing: tuple) -> str | None:
+    conn.settimeout(ANSWER_SECONDS)
+    try:
+        uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+        if uid != os.getuid():
+            return None
+        request = json.loads(_read_all(conn))
+        if request.get("stop"):
+            conn.sendall(b"{}")
+            return "stop"
+        arguments, log, cwd, env = (
+            request["arguments"],
+            request["log"],
+            request["cwd"],
+            request["env"],
+        )
+        if not (
+            all(isinstance(a, str) for a in arguments)
+            and isinstance(env, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+            and os.path.isabs(log)
+            and os.path.isdir(cwd)
+        ):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    pid = os.fork()
+    if pid == 0:
+        _become_worker(arguments, log, cwd, env, closing=(conn, *closing))
+    try:
+        conn.sendall(json.dumps({"pid": pid}).encode())
+    except OSError:
+        pass  # the caller gave up waiting: the worker runs all the same, as a Popen's would
+    return None
+
+
+def _become_worker(arguments, log, cwd, env, closing) -> None:
+    """In the forked child: a fresh session, streams, signals and seeds, then ``python -m
+    devmode ARGUMENTS``. Never returns."""
+    import runpy
+    import signal
+    import traceback
+
+    code = 1
+    try:
+        for thing in closing:
+            thing.close()  # the lock too: a long worker must not keep a new launcher out
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed()  # Python's own random reseeds itself at a fork
+        for name in [m for m in sys.modules if m == "devmode" or m.startswith("devmode.")]:
+            del sys.modules[name]  # imported afresh: the checkout's code as it is now
+        sys.argv = ["devmode", *arguments]
+        code = 0
+        runpy.run_module("devmode", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 - a worker's crash goes to its log, as it would
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))

@@ -1,0 +1,151 @@
+"""Workers forked by a warm launcher: the checkout's own code, the caller's environment, a log
+and a session of their own; no launcher is never slower than before, and a dead one is
+replaced. The tests share a launcher of their own (their own key), stopped at the end."""
+
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devmode import jobs, launcher
+from devmode.db import open_db
+from devmode.models import runs
+from tests.conftest import ROOT, tiny_config, wait_for
+
+
+@pytest.fixture(scope="module")
+def own_env():
+    """An environment no other launcher serves (a variable of its own is part of the key)."""
+    env = {**os.environ, "LAUNCHER_TEST_KEY": uuid.uuid4().hex}
+    yield env
+    launcher.stop(ROOT, env)
+    for left in launcher._folder().glob(f"{launcher._key(ROOT, env)}.*"):
+        left.unlink(missing_ok=True)
+
+
+def warm(env, log):
+    """The pid of a worker that ``datasets list``s, once this environment's launcher is up (the
+    first call of a launcher's life gets None and starts it)."""
+    return wait_for(
+        lambda: launcher.launch(["datasets", "list"], log, ROOT, env),
+        timeout=120,
+        interval=0.2,
+        what="the launcher",
+    )
+
+
+def test_a_forked_worker_runs_the_cli_in_its_own_session_with_the_callers_environment(
+    own_env, tiny_db, tmp_path
+):
+    log = tmp_path / "worker.log"
+    env = {**own_env, "DEVMODE_DB": tiny_db}  # read by the worker, not part of the key
+    # the first call finds no launcher: the caller starts that worker itself (nothing is slower)
+    assert launcher.launch(["datasets", "list"], log, ROOT, env) is None
+    pid = warm(env, log)
+    wait_for(lambda: "tiny" in text_of(log), what="the worker's output in its log")
+    assert "90" in text_of(log)
+    # a second worker for another database, from the same launcher, appends to its log
+    other = tmp_path / "other.db"
+    with open_db(other):
+        pass
+    second = launcher.launch(["datasets", "list"], log, ROOT, {**own_env, "DEVMODE_DB": str(other)})
+    assert second and second != pid
+    wait_for(lambda: "No datasets yet" in text_of(log), what="the second worker's output")
+    # a worker's error goes to its log as the CLI says it, with no traceback
+    refused = tmp_path / "refused.log"
+    assert launcher.launch(["--db", tiny_db, "job", "training", "999"], refused, ROOT, own_env)
+    wait_for(lambda: "No run with id 999" in text_of(refused), what="its refusal")
+    assert "Traceback" not in text_of(refused)
+
+
+def test_jobs_start_their_workers_through_the_launcher_and_cancel_them(
+    own_env, tiny_db, tiny_model_dir, monkeypatch, tmp_path
+):
+    for name, value in own_env.items():
+        monkeypatch.setenv(name, value)
+    warm(dict(os.environ), tmp_path / "warm.log")  # the environment jobs.start passes on
+    address = launcher._folder() / f"{launcher._key(ROOT, dict(os.environ))}.sock"
+    holder = int(address.with_suffix(".lock").read_text())
+    with open_db(tiny_db) as db:
+        run = runs.create_run(
+            db, "tiny", tiny_config(tiny_model_dir, epochs=50, early_stopping_patience=0)
+        )
+    pid = jobs.start(tiny_db, runs.KIND, run.id)
+    assert jobs.pid_alive(pid) and os.getsid(pid) == pid  # a devmode process, its own session
+    assert parent_of(pid) == holder  # forked by the launcher, not started by this process
+    wait_for(lambda: status(tiny_db, run.id) == "running", what="the run running")
+    with open_db(tiny_db) as db:
+        jobs.request_cancel(db, runs.KIND, run.id)
+    wait_for(lambda: status(tiny_db, run.id) == "cancelled", what="the run cancelled")
+    wait_for(lambda: not jobs.pid_alive(pid), what="the worker gone (reaped, not a zombie)")
+    log = (runs.KIND.folder(tiny_db, run.id) / "worker.log").read_text()
+    assert "Traceback" not in log
+
+
+def test_a_request_too_large_or_malformed_gets_no_worker(own_env, tmp_path):
+    warm(own_env, tmp_path / "worker.log")
+    address = launcher._folder() / f"{launcher._key(ROOT, own_env)}.sock"
+    for request in (
+        b"x" * (launcher.MAX_REQUEST_BYTES + 10),
+        b"{not json",
+        json.dumps({"arguments": ["datasets", "list"], "log": "relative.log", "cwd": "/"}).encode(),
+        json.dumps({"arguments": [1], "log": "/tmp/x.log", "cwd": "/", "env": {}}).encode(),
+    ):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(str(address))
+            try:
+                conn.sendall(request)
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # it stopped reading: refused
+            assert conn.recv(100) == b""  # no pid: nothing was started
+    time.sleep(0.2)
+    assert launcher.launch(["datasets", "list"], tmp_path / "after.log", ROOT, own_env)
+
+
+def test_the_launchers_folder_is_private(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    folder = launcher._folder()
+    assert folder and folder.stat().st_mode & 0o077 == 0
+    folder.chmod(0o755)  # opened up by someone: not used
+    assert launcher._folder() is None
+    assert launcher.launch(["datasets", "list"], tmp_path / "x.log", ROOT, dict(os.environ)) is None
+
+
+def test_a_killed_launcher_is_replaced_and_none_is_used_when_turned_off(
+    own_env, tmp_path, monkeypatch
+):
+    log = tmp_path / "worker.log"
+    first = warm(own_env, log)
+    assert first
+    (address,) = [
+        p for p in launcher._folder().glob("*.sock") if p.stem == launcher._key(ROOT, own_env)
+    ]
+    holder = int(address.with_suffix(".lock").read_text())
+    assert str(address).encode() in Path(f"/proc/{holder}/cmdline").read_bytes()
+    os.kill(holder, signal.SIGKILL)
+    wait_for(lambda: not jobs.pid_alive(holder), what="the launcher gone")
+    assert address.exists()  # its socket stays behind, answering nobody
+    assert launcher.launch(["datasets", "list"], log, ROOT, own_env) is None
+    assert warm(own_env, log)  # that call started a new one, which took the address over
+    monkeypatch.setenv("DEVMODE_LAUNCHER", "0")
+    assert launcher.launch(["datasets", "list"], log, ROOT, own_env) is None
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def text_of(path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def status(db_path, run_id: int) -> str:
+    with open_db(db_path) as db:
+        return runs.get_run(db, run_id).status
