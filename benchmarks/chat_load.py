@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SIDES = {
     "transformers": "transformers from_pretrained(gguf_file=...)",
     "devmode": "devmode gguf_weights.read_llama",
@@ -120,6 +122,38 @@ def main() -> None:
     print(f"same config fields: {configs['transformers'] == configs['devmode']}")
     if configs["transformers"] != configs["devmode"]:
         print(json.dumps(configs, indent=1))
+    tokenizers()
+
+
+def tokenizers() -> None:
+    """The tokenizer from the GGUF file: AutoTokenizer against the class it picks, called
+    directly (devmode's), timed once each, and their ids compared on PhraseBank and a chat."""
+    import csv
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from devmode.chat.backends import embedded_gguf_file
+
+    gguf = embedded_gguf_file()
+    loaded, seconds = {}, {}
+    for side, cls in (("AutoTokenizer", AutoTokenizer), ("devmode", PreTrainedTokenizerFast)):
+        started = time.perf_counter()
+        loaded[side] = cls.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        seconds[side] = time.perf_counter() - started
+    phrasebank = ROOT.parent / "shared" / "data" / "financial_phrasebank" / "sentences_allagree.csv"
+    with open(phrasebank, newline="", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    chat = [{"role": "system", "content": texts[0]}, {"role": "user", "content": texts[1]}]
+    a, b = loaded["AutoTokenizer"], loaded["devmode"]
+    same = type(a) is type(b) and all(a(t)["input_ids"] == b(t)["input_ids"] for t in texts)
+    same = same and a.apply_chat_template(chat, add_generation_prompt=True) == (
+        b.apply_chat_template(chat, add_generation_prompt=True)
+    )
+    print(
+        f"tokenizer: AutoTokenizer {seconds['AutoTokenizer']:.2f} s, PreTrainedTokenizerFast "
+        f"(devmode) {seconds['devmode']:.2f} s; the same ids on {len(texts):,} PhraseBank "
+        f"sentences and a chat template: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def warm(env, log):
     """The pid of a worker that ``datasets list``s, once this environment's launcher is up (the
     first call of a launcher's life gets None and starts it)."""
     return wait_for(
-        lambda: launcher.launch(["datasets", "list"], log, ROOT, env),
+        lambda: launcher.launch(listing(log.parent), log, ROOT, env),
         timeout=120,
         interval=0.2,
         what="the launcher",
@@ -46,8 +46,10 @@ def test_a_forked_worker_runs_the_cli_in_its_own_session_with_the_callers_enviro
     env = {**own_env, "DEVMODE_DB": tiny_db}  # read by the worker, not part of the key
     # the first call finds no launcher: the caller starts that worker itself (nothing is slower)
     assert launcher.launch(["datasets", "list"], log, ROOT, env) is None
-    pid = warm(env, log)
-    wait_for(lambda: "tiny" in text_of(log), what="the worker's output in its log")
+    pid = wait_for(
+        lambda: launcher.launch(["datasets", "list"], log, ROOT, env), timeout=120, interval=0.2
+    )
+    wait_for(lambda: "tiny" in text_of(log), what="the worker's output in its log")  # DEVMODE_DB
     assert "90" in text_of(log)
     # a second worker for another database, from the same launcher, appends to its log
     other = tmp_path / "other.db"
@@ -106,7 +108,7 @@ def test_a_request_too_large_or_malformed_gets_no_worker(own_env, tmp_path):
                 pass  # it stopped reading: refused
             assert conn.recv(100) == b""  # no pid: nothing was started
     time.sleep(0.2)
-    assert launcher.launch(["datasets", "list"], tmp_path / "after.log", ROOT, own_env)
+    assert launcher.launch(listing(tmp_path), tmp_path / "after.log", ROOT, own_env)
 
 
 def test_the_launchers_folder_is_private(tmp_path, monkeypatch):
@@ -115,7 +117,7 @@ def test_the_launchers_folder_is_private(tmp_path, monkeypatch):
     assert folder and folder.stat().st_mode & 0o077 == 0
     folder.chmod(0o755)  # opened up by someone: not used
     assert launcher._folder() is None
-    assert launcher.launch(["datasets", "list"], tmp_path / "x.log", ROOT, dict(os.environ)) is None
+    assert launcher.launch(listing(tmp_path), tmp_path / "x.log", ROOT, dict(os.environ)) is None
 
 
 def test_a_killed_launcher_is_replaced_and_none_is_used_when_turned_off(
@@ -132,10 +134,15 @@ def test_a_killed_launcher_is_replaced_and_none_is_used_when_turned_off(
     os.kill(holder, signal.SIGKILL)
     wait_for(lambda: not jobs.pid_alive(holder), what="the launcher gone")
     assert address.exists()  # its socket stays behind, answering nobody
-    assert launcher.launch(["datasets", "list"], log, ROOT, own_env) is None
+    assert launcher.launch(listing(tmp_path), log, ROOT, own_env) is None
     assert warm(own_env, log)  # that call started a new one, which took the address over
     monkeypatch.setenv("DEVMODE_LAUNCHER", "0")
-    assert launcher.launch(["datasets", "list"], log, ROOT, own_env) is None
+    assert launcher.launch(listing(tmp_path), log, ROOT, own_env) is None
+
+
+def listing(folder) -> list[str]:
+    """A quick command for a worker: list a scratch database's datasets."""
+    return ["--db", str(folder / "scratch.db"), "datasets", "list"]
 
 
 def parent_of(pid: int) -> int:
