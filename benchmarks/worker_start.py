@@ -101,7 +101,7 @@ def main() -> None:
                 running, done = one_job(db_path, seed)
                 times[side][0].append(running)
                 times[side][1].append(done)
-        launcher.stop_all()
+        launcher.stop_started(wait=60)
     print(f"CPU: {cpu()}")
     print(f"{'side':<30} start -> running (s)   start -> completed (s)   (median of {args.repeat})")
     for side, label in SIDES.items():

@@ -6,14 +6,18 @@ after the 3-5 s those imports take on 2 cores (``benchmarks/worker_start.py``).
                                                              # launcher is ready, start it yourself
 
 The launcher is the pattern of Android's zygote and of multiprocessing's forkserver with
-preloaded modules. There is one per Python executable, working folder and environment (devmode's
-own variables aside: the worker reads those after the fork). It listens on a Unix socket in a
-folder only its user may open, answers only its user, and exits after ``IDLE_SECONDS`` without
-a request. The first ``launch`` finds none: it returns None (the caller starts that worker as
-before, nothing is slower) and starts a launcher for the next one. Only third-party modules are
-preloaded: each worker imports devmode afresh, so a changed checkout runs its new code. The
-forked worker runs ``python -m devmode ARGUMENTS`` in its own session, its output appended to
-its log, its signal handlers and random seeds reset.
+preloaded modules. There is one per Python executable, working folder, environment (devmode's
+own variables aside: the worker reads those after the fork), CPU affinity, umask and niceness.
+It listens on a Unix socket in a folder only its user may open, answers only its user, and exits
+after ``IDLE_SECONDS`` without a request. The first ``launch`` finds none: it returns None (the
+caller starts that worker as a new process, as before) and starts a launcher for the next one.
+Only third-party modules are preloaded: each worker imports devmode afresh, so a changed
+checkout runs its new code. The forked worker runs ``python -m devmode ARGUMENTS`` in its own
+session, its output appended to its log, its signal handlers and random seeds reset.
+
+A start is all or nothing: the forked worker waits for the caller to take its pid ("go") and
+exits unstarted if the caller gave up first, so a caller that times out and starts the worker
+itself never leaves a second one running.
 
 ``DEVMODE_LAUNCHER=0`` turns it off (every worker is a fresh process).
 """
@@ -25,10 +29,12 @@ import importlib
 import json
 import os
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +49,12 @@ PRELOAD = (
 )
 # A launcher with no request for this long exits (its memory goes back to the machine).
 IDLE_SECONDS = 600
-# A launcher that has not answered within this is not used: the worker is started as a process.
+# How long either side waits for the other's next message before giving up on the start.
 ANSWER_SECONDS = 5.0
 # A request (arguments and environment) larger than this is refused.
 MAX_REQUEST_BYTES = 1 << 20
+# Unix socket addresses are at most 107 bytes; a longer one is not tried.
+MAX_ADDRESS_BYTES = 100
 # Variables that no preloaded module reads, so one launcher serves every value of them:
 # devmode's own (read by the worker after the fork), pytest's (it changes with every test), the
 # two that scikit-learn sets when the caller imports it (for Intel's OpenMP, which torch's Linux
@@ -59,7 +67,9 @@ NOT_IN_KEY = (
     "MPLBACKEND",
     "MAPBOX_API_KEY",
 )
+GO = b"g"  # the caller took the pid: the worker may start
 _starting: list[subprocess.Popen] = []  # launchers this process started (reaped when they end)
+_asked: set[Path] = set()  # the addresses this process asked for workers
 
 
 def enabled() -> bool:
@@ -73,79 +83,143 @@ def enabled() -> bool:
 
 
 def launch(arguments: list[str], log: Path, cwd: Path, env: dict[str, str]) -> int | None:
-    """Ask the launcher for ``cwd`` and ``env`` to fork a worker running ``python -m devmode
-    ARGUMENTS`` (in ``cwd``, with ``env``, appending to ``log``); its pid, or None when no
-    launcher answered (one is then started for the next call)."""
+    """Ask the launcher for ``cwd`` and ``env`` (and this process's CPU affinity, umask and
+    niceness) to fork a worker running ``python -m devmode ARGUMENTS`` in ``cwd`` with ``env``,
+    appending to ``log``; its pid, or None when no launcher answered in time (one is then
+    started for the next call, unless one is starting already)."""
+    address = _address(cwd, env)
+    if address is None:
+        return None
+    _asked.add(address)
+    request = {"arguments": list(arguments), "log": str(log), "cwd": str(cwd), "env": env}
+    try:
+        with _connection(address) as conn:
+            _send_line(conn, request)
+            pid = int(json.loads(_read_line(conn))["pid"])
+            conn.sendall(GO)
+        return pid
+    except (OSError, ValueError, KeyError, TypeError):
+        if not _alive(address):
+            _start_launcher(address, cwd, env)
+        return None
+
+
+def stop(cwd: Path, env: dict[str, str], wait: float = 0.0) -> bool:
+    """Stop the launcher for ``cwd`` and ``env``, waiting up to ``wait`` seconds for one that
+    is still preloading; whether one was stopped."""
+    address = _address(cwd, env)
+    return address is not None and _stop(address, wait)
+
+
+def stop_started(wait: float = 0.0) -> int:
+    """Stop the launchers this process asked for workers (what a test session does at its end);
+    how many were stopped."""
+    return sum(_stop(address, wait) for address in sorted(_asked))
+
+
+def _stop(address: Path, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with _connection(address) as conn:
+                _send_line(conn, {"stop": True})
+                _read_line(conn)
+            return True
+        except (OSError, ValueError):
+            if not _alive(address) or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)  # preloading: it answers once it listens
+
+
+def _address(cwd: Path, env: dict[str, str]) -> Path | None:
     if not enabled():
         return None
     place = _folder()
     if place is None:
         return None
     address = place / f"{_key(cwd, env)}.sock"
-    request = {"arguments": list(arguments), "log": str(log), "cwd": str(cwd), "env": env}
-    try:
-        return int(_ask(address, request)["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        _start_launcher(address, cwd, env)
-        return None
-
-
-def stop(cwd: Path, env: dict[str, str]) -> bool:
-    """Ask the launcher for ``cwd`` and ``env`` to exit now; whether one answered."""
-    place = _folder()
-    return place is not None and _stop(place / f"{_key(cwd, env)}.sock")
-
-
-def stop_all() -> int:
-    """Ask every launcher of this user to exit now (the next job starts a new one, after the
-    packages changed, say); how many answered."""
-    place = _folder()
-    return sum(_stop(address) for address in place.glob("*.sock")) if place else 0
-
-
-def _stop(address: Path) -> bool:
-    try:
-        _ask(address, {"stop": True})
-    except (OSError, ValueError):
-        return False
-    return True
+    return address if len(os.fsencode(address)) <= MAX_ADDRESS_BYTES else None
 
 
 def _folder() -> Path | None:
-    """This user's folder for launcher sockets: made private, and not used when it is not."""
+    """This user's folder for launcher sockets: made private, and not used when it is not (or
+    is not a folder of its own, a link say)."""
     path = Path(tempfile.gettempdir()) / f"devmode-launchers-{os.getuid()}"
     try:
         path.mkdir(mode=0o700, exist_ok=True)
-        found = path.stat()
+        found = path.lstat()
     except OSError:
         return None
-    if found.st_uid != os.getuid() or found.st_mode & 0o077:
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
         return None
     return path
 
 
 def _key(cwd: Path, env: dict[str, str]) -> str:
+    """What a worker inherits from the launcher rather than from the request: the executable,
+    the environment the preloaded modules read, and the process's CPU affinity, umask and
+    niceness (a launcher started by the caller has the caller's)."""
     kept = sorted((k, v) for k, v in env.items() if not k.startswith(NOT_IN_KEY))
-    return hashlib.sha256(json.dumps([sys.executable, str(cwd), kept]).encode()).hexdigest()[:20]
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    process = [cpus, _umask(), os.getpriority(os.PRIO_PROCESS, 0)]
+    described = json.dumps([sys.executable, str(cwd), kept, process])
+    return hashlib.sha256(described.encode()).hexdigest()[:20]
 
 
-def _ask(address: Path, request: dict[str, Any]) -> dict[str, Any]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(ANSWER_SECONDS)
+def _umask() -> str | None:
+    """This process's umask, read without setting it (setting it to read it races with other
+    threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((line.split()[1] for line in f if line.startswith("Umask:")), None)
+    except OSError:
+        return None
+
+
+def _alive(address: Path) -> bool:
+    """Whether a launcher holds the address's lock (it may still be preloading)."""
+    import fcntl
+
+    try:
+        with open(address.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _connection(address: Path) -> socket.socket:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(ANSWER_SECONDS)
+    try:
         conn.connect(str(address))
-        conn.sendall(json.dumps(request).encode())
-        conn.shutdown(socket.SHUT_WR)
-        return json.loads(_read_all(conn))
+    except OSError:
+        conn.close()
+        raise
+    return conn
 
 
-def _read_all(conn: socket.socket) -> bytes:
+def _send_line(conn: socket.socket, message: dict[str, Any]) -> None:
+    conn.sendall(json.dumps(message).encode() + b"\n")  # JSON escapes its own newlines
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    """Bytes up to a newline, at most ``MAX_REQUEST_BYTES``; a ValueError when the other side
+    closed first or sent more."""
     chunks, size = [], 0
-    while chunk := conn.recv(65536):
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ValueError("closed before a whole message")
+        chunks.append(chunk)
         size += len(chunk)
+        if b"\n" in chunk:
+            return b"".join(chunks).split(b"\n", 1)[0]
         if size > MAX_REQUEST_BYTES:
             raise ValueError(f"more than {MAX_REQUEST_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _start_launcher(address: Path, cwd: Path, env: dict[str, str]) -> None:
@@ -201,6 +275,7 @@ def serve(address: Path) -> None:
         server.bind(str(address))
     finally:
         os.umask(mask)
+    bound = address.stat().st_ino
     server.listen(16)
     server.settimeout(IDLE_SECONDS)
     try:
@@ -213,18 +288,23 @@ def serve(address: Path) -> None:
                 if _answer(conn, closing=(server, lock)) == "stop":
                     return
     finally:
-        address.unlink(missing_ok=True)
+        try:
+            if address.stat().st_ino == bound:  # not a successor's socket
+                address.unlink()
+        except OSError:
+            pass
 
 
 def _answer(conn: socket.socket, closing: tuple) -> str | None:
+    """One request: "stop", or a worker forked that starts once the caller says go."""
     conn.settimeout(ANSWER_SECONDS)
     try:
         uid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
         if uid != os.getuid():
             return None
-        request = json.loads(_read_all(conn))
+        request = json.loads(_read_line(conn))
         if request.get("stop"):
-            conn.sendall(b"{}")
+            conn.sendall(b"{}\n")
             return "stop"
         arguments, log, cwd, env = (
             request["arguments"],
@@ -233,38 +313,47 @@ def _answer(conn: socket.socket, closing: tuple) -> str | None:
             request["env"],
         )
         if not (
-            all(isinstance(a, str) for a in arguments)
+            isinstance(arguments, list)
+            and all(isinstance(a, str) for a in arguments)
             and isinstance(env, dict)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
             and os.path.isabs(log)
             and os.path.isdir(cwd)
         ):
             return None
+        pid = os.fork()
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    pid = os.fork()
+        return None  # a refused request or a failed fork: no answer, the caller starts its own
     if pid == 0:
-        _become_worker(arguments, log, cwd, env, closing=(conn, *closing))
+        _become_worker(conn, arguments, log, cwd, env, closing=closing)
     try:
-        conn.sendall(json.dumps({"pid": pid}).encode())
+        conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
     except OSError:
-        pass  # the caller gave up waiting: the worker runs all the same, as a Popen's would
+        pass  # the caller is gone: the worker hears no go and exits unstarted
     return None
 
 
-def _become_worker(arguments, log, cwd, env, closing) -> None:
-    """In the forked child: a fresh session, streams, signals and seeds, then ``python -m
-    devmode ARGUMENTS``. Never returns."""
+def _become_worker(conn, arguments, log, cwd, env, closing) -> None:
+    """In the forked child: wait for the caller's go, then a fresh session, streams, signals
+    and seeds, and ``python -m devmode ARGUMENTS``. Never returns."""
     import runpy
     import signal
+    import threading
     import traceback
 
     code = 1
     try:
         for thing in closing:
             thing.close()  # the lock too: a long worker must not keep a new launcher out
-        os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            go = conn.recv(1) == GO
+        except OSError:
+            go = False
+        conn.close()
+        if not go:
+            os._exit(0)  # the caller gave up and starts the worker itself
+        os.setsid()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -294,9 +383,10 @@ def _become_worker(arguments, log, cwd, env, closing) -> None:
         traceback.print_exc()
         code = 1
     finally:
-        try:
+        try:  # what the interpreter does at exit: join threads, run atexit, flush
             import atexit
 
+            getattr(threading, "_shutdown", lambda: None)()
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()

@@ -319,11 +319,11 @@ def copy_database(source, folder) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def warm_workers():
     """Background jobs' workers come from a launcher (``devmode/launcher.py``: torch and
-    transformers imported once); the launchers are stopped when the session ends."""
+    transformers imported once); those this session asked are stopped when it ends."""
     from devmode import launcher
 
     yield
-    launcher.stop_all()
+    launcher.stop_started(wait=60)
 
 
 # ----------------------------------------------------------------------------------------------
