@@ -39,13 +39,15 @@ from pathlib import Path
 from typing import Any
 
 # What the launcher imports once, for every worker it forks: what a worker spends its first
-# seconds importing (the encoder's modelling code is transformers' heaviest part).
+# seconds importing. On 2 cores torch and transformers' modelling code take 3-5 s; SetFit (a
+# few-shot run's) 4.5 s more.
 PRELOAD = (
     "numpy",
     "torch",
     "transformers",
     "transformers.modeling_utils",
     "transformers.models.bert.modeling_bert",
+    "setfit",
 )
 # A launcher with no request for this long exits (its memory goes back to the machine).
 IDLE_SECONDS = 600
@@ -58,7 +60,8 @@ MAX_ADDRESS_BYTES = 100
 # Variables that no preloaded module reads, so one launcher serves every value of them:
 # devmode's own (read by the worker after the fork), pytest's (it changes with every test), the
 # two that scikit-learn sets when the caller imports it (for Intel's OpenMP, which torch's Linux
-# wheels do not use), and the two that Streamlit's server sets (for matplotlib and maps).
+# wheels do not use), the two that Streamlit's server sets (for matplotlib and maps), and the
+# cache folder torch's compiler sets for itself once the caller has used it.
 NOT_IN_KEY = (
     "DEVMODE_",
     "PYTEST_CURRENT_TEST",
@@ -66,6 +69,7 @@ NOT_IN_KEY = (
     "KMP_INIT_AT_FORK",
     "MPLBACKEND",
     "MAPBOX_API_KEY",
+    "TORCHINDUCTOR_CACHE_DIR",
 )
 GO = b"g"  # the caller took the pid: the worker may start
 _starting: list[subprocess.Popen] = []  # launchers this process started (reaped when they end)

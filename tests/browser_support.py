@@ -50,6 +50,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The environments the servers of this session ran in: the launchers their jobs' workers came
+# from are stopped when the session ends (``conftest.warm_workers``).
+SERVER_ENVIRONMENTS: list[dict[str, str]] = []
+
+
 class StreamlitApp:
     """The app as `make run` serves it, on a free port, with its own database file."""
 
@@ -57,6 +62,7 @@ class StreamlitApp:
         self.db_path = str(db_path)
         self.port = free_port()
         self.env = {**os.environ, "DEVMODE_DB": self.db_path, **(env or {})}
+        SERVER_ENVIRONMENTS.append(self.env)
         self.log_path = Path(self.db_path).with_name(f"streamlit-{self.port}.log")
         self.process: subprocess.Popen | None = None
 

@@ -319,11 +319,15 @@ def copy_database(source, folder) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def warm_workers():
     """Background jobs' workers come from a launcher (``devmode/launcher.py``: torch and
-    transformers imported once); those this session asked are stopped when it ends."""
+    transformers imported once); those this session and its servers asked are stopped when
+    it ends."""
     from devmode import launcher
+    from tests.browser_support import SERVER_ENVIRONMENTS
 
     yield
     launcher.stop_started(wait=60)
+    for env in SERVER_ENVIRONMENTS:
+        launcher.stop(ROOT, env)
 
 
 # ----------------------------------------------------------------------------------------------
