@@ -74,10 +74,13 @@ def test_a_forked_worker_runs_the_cli_with_the_callers_environment_into_its_log(
 def test_jobs_start_their_workers_through_the_launcher_and_cancel_them(
     own_env, tiny_db, tiny_model_dir, monkeypatch, tmp_path
 ):
+    for name in set(os.environ) - set(own_env):
+        monkeypatch.delenv(name)
     for name, value in own_env.items():
-        monkeypatch.setenv(name, value)
-    warm(dict(os.environ), tmp_path)  # the environment jobs.start passes on
-    holder = int(address_of(dict(os.environ)).with_suffix(".lock").read_text())
+        monkeypatch.setenv(name, value)  # what jobs.start passes on: this module's launcher
+    assert launcher._key(ROOT, dict(os.environ)) == launcher._key(ROOT, own_env)
+    warm(own_env, tmp_path)
+    holder = int(address_of(own_env).with_suffix(".lock").read_text())
     with open_db(tiny_db) as db:
         run = runs.create_run(
             db, "tiny", tiny_config(tiny_model_dir, epochs=50, early_stopping_patience=0)
