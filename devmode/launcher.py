@@ -166,8 +166,24 @@ def _key(cwd: Path, env: dict[str, str]) -> str:
     kept = sorted((k, v) for k, v in env.items() if not k.startswith(NOT_IN_KEY))
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     process = [cpus, _umask(), os.getpriority(os.PRIO_PROCESS, 0)]
-    described = json.dumps([sys.executable, str(cwd), kept, process])
+    described = json.dumps([sys.executable, str(cwd), kept, process, _installed()])
     return hashlib.sha256(described.encode()).hexdigest()[:20]
+
+
+def _installed() -> list[int | None]:
+    """When each preloaded package was installed (its ``__init__.py``'s time), found without
+    importing it: after an upgrade the key changes, and workers come from a launcher that
+    imported the new versions (the old one idles out)."""
+    import importlib.util
+
+    times = []
+    for name in dict.fromkeys(module.split(".")[0] for module in PRELOAD):
+        try:
+            spec = importlib.util.find_spec(name)
+            times.append(os.stat(spec.origin).st_mtime_ns if spec and spec.origin else None)
+        except (ImportError, ValueError, OSError):
+            times.append(None)
+    return times
 
 
 def _umask() -> str | None:

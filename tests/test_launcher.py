@@ -148,6 +148,30 @@ def test_the_launchers_folder_is_private(tmp_path, monkeypatch):
     assert launcher._folder() is None
 
 
+def test_an_upgraded_package_or_other_settings_get_another_launcher(tmp_path, monkeypatch):
+    """A launcher's preloaded modules and process settings are what its workers run with: a
+    package installed anew, another variable or CPU set, and the key (the launcher) changes."""
+    package = tmp_path / "site" / "fakepkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(launcher, "PRELOAD", ("fakepkg", "fakepkg.sub"))
+    env = dict(os.environ)
+    before = launcher._key(ROOT, env)
+    assert launcher._key(ROOT, {**env, "DEVMODE_DB": "other.db"}) == before  # read after fork
+    assert launcher._key(ROOT, {**env, "OMP_NUM_THREADS": "1"}) != before
+    os.utime(package / "__init__.py", ns=(1, 1))  # pip wrote it again
+    assert launcher._key(ROOT, env) != before
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        cpus = os.sched_getaffinity(0)
+        again = launcher._key(ROOT, env)
+        try:
+            os.sched_setaffinity(0, {min(cpus)})  # taskset -c 0
+            assert launcher._key(ROOT, env) != again
+        finally:
+            os.sched_setaffinity(0, cpus)
+
+
 def test_a_killed_launcher_is_replaced_and_none_is_used_when_turned_off(
     own_env, tmp_path, monkeypatch
 ):
