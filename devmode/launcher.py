@@ -227,19 +227,20 @@ def _send_line(conn: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _read_line(conn: socket.socket) -> bytes:
-    """Bytes up to a newline, at most ``MAX_REQUEST_BYTES``; a ValueError when the other side
-    closed first or sent more."""
-    chunks, size = [], 0
-    while True:
+    """Bytes up to a newline, at most ``MAX_REQUEST_BYTES`` of them; a ValueError when the
+    other side closed first or sent more."""
+    buffer = b""
+    while b"\n" not in buffer:
+        if len(buffer) > MAX_REQUEST_BYTES:
+            break
         chunk = conn.recv(65536)
         if not chunk:
             raise ValueError("closed before a whole message")
-        chunks.append(chunk)
-        size += len(chunk)
-        if b"\n" in chunk:
-            return b"".join(chunks).split(b"\n", 1)[0]
-        if size > MAX_REQUEST_BYTES:
-            raise ValueError(f"more than {MAX_REQUEST_BYTES} bytes")
+        buffer += chunk
+    line = buffer.split(b"\n", 1)[0]
+    if len(line) > MAX_REQUEST_BYTES:
+        raise ValueError(f"more than {MAX_REQUEST_BYTES} bytes")
+    return line
 
 
 def _start_launcher(address: Path, cwd: Path, env: dict[str, str]) -> None:
