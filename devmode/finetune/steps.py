@@ -241,13 +241,15 @@ def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> N
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's learning rate; a tensor learning rate (CUDA graphs) is filled in place,
-    since a captured step reads it from the same memory every time."""
+    """Set every group's learning rate: ``lr`` times the group's ``lr_scale`` (layer-wise decay,
+    ``stability.layer_groups``). A tensor learning rate (CUDA graphs) is filled in place, since
+    a captured step reads it from the same memory every time."""
     for group in optimizer.param_groups:
+        scaled = lr * group.get("lr_scale", 1.0)
         if isinstance(group["lr"], torch.Tensor):
-            group["lr"].fill_(lr)
+            group["lr"].fill_(scaled)
         else:
-            group["lr"] = lr
+            group["lr"] = scaled
 
 
 def compile_mode(device: torch.device) -> str:

@@ -43,6 +43,12 @@ from devmode.errors import DevmodeError
 from devmode.finetune.checkpoints import Checkpoints, load_trainable, trainable_state
 from devmode.finetune.distributed import cluster
 from devmode.finetune.evaluation import classification_report, evaluate
+from devmode.finetune.stability import (
+    WeightAverage,
+    encoder_layers,
+    layer_groups,
+    reinit_top_layers,
+)
 from devmode.finetune.steps import (
     FGM,
     StepRunner,
@@ -52,7 +58,6 @@ from devmode.finetune.steps import (
     why_no_graphs,
 )
 from devmode.models import calibration
-from devmode.models.base_models import InvalidBaseModel
 from devmode.models.classifier import (
     Encoded,
     TextClassifier,
@@ -218,6 +223,9 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     step = TrainingStep(trained, optimizer, config, weights, fgm, device, use_bf16, not graphs_off)
     runner = StepRunner.choose(step, config, train_set, pad_id, steps_per_epoch, graphs_off)
     window = LogWindow(runner.loss_sum)
+    averaging = None
+    if config.average_last_epochs:  # the "best weights" slot then holds the running average
+        averaging = WeightAverage(config.average_last_epochs, config.epochs)
 
     # -- the loop ---------------------------------------------------------------------------
     status, step_count, loop_start = "completed", state.step, time.perf_counter()
@@ -255,12 +263,16 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
             model, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
         )
         report(Progress(step_count, total_steps, epoch + 1, eval_metrics(validation, eval_loss)))
-        if state.end_epoch(epoch + 1, step_count, validation, eval_loss):
+        is_best = state.end_epoch(epoch + 1, step_count, validation, eval_loss)
+        if averaging:
+            best_weights = averaging.add(best_weights, trainable_state(model), epoch + 1)
+        elif is_best:
             best_weights = trainable_state(model)
         if checkpoints and peers.is_main:  # written in the background while training goes on
             checkpoints.save(model, optimizer, dataclasses.asdict(state), best_weights)
         peers.wait()
-        if config.early_stopping_patience and state.bad_epochs >= config.early_stopping_patience:
+        patience = 0 if averaging else config.early_stopping_patience
+        if patience and state.bad_epochs >= patience:
             break
     if checkpoints:
         checkpoints.wait()
@@ -285,6 +297,14 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     # -- the best epoch's weights, judged once on the held-out test split, then saved ---------
     if status == "completed" and best_weights is not None and peers.is_main:
         load_trainable(model, best_weights)
+        if averaging:  # the saved model is the average: judge it, not the last epoch
+            result.validation, _ = evaluate(
+                model, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
+            )
+            result.best_epoch = state.epoch
+            result.notes.append(
+                f"weights averaged over epochs {averaging.first_epoch} to {state.epoch}"
+            )
         judge_and_save(result, model, tokenizer, config, data, device, use_bf16, output_dir)
     peers.wait()
     return result
@@ -346,6 +366,7 @@ def build_model(config: TrainConfig, num_labels: int) -> tuple[TextClassifier, A
         if isinstance(module, nn.Dropout):
             module.p = config.dropout
     model = TextClassifier(encoder, num_labels, config.pooling, config.dropout)
+    reinit_top_layers(model, config.reinit_top_layers)
     freeze_layers(model, config)
     if config.lora:
         add_lora(model, config)
@@ -362,22 +383,10 @@ def freeze_layers(model: TextClassifier, config: TrainConfig) -> None:
     for parameter in model.encoder.parameters():
         parameter.requires_grad = False
     if config.freeze == "top_layers":
-        layers = _encoder_layers(model.encoder)
+        layers = encoder_layers(model.encoder)
         for layer in layers[-config.train_top_layers :]:
             for parameter in layer.parameters():
                 parameter.requires_grad = True
-
-
-def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
-    """The encoder's stack of transformer layers (BERT: encoder.layer; DistilBERT: transformer.layer)."""
-    depth = getattr(encoder.config, "num_hidden_layers", None)
-    for module in encoder.modules():
-        if isinstance(module, nn.ModuleList) and len(module) == depth:
-            return module
-    raise InvalidBaseModel(
-        f"Could not find the layer stack of {type(encoder).__name__} to freeze. Use freeze=none "
-        "or head_only with this model."
-    )
 
 
 def add_lora(model: TextClassifier, config: TrainConfig) -> None:
@@ -389,7 +398,7 @@ def add_lora(model: TextClassifier, config: TrainConfig) -> None:
     """
     from peft import LoraConfig, get_peft_model
 
-    layers = {id(m) for m in _encoder_layers(model.encoder).modules()}
+    layers = {id(m) for m in encoder_layers(model.encoder).modules()}
     targets = sorted(
         name
         for name, module in model.encoder.named_modules()
@@ -430,16 +439,10 @@ def bucketed_batches(
 def make_optimizer(
     model: nn.Module, config: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
-    """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms.
-    For CUDA graphs, ``make_capturable`` then turns it capturable."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim < 2 else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    """AdamW (fused on CUDA) or SGD with momentum; no weight decay on biases and LayerNorms,
+    and with ``layer_lr_decay`` a group per layer at its own share of the rate. For CUDA graphs,
+    ``make_capturable`` then turns it capturable."""
+    groups = layer_groups(model, config.weight_decay, config.layer_lr_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")

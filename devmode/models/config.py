@@ -179,6 +179,37 @@ class TrainConfig(Settings):
         example=0.1,
         section=REGULARISATION,
     )
+    # Levers that narrow the spread between seeds (issue 30; measured in docs/benchmarks.md).
+    layer_lr_decay: float = setting(
+        1.0,
+        "Layer-wise learning-rate decay: each encoder layer learns at this times the rate of the "
+        "one above it, the head at the full rate (1 = off; 0.8-0.95 is usual).",
+        above=0,
+        maximum=1,
+        example=0.9,
+        label="Layer-wise LR decay (1 = off)",
+        section=OPTIMIZER,
+    )
+    reinit_top_layers: int = setting(
+        0,
+        "Start the top N encoder layers from fresh weights (their pre-training is the least "
+        "general part).",
+        minimum=0,
+        maximum=48,
+        example=1,
+        label="Re-initialise top layers",
+        section=WHAT_TO_TRAIN,
+    )
+    average_last_epochs: int = setting(
+        0,
+        "Save the average of the weights at the end of the last N epochs instead of the best "
+        "epoch (0 = off); early stopping is then off.",
+        minimum=0,
+        maximum=1000,
+        example=2,
+        label="Average the last epochs' weights",
+        section=REGULARISATION,
+    )
     pooling: str = setting(
         "mean",
         "mean: how all-MiniLM-L6-v2 was trained; cls: BERT's way.",
@@ -230,7 +261,16 @@ class TrainConfig(Settings):
 
     def check_together(self) -> None:
         if self.method == "few-shot":
-            clashing = [n for n in ("lora", "cuda_graphs", "compile_step") if getattr(self, n)]
+            only_fine_tune = (
+                "lora",
+                "cuda_graphs",
+                "compile_step",
+                "reinit_top_layers",
+                "average_last_epochs",
+            )
+            clashing = [n for n in only_fine_tune if getattr(self, n)]
+            if self.layer_lr_decay != 1.0:
+                clashing.append("layer_lr_decay")
             if clashing:
                 raise InvalidConfig(
                     f"method='few-shot' trains with SetFit's own loop; found {', '.join(clashing)} "
@@ -241,6 +281,21 @@ class TrainConfig(Settings):
             raise InvalidConfig(
                 "cuda_graphs and compile_step are two ways of replaying the training step; found "
                 "both on. Use one of them."
+            )
+        if self.average_last_epochs > self.epochs:
+            raise InvalidConfig(
+                f"average_last_epochs={self.average_last_epochs} averages more epochs than the "
+                f"run has (epochs={self.epochs}). Use at most {self.epochs}, or more epochs."
+            )
+        frozen = self.freeze == "head_only" or self.lora
+        if self.freeze == "top_layers":
+            frozen = self.reinit_top_layers > self.train_top_layers
+        if self.reinit_top_layers and frozen:
+            raise InvalidConfig(
+                "reinit_top_layers starts layers from fresh weights, so they must train; found "
+                f"reinit_top_layers={self.reinit_top_layers} with freeze={self.freeze!r}, "
+                f"train_top_layers={self.train_top_layers}, lora={self.lora}. Use freeze=none "
+                "(or top_layers covering them) without LoRA."
             )
         if self.lora and self.freeze != "none":
             raise InvalidConfig(
