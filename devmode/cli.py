@@ -21,8 +21,8 @@ from devmode.finetune import cli as finetune_cli
 from devmode.finetune import evaluations
 from devmode.labels import cli as labels_cli
 from devmode.labels import review_jobs
+from devmode.models import adapted_bases, runs
 from devmode.models import cli as models_cli
-from devmode.models import runs
 from devmode.monitor import cli as monitor_cli
 from devmode.monitor import score_jobs, watcher
 from devmode.suites import cli as suites_cli
@@ -34,6 +34,7 @@ JOB_KINDS = {
     for kind in (
         runs.KIND,
         evaluations.KIND,
+        adapted_bases.KIND,
         score_jobs.KIND,
         review_jobs.KIND,
         store.KIND,

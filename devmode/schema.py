@@ -12,6 +12,7 @@ from sqlite_utils import Database, Migrations
 
 from devmode.finetune.drift_table import create_drift_table
 from devmode.finetune.evaluation_tables import create_evaluation_tables
+from devmode.models.adapted_table import create_adaptation_table
 from devmode.monitor.rollup import create_health_rollup, fill_trend_days, trend_triggers
 
 migrations = Migrations("devmode")
@@ -591,3 +592,9 @@ def _model_health(db: Database) -> None:
 def _drift(db: Database) -> None:
     """The Monitor's drift figures, kept per model and dataset (``finetune/drift_table.py``)."""
     create_drift_table(db)
+
+
+@migrations(name="0019_adaptations")
+def _adaptations(db: Database) -> None:
+    """Adapted base models and their jobs (``models/adapted_table.py``)."""
+    create_adaptation_table(db)

@@ -142,6 +142,8 @@ with tab_runs:
                 )
             if reports.gain_text(selected):
                 st.success(reports.gain_text(selected))
+            if reports.caveat_text(selected):
+                st.warning(reports.caveat_text(selected))
         if selected.is_completed:
             st.subheader("Test sets: in-domain and out-of-domain")
             with ui.page_db() as db:

@@ -14,8 +14,17 @@ import click
 from devmode import clitools, jobs
 from devmode.clitools import echo_json, group, json_option, setting_options, yes_option
 from devmode.errors import DevmodeError
-from devmode.finetune import distributed, evaluations, out_of_domain, reports, worker
-from devmode.models import config, runs
+from devmode.finetune import (
+    adaptation,
+    distillation,
+    distributed,
+    evaluations,
+    out_of_domain,
+    reports,
+    worker,
+)
+from devmode.models import adapted_bases, config, runs
+from devmode.models.base_models import EMBEDDED_BASE_MODEL
 
 
 @click.command("train")
@@ -42,6 +51,7 @@ def train_command(ctx, dataset, background, **settings):
         )
         return
     with clitools.db(ctx) as db:
+        distillation.check_teachers(db, train_config, dataset)
         run = runs.create_run(db, dataset, train_config)
     click.echo(f"Run {run.id}: {run.config.base_model} on {run.dataset}", err=True)
     _execute(ctx, run.id)
@@ -224,6 +234,8 @@ def _echo_run(run) -> None:
         click.echo(f"  {reports.gain_text(run)}")
     if reports.calibration_text(run):
         click.echo(f"  {reports.calibration_text(run)}")
+    if reports.caveat_text(run):
+        click.echo(f"  Caveat: {reports.caveat_text(run)}")
 
 
 @group("evaluations")
@@ -423,8 +435,112 @@ def _echo_evaluation(found) -> None:
         click.echo(f"  {reports.pooled_calibration_text(found)}")
 
 
+@click.command("adapt")
+@click.argument("datasets", nargs=-1)
+@click.option("--name", help="What to call the adapted base: train from it with adapted:NAME.")
+@click.option(
+    "--epochs",
+    type=int,
+    default=adaptation.DEFAULT_EPOCHS,
+    show_default=True,
+    help="Passes over the texts.",
+)
+@click.option(
+    "--max-texts",
+    type=int,
+    default=adaptation.DEFAULT_MAX_TEXTS,
+    show_default=True,
+    help="Read at most this many distinct texts (a seeded sample of each dataset).",
+)
+@click.option(
+    "--base-model",
+    default=EMBEDDED_BASE_MODEL,
+    show_default=True,
+    help="The base model to continue from: the embedded one, or a local model folder.",
+)
+@click.option(
+    "--learning-rate",
+    type=float,
+    default=adaptation.LEARNING_RATE,
+    show_default=True,
+    help="Peak learning rate of the masked-word training.",
+)
+@click.option("--background", is_flag=True, help="Start a worker process and return at once.")
+@click.option("--cancel", "cancel_name", metavar="NAME", help="Cancel adaptation NAME.")
+@click.option(
+    "--resume", "resume_name", metavar="NAME", help="Start interrupted adaptation NAME again."
+)
+@click.pass_context
+def adapt_command(
+    ctx,
+    datasets,
+    name,
+    epochs,
+    max_texts,
+    learning_rate,
+    base_model,
+    background,
+    cancel_name,
+    resume_name,
+):
+    """Continue the base model's masked-word pre-training on the texts of DATASETs (labels
+    ignored): an adapted base, stored as adapted:NAME, to fine-tune from with
+    `train --base-model adapted:NAME`. Ctrl-C cancels."""
+    db_path = clitools.db_path(ctx)
+    if cancel_name or resume_name:
+        with clitools.db(ctx) as db:
+            found = adapted_bases.by_name(db, cancel_name or resume_name)
+            if cancel_name:
+                jobs.request_cancel(db, adapted_bases.KIND, found.id)
+                click.echo(f"{found.reference}: cancel requested.")
+                return
+            jobs.check_resumable(
+                adapted_bases.KIND, adapted_bases.get_adaptation(db, found.id, live=True)
+            )
+        if background:
+            pid = jobs.start(db_path, adapted_bases.KIND, found.id)
+            click.echo(f"Started {found.reference} again in process {pid}.")
+            return
+        _adapt_here(db_path, found)
+        return
+    if not datasets or not name:
+        raise click.UsageError(
+            "Name the datasets to read and the base to make: adapt DATASET... --name NAME"
+        )
+    if background:
+        found = adaptation.start_adaptation(
+            db_path, list(datasets), name, base_model, epochs, max_texts, learning_rate
+        )
+        click.echo(
+            f"Started {found.reference} in process {found.pid}. Follow it: python -m devmode "
+            "models list"
+        )
+        return
+    with clitools.db(ctx) as db:
+        found = adaptation.create(
+            db, list(datasets), name, base_model, epochs, max_texts, learning_rate
+        )
+    _adapt_here(db_path, found)
+
+
+def _adapt_here(db_path, found) -> None:
+    try:
+        status = adaptation.execute_adaptation(
+            db_path, found.id, echo=lambda m: click.echo(m, err=True)
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            f"Cancelled {found.reference}. Start it again: python -m devmode adapt --resume "
+            f"{found.name}"
+        ) from None
+    if status != jobs.COMPLETED:
+        raise click.ClickException(f"{found.reference} ended {status}.")
+    click.echo(f"Adapted base ready: --base-model {found.reference}")
+
+
 def register_commands(cli: click.Group) -> None:
     """Add these commands to the root group."""
     cli.add_command(train_command)
+    cli.add_command(adapt_command)
     cli.add_command(runs_group)
     cli.add_command(evaluations_group)

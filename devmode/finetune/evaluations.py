@@ -23,6 +23,7 @@ model, validation or temperature ever sees its test fold.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -39,6 +40,7 @@ from devmode.data import examples, ingest
 from devmode.db import open_db, utc_now
 from devmode.errors import DevmodeError
 from devmode.finetune import resampling
+from devmode.models import adapted_bases
 from devmode.models.config import TrainConfig
 
 # What a worker process runs: ``python -m devmode job evaluation ID``; see ``jobs.JobKind``.
@@ -224,7 +226,16 @@ def create_evaluation(
     rows = examples.labelled_rows(db, dataset.name)
     labels = [label for _, _, label in rows]
     check_folds(labels, folds, fold_seed)
-    resolve_base_model(config.base_model)
+    if config.distil_from is not None:
+        raise EvaluationNotPossible(
+            f"distil_from={config.distil_from} takes teachers that were trained on every fold, "
+            "so each fold's model would learn from teachers that saw its test rows. Evaluate "
+            "distillation with --distil-teachers N: each fold then trains its own teachers on "
+            "its training part only."
+        )
+    if config.distil_texts:
+        ingest.get_dataset(db, config.distil_texts)
+    resolve_base_model(adapted_bases.resolve(db, config.base_model))
     assigned = assign_folds(labels, folds, fold_seed)
     first = fold_data(rows, assigned, 0, fold_seed)[0]
     examples.check_data(first)  # blank texts, label variants: as a run refuses them
@@ -285,6 +296,10 @@ def execute_evaluation(
     foreground, does): every fold not finished yet, then the summary. Returns the status."""
     with jobs.claimed(db_path, KIND, evaluation_id) as db:
         evaluation = get_evaluation(db, evaluation_id)
+        # an adapted:NAME base trains from its folder; the stored settings keep the name
+        evaluation = dataclasses.replace(
+            evaluation, config=adapted_bases.for_training(db, evaluation.config)
+        )
         rows, assigned = _rows_as_created(db, evaluation)
         stop = jobs.CancelPoll(db, KIND, evaluation_id, also=should_stop)
         finished = {r["fold"] for r in evaluation.fold_results}
@@ -333,7 +348,7 @@ def _rows_as_created(
 
 def _run_fold(db, db_path, evaluation, rows, assigned, fold, stop, echo) -> None:
     """Train fold ``fold``, predict its test rows, and store both in one transaction."""
-    from devmode.finetune.training import train
+    from devmode.finetune import distillation
     from devmode.models import calibration
 
     data, held = fold_data(rows, assigned, fold, evaluation.fold_seed)
@@ -344,9 +359,7 @@ def _run_fold(db, db_path, evaluation, rows, assigned, fold, stop, echo) -> None
         done = fold * 1000 + 1000 * p.step // max(1, p.total_steps)
         db[KIND.table].update(evaluation.id, {"done": done, "updated_at": utc_now()})
 
-    run = train
-    if evaluation.config.method == "few-shot":
-        from devmode.finetune.few_shot import train_few_shot as run
+    run = distillation.trainer(db, evaluation.config, evaluation.dataset)
     result = run(
         evaluation.config,
         data,

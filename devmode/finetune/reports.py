@@ -94,6 +94,11 @@ def gain_text(run) -> str | None:
     )
 
 
+def caveat_text(run) -> str | None:
+    """Why a run's test figures are not an estimate (its teachers saw the test rows), or None."""
+    return (run.test or {}).get("caveat")
+
+
 def calibration_text(run) -> str | None:
     """'Temperature 1.42, fitted on 120 validation rows: calibration error on the 120 test rows
     0.061 raw, 0.018 scaled.', the reason a run was left at 1, or None before its report."""

@@ -166,6 +166,7 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     on_progress: Callable[[Progress], None] = lambda p: None,
     should_stop: Callable[[], bool] = lambda: False,
+    soft=None,
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` on ``data.train``; keep the epoch with the best validation
     macro-F1; report on ``data.test``; save the model to ``output_dir``.
@@ -174,10 +175,13 @@ def train(
     the same folder resumes from there. ``should_stop`` is polled after every step; when it says
     yes the result is ``cancelled`` and no model is saved (the checkpoint stays, for a resume).
     CUDA out-of-memory becomes an ``OutOfMemory`` error that says what would fit.
+
+    ``soft`` (``distillation.SoftTargets``): train on target distributions instead of the
+    labels, and on the unlabelled texts it carries too (what a distilled student does).
     """
     check_data(data)
     try:
-        return _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop)
+        return _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, soft)
     except torch.cuda.OutOfMemoryError as e:
         torch.cuda.empty_cache()
         longest = config.max_length_tokens
@@ -188,7 +192,7 @@ def train(
         ) from None
 
 
-def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -> TrainResult:
+def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, soft) -> TrainResult:
     # -- seed, processes, device, model, data --------------------------------------------
     seed_everything(config.seed)
     peers = cluster()  # one process, or one of several under accelerate launch / torchrun
@@ -202,7 +206,12 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
     pad_id = tokenizer.pad_token_id or 0
     train_set = encode(tokenizer, data.train, data.labels, config.max_length_tokens)
     validation_set = encode(tokenizer, data.validation, data.labels, config.max_length_tokens)
-    steps_per_epoch = peers.steps_per_epoch(math.ceil(len(data.train) / config.batch_size))
+    weights = None
+    if config.class_weights:  # from the labels, before any soft targets replace them
+        weights = class_weight_tensor(train_set, len(data.labels), device)
+    if soft is not None:
+        train_set = with_soft_targets(tokenizer, train_set, soft, config.max_length_tokens)
+    steps_per_epoch = peers.steps_per_epoch(math.ceil(len(train_set.ids) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
 
     # -- optimizer, resume from a checkpoint, and how each step runs --------------------------
@@ -217,9 +226,6 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop) -
         make_capturable(optimizer, device)  # after the checkpoint, whose groups it would undo
     trained, optimizer = peers.prepare(model, optimizer)  # DDP across processes, if several
     fgm = FGM(model, config.adversarial_epsilon) if config.adversarial == "fgm" else None
-    weights = None
-    if config.class_weights:
-        weights = class_weight_tensor(train_set, len(data.labels), device)
     step = TrainingStep(trained, optimizer, config, weights, fgm, device, use_bf16, not graphs_off)
     runner = StepRunner.choose(step, config, train_set, pad_id, steps_per_epoch, graphs_off)
     window = LogWindow(runner.loss_sum)
@@ -446,6 +452,20 @@ def make_optimizer(
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
     return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type == "cuda")
+
+
+def with_soft_targets(tokenizer, train_set: Encoded, soft, max_length: int) -> Encoded:
+    """The training texts with their target distributions as labels (``F.cross_entropy`` takes
+    probabilities as well as class ids), and the unlabelled texts after them with theirs."""
+    extra = []
+    if len(soft.texts):
+        extra = tokenizer(list(soft.texts), truncation=True, max_length=max_length)["input_ids"]
+    targets = np.concatenate([soft.train, soft.unlabelled.reshape(len(extra), soft.train.shape[1])])
+    return Encoded(
+        ids=list(train_set.ids) + list(extra),
+        labels=torch.tensor(targets, dtype=torch.float32),
+        lengths=np.concatenate([train_set.lengths, np.array([len(x) for x in extra], dtype=int)]),
+    )
 
 
 def class_weight_tensor(encoded: Encoded, num_labels: int, device: torch.device) -> torch.Tensor:

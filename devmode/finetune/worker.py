@@ -20,7 +20,7 @@ from devmode import environment, jobs
 from devmode.data import examples, ingest
 from devmode.db import open_db
 from devmode.errors import DevmodeError
-from devmode.models import registry, runs
+from devmode.models import adapted_bases, registry, runs
 from devmode.models.config import TrainConfig
 
 
@@ -42,7 +42,10 @@ def start_run(db_path: str | Path, dataset: str, config: TrainConfig) -> runs.Ru
     and ``train --background`` do. A second click while the same settings train on the same
     dataset is refused (``JobAlreadyRunning``), in one transaction with the check.
     """
+    from devmode.finetune import distillation
+
     with open_db(db_path) as db, db.atomic():
+        distillation.check_teachers(db, config, dataset)
         twin = runs.active_twin(db, dataset, config)
         if twin:
             raise jobs.JobAlreadyRunning(
@@ -127,7 +130,7 @@ def execute_run(
     Resumes from the run's checkpoint when there is one (an interrupted or cancelled run).
     Errors are recorded on the run (``failed``) and raised again.
     """
-    from devmode.finetune import evaluation, training
+    from devmode.finetune import distillation, evaluation, training
     from devmode.finetune.checkpoints import checkpoint_position
 
     say = echo or (lambda message: None)
@@ -138,11 +141,12 @@ def execute_run(
         runs.clear_metrics_after(db, run_id, position["step"] if position else 0)
         pin_label_version(db, run, resuming=position is not None)
         data = load_training_data(db, run)
+        config = adapted_bases.for_training(db, run.config)  # adapted:NAME to its folder
         if run.baseline is None:
             say("Scoring the baselines (majority class, zero-shot base model) on the test split")
             baseline = {
                 "majority": evaluation.majority_report(data),
-                "zero_shot": evaluation.zero_shot_report(run.config, data),
+                "zero_shot": evaluation.zero_shot_report(config, data),
             }
             runs.save_figures(db, run_id, baseline=baseline)
 
@@ -153,11 +157,9 @@ def execute_run(
                 + " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
             )
 
-        train = training.train
-        if run.config.method == "few-shot":
-            from devmode.finetune.few_shot import train_few_shot as train
+        train = distillation.trainer(db, config, run.dataset)
         result = train(
-            run.config,
+            config,
             data,
             output_dir=model_dir(db_path, run_id),
             checkpoint_dir=run_dir(db_path, run_id),
@@ -174,6 +176,12 @@ def execute_run(
             "validation": result.validation,
             "test": result.test,
         }
+        if result.test and config.distil_from is not None:
+            result.test["caveat"] = (
+                f"its teachers, evaluation {config.distil_from}'s fold models, trained on these "
+                "test rows, so these figures are optimistic. For an estimate, evaluate the "
+                "recipe with --distil-teachers N instead (each fold trains its own teachers)."
+            )
         if result.status == jobs.CANCELLED:
             runs.set_status(db, run_id, jobs.CANCELLED, pid=None, **figures)
             return jobs.CANCELLED
@@ -201,4 +209,5 @@ def follow_run(db_path: str | Path, run_id: int) -> None:
     with open_db(db_path) as db:
         run = runs.get_run(db, run_id)
         data = load_training_data(db, run)
-    training.train(run.config, data, checkpoint_dir=run_dir(db_path, run_id))
+        config = adapted_bases.for_training(db, run.config)
+    training.train(config, data, checkpoint_dir=run_dir(db_path, run_id))

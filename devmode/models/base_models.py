@@ -13,6 +13,8 @@ from devmode.errors import DevmodeError
 
 # The name that means "the embedded all-MiniLM-L6-v2" in a TrainConfig and on the CLI.
 EMBEDDED_BASE_MODEL = "embedded:all-MiniLM-L6-v2"
+# How a setting names an adapted base in the registry (``adapted_bases.py``): adapted:NAME.
+ADAPTED_PREFIX = "adapted:"
 # The card in a devmode classifier folder (``classifier.save_classifier``): labels, pooling,
 # settings, temperature. Named here so that readers of a card need no torch.
 MODEL_CARD = "devmode_model.json"
@@ -33,6 +35,11 @@ def resolve_base_model(base_model: str) -> str:
     """The folder (or hub id) to load: ``embedded:...`` means the packaged all-MiniLM-L6-v2."""
     if base_model == EMBEDDED_BASE_MODEL or base_model == "embedded":
         return str(embedded_classifier_dir())
+    if base_model.startswith(ADAPTED_PREFIX):
+        raise InvalidBaseModel(
+            f"{base_model} is an adapted base, found in the database: resolve it with "
+            "adapted_bases.resolve(db, name) first (a run or an evaluation does this itself)."
+        )
     path = Path(base_model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

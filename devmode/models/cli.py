@@ -14,7 +14,8 @@ import click
 
 from devmode import clitools, environment
 from devmode.clitools import echo_json, group, json_option, yes_option
-from devmode.models import archives, classify, exports, references, registry
+from devmode.models import adapted_bases, archives, classify, exports, references, registry
+from devmode.models.base_models import EMBEDDED_BASE_MODEL
 
 
 @group("models")
@@ -25,9 +26,15 @@ def models_group():
 @models_group.command("list")
 @click.pass_context
 def models_list(ctx):
-    """List saved models with their labels and which task each is active for."""
+    """List saved models with their labels and which task each is active for, then the base
+    models to fine-tune from (the embedded one and adapted ones)."""
     with clitools.db(ctx) as db:
         found = registry.list_models(db)
+        bases = adapted_bases.list_adaptations(db)
+    click.echo("Base models:")
+    click.echo(f"  {EMBEDDED_BASE_MODEL:<24} base, embedded (the default)")
+    for base in bases:
+        click.echo(f"  {base.describe()}")
     if not found:
         click.echo("No models yet: a completed training run saves one.")
         return
@@ -97,11 +104,26 @@ def models_import(ctx, archive):
 
 
 @models_group.command("delete")
-@click.argument("run_id", type=int)
+@click.argument("model")
 @yes_option
 @click.pass_context
-def models_delete(ctx, run_id, yes):
-    """Delete a run's saved model (the run and its metrics stay)."""
+def models_delete(ctx, model, yes):
+    """Delete MODEL: a run's saved model, by run id (the run and its metrics stay), or an
+    adapted base, adapted:NAME (refused while a run or an evaluation is queued on it)."""
+    if model.startswith(adapted_bases.PREFIX):
+        name = model.removeprefix(adapted_bases.PREFIX)
+        if not yes:
+            click.confirm(f"Delete the adapted base {model}?", abort=True)
+        with clitools.db(ctx) as db:
+            adapted_bases.delete_adaptation(clitools.db_path(ctx), db, name)
+        click.echo(f"Deleted the adapted base {model}.")
+        return
+    if not model.isdigit():
+        raise click.BadParameter(
+            f"expected a run id (a whole number) or adapted:NAME; found {model!r}.",
+            param_hint="MODEL",
+        )
+    run_id = int(model)
     if not yes:
         click.confirm(f"Delete the model of run {run_id}?", abort=True)
     with clitools.db(ctx) as db:

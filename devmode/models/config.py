@@ -32,6 +32,7 @@ OPTIMIZER = "Optimizer and schedule"
 REGULARISATION = "Regularisation and robustness"
 WHAT_TO_TRAIN = "What to train"
 HARDWARE = "Hardware and logging"
+DISTILLATION = "Distillation"
 
 
 class InvalidConfig(DevmodeError):
@@ -210,6 +211,33 @@ class TrainConfig(Settings):
         label="Average the last epochs' weights",
         section=REGULARISATION,
     )
+    # Ensembles distilled into one model (finetune/distillation.py).
+    distil_teachers: int = setting(
+        0,
+        "Train N teachers (seeds seed+1 to seed+N) on the same split, then train this model on "
+        "their averaged probabilities: nearer an ensemble's accuracy at one model's scoring "
+        "cost; takes N + 1 runs' time (0 = off).",
+        minimum=0,
+        maximum=20,
+        example=3,
+        label="Teachers to distil from (0 = off)",
+        section=DISTILLATION,
+    )
+    distil_from: int | None = setting(
+        None,
+        "Distil from the fold models of this finished evaluation of the same dataset and labels "
+        "(its teachers saw this run's test rows, so the run's test figures are marked as such).",
+        minimum=1,
+        label="Distil from evaluation (id)",
+        section=DISTILLATION,
+    )
+    distil_texts: str | None = setting(
+        None,
+        "A dataset whose texts the teachers label for the student too (labels ignored; texts "
+        "of this run's validation and test rows are left out).",
+        label="Unlabelled texts for distillation (dataset)",
+        section=DISTILLATION,
+    )
     pooling: str = setting(
         "mean",
         "mean: how all-MiniLM-L6-v2 was trained; cls: BERT's way.",
@@ -267,10 +295,13 @@ class TrainConfig(Settings):
                 "compile_step",
                 "reinit_top_layers",
                 "average_last_epochs",
+                "distil_teachers",
             )
             clashing = [n for n in only_fine_tune if getattr(self, n)]
             if self.layer_lr_decay != 1.0:
                 clashing.append("layer_lr_decay")
+            if self.distil_from is not None:
+                clashing.append("distil_from")
             if clashing:
                 raise InvalidConfig(
                     f"method='few-shot' trains with SetFit's own loop; found {', '.join(clashing)} "
@@ -281,6 +312,16 @@ class TrainConfig(Settings):
             raise InvalidConfig(
                 "cuda_graphs and compile_step are two ways of replaying the training step; found "
                 "both on. Use one of them."
+            )
+        if self.distil_teachers and self.distil_from is not None:
+            raise InvalidConfig(
+                f"distil_teachers={self.distil_teachers} trains teachers and distil_from="
+                f"{self.distil_from} takes an evaluation's: found both. Use one of them."
+            )
+        if self.distil_texts and not (self.distil_teachers or self.distil_from is not None):
+            raise InvalidConfig(
+                f"distil_texts={self.distil_texts!r} gives texts for teachers to label, but no "
+                "teachers are set. Set distil_teachers (e.g. 3) or distil_from too."
             )
         if self.average_last_epochs > self.epochs:
             raise InvalidConfig(

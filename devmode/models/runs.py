@@ -176,8 +176,10 @@ def create_run(db: Database, dataset_name: str, config: TrainConfig) -> Run:
     loading a model is judged here, so a bad dataset or base model is refused before a run
     exists: NoSuchDataset, InvalidTrainingData, InvalidBaseModel.
     """
+    from devmode.models import adapted_bases
+
     dataset = ingest.get_dataset(db, dataset_name)
-    resolve_base_model(config.base_model)
+    resolve_base_model(adapted_bases.resolve(db, config.base_model))
     data = examples.load_examples(db, dataset.name)
     methods.check_for_method(config, data)
     row_id = (
