@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from devmode import jobs
 from devmode.data import ingest
@@ -36,14 +34,11 @@ from devmode.db import utc_now
 from devmode.environment import usable_cpus
 from devmode.errors import DevmodeError
 from devmode.models import adapted_bases
-from devmode.models.adapted_bases import AdaptationNotPossible
+from devmode.models.adapted_bases import AdaptationNotPossible, AdaptSettings
 from devmode.models.base_models import InvalidBaseModel, resolve_base_model
 
-DEFAULT_EPOCHS = 2
-DEFAULT_MAX_TEXTS = 100_000
-MIN_EPOCHS, MAX_EPOCHS = 1, 100
-MIN_TEXTS, MAX_TEXTS = 200, 1_000_000  # fewer than MIN_TEXTS teach an encoder nothing
-LEARNING_RATE = 5e-5
+# Fewer distinct texts than this teach an encoder nothing (and are refused).
+MIN_TEXTS = AdaptSettings.spec("max_texts").minimum
 BATCH_SIZE = 32
 MASK_PROBABILITY = 0.15
 MAX_LENGTH_TOKENS = 128
@@ -66,24 +61,6 @@ class AdaptResult:
     held_out_loss: float | None  # masked-word cross-entropy on the held-out texts, at the end
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     seconds: float = 0.0
-
-
-def check_settings(epochs: int, max_texts: int, learning_rate: float = LEARNING_RATE) -> None:
-    if not isinstance(epochs, int) or not MIN_EPOCHS <= epochs <= MAX_EPOCHS:
-        raise AdaptationNotPossible(
-            f"--epochs must be a whole number from {MIN_EPOCHS} to {MAX_EPOCHS}; found {epochs!r}. "
-            f"{DEFAULT_EPOCHS} passes are usually enough."
-        )
-    if not isinstance(max_texts, int) or not MIN_TEXTS <= max_texts <= MAX_TEXTS:
-        raise AdaptationNotPossible(
-            f"--max-texts must be a whole number from {MIN_TEXTS:,} to {MAX_TEXTS:,}; found "
-            f"{max_texts!r}."
-        )
-    if not isinstance(learning_rate, float) or not 0 < learning_rate < 1:
-        raise AdaptationNotPossible(
-            f"--learning-rate must be above 0 and below 1; found {learning_rate!r}. "
-            f"{LEARNING_RATE:g} suits the embedded model."
-        )
 
 
 def collect_texts(db, datasets: list[str], max_texts: int) -> list[str]:
@@ -113,8 +90,8 @@ def adapt(
     texts: list[str],
     output_dir: str | Path,
     *,
-    epochs: int = DEFAULT_EPOCHS,
-    learning_rate: float = LEARNING_RATE,
+    epochs: int = AdaptSettings.epochs,
+    learning_rate: float = AdaptSettings.learning_rate,
     seed: int = 42,
     on_progress: Callable[[int, int, float], None] = lambda step, total, loss: None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -122,6 +99,8 @@ def adapt(
     """Continue ``base_model``'s masked-word pre-training on ``texts`` for ``epochs`` passes and
     save the encoder to ``output_dir`` (written under a temporary name, then renamed: complete
     or absent). ``on_progress(step, total_steps, loss)`` is called every ``LOG_EVERY_STEPS``."""
+    import torch
+    import torch.nn.functional as F
     from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
     from transformers.utils import logging as hf_logging
 
@@ -219,7 +198,7 @@ def adapt(
     return result
 
 
-def _head_of(model) -> torch.nn.Module:
+def _head_of(model):
     """The masked-word head: hidden vectors to vocabulary logits (BERT: ``cls``)."""
     for name in ("cls", "lm_head", "vocab_projector"):
         head = getattr(model, name, None)
@@ -230,7 +209,7 @@ def _head_of(model) -> torch.nn.Module:
     )
 
 
-def _save(source: str, encoder: torch.nn.Module, tokenizer, output_dir: Path) -> None:
+def _save(source: str, encoder, tokenizer, output_dir: Path) -> None:
     """The adapted encoder as a whole base-model folder: the base's own architecture (its
     pooler kept as it was) with the adapted weights, and the tokenizer."""
     from transformers import AutoModel
@@ -315,44 +294,27 @@ def execute_adaptation(
     return jobs.COMPLETED
 
 
-def create(
-    db,
-    datasets: list[str],
-    name: str,
-    base_model: str,
-    epochs: int,
-    max_texts: int,
-    learning_rate: float = LEARNING_RATE,
-):
-    """Queue an adaptation after checking its settings (nothing stored when one is wrong)."""
+def create(db, datasets: list[str], name: str, settings: AdaptSettings):
+    """Queue an adaptation, refused (nothing stored) when its name, datasets, texts or base
+    model cannot make one."""
     from devmode.models.classifier import load_tokenizer
 
-    check_settings(epochs, max_texts, learning_rate)
     adapted_bases.check_name(name)
-    if not base_model.startswith(adapted_bases.PREFIX):
-        load_tokenizer(resolve_base_model(base_model))  # a folder without one: refused now
+    load_tokenizer(resolve_base_model(settings.base_model))  # a folder without one: refused now
     for dataset in datasets:
         ingest.get_dataset(db, dataset)  # NoSuchDataset names the ones there are
-    collect_texts(db, datasets, max_texts)  # too few texts: refused before anything is stored
-    return adapted_bases.create_adaptation(
-        db, name, datasets, base_model, epochs, max_texts, learning_rate
-    )
+    collect_texts(
+        db, datasets, settings.max_texts
+    )  # too few texts: refused before anything is stored
+    return adapted_bases.create_adaptation(db, name, datasets, settings)
 
 
-def start_adaptation(
-    db_path: str | Path,
-    datasets: list[str],
-    name: str,
-    base_model: str,
-    epochs: int,
-    max_texts: int,
-    learning_rate: float = LEARNING_RATE,
-):
+def start_adaptation(db_path: str | Path, datasets: list[str], name: str, settings: AdaptSettings):
     """Create an adaptation and start its worker (``adapt --background``, the page)."""
     from devmode.db import open_db
 
     with open_db(db_path) as db, db.atomic():
-        adaptation = create(db, datasets, name, base_model, epochs, max_texts, learning_rate)
+        adaptation = create(db, datasets, name, settings)
     jobs.start(db_path, adapted_bases.KIND, adaptation.id)
     with open_db(db_path) as db:
         return adapted_bases.get_adaptation(db, adaptation.id)

@@ -24,7 +24,6 @@ from devmode.finetune import (
     worker,
 )
 from devmode.models import adapted_bases, config, runs
-from devmode.models.base_models import EMBEDDED_BASE_MODEL
 
 
 @click.command("train")
@@ -438,51 +437,14 @@ def _echo_evaluation(found) -> None:
 @click.command("adapt")
 @click.argument("datasets", nargs=-1)
 @click.option("--name", help="What to call the adapted base: train from it with adapted:NAME.")
-@click.option(
-    "--epochs",
-    type=int,
-    default=adaptation.DEFAULT_EPOCHS,
-    show_default=True,
-    help="Passes over the texts.",
-)
-@click.option(
-    "--max-texts",
-    type=int,
-    default=adaptation.DEFAULT_MAX_TEXTS,
-    show_default=True,
-    help="Read at most this many distinct texts (a seeded sample of each dataset).",
-)
-@click.option(
-    "--base-model",
-    default=EMBEDDED_BASE_MODEL,
-    show_default=True,
-    help="The base model to continue from: the embedded one, or a local model folder.",
-)
-@click.option(
-    "--learning-rate",
-    type=float,
-    default=adaptation.LEARNING_RATE,
-    show_default=True,
-    help="Peak learning rate of the masked-word training.",
-)
+@setting_options(adapted_bases.AdaptSettings)
 @click.option("--background", is_flag=True, help="Start a worker process and return at once.")
 @click.option("--cancel", "cancel_name", metavar="NAME", help="Cancel adaptation NAME.")
 @click.option(
     "--resume", "resume_name", metavar="NAME", help="Start interrupted adaptation NAME again."
 )
 @click.pass_context
-def adapt_command(
-    ctx,
-    datasets,
-    name,
-    epochs,
-    max_texts,
-    learning_rate,
-    base_model,
-    background,
-    cancel_name,
-    resume_name,
-):
+def adapt_command(ctx, datasets, name, background, cancel_name, resume_name, **settings):
     """Continue the base model's masked-word pre-training on the texts of DATASETs (labels
     ignored): an adapted base, stored as adapted:NAME, to fine-tune from with
     `train --base-model adapted:NAME`. Ctrl-C cancels."""
@@ -494,9 +456,8 @@ def adapt_command(
                 jobs.request_cancel(db, adapted_bases.KIND, found.id)
                 click.echo(f"{found.reference}: cancel requested.")
                 return
-            jobs.check_resumable(
-                adapted_bases.KIND, adapted_bases.get_adaptation(db, found.id, live=True)
-            )
+            live = adapted_bases.get_adaptation(db, found.id, live=True)
+            jobs.check_resumable(adapted_bases.KIND, live)
         if background:
             pid = jobs.start(db_path, adapted_bases.KIND, found.id)
             click.echo(f"Started {found.reference} again in process {pid}.")
@@ -507,19 +468,16 @@ def adapt_command(
         raise click.UsageError(
             "Name the datasets to read and the base to make: adapt DATASET... --name NAME"
         )
+    chosen = adapted_bases.AdaptSettings(**settings)
     if background:
-        found = adaptation.start_adaptation(
-            db_path, list(datasets), name, base_model, epochs, max_texts, learning_rate
-        )
+        found = adaptation.start_adaptation(db_path, list(datasets), name, chosen)
         click.echo(
             f"Started {found.reference} in process {found.pid}. Follow it: python -m devmode "
             "models list"
         )
         return
     with clitools.db(ctx) as db:
-        found = adaptation.create(
-            db, list(datasets), name, base_model, epochs, max_texts, learning_rate
-        )
+        found = adaptation.create(db, list(datasets), name, chosen)
     _adapt_here(db_path, found)
 
 

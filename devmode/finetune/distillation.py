@@ -22,13 +22,16 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from devmode.data.examples import TrainData
 from devmode.errors import DevmodeError
-from devmode.finetune import training
 from devmode.models.config import TrainConfig
+
+if TYPE_CHECKING:
+    from devmode.finetune import training
 
 # The share of a labelled text's target that is its label (the rest is the teachers').
 LABEL_WEIGHT = 0.5
@@ -101,6 +104,8 @@ def train_distilled(
     the student on their targets. Progress counts the teachers' steps and the student's as one
     job. With a ``checkpoint_dir`` the teachers' targets are kept there, so a resumed run
     trains no teacher twice."""
+    from devmode.finetune import training
+
     unlabelled = usable_texts(list(unlabelled), data)
     count = len(teachers) if teachers else config.distil_teachers
     per_run = math.ceil(len(data.train) / config.batch_size) * config.epochs
@@ -132,7 +137,7 @@ def train_distilled(
                 texts=np.array(targets.texts),
                 unlabelled=targets.unlabelled,
             )
-    student = dataclasses.replace(config, distil_teachers=0, distil_from=None)
+    student = dataclasses.replace(config, distil_teachers=0, distil_from=None, distil_texts=None)
     result = training.train(
         student,
         data,
@@ -153,13 +158,19 @@ def _teach(config, data, folder, teachers, unlabelled, shifted, should_stop, per
     """The targets from ``teachers``' folders, or from teachers trained here (None: cancelled)."""
     import tempfile
 
+    from devmode.finetune import training
+
     if teachers:
         return soft_targets(teachers, data, unlabelled)
     with tempfile.TemporaryDirectory(prefix="devmode-teachers-") as scratch:
         dirs = []
         for i in range(config.distil_teachers):
             teacher = dataclasses.replace(
-                config, distil_teachers=0, distil_from=None, seed=config.seed + 1 + i
+                config,
+                distil_teachers=0,
+                distil_from=None,
+                distil_texts=None,
+                seed=config.seed + 1 + i,
             )
             model_dir = Path(scratch) / f"teacher-{i + 1}"
             result = training.train(
@@ -180,6 +191,8 @@ def trainer(db, config: TrainConfig, dataset: str) -> Callable[..., training.Tra
     """What trains ``config`` on ``dataset``: the fine-tune loop, SetFit's, or the fine-tune
     loop distilled from its teachers (an evaluation's fold models, or teachers it trains), with
     the unlabelled texts of ``distil_texts``."""
+    from devmode.finetune import training
+
     if config.method == "few-shot":
         from devmode.finetune.few_shot import train_few_shot
 
@@ -256,6 +269,8 @@ def check_teachers(db, config: TrainConfig, dataset: str) -> None:
 
 
 def _cancelled(config: TrainConfig, data: TrainData) -> training.TrainResult:
+    from devmode.finetune import training
+
     return training.TrainResult(
         status="cancelled",
         steps=0,

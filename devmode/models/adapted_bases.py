@@ -28,7 +28,8 @@ from devmode import environment, jobs
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 from devmode.models.adapted_table import TABLE
-from devmode.models.base_models import ADAPTED_PREFIX, InvalidBaseModel
+from devmode.models.base_models import ADAPTED_PREFIX, EMBEDDED_BASE_MODEL, InvalidBaseModel
+from devmode.specs import Settings, setting
 
 # What a worker process runs: ``python -m devmode job adaptation ID``; see ``jobs.JobKind``.
 KIND = jobs.JobKind(
@@ -54,6 +55,39 @@ class AdaptationNotPossible(DevmodeError):
 
 class AdaptedBaseInUse(DevmodeError):
     """A queued or running job trains on the adapted base."""
+
+
+@dataclass(frozen=True)
+class AdaptSettings(Settings):
+    """How an adaptation runs: ``adapt``'s options, each defined here once."""
+
+    error = AdaptationNotPossible
+
+    base_model: str = setting(
+        EMBEDDED_BASE_MODEL,
+        "The base model to continue from: the embedded all-MiniLM-L6-v2, or a local BERT-like "
+        "model folder.",
+        label="Base model",
+    )
+    epochs: int = setting(2, "Passes over the texts.", minimum=1, maximum=100)
+    max_texts: int = setting(
+        100_000,
+        "Read at most this many distinct texts (a seeded sample of each dataset).",
+        minimum=200,
+        maximum=1_000_000,
+        unit="texts",
+    )
+    learning_rate: float = setting(
+        5e-5, "Peak rate of the masked-word training.", above=0, below=1, number_format="%.0e"
+    )
+
+    def check_together(self) -> None:
+        if self.base_model.startswith(PREFIX):
+            raise AdaptationNotPossible(
+                f"Adapt from a base model, not from another adapted one ({self.base_model}); "
+                "adapt on all the texts at once instead: python -m devmode adapt DATASET "
+                "DATASET --name NAME."
+            )
 
 
 @dataclass(frozen=True)
@@ -119,13 +153,7 @@ def folder(db_path: str | Path, name: str) -> Path:
 
 
 def create_adaptation(
-    db: Database,
-    name: str,
-    datasets: list[str],
-    base_model: str,
-    epochs: int,
-    max_texts: int,
-    learning_rate: float,
+    db: Database, name: str, datasets: list[str], settings: AdaptSettings
 ) -> Adaptation:
     """Queue an adaptation: refused (nothing stored) when the name is taken or a dataset does not
     exist; the texts themselves are counted and checked when it starts."""
@@ -136,11 +164,6 @@ def create_adaptation(
         raise AdaptationNotPossible("Name at least one dataset whose texts to adapt on.")
     for dataset in datasets:
         ingest.get_dataset(db, dataset)  # NoSuchDataset, with the list of names
-    if base_model.startswith(PREFIX):
-        raise AdaptationNotPossible(
-            f"Adapt from a base model, not from another adapted one ({base_model}); adapt on "
-            "all the texts at once instead: python -m devmode adapt DATASET DATASET --name NAME."
-        )
     taken = next(db[KIND.table].rows_where("name = ?", [name]), None)
     if taken:
         raise AdaptationNotPossible(
@@ -153,11 +176,11 @@ def create_adaptation(
         .insert(
             {
                 "name": name,
-                "base_model": base_model,
+                "base_model": settings.base_model,
                 "datasets": json.dumps(list(datasets)),
-                "epochs": epochs,
-                "max_texts": max_texts,
-                "learning_rate": learning_rate,
+                "epochs": settings.epochs,
+                "max_texts": settings.max_texts,
+                "learning_rate": settings.learning_rate,
                 "status": jobs.QUEUED,
                 "created_at": now,
                 "updated_at": now,

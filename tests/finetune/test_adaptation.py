@@ -152,7 +152,7 @@ def test_delete_is_refused_while_a_run_waits_on_the_base(adapted, tmp_path, tiny
         (["missing", "--name", "x"], "missing"),
         (["texts", "--name", "bad name!"], "--name must be 1 to 64 letters"),
         (["texts", "--name", "tiny"], "An adapted base named 'tiny' already exists"),
-        (["texts", "--name", "x", "--epochs", "0"], "--epochs must be a whole number from 1"),
+        (["texts", "--name", "x", "--epochs", "0"], "epochs must be from 1 to 100"),
         (["texts", "--name", "x", "--base-model", "adapted:tiny"], "Adapt from a base model"),
         (["texts"], "Name the datasets to read and the base to make"),
     ],
