@@ -3,10 +3,10 @@ and promote the model."""
 
 import streamlit as st
 
-from devmode import charts, environment, ui
+from devmode import charts, environment, jobs, ui
 from devmode.data import ingest, readers
-from devmode.finetune import evaluations, out_of_domain, reports, worker
-from devmode.models import archives, config, exports, methods, registry, runs
+from devmode.finetune import adaptation, evaluations, out_of_domain, reports, worker
+from devmode.models import adapted_bases, archives, config, exports, methods, registry, runs
 from devmode.ui import datasets_view, forms
 
 ui.page_setup(__file__)
@@ -20,6 +20,7 @@ st.caption(
 with ui.page_db() as db:
     labelled = ingest.dataset_names(db, labelled=True)
     all_runs = runs.list_runs(db)
+    ready_bases = adapted_bases.ready(db)
 
 tab_new, tab_runs, tab_evaluations, tab_models = st.tabs(
     ["New run", "Runs", "Evaluations", "Models"]
@@ -38,6 +39,10 @@ with tab_new:
         counts = datasets_view.stats_of(chosen).label_counts
         if methods.few_shot_offer(counts):
             st.info(f"{methods.few_shot_offer(counts)} Choose *few-shot* as the method below.")
+        if ready_bases:
+            st.caption(
+                f"Adapted base models (type one as the base model): {', '.join(ready_bases)}."
+            )
         with st.form("train_form"):
             settings = forms.settings_form(config.TrainConfig, "train")
             c = st.columns([1, 1, 1, 1])
@@ -350,4 +355,59 @@ with tab_models:
                         name=readers.base_name(archive.name),
                     )
                 handoff.leave(model=imported.run_id, notice=imported.describe_import(archive.name))
+                st.rerun()
+
+    st.subheader("Base models")
+    st.caption(
+        "Fine-tuning starts from a base encoder: the embedded all-MiniLM-L6-v2, or one adapted "
+        "to your text by continuing its masked-word pre-training on datasets you have (the "
+        "monitored headlines, tweets; labels are ignored). Pick an adapted base in *New run* "
+        "as its base model, `adapted:NAME`."
+    )
+    with ui.page_db() as db:
+        bases = adapted_bases.list_adaptations(db)
+        all_names = ingest.dataset_names(db)
+    if bases:
+        st.dataframe(reports.adapted_rows(bases), hide_index=True)
+
+        @st.fragment(run_every=2 if adapted_bases.any_active(bases) else None)
+        def adaptation_panel():
+            with ui.page_db() as db:
+                working = adapted_bases.active(db)
+            for now in working:
+                ui.job_panel(
+                    now,
+                    cancel_label=f"Cancel {now.reference}",
+                    key=f"train_adapt_cancel_{now.id}",
+                    cancel=lambda job=now: ui.with_db(
+                        jobs.request_cancel, adapted_bases.KIND, job.id
+                    ),
+                )
+
+        adaptation_panel()
+        c = st.columns(2)
+        doomed = c[0].selectbox(
+            "Adapted base", reports.adapted_names(bases), key="train_adapted_delete_name"
+        )
+        if c[1].button("Delete adapted base", key="train_adapted_delete"):
+            with ui.errors_shown(), ui.page_db() as db:
+                adapted_bases.delete_adaptation(environment.db_path(), db, doomed)
+                st.rerun()
+    with st.form("train_adapt_form"):
+        chosen_sets = st.multiselect(
+            "Datasets whose texts to read", all_names, key="train_adapt_sets"
+        )
+        adapt_name = st.text_input("Name", key="train_adapt_name", placeholder="news")
+        adapt_settings = forms.settings_form(adapted_bases.AdaptSettings, "train_adapt")
+        if st.form_submit_button("Adapt"):
+            with ui.errors_shown():
+                started = adaptation.start_adaptation(
+                    environment.db_path(),
+                    chosen_sets,
+                    adapt_name,
+                    adapted_bases.AdaptSettings(**adapt_settings),
+                )
+                st.success(
+                    f"Started {started.reference}: it runs in its own process (a reload is safe)."
+                )
                 st.rerun()

@@ -401,3 +401,35 @@ def test_the_chat_sandbox_links_to_the_suites_page_where_its_tab_was(app_db):
     links = {(e.proto.label, e.proto.page) for e in at.get("page_link")}
     assert any(label.startswith("Suites:") and page == "Suites" for label, page in links), links
     assert [t.label for t in at.tabs] == ["Chat", "Limit bench"]
+
+
+def test_fine_tune_page_adapts_a_base_lists_it_and_deletes_it(app_db, tiny_model_dir, tmp_path):
+    from devmode.models import adapted_bases
+    from tests.conftest import store_tiny_dataset, wait_for
+    from tests.finetune.test_adaptation import store_texts
+
+    store_tiny_dataset(app_db, tmp_path)
+    store_texts(app_db, tmp_path, "texts", 300)
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Fine_tune.py"), default_timeout=60).run()
+    at.multiselect(key="train_adapt_sets").set_value(["texts"])
+    at.text_input(key="train_adapt_name").set_value("tinynews")
+    at.text_input(key="train_adapt_base_model").set_value(str(tiny_model_dir))
+    at.number_input(key="train_adapt_epochs").set_value(1)
+    at.button(key="FormSubmitter:train_adapt_form-Adapt").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+    def finished():
+        with open_db(app_db) as db:
+            return not adapted_bases.list_adaptations(db)[0].is_active
+
+    wait_for(finished, what="the adaptation to finish")
+    at.run()
+    with open_db(app_db) as db:
+        assert adapted_bases.by_name(db, "tinynews").is_completed
+    table = at.dataframe[-1].value
+    assert list(table["base model"]) == ["adapted:tinynews"]
+    assert list(table["status"]) == ["completed"]
+    assert any("adapted:tinynews" in c.value for c in at.caption)  # offered in New run
+    at.button(key="train_adapted_delete").click().run()
+    with open_db(app_db) as db:
+        assert adapted_bases.list_adaptations(db) == []

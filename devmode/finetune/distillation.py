@@ -137,7 +137,7 @@ def train_distilled(
                 texts=np.array(targets.texts),
                 unlabelled=targets.unlabelled,
             )
-    student = dataclasses.replace(config, distil_teachers=0, distil_from=None, distil_texts=None)
+    student = dataclasses.replace(config, distil_teachers=0, distil_from=0, distil_texts=None)
     result = training.train(
         student,
         data,
@@ -168,7 +168,7 @@ def _teach(config, data, folder, teachers, unlabelled, shifted, should_stop, per
             teacher = dataclasses.replace(
                 config,
                 distil_teachers=0,
-                distil_from=None,
+                distil_from=0,
                 distil_texts=None,
                 seed=config.seed + 1 + i,
             )
@@ -197,10 +197,10 @@ def trainer(db, config: TrainConfig, dataset: str) -> Callable[..., training.Tra
         from devmode.finetune.few_shot import train_few_shot
 
         return train_few_shot
-    if not (config.distil_teachers or config.distil_from is not None):
+    if not (config.distil_teachers or config.distil_from):
         return training.train
     teachers = None
-    if config.distil_from is not None:
+    if config.distil_from:
         teachers = evaluation_teachers(db, config.distil_from, dataset)
     texts: list[str] = []
     if config.distil_texts:
@@ -260,7 +260,7 @@ def evaluation_teachers(db, evaluation_id: int, dataset: str) -> list[str]:
 
 def check_teachers(db, config: TrainConfig, dataset: str) -> None:
     """Refuse, before a run is stored, teachers or texts it could not use."""
-    if config.distil_from is not None:
+    if config.distil_from:
         evaluation_teachers(db, config.distil_from, dataset)
     if config.distil_texts:
         from devmode.data import ingest

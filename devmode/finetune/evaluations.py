@@ -226,7 +226,7 @@ def create_evaluation(
     rows = examples.labelled_rows(db, dataset.name)
     labels = [label for _, _, label in rows]
     check_folds(labels, folds, fold_seed)
-    if config.distil_from is not None:
+    if config.distil_from:
         raise EvaluationNotPossible(
             f"distil_from={config.distil_from} takes teachers that were trained on every fold, "
             "so each fold's model would learn from teachers that saw its test rows. Evaluate "

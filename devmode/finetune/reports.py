@@ -94,6 +94,27 @@ def gain_text(run) -> str | None:
     )
 
 
+def adapted_rows(bases) -> list[dict[str, Any]]:
+    """The adapted bases as a table: name, datasets, texts, progress, held-out loss."""
+    return [
+        {
+            "base model": base.reference,
+            "from datasets": ", ".join(base.datasets),
+            "texts": base.texts,
+            "status": base.status,
+            "progress": f"{base.fraction_done:.0%}",
+            "held-out masked-word loss": (base.summary or {}).get("held_out_loss"),
+            "minutes": round((base.summary or {}).get("seconds", 0) / 60, 1) or None,
+            "created": base.created_at[:16],
+        }
+        for base in bases
+    ]
+
+
+def adapted_names(bases) -> list[str]:
+    return [base.name for base in bases]
+
+
 def caveat_text(run) -> str | None:
     """Why a run's test figures are not an estimate (its teachers saw the test rows), or None."""
     return (run.test or {}).get("caveat")

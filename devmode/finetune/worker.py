@@ -176,7 +176,7 @@ def execute_run(
             "validation": result.validation,
             "test": result.test,
         }
-        if result.test and config.distil_from is not None:
+        if result.test and config.distil_from:
             result.test["caveat"] = (
                 f"its teachers, evaluation {config.distil_from}'s fold models, trained on these "
                 "test rows, so these figures are optimistic. For an estimate, evaluate the "

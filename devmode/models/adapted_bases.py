@@ -139,6 +139,11 @@ class Adaptation(jobs.JobState):
         return line + ")"
 
 
+def ready(db: Database) -> list[str]:
+    """The adapted bases a run can start from now: ``adapted:NAME`` of each completed one."""
+    return [base.reference for base in list_adaptations(db) if base.is_completed]
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise AdaptationNotPossible(
@@ -201,6 +206,15 @@ def list_adaptations(db: Database) -> list[Adaptation]:
     """Every adaptation, newest first (after marking dead workers' as interrupted)."""
     jobs.reconcile(db, KIND)
     return [Adaptation.from_row(r) for r in db[KIND.table].rows_where(order_by="id desc")]
+
+
+def active(db: Database) -> list[Adaptation]:
+    """The adaptations queued or at work (dead workers' marked interrupted first)."""
+    return [a for a in list_adaptations(db) if a.is_active]
+
+
+def any_active(adaptations: list[Adaptation]) -> bool:
+    return any(a.is_active for a in adaptations)
 
 
 def by_name(db: Database, name: str) -> Adaptation:

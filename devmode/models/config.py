@@ -223,11 +223,13 @@ class TrainConfig(Settings):
         label="Teachers to distil from (0 = off)",
         section=DISTILLATION,
     )
-    distil_from: int | None = setting(
-        None,
+    distil_from: int = setting(
+        0,
         "Distil from the fold models of this finished evaluation of the same dataset and labels "
-        "(its teachers saw this run's test rows, so the run's test figures are marked as such).",
-        minimum=1,
+        "(its teachers saw this run's test rows, so the run's test figures are marked as such; "
+        "0 = off).",
+        minimum=0,
+        example=4,
         label="Distil from evaluation (id)",
         section=DISTILLATION,
     )
@@ -300,7 +302,7 @@ class TrainConfig(Settings):
             clashing = [n for n in only_fine_tune if getattr(self, n)]
             if self.layer_lr_decay != 1.0:
                 clashing.append("layer_lr_decay")
-            if self.distil_from is not None:
+            if self.distil_from:
                 clashing.append("distil_from")
             if clashing:
                 raise InvalidConfig(
@@ -313,12 +315,12 @@ class TrainConfig(Settings):
                 "cuda_graphs and compile_step are two ways of replaying the training step; found "
                 "both on. Use one of them."
             )
-        if self.distil_teachers and self.distil_from is not None:
+        if self.distil_teachers and self.distil_from:
             raise InvalidConfig(
                 f"distil_teachers={self.distil_teachers} trains teachers and distil_from="
                 f"{self.distil_from} takes an evaluation's: found both. Use one of them."
             )
-        if self.distil_texts and not (self.distil_teachers or self.distil_from is not None):
+        if self.distil_texts and not (self.distil_teachers or self.distil_from):
             raise InvalidConfig(
                 f"distil_texts={self.distil_texts!r} gives texts for teachers to label, but no "
                 "teachers are set. Set distil_teachers (e.g. 3) or distil_from too."
