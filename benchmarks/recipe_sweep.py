@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME:FIELD=VALUE,...")
     parser.add_argument("--json", help="Also write every run's figures to this file.")
     args = parser.parse_args()
+    from devmode.finetune.distillation import train_distilled
     from devmode.finetune.training import train
     from devmode.models.config import TrainConfig
 
@@ -54,7 +55,7 @@ def main() -> None:
                 for seed in seeds:
                     config = TrainConfig(seed=seed, **overrides)
                     start = time.perf_counter()
-                    result = train(config, data)
+                    result = (train_distilled if config.distil_teachers else train)(config, data)
                     row = {
                         "dataset": dataset,
                         "recipe": name,

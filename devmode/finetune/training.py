@@ -180,6 +180,11 @@ def train(
     labels, and on the unlabelled texts it carries too (what a distilled student does).
     """
     check_data(data)
+    if config.distil_teachers or config.distil_from:
+        raise ValueError(
+            "This config distils from teachers: train it with distillation.train_distilled "
+            "(distillation.trainer picks it), not train()."
+        )
     try:
         return _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, soft)
     except torch.cuda.OutOfMemoryError as e:
