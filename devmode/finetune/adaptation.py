@@ -66,14 +66,16 @@ class AdaptResult:
 def collect_texts(db, datasets: list[str], max_texts: int) -> list[str]:
     """Distinct, non-blank texts of ``datasets`` (labels ignored), at most ``max_texts``, drawn
     from each dataset by its seeded shuffle; refused when there are fewer than ``MIN_TEXTS``."""
+    import itertools
+
     from devmode.data.examples import is_blank
     from devmode.finetune.out_of_domain import sample_texts
 
     seen: dict[str, None] = {}
-    for name in datasets:
-        for text in sample_texts(db, name, max_texts):
-            if not is_blank(text):
-                seen.setdefault(text.strip(), None)
+    drawn = [sample_texts(db, name, max_texts) for name in datasets]
+    for text in itertools.chain.from_iterable(itertools.zip_longest(*drawn)):
+        if text is not None and not is_blank(text):  # taken in turn: each dataset gets its share
+            seen.setdefault(text.strip(), None)
     texts = list(seen)[:max_texts]
     if len(texts) < MIN_TEXTS:
         raise AdaptationNotPossible(
@@ -163,7 +165,7 @@ def adapt(
     for epoch in range(epochs):
         for indices in bucketed_batches(lengths, BATCH_SIZE, seed, epoch):
             lr = learning_rate * min(
-                (step + 1) / warmup, max(0.0, (total - step) / (total - warmup))
+                (step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))
             )
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -300,7 +302,12 @@ def create(db, datasets: list[str], name: str, settings: AdaptSettings):
     from devmode.models.classifier import load_tokenizer
 
     adapted_bases.check_name(name)
-    load_tokenizer(resolve_base_model(settings.base_model))  # a folder without one: refused now
+    tokenizer = load_tokenizer(resolve_base_model(settings.base_model))  # none: refused now
+    if tokenizer.mask_token is None:
+        raise InvalidBaseModel(
+            f"The tokenizer of {settings.base_model} has no mask token, so masked-word training "
+            "cannot run on it. Adapt a BERT-like base model (the embedded one has one)."
+        )
     for dataset in datasets:
         ingest.get_dataset(db, dataset)  # NoSuchDataset names the ones there are
     collect_texts(

@@ -94,6 +94,8 @@ class Checkpoints:
         self.best = self.folder / "best.pt"
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        # the running weight average of the last checkpoint (``stability.WeightAverage``)
+        self.average: dict[str, torch.Tensor] | None = None
 
     def load(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
@@ -105,6 +107,7 @@ class Checkpoints:
         saved = torch.load(self.last, map_location=device, weights_only=False)
         load_trainable(model, saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        self.average = saved.get("average")
         state = saved["state"]
         if state["best_epoch"] == state["epoch"]:
             best = trainable_state(model)
@@ -121,17 +124,20 @@ class Checkpoints:
         state: dict[str, Any],
         best_weights: dict[str, torch.Tensor] | None,
         after: Callable[[], None] = lambda: None,
+        average: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """Checkpoint the epoch that just ended; returns once the tensors are on the CPU.
 
         ``best.pt`` is written (before ``last.pt`` moves on to a worse epoch) only when the best
         epoch is not the latest; once it is, ``best.pt`` goes. ``after`` runs in the writer
-        thread once everything is on disk (tests use it to see the order).
+        thread once everything is on disk (tests use it to see the order). ``average``, the
+        running weight average, goes into ``last.pt`` itself: it always matches its epoch.
         """
         snapshot = {
             "model": trainable_state(model),
             "optimizer": to_cpu(optimizer.state_dict()),
             "state": copy.deepcopy(state),
+            "average": average,
         }
         best_is_latest = state["best_epoch"] == state["epoch"]
         brief = {"epoch": state["epoch"], "step": state["step"], "best_epoch": state["best_epoch"]}

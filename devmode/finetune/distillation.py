@@ -54,6 +54,13 @@ class SoftTargets:
     unlabelled: np.ndarray  # (len(texts), classes)
 
 
+def started(checkpoint_dir: str | Path) -> bool:
+    """Whether a distilled run in ``checkpoint_dir`` got as far as a teacher's checkpoint or
+    the teachers' targets (so starting it again is a resume)."""
+    folder = Path(checkpoint_dir)
+    return (folder / TARGETS_FILE).is_file() or any(folder.glob("*/last.json"))
+
+
 def usable_texts(texts: list[str], data: TrainData) -> list[str]:
     """Distinct unlabelled texts that are not validation or test texts (a student must not
     read, even unlabelled, the rows it is judged on), at most ``MAX_UNLABELLED``."""
@@ -129,14 +136,6 @@ def train_distilled(
         targets = _teach(config, data, folder, teachers, unlabelled, shifted, should_stop, per_run)
         if targets is None:
             return _cancelled(config, data)
-        if saved:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                saved,
-                train=targets.train,
-                texts=np.array(targets.texts),
-                unlabelled=targets.unlabelled,
-            )
     student = dataclasses.replace(config, distil_teachers=0, distil_from=0, distil_texts=None)
     result = training.train(
         student,
@@ -147,6 +146,8 @@ def train_distilled(
         should_stop=should_stop,
         soft=targets,
     )
+    if result.output_dir:
+        record_settings(Path(result.output_dir), config)
     result.notes.append(
         f"distilled from {count} teacher{'s' * (count != 1)}"
         + (f" and {len(targets.texts):,} unlabelled texts" if targets.texts else "")
@@ -155,7 +156,10 @@ def train_distilled(
 
 
 def _teach(config, data, folder, teachers, unlabelled, shifted, should_stop, per_run):
-    """The targets from ``teachers``' folders, or from teachers trained here (None: cancelled)."""
+    """The targets from ``teachers``' folders, or from teachers trained here (None: cancelled).
+    A teacher trained here is saved in the run's checkpoint folder once complete, so a resumed
+    run starts at the first teacher that has no model yet."""
+    import shutil
     import tempfile
 
     from devmode.finetune import training
@@ -163,28 +167,59 @@ def _teach(config, data, folder, teachers, unlabelled, shifted, should_stop, per
     if teachers:
         return soft_targets(teachers, data, unlabelled)
     with tempfile.TemporaryDirectory(prefix="devmode-teachers-") as scratch:
+        home = folder or Path(scratch)
         dirs = []
         for i in range(config.distil_teachers):
-            teacher = dataclasses.replace(
-                config,
-                distil_teachers=0,
-                distil_from=0,
-                distil_texts=None,
-                seed=config.seed + 1 + i,
-            )
-            model_dir = Path(scratch) / f"teacher-{i + 1}"
-            result = training.train(
-                teacher,
-                data,
-                output_dir=model_dir,
-                checkpoint_dir=folder / f"teacher-{i + 1}" if folder else None,
-                on_progress=shifted(i * per_run, "teacher_"),
-                should_stop=should_stop,
-            )
-            if result.status != "completed":
-                return None
+            model_dir = home / f"teacher-{i + 1}" / "model"
+            if not model_dir.is_dir():  # saved whole or not at all (training.save_atomically)
+                teacher = dataclasses.replace(
+                    config,
+                    distil_teachers=0,
+                    distil_from=0,
+                    distil_texts=None,
+                    seed=config.seed + 1 + i,
+                )
+                result = training.train(
+                    teacher,
+                    data,
+                    output_dir=model_dir,
+                    checkpoint_dir=home / f"teacher-{i + 1}",
+                    on_progress=shifted(i * per_run, "teacher_"),
+                    should_stop=should_stop,
+                )
+                if result.status != "completed":
+                    return None
             dirs.append(model_dir)
-        return soft_targets(dirs, data, unlabelled)
+        targets = soft_targets(dirs, data, unlabelled)
+        if folder:
+            _save_targets(folder, targets)
+            for i in range(config.distil_teachers):  # the targets are all a resume needs now
+                shutil.rmtree(folder / f"teacher-{i + 1}", ignore_errors=True)
+        return targets
+
+
+def record_settings(model_dir: Path, config: TrainConfig) -> None:
+    """The saved student's card names the settings the run was given (its teachers included),
+    not the plain ones the student's own loop ran with."""
+    import json
+    import os
+
+    from devmode.models.base_models import MODEL_CARD
+
+    card_path = model_dir / MODEL_CARD
+    card = json.loads(card_path.read_text())
+    card["train_config"] = config.to_dict()
+    tmp = card_path.with_name(card_path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2))
+    os.replace(tmp, card_path)
+
+
+def _save_targets(folder: Path, targets: SoftTargets) -> None:
+    saved = folder / TARGETS_FILE
+    tmp = saved.with_name("partial-" + saved.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(tmp, train=targets.train, texts=np.array(targets.texts), unlabelled=targets.unlabelled)
+    tmp.replace(saved)
 
 
 def trainer(db, config: TrainConfig, dataset: str) -> Callable[..., training.TrainResult]:

@@ -236,6 +236,13 @@ def create_evaluation(
     if config.distil_texts:
         ingest.get_dataset(db, config.distil_texts)
     resolve_base_model(adapted_bases.resolve(db, config.base_model))
+    seen = adapted_bases.overlap(db, config.base_model, [text for _, text, _ in rows])
+    if seen:
+        raise EvaluationNotPossible(
+            f"{config.base_model} read {seen:,} of the texts of {dataset.name!r} while it "
+            "adapted, so every fold would be tested on rows its encoder has already read. Adapt "
+            "on other text (headlines, tweets) for an evaluation of this dataset."
+        )
     assigned = assign_folds(labels, folds, fold_seed)
     first = fold_data(rows, assigned, 0, fold_seed)[0]
     examples.check_data(first)  # blank texts, label variants: as a run refuses them

@@ -24,7 +24,7 @@ from devmode.data import examples, ingest
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
 from devmode.finetune.drift_table import DRIFT_TABLE
-from devmode.models import registry, runs
+from devmode.models import adapted_bases, registry, runs
 
 TABLE = "devmode_out_of_domain"
 # Texts drawn (seeded) from each set for its mean embedding: the mean of 512 unit vectors moves
@@ -105,18 +105,6 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def base_of(db: Database, run: runs.Run, model_path: str) -> str:
-    """The base model a run started from, whose frozen vectors measure distances: an adapted
-    base by its folder, or, once that is deleted, the run's own encoder."""
-    from devmode.models import adapted_bases
-    from devmode.models.base_models import InvalidBaseModel
-
-    try:
-        return adapted_bases.resolve(db, run.config.base_model)
-    except InvalidBaseModel:
-        return model_path
-
-
 def training_texts(db: Database, run: runs.Run) -> list[str]:
     return [text for text, _ in examples.load_examples(db, run.dataset).train]
 
@@ -166,7 +154,7 @@ def untested_warning(
     if drift is None:
         trained, texts, own_test = mean_embeddings(
             [[t for t, _ in own.train], sample_texts(db, dataset), [t for t, _ in own.test]],
-            base_of(db, run, model.path),
+            adapted_bases.encoder_of(db, run.config.base_model, model.path),
         )
         drift = {"distance": distance(trained, texts), "own_distance": distance(trained, own_test)}
         db[DRIFT_TABLE].upsert(
@@ -244,7 +232,12 @@ def add_test(
     names = list(scores.label_names)
     y_true = np.array([names.index(resolved[label]) for _, _, label in rows])
     report = classification_report(names, y_true, scores.probabilities, texts)
-    gap = distance(*mean_embeddings([training_texts(db, run), texts], base_of(db, run, model.path)))
+    gap = distance(
+        *mean_embeddings(
+            [training_texts(db, run), texts],
+            adapted_bases.encoder_of(db, run.config.base_model, model.path),
+        )
+    )
     record = {
         "run_id": run_id,
         "dataset": other.name,

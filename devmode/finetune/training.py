@@ -234,9 +234,10 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, s
     step = TrainingStep(trained, optimizer, config, weights, fgm, device, use_bf16, not graphs_off)
     runner = StepRunner.choose(step, config, train_set, pad_id, steps_per_epoch, graphs_off)
     window = LogWindow(runner.loss_sum)
-    averaging = None
-    if config.average_last_epochs:  # the "best weights" slot then holds the running average
+    averaging, average = None, None
+    if config.average_last_epochs:  # the saved model is then the average of the last epochs
         averaging = WeightAverage(config.average_last_epochs, config.epochs)
+        average = checkpoints.average if checkpoints else None
 
     # -- the loop ---------------------------------------------------------------------------
     status, step_count, loop_start = "completed", state.step, time.perf_counter()
@@ -274,13 +275,14 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, s
             model, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
         )
         report(Progress(step_count, total_steps, epoch + 1, eval_metrics(validation, eval_loss)))
-        is_best = state.end_epoch(epoch + 1, step_count, validation, eval_loss)
-        if averaging:
-            best_weights = averaging.add(best_weights, trainable_state(model), epoch + 1)
-        elif is_best:
+        if state.end_epoch(epoch + 1, step_count, validation, eval_loss):
             best_weights = trainable_state(model)
+        if averaging:
+            average = averaging.add(average, trainable_state(model), epoch + 1)
         if checkpoints and peers.is_main:  # written in the background while training goes on
-            checkpoints.save(model, optimizer, dataclasses.asdict(state), best_weights)
+            checkpoints.save(
+                model, optimizer, dataclasses.asdict(state), best_weights, average=average
+            )
         peers.wait()
         patience = 0 if averaging else config.early_stopping_patience
         if patience and state.bad_epochs >= patience:
@@ -306,6 +308,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, s
         notes=runner.notes,
     )
     # -- the best epoch's weights, judged once on the held-out test split, then saved ---------
+    if averaging and average is not None:
+        best_weights = average
     if status == "completed" and best_weights is not None and peers.is_main:
         load_trainable(model, best_weights)
         if averaging:  # the saved model is the average: judge it, not the last epoch

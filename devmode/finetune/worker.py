@@ -138,8 +138,10 @@ def execute_run(
     with jobs.claimed(db_path, runs.KIND, run_id, versions=versions) as db:
         run = runs.get_run(db, run_id)
         position = checkpoint_position(run_dir(db_path, run_id))
-        runs.clear_metrics_after(db, run_id, position["step"] if position else 0)
-        pin_label_version(db, run, resuming=position is not None)
+        distilling = distillation.started(run_dir(db_path, run_id))
+        if not distilling:  # a distilled run's steps count teachers and student: keep them all
+            runs.clear_metrics_after(db, run_id, position["step"] if position else 0)
+        pin_label_version(db, run, resuming=position is not None or distilling)
         data = load_training_data(db, run)
         config = adapted_bases.for_training(db, run.config)  # adapted:NAME to its folder
         if run.baseline is None:
@@ -176,6 +178,13 @@ def execute_run(
             "validation": result.validation,
             "test": result.test,
         }
+        seen = adapted_bases.overlap(db, run.config.base_model, [t for t, _ in data.test])
+        if result.test and seen:
+            result.test["caveat"] = (
+                f"its base, {run.config.base_model}, read {seen:,} of these {len(data.test):,} "
+                "test rows' texts while it adapted, so these figures are optimistic. Adapt on "
+                "other text for a fair test."
+            )
         if result.test and config.distil_from:
             result.test["caveat"] = (
                 f"its teachers, evaluation {config.distil_from}'s fold models, trained on these "
@@ -192,8 +201,9 @@ def execute_run(
                 db, run_id, jobs.COMPLETED, pid=None, model_dir=result.output_dir, **figures
             )
     # the saved model is what stays; resume checkpoints (weights + optimizer state) do not
-    for checkpoint in run_dir(db_path, run_id).glob("*.pt"):
+    for checkpoint in run_dir(db_path, run_id).rglob("*.pt"):  # teachers' and student's too
         checkpoint.unlink()
+    (run_dir(db_path, run_id) / distillation.TARGETS_FILE).unlink(missing_ok=True)
     say(f"Test accuracy {result.test['accuracy']:.3f}, macro-F1 {result.test['macro_f1']:.3f}")
     return jobs.COMPLETED
 
@@ -210,4 +220,8 @@ def follow_run(db_path: str | Path, run_id: int) -> None:
         run = runs.get_run(db, run_id)
         data = load_training_data(db, run)
         config = adapted_bases.for_training(db, run.config)
+    if config.distil_teachers or config.distil_from:
+        raise DevmodeError(
+            "Distillation trains in one process; drop accelerate launch / torchrun for it."
+        )
     training.train(config, data, checkpoint_dir=run_dir(db_path, run_id))

@@ -91,12 +91,14 @@ def review_dataset(
 ) -> list[dict[str, Any]]:
     """Review every labelled row of ``name`` (``quick`` or ``thorough``) and store the suspects as open
     suggestions, replacing the open ones of an earlier review. Returns them, most suspect first."""
+    from devmode.models import adapted_bases
+
     dataset = ingest.get_dataset(db, name)
     rows = examples.labelled_rows(db, dataset.name)
     issues = review.review(
         [text for _, text, _ in rows],
         [label for _, _, label in rows],
-        base_model,
+        adapted_bases.resolve(db, base_model),
         mode=mode,
         seed=seed,
         on_progress=on_progress,

@@ -200,7 +200,9 @@ def _base_model(db: Database, model: registry.Model) -> str:
     from devmode.models.config import TrainConfig
 
     try:
-        return runs.get_run(db, model.run_id).config.base_model
+        from devmode.models import adapted_bases
+
+        return adapted_bases.encoder_of(db, runs.get_run(db, model.run_id).config.base_model)
     except DevmodeError:
         return TrainConfig().base_model
 

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import re
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,23 +177,23 @@ def create_adaptation(
             f"--name, or delete it first: python -m devmode models delete adapted:{name}"
         )
     now = utc_now()
-    adaptation_id = (
-        db[KIND.table]
-        .insert(
-            {
-                "name": name,
-                "base_model": settings.base_model,
-                "datasets": json.dumps(list(datasets)),
-                "epochs": settings.epochs,
-                "max_texts": settings.max_texts,
-                "learning_rate": settings.learning_rate,
-                "status": jobs.QUEUED,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        .last_pk
-    )
+    record = {
+        "name": name,
+        "base_model": settings.base_model,
+        "datasets": json.dumps(list(datasets)),
+        "epochs": settings.epochs,
+        "max_texts": settings.max_texts,
+        "learning_rate": settings.learning_rate,
+        "status": jobs.QUEUED,
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        adaptation_id = db[KIND.table].insert(record).last_pk
+    except sqlite3.IntegrityError:  # another process took the name a moment ago
+        raise AdaptationNotPossible(
+            f"An adapted base named {name!r} was just created by someone else. Pick another --name."
+        ) from None
     return get_adaptation(db, adaptation_id)
 
 
@@ -241,6 +242,42 @@ def resolve(db: Database, base_model: str) -> str:
             f"from yet. Wait for it (python -m devmode models list), or resume it."
         )
     return adaptation.path
+
+
+def encoder_of(db: Database, base_model: str, fallback: str = EMBEDDED_BASE_MODEL) -> str:
+    """What to load for a stored run's ``base_model`` when something needs its untrained
+    encoder (zero-shot, sentence vectors): an adapted base's folder, or ``fallback`` once that
+    base is deleted (the run's own model keeps working: it holds its encoder)."""
+    try:
+        return resolve(db, base_model)
+    except InvalidBaseModel:
+        return fallback
+
+
+def overlap(db: Database, base_model: str, texts: list[str]) -> int:
+    """How many of ``texts`` an ``adapted:NAME`` base read while it adapted (0 for any other
+    base, or when its datasets are gone): what it knows of rows it is about to be tested on."""
+    if not base_model.startswith(PREFIX):
+        return 0
+    from sqlite_utils.db import quote_identifier
+
+    from devmode.data import ingest
+    from devmode.data.examples import is_blank
+
+    adaptation = by_name(db, base_model.removeprefix(PREFIX))
+    wanted = {t.strip() for t in texts if not is_blank(t)}
+    seen = 0
+    for name in adaptation.datasets:
+        try:
+            found = ingest.get_dataset(db, name)
+        except ingest.NoSuchDataset:
+            continue
+        column, table = quote_identifier(found.mapping.text), quote_identifier(found.name)
+        for (value,) in db.execute(f"select {column} from {table}"):
+            if isinstance(value, str) and value.strip() in wanted:
+                wanted.discard(value.strip())
+                seen += 1
+    return seen
 
 
 def for_training(db: Database, config):

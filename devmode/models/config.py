@@ -320,6 +320,12 @@ class TrainConfig(Settings):
                 f"distil_teachers={self.distil_teachers} trains teachers and distil_from="
                 f"{self.distil_from} takes an evaluation's: found both. Use one of them."
             )
+        steps_replayed = [n for n in ("cuda_graphs", "compile_step") if getattr(self, n)]
+        if (self.distil_teachers or self.distil_from) and steps_replayed:
+            raise InvalidConfig(
+                f"Distillation trains on target distributions, which {steps_replayed[0]} does "
+                "not replay; found both on. Turn it off for a distilled run."
+            )
         if self.distil_texts and not (self.distil_teachers or self.distil_from):
             raise InvalidConfig(
                 f"distil_texts={self.distil_texts!r} gives texts for teachers to label, but no "

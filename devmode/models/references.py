@@ -25,7 +25,7 @@ from sqlite_utils import Database
 
 from devmode import jobs
 from devmode.errors import DevmodeError
-from devmode.models import registry, runs
+from devmode.models import adapted_bases, registry, runs
 from devmode.models.base_models import EMBEDDED_BASE_MODEL
 
 BASE = "base"
@@ -161,7 +161,7 @@ def of_model(db: Database, model: registry.Model, prefix: str = "") -> ChosenMod
         f"{prefix}run {model.run_id} ({model.dataset})",
         list(model.labels),
         model.path,
-        runs.get_run(db, model.run_id).config.base_model,
+        adapted_bases.encoder_of(db, runs.get_run(db, model.run_id).config.base_model),
         model.run_id,
     )
 
@@ -169,7 +169,7 @@ def of_model(db: Database, model: registry.Model, prefix: str = "") -> ChosenMod
 def _base(db: Database, task: str) -> ChosenModel:
     active = registry.active_model(db, task)
     if active is not None:
-        base_model = runs.get_run(db, active.run_id).config.base_model
+        base_model = adapted_bases.encoder_of(db, runs.get_run(db, active.run_id).config.base_model)
         labels, whose = list(active.labels), f"the labels of run {active.run_id}"
     elif task == "sentiment":
         base_model, labels, whose = (

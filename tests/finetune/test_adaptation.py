@@ -18,7 +18,8 @@ from tests.conftest import run_cli, store_tiny_dataset, tiny_rows, tiny_train_ar
 
 def store_texts(db_path, tmp_path, name: str, n: int) -> None:
     """``n`` distinct unlabelled texts of the tiny vocabulary as dataset ``name``."""
-    texts = sorted({r["text"] for r in tiny_rows(4 * n, seed=1)})[:n]
+    labelled = {r["text"] for r in tiny_rows()}  # never a text of the tiny labelled dataset
+    texts = sorted({r["text"] for r in tiny_rows(4 * n, seed=1)} - labelled)[:n]
     assert len(texts) == n
     path = write_csv(tmp_path / f"{name}.csv", [{"text": t} for t in texts])
     result = run_cli(db_path, "ingest", path, "--name", name)
@@ -191,3 +192,23 @@ def test_a_base_without_its_tokenizer_is_refused_before_anything_is_stored(
     assert "has no tokenizer files" in result.output
     with open_db(copy) as db:
         assert db["devmode_adaptations"].count == 1  # adapted:tiny only
+
+
+def test_a_base_that_read_the_test_rows_is_refused_by_evaluations_and_marked_on_runs(
+    adapted, tmp_path, tiny_model_dir
+):
+    copy = tmp_path / "copy.db"
+    with open_db(adapted) as db:
+        db.conn.execute("vacuum into ?", [str(copy)])
+    result = run_cli(
+        copy, "adapt", "texts", "tiny", "--name", "leaky", "--base-model", tiny_model_dir,
+        "--epochs", "1",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    refused = run_cli(copy, "evaluations", "run", "tiny", "--base-model", "adapted:leaky")
+    assert refused.exit_code == 1
+    distinct = len({r["text"] for r in tiny_rows()})
+    assert f"adapted:leaky read {distinct} of the texts of 'tiny' while it adapted" in refused.output
+    trained = run_cli(copy, "train", "tiny", *tiny_train_args("adapted:leaky"), "--epochs", "1")
+    assert trained.exit_code == 0, trained.output
+    assert "Caveat: its base, adapted:leaky, read" in trained.output

@@ -76,6 +76,35 @@ def test_a_run_trains_its_teachers_then_the_student(tiny_model_dir, tiny_data, t
     assert {p.total_steps for p in seen} == {steps[-1]}
     assert any("teacher_train_loss" in p.metrics for p in seen)
     assert (tmp_path / "checkpoints" / distillation.TARGETS_FILE).is_file()
+    assert not list((tmp_path / "checkpoints").glob("teacher-*"))  # the targets replace them
+    card = json.loads((tmp_path / "model" / "devmode_model.json").read_text())
+    assert card["train_config"]["distil_teachers"] == 2  # what the run was asked for
+
+
+def test_a_cancelled_distillation_resumes_at_the_first_unfinished_teacher(
+    tiny_model_dir, tiny_data, tmp_path
+):
+    config = tiny_config(tiny_model_dir, epochs=2, distil_teachers=2)
+    steps_per_run = 2 * -(-len(tiny_data.train) // 8)
+    seen = []
+    stopped = distillation.train_distilled(
+        config,
+        tiny_data,
+        checkpoint_dir=tmp_path,
+        on_progress=seen.append,
+        should_stop=lambda: len(seen) > steps_per_run + 2,  # inside the second teacher
+    )
+    assert stopped.status == "cancelled"
+    assert (tmp_path / "teacher-1" / "model").is_dir()
+    assert not (tmp_path / "teacher-2" / "model").exists()
+    assert distillation.started(tmp_path)
+    resumed = []
+    done = distillation.train_distilled(
+        config, tiny_data, checkpoint_dir=tmp_path, on_progress=resumed.append
+    )
+    assert done.status == "completed"
+    # teacher 1 was not trained again: the resumed run reported no step of it
+    assert min(p.step for p in resumed) > steps_per_run
 
 
 @pytest.fixture(scope="module")

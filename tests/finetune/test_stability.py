@@ -88,16 +88,16 @@ def test_the_weight_average_is_the_mean_of_the_last_epochs():
 def test_an_averaged_run_saves_the_average_and_resumes_into_the_same(
     tiny_model_dir, tiny_data, tmp_path
 ):
-    config = tiny_config(tiny_model_dir, epochs=4, average_last_epochs=2, dropout=0.0)
+    config = tiny_config(tiny_model_dir, epochs=5, average_last_epochs=3, dropout=0.0)
     straight = train(
         config, tiny_data, output_dir=tmp_path / "model", checkpoint_dir=tmp_path / "a"
     )
     assert straight.status == "completed"
-    assert straight.epochs_run == 4  # early stopping is off while averaging
-    assert straight.best_epoch == 4
-    assert "weights averaged over epochs 3 to 4" in straight.notes
+    assert straight.epochs_run == 5  # early stopping is off while averaging
+    assert straight.best_epoch == 5
+    assert "weights averaged over epochs 3 to 5" in straight.notes
     assert straight.test["accuracy"] > 0.5  # chance is 1/3
-    # stopped during epoch 4 (after epoch 3's weights went into the average) and resumed
+    # stopped during epoch 5 (epochs 3 and 4 are in the checkpoint's average) and resumed
     count = []
     stopped = train(
         config,
