@@ -401,13 +401,10 @@ with tab_models:
         adapt_settings = forms.settings_form(adapted_bases.AdaptSettings, "train_adapt")
         if st.form_submit_button("Adapt"):
             with ui.errors_shown():
-                started = adaptation.start_adaptation(
+                adaptation.start_adaptation(
                     environment.db_path(),
                     chosen_sets,
                     adapt_name,
                     adapted_bases.AdaptSettings(**adapt_settings),
                 )
-                st.success(
-                    f"Started {started.reference}: it runs in its own process (a reload is safe)."
-                )
-                st.rerun()
+                st.rerun()  # the table shows it, with its progress; a reload is safe

@@ -106,6 +106,7 @@ def adapted_rows(bases) -> list[dict[str, Any]]:
             "held-out masked-word loss": (base.summary or {}).get("held_out_loss"),
             "minutes": round((base.summary or {}).get("seconds", 0) / 60, 1) or None,
             "created": base.created_at[:16],
+            "error": base.error or "",
         }
         for base in bases
     ]
