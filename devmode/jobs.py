@@ -92,6 +92,28 @@ def fraction(done: int, total: int) -> float:
 
 
 @dataclass(frozen=True)
+class JobRecord(JobState):
+    """The columns every job table with a done / total count shares (evaluations, adaptations,
+    label reviews, suite runs); each kind's record adds its own."""
+
+    id: int
+    status: str
+    pid: int | None
+    cancel_requested: int
+    error: str | None
+    done: int
+    total: int
+    created_at: str
+    updated_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+    @property
+    def fraction_done(self) -> float:
+        return fraction(self.done, self.total)
+
+
+@dataclass(frozen=True)
 class JobKind:
     """One kind of job: where its rows live, what its worker runs, how it is named. Each
     capability declares its own kinds; ``python -m devmode job NAME ID`` runs one."""

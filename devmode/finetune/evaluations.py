@@ -77,8 +77,7 @@ class EvaluationCancelled(DevmodeError):
 
 
 @dataclass(frozen=True)
-class Evaluation(jobs.JobState):
-    id: int
+class Evaluation(jobs.JobRecord):
     dataset_id: int
     dataset: str
     dataset_sha256: str
@@ -88,18 +87,8 @@ class Evaluation(jobs.JobState):
     folds_digest: str
     rows: int
     config: TrainConfig
-    status: str
-    pid: int | None
-    cancel_requested: int
-    error: str | None
-    done: int
-    total: int
     fold_results: list[dict[str, Any]]
     summary: dict[str, Any] | None
-    created_at: str
-    updated_at: str | None
-    started_at: str | None
-    finished_at: str | None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Evaluation:
@@ -109,10 +98,6 @@ class Evaluation(jobs.JobState):
         values["config"] = TrainConfig.from_stored(values["config"] or {})
         values["fold_results"] = values["fold_results"] or []
         return cls(**values)
-
-    @property
-    def fraction_done(self) -> float:
-        return jobs.fraction(self.done, self.total)
 
     def progress_text(self) -> str:
         """'Evaluation 2 of phrasebank: 41% (fold 3 of 5)'."""

@@ -44,27 +44,12 @@ class ReviewCancelled(DevmodeError):
 
 
 @dataclass(frozen=True)
-class ReviewJob(jobs.JobState):
-    id: int
+class ReviewJob(jobs.JobRecord):
     dataset_id: int
     dataset: str
     mode: str
     base_model: str
-    status: str
-    pid: int | None
-    cancel_requested: int
-    error: str | None
-    done: int
-    total: int
     suggestions: int | None
-    created_at: str
-    updated_at: str | None
-    started_at: str | None
-    finished_at: str | None
-
-    @property
-    def fraction_done(self) -> float:
-        return jobs.fraction(self.done, self.total)
 
     def progress_text(self) -> str:
         """'Thorough review of phrasebank: 41% (review 3)'."""

@@ -92,8 +92,7 @@ class AdaptSettings(Settings):
 
 
 @dataclass(frozen=True)
-class Adaptation(jobs.JobState):
-    id: int
+class Adaptation(jobs.JobRecord):
     name: str
     base_model: str
     datasets: list[str]
@@ -102,17 +101,7 @@ class Adaptation(jobs.JobState):
     learning_rate: float
     texts: int | None
     path: str | None
-    status: str
-    pid: int | None
-    cancel_requested: int
-    error: str | None
-    done: int
-    total: int
     summary: dict[str, Any] | None
-    created_at: str
-    updated_at: str | None
-    started_at: str | None
-    finished_at: str | None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Adaptation:
@@ -124,10 +113,6 @@ class Adaptation(jobs.JobState):
     @property
     def reference(self) -> str:
         return PREFIX + self.name
-
-    @property
-    def fraction_done(self) -> float:
-        return jobs.fraction(self.done, self.total)
 
     def progress_text(self) -> str:
         return f"Adaptation {self.reference}: {self.fraction_done:.0%} ({self.status})"

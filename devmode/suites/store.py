@@ -44,22 +44,11 @@ class SuiteNotFound(DevmodeError):
 
 
 @dataclass(frozen=True)
-class SuiteRun(jobs.JobState):
-    id: int
+class SuiteRun(jobs.JobRecord):
     suite_id: int
     suite: str
     spec: dict[str, Any]
-    status: str
-    pid: int | None
-    cancel_requested: int
-    error: str | None
-    done: int
-    total: int
     summary: dict[str, Any] | None
-    created_at: str
-    updated_at: str | None
-    started_at: str | None
-    finished_at: str | None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SuiteRun:
@@ -70,10 +59,6 @@ class SuiteRun(jobs.JobState):
                 "summary": json.loads(row["summary"]) if row["summary"] else None,
             }
         )
-
-    @property
-    def fraction_done(self) -> float:
-        return jobs.fraction(self.done, self.total)
 
     def progress_text(self) -> str:
         """'Suite run 4: 12 of 240 replies, about 3 min left'."""
