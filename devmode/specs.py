@@ -31,6 +31,9 @@ from devmode.errors import DevmodeError
 _KEY = "devmode_setting"
 
 
+NOT_GIVEN: Any = object()  # a setting's option left out (None may be a value)
+
+
 @dataclass(frozen=True)
 class Spec:
     """One setting: what it is, what it may be, and how a person is told about it."""
@@ -55,6 +58,9 @@ class Spec:
     )
     number_format: str | None = None  # a page's number format, e.g. "%.0e"
     step: float | None = None  # a page's step for a number widget
+    # the value in effect for a config stored before the setting existed, when not the default
+    # (a lever that came in off and later became the default was off for those runs)
+    stored_before: Any = NOT_GIVEN
 
     @property
     def cli_flag(self) -> str:
@@ -203,11 +209,13 @@ def setting(
     widget: str | None = None,
     number_format: str | None = None,
     step: float | None = None,
+    stored_before: Any = NOT_GIVEN,
 ) -> Any:
     """A dataclass field that is a setting: its default and everything a person is told about it.
 
     :param help: one sentence, shown as the CLI option's help and the widget's tooltip
     :param label: the widget's label (default: the field name in words)
+    :param stored_before: what a stored config without this field ran with (default: ``default``)
     """
     details = {k: v for k, v in locals().items() if k != "default"}
     return dataclasses.field(default=default, metadata={_KEY: details})
@@ -270,9 +278,12 @@ class Settings:
         validated when stored. Fields added since then take their defaults."""
         obj = object.__new__(cls)
         known = _known(cls, values)
+        before = {s.name: s.stored_before for s in cls.specs()}
         for f in dataclasses.fields(cls):
             if f.name in known:
                 value = known[f.name]
+            elif before.get(f.name, NOT_GIVEN) is not NOT_GIVEN:
+                value = before[f.name]
             elif f.default is not dataclasses.MISSING:
                 value = f.default
             else:

@@ -405,8 +405,7 @@ def test_the_chat_sandbox_links_to_the_suites_page_where_its_tab_was(app_db):
 
 def test_fine_tune_page_adapts_a_base_lists_it_and_deletes_it(app_db, tiny_model_dir, tmp_path):
     from devmode.models import adapted_bases
-    from tests.conftest import store_tiny_dataset, wait_for
-    from tests.finetune.test_adaptation import store_texts
+    from tests.conftest import store_texts, store_tiny_dataset, wait_for
 
     store_tiny_dataset(app_db, tmp_path)
     store_texts(app_db, tmp_path, "texts", 300)

@@ -3,7 +3,7 @@ decay, fresh top layers, and the average of the last epochs' weights.
 
     groups = layer_groups(model, decay=0.9)        # parameter groups, each with its lr_scale
     reinit_top_layers(model, 1)                    # the top layer starts from fresh weights
-    average = WeightAverage(epochs=2)              # the loop adds each late epoch's weights
+    average = WeightAverage(3, planned_epochs=5)   # the loop adds each late epoch's weights
 
 Each follows a paper on small-data BERT fine-tuning: Howard and Ruder 2018 (ULMFiT's
 discriminative rates) and Sun et al. 2019 for the decay, Zhang et al. 2021 ("Revisiting
@@ -100,7 +100,9 @@ class WeightAverage:
     checkpoint saves it in the same slot and a resumed run goes on averaging."""
 
     def __init__(self, epochs: int, planned_epochs: int):
-        self.first_epoch = planned_epochs - epochs + 1  # 1-based, the first averaged epoch
+        # 1-based, the first averaged epoch. A run of ``epochs`` or fewer averages all but its
+        # first epoch, whose weights are still far from the data (a 1-epoch run keeps its own)
+        self.first_epoch = max(min(2, planned_epochs), planned_epochs - epochs + 1)
 
     def add(
         self, average: dict[str, torch.Tensor] | None, weights: dict[str, torch.Tensor], epoch: int

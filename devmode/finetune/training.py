@@ -317,9 +317,10 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, s
                 model, validation_set, data.labels, config.eval_batch_size, pad_id, device, use_bf16
             )
             result.best_epoch = state.epoch
-            result.notes.append(
-                f"weights averaged over epochs {averaging.first_epoch} to {state.epoch}"
-            )
+            if averaging.first_epoch < state.epoch:  # a 1-epoch run keeps its one epoch
+                result.notes.append(
+                    f"weights averaged over epochs {averaging.first_epoch} to {state.epoch}"
+                )
         judge_and_save(result, model, tokenizer, config, data, device, use_bf16, output_dir)
     peers.wait()
     return result

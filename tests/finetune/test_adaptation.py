@@ -1,7 +1,7 @@
 """Domain adaptation: masked-word training on a dataset's texts makes an adapted base in the
 registry, which runs and evaluations train from and which cannot be deleted from under them.
-On the tiny BERT and the real CLI; the embedded model's gain is measured in
-benchmarks/adaptation.py (docs/benchmarks.md)."""
+On the tiny BERT and the real CLI; the embedded model's gain is measured with `evaluations compare`
+(docs/benchmarks.md)."""
 
 import json
 from pathlib import Path
@@ -13,17 +13,7 @@ from devmode.db import open_db
 from devmode.finetune import adaptation
 from devmode.models import adapted_bases, runs
 from devmode.models.config import TrainConfig
-from tests.conftest import run_cli, store_tiny_dataset, tiny_rows, tiny_train_args, write_csv
-
-
-def store_texts(db_path, tmp_path, name: str, n: int) -> None:
-    """``n`` distinct unlabelled texts of the tiny vocabulary as dataset ``name``."""
-    labelled = {r["text"] for r in tiny_rows()}  # never a text of the tiny labelled dataset
-    texts = sorted({r["text"] for r in tiny_rows(4 * n, seed=1)} - labelled)[:n]
-    assert len(texts) == n
-    path = write_csv(tmp_path / f"{name}.csv", [{"text": t} for t in texts])
-    result = run_cli(db_path, "ingest", path, "--name", name)
-    assert result.exit_code == 0, result.output
+from tests.conftest import run_cli, store_texts, store_tiny_dataset, tiny_rows, tiny_train_args
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +198,9 @@ def test_a_base_that_read_the_test_rows_is_refused_by_evaluations_and_marked_on_
     refused = run_cli(copy, "evaluations", "run", "tiny", "--base-model", "adapted:leaky")
     assert refused.exit_code == 1
     distinct = len({r["text"] for r in tiny_rows()})
-    assert f"adapted:leaky read {distinct} of the texts of 'tiny' while it adapted" in refused.output
+    assert (
+        f"adapted:leaky read {distinct} of the texts of 'tiny' while it adapted" in refused.output
+    )
     trained = run_cli(copy, "train", "tiny", *tiny_train_args("adapted:leaky"), "--epochs", "1")
     assert trained.exit_code == 0, trained.output
     assert "Caveat: its base, adapted:leaky, read" in trained.output

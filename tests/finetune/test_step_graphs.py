@@ -129,10 +129,16 @@ def test_cpu_training_notes_nothing_about_graphs(tiny_model_dir, tiny_data):
 @requires_cuda
 def test_cuda_graphs_train_as_well_as_eager_steps(tiny_model_dir, tiny_data):
     graphed = train(
-        tiny_config(tiny_model_dir, epochs=4, device="cuda", cuda_graphs=True), tiny_data
+        tiny_config(
+            tiny_model_dir, epochs=4, device="cuda", cuda_graphs=True, average_last_epochs=0
+        ),
+        tiny_data,
     )
     eager = train(
-        tiny_config(tiny_model_dir, epochs=4, device="cuda", cuda_graphs=False), tiny_data
+        tiny_config(
+            tiny_model_dir, epochs=4, device="cuda", cuda_graphs=False, average_last_epochs=0
+        ),
+        tiny_data,
     )
     assert graphed.notes == [] and graphed.step_graphs >= 1
     assert eager.step_graphs == 0
@@ -184,7 +190,10 @@ def test_a_compiled_step_trains_like_the_eager_loop(tiny_model_dir, tiny_data, m
         return train(config, tiny_data, on_progress=keep)
 
     compiled, eager = run(True), run(False)
-    assert compiled.notes == ["training step compiled with torch.compile (default)"]
+    assert compiled.notes == [
+        "training step compiled with torch.compile (default)",
+        "weights averaged over epochs 2 to 3",
+    ]
     assert compiled.step_graphs == 0 and compiled.steps == eager.steps
     assert len(losses[True]) == 3
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-3)

@@ -88,10 +88,21 @@ def test_cancel_stops_without_saving(tiny_model_dir, tiny_data, tmp_path):
 def test_early_stopping_keeps_the_best_epoch(tiny_model_dir, tiny_data):
     # a learning rate this small changes nothing measurable: no epoch beats the first
     result = train(
-        tiny_config(tiny_model_dir, epochs=10, learning_rate=1e-12, early_stopping_patience=2),
+        tiny_config(
+            tiny_model_dir,
+            epochs=10,
+            learning_rate=1e-12,
+            early_stopping_patience=2,
+            average_last_epochs=0,  # averaging, the default, trains every epoch
+        ),
         tiny_data,
     )
     assert result.epochs_run == 3 and result.best_epoch == 1
+    averaged = train(
+        tiny_config(tiny_model_dir, epochs=4, learning_rate=1e-12, early_stopping_patience=2),
+        tiny_data,
+    )
+    assert averaged.epochs_run == 4 and averaged.notes == ["weights averaged over epochs 2 to 4"]
 
 
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tiny_model_dir, tiny_data, tmp_path):
