@@ -275,21 +275,27 @@ class Settings:
     @classmethod
     def from_stored(cls, values: dict[str, Any]):
         """Build from values devmode stored itself, without validating them again: they were
-        validated when stored. Fields added since then take their defaults."""
+        validated when stored. Fields added since then take the value those settings had in
+        effect (``stored_before``), else their defaults."""
         obj = object.__new__(cls)
-        known = _known(cls, values)
-        before = {s.name: s.stored_before for s in cls.specs()}
+        known = cls.as_stored_before(_known(cls, values))
         for f in dataclasses.fields(cls):
             if f.name in known:
                 value = known[f.name]
-            elif before.get(f.name, NOT_GIVEN) is not NOT_GIVEN:
-                value = before[f.name]
             elif f.default is not dataclasses.MISSING:
                 value = f.default
             else:
                 value = f.default_factory()  # type: ignore[misc]
             object.__setattr__(obj, f.name, value)
         return obj
+
+    @classmethod
+    def as_stored_before(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` written by an earlier devmode (a stored run, an exported model), with the
+        settings it did not know filled in as they were then, where that differs from today's
+        default."""
+        earlier = {s.name: s.stored_before for s in cls.specs() if s.stored_before is not NOT_GIVEN}
+        return {**{k: v for k, v in earlier.items() if k not in values}, **values}
 
     @classmethod
     def parse_values(cls, values: dict[str, Any]) -> dict[str, Any]:

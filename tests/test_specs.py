@@ -48,7 +48,9 @@ def test_a_bad_value_is_refused_with_what_was_expected_and_found(cls, values, me
 def test_a_stored_config_is_trusted_and_an_earlier_versions_dataset_key_ignored():
     stored = {"dataset": "phrasebank", "epochs": 3, "a_field_from_the_future": 1}
     # settings added since then take the value those runs had: the stable recipe was off
-    old = TrainConfig(epochs=3, layer_lr_decay=1.0, average_last_epochs=0)
+    old = TrainConfig(
+        epochs=3, layer_lr_decay=1.0, average_last_epochs=0, early_stopping_patience=2
+    )
     assert TrainConfig.from_stored(stored) == old
     assert TrainConfig.from_dict(stored) == TrainConfig(epochs=3)
     # validated once, when a run is created or imported; what devmode stored is not checked again

@@ -66,15 +66,19 @@ def before_after(run) -> list[dict[str, Any]]:
         name = f"previous model (run {run.comparison['run_id']}), same test rows"
         rows.append(line(name, "previous", run.comparison))
     if run.test:
-        name = (
-            "few-shot (SetFit)"
-            if run.config.method == "few-shot"
-            else f"fine-tuned (best epoch {run.best_epoch})"
-        )
+        name = "few-shot (SetFit)" if run.config.method == "few-shot" else fine_tuned_name(run)
         rows.append(line(name, "fine-tuned", run.test))
     for ref in references_for(run.dataset_sha256):
         rows.append({**ref, "kind": "published"})
     return rows
+
+
+def fine_tuned_name(run) -> str:
+    """What a fine-tuned run kept: the average of its last epochs, or its best epoch."""
+    first = run.config.first_averaged_epoch
+    if first and run.best_epoch and first < run.best_epoch:
+        return f"fine-tuned (average of epochs {first}-{run.best_epoch})"
+    return f"fine-tuned (best epoch {run.best_epoch})"
 
 
 def gain_text(run) -> str | None:
@@ -168,7 +172,7 @@ def compare_runs(runs_to_compare: list) -> list[dict[str, Any]]:
 
     metric("test accuracy", lambda r: r.test["accuracy"] if r.test else None)
     metric("test macro-F1", lambda r: r.test["macro_f1"] if r.test else None)
-    metric("best epoch", lambda r: r.best_epoch, 0)
+    metric("epoch kept", lambda r: r.best_epoch, 0)
     metric("samples/s", lambda r: r.samples_per_second, 0)
     return rows
 

@@ -3,7 +3,7 @@ decay, fresh top layers, and the average of the last epochs' weights.
 
     groups = layer_groups(model, decay=0.9)        # parameter groups, each with its lr_scale
     reinit_top_layers(model, 1)                    # the top layer starts from fresh weights
-    average = WeightAverage(3, planned_epochs=5)   # the loop adds each late epoch's weights
+    average = WeightAverage(first_epoch=3)         # the loop adds each late epoch's weights
 
 Each follows a paper on small-data BERT fine-tuning: Howard and Ruder 2018 (ULMFiT's
 discriminative rates) and Sun et al. 2019 for the decay, Zhang et al. 2021 ("Revisiting
@@ -28,8 +28,10 @@ def encoder_layers(encoder: nn.Module) -> nn.ModuleList:
         if isinstance(module, nn.ModuleList) and len(module) == depth:
             return module
     raise InvalidBaseModel(
-        f"Could not find the layer stack of {type(encoder).__name__}. Use freeze=none or "
-        "head_only, layer_lr_decay=1 and reinit_top_layers=0 with this model."
+        f"Could not find the layer stack of {type(encoder).__name__} (a list of its "
+        f"num_hidden_layers={depth} layers), which the layer-wise settings need. With this "
+        "model use layer_lr_decay=1 (0.9 is the default), reinit_top_layers=0 and freeze=none "
+        "or head_only."
     )
 
 
@@ -51,7 +53,8 @@ def layer_groups(model: nn.Module, weight_decay: float, decay: float) -> list[di
     """The optimizer's parameter groups: per depth, weights with decay and biases and LayerNorms
     without; each group's ``lr_scale`` is ``decay ** (top - depth)``, so the head learns at the
     full rate and each layer below at ``decay`` times the one above (``set_lr`` applies it)."""
-    depths = layer_depths(model) if decay != 1.0 else {}
+    encoder_trains = any(p.requires_grad for p in model.encoder.parameters())
+    depths = layer_depths(model) if decay != 1.0 and encoder_trains else {}
     top = max(depths.values(), default=0)
     groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for parameter in model.parameters():
@@ -95,14 +98,13 @@ def reinit_top_layers(model: nn.Module, count: int) -> None:
 
 
 class WeightAverage:
-    """The running mean of the trainable weights at the end of the last ``epochs`` epochs of a
-    run (``first_epoch`` on). Kept as a state dict like the best epoch's weights, so a
-    checkpoint saves it in the same slot and a resumed run goes on averaging."""
+    """The running mean of the trainable weights at the end of each epoch from ``first_epoch``
+    (1-based; ``TrainConfig.first_averaged_epoch``) on. Kept as a state dict like the best
+    epoch's weights, so a checkpoint saves it in the same slot and a resumed run goes on
+    averaging."""
 
-    def __init__(self, epochs: int, planned_epochs: int):
-        # 1-based, the first averaged epoch. A run of ``epochs`` or fewer averages all but its
-        # first epoch, whose weights are still far from the data (a 1-epoch run keeps its own)
-        self.first_epoch = max(min(2, planned_epochs), planned_epochs - epochs + 1)
+    def __init__(self, first_epoch: int):
+        self.first_epoch = first_epoch
 
     def add(
         self, average: dict[str, torch.Tensor] | None, weights: dict[str, torch.Tensor], epoch: int

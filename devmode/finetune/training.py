@@ -235,8 +235,8 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, s
     runner = StepRunner.choose(step, config, train_set, pad_id, steps_per_epoch, graphs_off)
     window = LogWindow(runner.loss_sum)
     averaging, average = None, None
-    if config.average_last_epochs:  # the saved model is then the average of the last epochs
-        averaging = WeightAverage(config.average_last_epochs, config.epochs)
+    if config.first_averaged_epoch:  # the saved model is then the average of the last epochs
+        averaging = WeightAverage(config.first_averaged_epoch)
         average = checkpoints.average if checkpoints else None
 
     # -- the loop ---------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def _train(config, data, output_dir, checkpoint_dir, on_progress, should_stop, s
                 model, optimizer, dataclasses.asdict(state), best_weights, average=average
             )
         peers.wait()
-        patience = 0 if averaging else config.early_stopping_patience
+        patience = config.early_stopping_patience  # 0 when averaging (TrainConfig checks)
         if patience and state.bad_epochs >= patience:
             break
     if checkpoints:

@@ -294,7 +294,8 @@ def _register_import(db, staging: Path, card: dict, record: dict, source: str) -
     registered, so a bad archive can never break the listing of runs."""
     dataset = record.get("dataset") or card.get("train_config", {}).get("dataset") or "imported"
     try:
-        config = TrainConfig.from_dict(record.get("config") or card.get("train_config") or {})
+        written = record.get("config") or card.get("train_config") or {}
+        config = TrainConfig.from_dict(TrainConfig.as_stored_before(written))
     except DevmodeError as e:
         raise InvalidArchive(
             f"{source} holds a training config that cannot be: {e} Export the model again from "

@@ -106,12 +106,14 @@ class TrainConfig(Settings):
         section=OPTIMIZER,
     )
     early_stopping_patience: int = setting(
-        2,
+        0,
         "Stop when validation macro-F1 has not improved for this many epochs (0 = off); the best "
-        "epoch is kept. Applies with average_last_epochs=0 only.",
+        "epoch is kept. Needs average_last_epochs=0.",
         minimum=0,
+        example=2,
         label="Early stopping patience (epochs, 0 = off)",
         section=REGULARISATION,
+        stored_before=2,  # the default until 2026-12-07, when averaging became the default
     )
     # Word embeddings stay as pre-trained (all-MiniLM-L6-v2: 11.7M of its 22.7M parameters): the
     # optimizer does half the work, and words absent from the training split keep their meaning.
@@ -291,6 +293,15 @@ class TrainConfig(Settings):
         section=HARDWARE,
     )
 
+    @property
+    def first_averaged_epoch(self) -> int | None:
+        """The first epoch (1-based) whose weights the saved average holds; None when averaging
+        is off. A run of ``average_last_epochs`` or fewer epochs averages all but its first,
+        whose weights are still far from the data (a 1-epoch run keeps its own)."""
+        if not self.average_last_epochs:
+            return None
+        return max(min(2, self.epochs), self.epochs - self.average_last_epochs + 1)
+
     def check_together(self) -> None:
         if self.method == "few-shot":
             only_fine_tune = (
@@ -313,6 +324,13 @@ class TrainConfig(Settings):
                     "on, which only the fine-tune loop has. Turn them off, or use "
                     "method='fine-tune'."
                 )
+        if self.method == "fine-tune" and self.early_stopping_patience and self.average_last_epochs:
+            raise InvalidConfig(
+                f"early_stopping_patience={self.early_stopping_patience} stops at the best epoch, "
+                f"but average_last_epochs={self.average_last_epochs} keeps the average of the "
+                "last epochs, which needs every epoch: found both on. Set average_last_epochs=0 "
+                "to stop early, or early_stopping_patience=0 to average."
+            )
         if self.cuda_graphs and self.compile_step:
             raise InvalidConfig(
                 "cuda_graphs and compile_step are two ways of replaying the training step; found "

@@ -47,6 +47,21 @@ def test_without_decay_the_groups_are_the_two_of_before(tiny_model_dir):
     ]
 
 
+def test_a_frozen_encoder_needs_no_layer_stack(tiny_model_dir, monkeypatch):
+    # head_only trains the head alone: the default decay has no layers to spread over
+    config = tiny_config(tiny_model_dir, freeze="head_only")
+    model, _ = build_model(config, 3)
+    monkeypatch.setattr(model.encoder.config, "num_hidden_layers", 7)  # a stack not to be found
+    groups = make_optimizer(model, config, torch.device("cpu")).param_groups
+    assert {g["lr_scale"] for g in groups} == {1.0}
+    # a trained encoder whose stack cannot be found: the message says which setting to change
+    trained = tiny_config(tiny_model_dir)
+    model, _ = build_model(trained, 3)
+    monkeypatch.setattr(model.encoder.config, "num_hidden_layers", 7)
+    with pytest.raises(InvalidBaseModel, match=r"layer_lr_decay=1 \(0.9 is the default\)"):
+        make_optimizer(model, trained, torch.device("cpu"))
+
+
 def test_reinit_gives_the_top_layer_fresh_weights_and_leaves_the_rest(tiny_model_dir):
     plain, _ = build_model(tiny_config(tiny_model_dir), 3)
     fresh, _ = build_model(tiny_config(tiny_model_dir, reinit_top_layers=1), 3)
@@ -75,7 +90,7 @@ def test_reinit_of_more_layers_than_the_model_has_is_explained(tiny_model_dir):
 
 
 def test_the_weight_average_is_the_mean_of_the_last_epochs():
-    average = stability.WeightAverage(epochs=3, planned_epochs=5)
+    average = stability.WeightAverage(TrainConfig(epochs=5).first_averaged_epoch)
     weights = [{"w": torch.tensor([float(e)])} for e in range(1, 6)]
     kept = None
     for epoch, w in enumerate(weights, start=1):
@@ -87,7 +102,8 @@ def test_the_weight_average_is_the_mean_of_the_last_epochs():
 
 @pytest.mark.parametrize("planned,first", [(5, 3), (3, 2), (2, 2), (1, 1)])
 def test_a_short_run_averages_all_but_its_first_epoch(planned, first):
-    average = stability.WeightAverage(epochs=3, planned_epochs=planned)
+    config = TrainConfig(epochs=planned, average_last_epochs=3)
+    average = stability.WeightAverage(config.first_averaged_epoch)
     kept = None
     for epoch in range(1, planned + 1):
         kept = average.add(kept, {"w": torch.tensor([float(epoch)])}, epoch)
@@ -147,6 +163,7 @@ def test_an_averaged_run_saves_the_average_and_resumes_into_the_same(
         ({"reinit_top_layers": 2, "freeze": "top_layers", "train_top_layers": 1}, "must train"),
         ({"reinit_top_layers": 1, "lora": True}, "must train"),
         ({"layer_lr_decay": 0.0}, "layer_lr_decay must be"),
+        ({"early_stopping_patience": 2}, "Set average_last_epochs=0 to stop early"),
         ({"layer_lr_decay": 1.5}, "layer_lr_decay must be"),
         ({"method": "few-shot", "layer_lr_decay": 0.8}, "only the fine-tune loop has"),
         ({"method": "few-shot", "average_last_epochs": 2}, "only the fine-tune loop has"),

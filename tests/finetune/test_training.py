@@ -98,10 +98,7 @@ def test_early_stopping_keeps_the_best_epoch(tiny_model_dir, tiny_data):
         tiny_data,
     )
     assert result.epochs_run == 3 and result.best_epoch == 1
-    averaged = train(
-        tiny_config(tiny_model_dir, epochs=4, learning_rate=1e-12, early_stopping_patience=2),
-        tiny_data,
-    )
+    averaged = train(tiny_config(tiny_model_dir, epochs=4, learning_rate=1e-12), tiny_data)
     assert averaged.epochs_run == 4 and averaged.notes == ["weights averaged over epochs 2 to 4"]
 
 

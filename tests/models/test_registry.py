@@ -152,6 +152,20 @@ def test_the_cli_imports_an_archive(news_db, tmp_path):
     assert record["dataset"] == "tiny" and "test" in record
 
 
+def test_an_archive_from_before_the_stable_recipe_imports_with_the_recipe_it_ran(news_db, tmp_path):
+    archive = export(news_db, tmp_path)
+    written = json.loads(zipfile.ZipFile(archive).read("devmode-run-1/devmode_run.json"))
+    earlier = {"layer_lr_decay", "average_last_epochs", "early_stopping_patience"}
+    config = {k: v for k, v in written["config"].items() if k not in earlier}
+    older = rewritten(archive, tmp_path, "older.zip", **record({**written, "config": config}))
+    model = import_(news_db, older)
+    with open_db(news_db) as db:
+        imported = runs.get_run(db, model.run_id).config
+    # an earlier devmode wrote no such keys: it had one rate, no average, patience 2
+    assert (imported.layer_lr_decay, imported.average_last_epochs) == (1.0, 0)
+    assert imported.early_stopping_patience == 2
+
+
 def test_an_archive_whose_data_lies_about_its_header_is_refused(news_db, tmp_path):
     """A flipped byte inside an entry: its CRC no longer matches; nothing is registered."""
     archive = export(news_db, tmp_path)
