@@ -207,7 +207,7 @@ class TrainConfig(Settings):
     average_last_epochs: int = setting(
         3,
         "Save the average of the weights at the end of the last N epochs (all but the first "
-        "in a shorter run) instead of the best epoch's (0 = off); early stopping is then off.",
+        "in a shorter run) instead of the best epoch's (0 = off). Needs early_stopping_patience=0.",
         minimum=0,
         maximum=1000,
         example=2,
