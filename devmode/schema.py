@@ -1,18 +1,18 @@
 """devmode's tables, kept by named migrations (sqlite-utils' ``Migrations``): each one runs
 once per database, in name order, when ``db.open_db`` finds it pending. Add a new one at the
-end; never edit one that has shipped.
-
-The daily trend rollup's SQL (its triggers and one-pass fill) lives with the trends, in
-``monitor/rollup.py``.
+end; never edit one that has shipped. Newer ones call a ``*_table(s).py`` module beside the code
+that uses the tables (the trend rollup's SQL lives in ``monitor/rollup.py``).
 """
 
 from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from devmode.data.price_tables import create_price_tables
 from devmode.finetune.drift_table import create_drift_table
 from devmode.finetune.evaluation_tables import create_evaluation_tables
 from devmode.models.adapted_table import create_adaptation_table
+from devmode.monitor.brief_table import add_brief_columns
 from devmode.monitor.rollup import create_health_rollup, fill_trend_days, trend_triggers
 
 migrations = Migrations("devmode")
@@ -191,13 +191,9 @@ def _create_alerts(db: Database) -> None:
 
 @migrations(name="0005_topics_and_score_jobs")
 def _topics_and_score_jobs(db: Database) -> None:
-    """Trends by topic, faster trends, alert rules per topic, scoring as a background job.
-
-    A sentiment prediction carries the topic label of the same row (copied from the topic
-    prediction, kept in step by both scorings) so that a trend per topic reads one index instead
-    of joining a million rows. The covering indexes end in (sentiment, is_negative), so a trend
-    never touches the table itself.
-    """
+    """Trends by topic, faster trends, alert rules per topic, scoring as a background job. A
+    sentiment prediction carries its row's topic label (kept in step by both scorings): a trend
+    per topic reads one covering index, never the table itself or a join of a million rows."""
     predictions = db["devmode_predictions"]
     predictions.add_column("topic", str)
     db.execute(
@@ -272,8 +268,7 @@ def _create_chat(db: Database) -> None:
 
 @migrations(name="0007_job_times")
 def _job_times(db: Database) -> None:
-    """Scoring jobs get the start and finish stamps training runs have: both kinds of job are
-    kept by one runner (jobs.py)."""
+    """Scoring jobs get the start and finish stamps of training runs (one runner: jobs.py)."""
     db["devmode_score_jobs"].add_column("started_at", str)
     db["devmode_score_jobs"].add_column("finished_at", str)
 
@@ -558,8 +553,7 @@ def _masked_feed_addresses(db: Database) -> None:
 
 @migrations(name="0015_reasons")
 def _reasons(db: Database) -> None:
-    """The words behind a scored text, stored the first time it is shown or delivered
-    (``monitor/reasons.py``), by the model that scored it and the text's SHA-256."""
+    """The words behind a scored text, by model and text SHA-256 (``monitor/reasons.py``)."""
     db["devmode_reasons"].create(
         {
             "model_id": int,
@@ -576,15 +570,13 @@ def _reasons(db: Database) -> None:
 
 @migrations(name="0016_evaluations")
 def _evaluations(db: Database) -> None:
-    """k-fold evaluations of a training recipe and their out-of-fold predictions
-    (``finetune/evaluation_tables.py``)."""
+    """k-fold evaluations, out-of-fold predictions (``finetune/evaluation_tables.py``)."""
     create_evaluation_tables(db)
 
 
 @migrations(name="0017_model_health")
 def _model_health(db: Database) -> None:
-    """Each prediction's top-class probability and its daily sums: the model's estimated
-    accuracy on live text (``monitor/health.py``, ``monitor/rollup.py``)."""
+    """Each prediction's top-class probability and its daily sums (``monitor/rollup.py``)."""
     create_health_rollup(db)
 
 
@@ -598,3 +590,10 @@ def _drift(db: Database) -> None:
 def _adaptations(db: Database) -> None:
     """Adapted base models and their jobs (``models/adapted_table.py``)."""
     create_adaptation_table(db)
+
+
+@migrations(name="0020_prices_and_briefs")
+def _prices_and_briefs(db: Database) -> None:
+    """Prices datasets (``data/price_tables.py``) and alert briefs (``monitor/brief_table.py``)."""
+    create_price_tables(db)
+    add_brief_columns(db)

@@ -456,6 +456,7 @@ HAND_WRITTEN = {
     "--api-key-env": "serve: the key clients must send (default: none), not the endpoint's key",
     "--stop": "watch: stop the running watcher, not a stop sequence",
     "--model": "classify: a model reference (3, active-sentiment, base), not a chat model's name",
+    "--prices": "ingest: a flag (the file is a prices file), not the backtest's prices dataset",
 }
 
 

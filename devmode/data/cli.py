@@ -13,7 +13,7 @@ import click
 
 from devmode import clitools
 from devmode.clitools import echo_json, group, json_option, option, yes_option
-from devmode.data import ingest, readers, splits, suggestions, uploads
+from devmode.data import ingest, prices, readers, splits, suggestions, uploads
 
 
 def _role_options(fn):
@@ -53,6 +53,14 @@ def _mapping(base: ingest.ColumnMapping, no_label: bool, **columns) -> ingest.Co
 )
 @click.option("--encoding", help="Skip encoding detection (e.g. utf-8, cp1252).")
 @_split_options
+@click.option(
+    "--prices",
+    "as_prices",
+    is_flag=True,
+    help="A prices file: a date and closes, long (date, ticker, close) or wide (a column per "
+    "ticker); no text column. Set against sentiment by the Monitor and alerts backtest.",
+)
+@click.option("--price-column", help="With --prices: the column of closes in a long file.")
 @click.option("--hf-config", help="With hf:ID, the dataset's configuration name.")
 @click.option(
     "--hf-split", default="train", show_default=True, help="With hf:ID, which split to take."
@@ -71,6 +79,8 @@ def ingest_command(
     encoding,
     split_fractions,
     seed,
+    as_prices,
+    price_column,
     hf_config,
     hf_split,
 ):
@@ -85,6 +95,9 @@ def ingest_command(
     else:
         upload = readers.read_upload(source, format=format_, encoding=encoding)
         default_name = Path(source).name
+    if as_prices or price_column:
+        _ingest_prices(ctx, upload, name or ingest.suggest_name(default_name), locals())
+        return
     suggested = suggestions.suggest_mapping(upload.columns, upload.preview(200))
     mapping = _mapping(
         suggested,
@@ -118,6 +131,37 @@ def ingest_command(
     _echo_dataset(dataset, stats)
 
 
+def _ingest_prices(ctx, upload: uploads.Upload, name: str, given: dict) -> None:
+    """``ingest --prices``: store the file as a prices dataset."""
+    if not given["as_prices"]:
+        raise click.UsageError("--price-column is for a prices file: add --prices.")
+    wrong = [f"--{r}-column" for r in ("text", "label") if given[f"{r}_column"]]
+    if wrong:
+        raise click.UsageError(
+            f"A prices file has no {' or '.join(wrong)}: it holds a date, closes and maybe a "
+            "ticker. Drop those options."
+        )
+    with clitools.db(ctx) as db:
+        stored = prices.store_prices(
+            db,
+            upload,
+            name,
+            date_column=given["date_column"],
+            ticker_column=given["ticker_column"],
+            price_column=given["price_column"],
+        )
+        unmatched = prices.tickers_without_texts(db, stored)
+    click.echo(f"Stored prices dataset {stored.describe()}.")
+    for note in stored.notes:
+        click.echo(f"  note: {note}")
+    if unmatched:
+        click.echo(
+            f"  note: no scored text is about {', '.join(unmatched[:10])}"
+            + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
+            + " yet; their prices are kept and show once texts about them are scored."
+        )
+
+
 @group()
 def datasets():
     """List, inspect, re-map, re-split, rename and drop stored datasets."""
@@ -130,10 +174,11 @@ def datasets_list(ctx, as_json):
     """List datasets, newest first."""
     with clitools.db(ctx) as db:
         found = ingest.list_datasets(db)
+        price_sets = prices.list_price_sets(db)
     if as_json:
-        echo_json([_dataset_dict(d) for d in found])
+        echo_json([_dataset_dict(d) for d in found] + [p.to_dict() for p in price_sets])
         return
-    if not found:
+    if not found and not price_sets:
         click.echo("No datasets yet. Add one with: python -m devmode ingest FILE --name NAME")
         return
     click.echo(f"{'name':<28} {'rows':>10}  {'text':<14} {'label':<14} source")
@@ -142,6 +187,8 @@ def datasets_list(ctx, as_json):
             f"{d.name:<28} {d.row_count:>10,}  {d.mapping.text or '-':<14} "
             f"{d.mapping.label or '-':<14} {d.source}"
         )
+    for p in price_sets:
+        click.echo(f"{p.name:<28} {p.row_count:>10,}  {'(prices)':<14} {'-':<14} {p.source}")
 
 
 @datasets.command("show")
@@ -210,8 +257,18 @@ def datasets_rename(ctx, name, new_name):
 @yes_option
 @click.pass_context
 def datasets_drop(ctx, name, yes):
-    """Delete a dataset and its rows."""
+    """Delete a dataset and its rows (a prices dataset and its closes)."""
     with clitools.db(ctx) as db:
+        price_set = prices.find_price_set(db, name)
+        if price_set is not None:
+            if not yes:
+                click.confirm(
+                    f"Delete prices dataset {price_set.name!r} ({price_set.row_count:,} closes)?",
+                    abort=True,
+                )
+            prices.drop_price_set(db, price_set.name)
+            click.echo(f"Dropped prices dataset {price_set.name!r}.")
+            return
         dataset = ingest.get_dataset(db, name)
         if not yes:
             click.confirm(

@@ -88,6 +88,40 @@ def period_end(period: str, start: str) -> str:
     return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1).isoformat()
 
 
+def period_start(period: str, day: str) -> str:
+    """The first day of the day, week (from Monday) or month ``day`` falls in, as
+    ``trends.bucket_sql`` gives it."""
+    date = dt.date.fromisoformat(day)
+    if period == "week":
+        return (date - dt.timedelta(days=date.weekday())).isoformat()
+    return date.replace(day=1).isoformat() if period == "month" else date.isoformat()
+
+
+def shift_period(period: str, start: str, steps: int) -> str:
+    """The start of the period ``steps`` periods after (negative: before) the one beginning on
+    ``start``."""
+    date = dt.date.fromisoformat(start)
+    if period == "month":
+        years, month = divmod(date.month - 1 + steps, 12)
+        return dt.date(date.year + years, month + 1, 1).isoformat()
+    return (date + dt.timedelta(days=steps * (7 if period == "week" else 1))).isoformat()
+
+
+def days_between(first: str, last: str) -> int:
+    """Days from ``first`` to ``last`` ('YYYY-MM-DD')."""
+    return (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days
+
+
+def calendar_periods(period: str, first: str, last: str) -> list[str]:
+    """The starts of every day, week or month from the one beginning on ``first`` to the one
+    beginning on ``last`` (both starts, as ``trends.bucket_sql`` gives them), in order."""
+    out = []
+    while first <= last:
+        out.append(first)
+        first = period_end(period, first)
+    return out
+
+
 def _compact_date(value: int | float) -> str | None:
     """The date a number written YYYYMMDD stands for (20200522, as JSON or Parquet keep such a
     column), or None when it is no date (20201332)."""

@@ -109,6 +109,13 @@ def suggest_mapping(columns: list[str], rows: list[dict[str, Any]]) -> ColumnMap
     return ColumnMapping(**chosen)
 
 
+def column_named(columns: list[str], role: str, names: tuple[str, ...] = ()) -> str | None:
+    """The first of ``columns`` whose name suggests ``role`` (or is one of ``names``),
+    compared case-insensitively; None when none does."""
+    by_lower = {c.lower().strip(): c for c in columns}
+    return next((by_lower[n] for n in (*names, *_ROLE_NAMES.get(role, ())) if n in by_lower), None)
+
+
 def _mean_length(vals: list[Any]) -> float:
     strings = [v for v in vals if isinstance(v, str)]
     return sum(map(len, strings)) / len(strings) if strings else 0.0

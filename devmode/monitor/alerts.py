@@ -25,7 +25,9 @@ from devmode.monitor import health, trends
 from devmode.monitor.rollup import HEALTH_TABLE
 from devmode.specs import Settings, setting
 
-ALERT_KINDS = ("share_negative", "spike", "model_health")
+ALERT_KINDS = ("share_negative", "spike", "volume_spike", "model_health")
+# Kinds that compare a period with the ``window`` periods before it.
+WINDOW_KINDS = ("spike", "volume_spike")
 # A spike needs this many earlier periods to say what is normal.
 MIN_SPIKE_WINDOW = 3
 # The smallest spread a spike is measured against: flat history is not infinitely calm.
@@ -49,15 +51,17 @@ class RuleSettings(Settings):
     kind: str = setting(
         "share_negative",
         "share_negative: the share of negative texts is above the threshold; spike: it is that "
-        "many standard deviations above the previous periods; model_health: the model's "
-        "estimated accuracy on the texts it scored falls below the threshold.",
+        "many standard deviations above the previous periods; volume_spike: the number of texts "
+        "(or stories) is that many standard deviations above the previous periods'; "
+        "model_health: the model's estimated accuracy on the texts it scored falls below the "
+        "threshold.",
         choices=ALERT_KINDS,
         label="Kind",
     )
     threshold: float = setting(
         0.5,
-        "A share (0.6) for share_negative, a z-score (2) for spike, an accuracy (0.8) for "
-        "model_health.",
+        "A share (0.6) for share_negative, a z-score (2) for spike and volume_spike, an "
+        "accuracy (0.8) for model_health.",
         above=0,
         label="Threshold",
     )
@@ -65,7 +69,10 @@ class RuleSettings(Settings):
         trends.DEFAULT_PERIOD, "The trend's period.", choices=trends.PERIODS, label="Period"
     )
     window: int = setting(
-        8, "spike: periods of history to compare with.", minimum=1, label="Window (spike)"
+        8,
+        "spike, volume_spike: periods of history to compare with.",
+        minimum=1,
+        label="Window (spikes)",
     )
     min_volume: int = setting(
         5, "Ignore periods with fewer texts.", minimum=1, label="Minimum texts"
@@ -95,9 +102,9 @@ class RuleSettings(Settings):
                 "dataset's texts; found a ticker, topic or stories setting. Drop it (health is "
                 "not kept per ticker or topic)."
             )
-        if self.kind == "spike" and self.window < MIN_SPIKE_WINDOW:
+        if self.kind in WINDOW_KINDS and self.window < MIN_SPIKE_WINDOW:
             raise InvalidAlertRule(
-                "A spike rule needs a threshold above 0 (standard deviations, e.g. 2) and a "
+                f"A {self.kind} rule needs a threshold above 0 (standard deviations, e.g. 2) and a "
                 f"window of at least {MIN_SPIKE_WINDOW} periods; found threshold "
                 f"{self.threshold}, window {self.window}."
             )
@@ -148,6 +155,11 @@ class AlertRule:
             what = f"share negative above {s.threshold:.0%}"
         elif s.kind == "model_health":
             what = f"estimated accuracy below {s.threshold:.0%}"
+        elif s.kind == "volume_spike":
+            what = (
+                f"{'stories' if s.stories else 'texts'} {s.threshold:g} standard deviations above "
+                f"the previous {s.window} {s.period}s' count"
+            )
         else:
             what = (
                 f"share negative {s.threshold:g} standard deviations above the previous "
@@ -244,35 +256,14 @@ def evaluate_alerts(db: Database, dataset_name: str) -> list[dict[str, Any]]:
 def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dict[str, Any]]:
     """The rule's new events over the dataset's trend, stored, each queued for delivery on the
     rule's channels (in the same transaction: an event is delivered once or not at all)."""
-    s = rule.settings
-    if s.kind == "model_health":
-        trend = health.health_trend(db, dataset_name, period=s.period)
-    else:
-        trend = trends.sentiment_trend(
-            db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic, stories=s.stories
-        )
-    points = trends.current_points(trend)  # a period that starts after tomorrow raises nothing
     new = []
-    for i, point in enumerate(points):
-        value = rule_value(s, points[:i], point)
-        if point["volume"] < s.min_volume or value is None or not fires(s, value):
-            continue
+    for fire in rule_fires(rule.settings, rule_points(db, dataset_name, rule.settings)):
         if db["devmode_alert_events"].count_where(
-            "rule_id = ? and period_start = ?", [rule.id, point["period"]]
+            "rule_id = ? and period_start = ?", [rule.id, fire.point["period"]]
         ):
             continue
-        usual, band_high = rule_band(s, points[:i])
         stamp = utc_now()
-        event = {
-            "rule_id": rule.id,
-            "period_start": point["period"],
-            "value": value,
-            "share_negative": point.get("share_negative"),  # None for model_health
-            "volume": point["volume"],
-            "usual": usual,
-            "band_high": band_high,
-            "created_at": stamp,
-        }
+        event = {"rule_id": rule.id, **fire.event_values(), "created_at": stamp}
         event["id"] = db["devmode_alert_events"].insert(event).last_pk
         db.execute(
             """insert or ignore into devmode_alert_deliveries
@@ -284,12 +275,62 @@ def _evaluate_rule(db: Database, dataset_name: str, rule: AlertRule) -> list[dic
     return new
 
 
+@dataclass(frozen=True)
+class Fire:
+    """A period over a rule's line: the point, what the rule measured there, and its band."""
+
+    point: dict[str, Any]
+    value: float
+    usual: float | None
+    band_high: float | None
+
+    def event_values(self) -> dict[str, Any]:
+        """The event's stored figures."""
+        return {
+            "period_start": self.point["period"],
+            "value": self.value,
+            "share_negative": self.point.get("share_negative"),  # None for model_health
+            "volume": self.point["volume"],
+            "usual": self.usual,
+            "band_high": self.band_high,
+        }
+
+
+def rule_points(db: Database, dataset_name: str, settings: RuleSettings) -> list[dict[str, Any]]:
+    """The trend a rule reads, oldest first, up to tomorrow (a period that starts later raises
+    nothing); for a volume spike, with the empty periods in between as volume 0."""
+    s = settings
+    if s.kind == "model_health":
+        trend = health.health_trend(db, dataset_name, period=s.period)
+    else:
+        trend = trends.sentiment_trend(
+            db, dataset_name, period=s.period, ticker=s.ticker, topic=s.topic, stories=s.stories
+        )
+    points = trends.current_points(trend)
+    return trends.with_empty_periods(points, s.period) if s.kind == "volume_spike" else points
+
+
+def rule_fires(settings: RuleSettings, points: list[dict[str, Any]]) -> list[Fire]:
+    """Every period of ``points`` (``rule_points``) the rule fires on, oldest first: what the
+    watcher stores as events and what a backtest lists."""
+    out = []
+    for i, point in enumerate(points):
+        if point["volume"] < settings.min_volume:
+            continue
+        earlier = points[:i]
+        value = rule_value(settings, earlier, point)
+        if value is None or not fires(settings, value):
+            continue
+        out.append(Fire(point, value, *rule_band(settings, earlier)))
+    return out
+
+
 def rule_value(
     settings: RuleSettings, earlier: list[dict[str, Any]], point: dict[str, Any]
 ) -> float | None:
     """What the rule compares with its threshold at ``point``: the share negative, its
-    z-score against the ``window`` earlier periods (None until there are that many), or the
-    estimated accuracy."""
+    z-score against the ``window`` earlier periods (None until there are that many), the
+    volume's z-score, or the estimated accuracy."""
     if settings.kind == "share_negative":
         return point["share_negative"]
     if settings.kind == "model_health":
@@ -298,15 +339,16 @@ def rule_value(
     if history is None:
         return None  # not enough history to say what is normal
     mean, spread = history
-    return (point["share_negative"] - mean) / spread
+    return (point[_measure(settings)] - mean) / spread
 
 
 def rule_band(
     settings: RuleSettings, earlier: list[dict[str, Any]]
 ) -> tuple[float | None, float | None]:
     """(the usual share negative, the share above which the rule fires) before a period: for
-    a spike, the window's mean and mean + threshold x spread; for a share, (None, threshold);
-    for model health, (None, threshold): the line it fires below."""
+    a spike, the window's mean and mean + threshold x spread (for a volume spike, in texts);
+    for a share, (None, threshold); for model health, (None, threshold): the line it fires
+    below."""
     if settings.kind in ("share_negative", "model_health"):
         return None, settings.threshold
     history = _history(settings, earlier)
@@ -323,14 +365,28 @@ def fires(settings: RuleSettings, value: float) -> bool:
     return value > settings.threshold
 
 
+def _measure(settings: RuleSettings) -> str:
+    """The point's figure a spike rule watches."""
+    return "volume" if settings.kind == "volume_spike" else "share_negative"
+
+
 def _history(settings: RuleSettings, earlier: list[dict[str, Any]]) -> tuple[float, float] | None:
-    """The mean and spread (at least ``MIN_SPREAD``) of the window's share negative."""
-    history = [p["share_negative"] for p in earlier if p["volume"] >= settings.min_volume]
-    history = history[-settings.window :]
+    """The mean and spread of the window's share negative (at least ``MIN_SPREAD``), or of its
+    volume: every period counts, the empty ones as 0, and the spread is at least the square
+    root of the mean (counts of independent arrivals vary that much by chance) and at least 1."""
+    volume = settings.kind == "volume_spike"
+    history: list[float] = []
+    for p in reversed(earlier):  # newest first, stopping at the window: O(window) per period
+        if len(history) == settings.window:
+            break
+        if volume or p["volume"] >= settings.min_volume:
+            history.append(p[_measure(settings)])
     if len(history) < settings.window:
         return None
     mean = sum(history) / len(history)
     spread = (sum((x - mean) ** 2 for x in history) / (len(history) - 1)) ** 0.5
+    if volume:
+        return mean, max(spread, mean**0.5, 1.0)
     return mean, max(spread, MIN_SPREAD)
 
 
@@ -379,6 +435,9 @@ def event_figure(event: dict[str, Any], kind: str) -> str:
     texts = "text" if event["volume"] == 1 else "texts"
     if kind == "model_health":
         return f"estimated accuracy {event['value']:.0%} on {event['volume']:,} {texts}"
+    if kind == "volume_spike":
+        usual = f", usually {event['usual']:,.0f}" if event.get("usual") is not None else ""
+        return f"{event['volume']:,} {texts}{usual} ({event['share_negative']:.0%} negative)"
     return f"{event['share_negative']:.0%} negative of {event['volume']:,} {texts}"
 
 

@@ -15,7 +15,7 @@ from devmode import clitools, jobs
 from devmode.clitools import echo_json, group, json_option, setting_options
 from devmode.data import sources
 from devmode.models import registry
-from devmode.monitor import alerts, delivery, score_jobs, trends, watcher, watchlist
+from devmode.monitor import alerts, backtest, delivery, score_jobs, trends, watcher, watchlist
 
 
 @click.command("score")
@@ -112,6 +112,63 @@ def alerts_add(ctx, dataset, **settings):
         rule = alerts.add_alert_rule(db, dataset, rule_settings)
         raised = alerts.count_events(db, rule.id)
     click.echo(f"Rule {rule.id}: {rule.describe()}. {raised} alerts in the data scored so far.")
+
+
+@alerts_group.command("backtest")
+@click.argument("dataset", required=False)
+@click.option("--rule", "rule_id", type=int, help="Backtest this saved rule (on its dataset).")
+@setting_options(alerts.RuleSettings, only=backtest.RULE_OPTIONS)
+@setting_options(backtest.PriceCheck)
+@json_option()
+@click.pass_context
+def alerts_backtest(ctx, dataset, rule_id, prices, horizon, drop, as_json, **settings):
+    """List the periods a rule would have fired on over DATASET's scored history (nothing is
+    saved), with their top stories, the count per year and, with --prices, what prices did."""
+    check = backtest.PriceCheck(prices=prices, horizon=horizon, drop=drop)
+    typed = clitools.given_options(ctx, settings)
+    if rule_id is not None and (dataset or typed):
+        raise click.UsageError(
+            "--rule backtests a saved rule on its own dataset with its own settings; found "
+            + ", ".join([*(["DATASET"] if dataset else []), *(f"--{k}" for k in typed)])
+            + " too. Drop them, or leave out --rule to backtest new settings."
+        )
+    if rule_id is None and not (dataset and "threshold" in typed):
+        raise click.UsageError(
+            "Expected DATASET and the rule's --threshold (and the other options of alerts "
+            "add), or --rule RULE_ID for a saved rule."
+        )
+    with clitools.db(ctx) as db:
+        if rule_id is not None:
+            result = backtest.backtest_rule(db, rule_id, check)
+        else:
+            result = backtest.backtest(db, dataset, alerts.RuleSettings(**settings), check)
+    if as_json:
+        echo_json(result)
+        return
+    for line in backtest.summary_lines(result):
+        click.echo(line)
+    kind = result["rule"]["kind"]
+    for fire in result["fires"]:
+        ret = fire.get("forward_return")
+        after = (
+            f"  next: {ret:+.1%}"
+            if ret is not None
+            else ("  next: -" if "hit_rate" in result else "")
+        )
+        click.echo(
+            f"  {fire['period']}  {fire['value']:>+8.2f}  {alerts.event_figure(fire, kind)}{after}"
+        )
+        for story in fire["stories"]:
+            click.echo(f"      [{story['id']}] {story['text'][:100]} ({story['sentiment']:+.2f})")
+    if "lead_lag" in result:
+        click.echo("Lead/lag: the index of period t against the return of period t + lag")
+        for row in result["lead_lag"]:
+            corr = (
+                f"{row['corr']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]"
+                if row["corr"] is not None
+                else "-"
+            )
+            click.echo(f"  lag {row['lag']:+d}: {corr} ({row['n']} pairs)")
 
 
 @alerts_group.command("list")

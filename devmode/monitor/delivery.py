@@ -296,7 +296,12 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
     )
     scope = "".join(f" · {x}" for x in (s.ticker, s.topic) if x)
     share = alerts.event_figure(event, s.kind)
-    if event["usual"] is not None:
+    if event["usual"] is not None and s.kind == "volume_spike":
+        band = (
+            f"against a usual {event['usual']:,.0f} (the rule fires above "
+            f"{event['band_high']:,.0f})"
+        )
+    elif event["usual"] is not None:
         band = (
             f"against a usual {event['usual']:.0%} (the rule fires above {event['band_high']:.0%})"
         )
@@ -339,7 +344,7 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
         "stories": [
             {
                 k: story[k]
-                for k in ("text", "link", "date", "sentiment", "ticker", "topic", "top_words")
+                for k in ("id", "text", "link", "date", "sentiment", "ticker", "topic", "top_words")
             }
             for story in stories
         ],

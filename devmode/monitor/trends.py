@@ -260,7 +260,8 @@ def texts_in_period(
     limit: int = 200,
     with_model: bool = False,
 ) -> list[dict[str, Any]]:
-    """The scored texts behind one point of a trend, most negative first.
+    """The scored texts behind one point of a trend, most negative first; ``id`` is the row's
+    id in the dataset (what a brief cites).
 
     :param start: the period's first day, as ``sentiment_trend`` gives it ('2020-05-18')
     :param stories: each story once (its first text), with ``copies`` and its ``sources``
@@ -270,7 +271,7 @@ def texts_in_period(
     where, args = _scope_sql(dataset, ticker, topic, table="p", stories=stories)
     table = quote_identifier(dataset.name)
     link = f"t.{quote_identifier(LINK_COLUMN)}" if LINK_COLUMN in dataset.columns else "null"
-    extra, keys = "", ["date", "ticker", "topic", "text", "label", "sentiment", "link"]
+    extra, keys = "", ["date", "ticker", "topic", "text", "label", "sentiment", "link", "id"]
     if with_model:
         extra, keys = ", p.model_id", [*keys, "model_id"]
     if stories:
@@ -286,7 +287,7 @@ def texts_in_period(
         keys += ["copies", "sources"]
     rows = db.execute(
         f"""select p.date, p.ticker, p.topic, t.{quote_identifier(dataset.mapping.text)}, p.label,
-                   p.sentiment, {link} {extra}
+                   p.sentiment, {link}, p.row_id {extra}
             from devmode_predictions p join {table} t on t.rowid = p.row_id
             where {where} and p.date >= ? and p.date < ?
             order by p.sentiment, p.date limit {int(limit)}""",
@@ -295,10 +296,16 @@ def texts_in_period(
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def without_empty_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows less the columns that are empty in every row (no ticker, no topic): a table
-    shows what the data has."""
-    keep = [k for k in (rows[0] if rows else {}) if any(r[k] not in (None, "") for r in rows)]
+def without_empty_columns(
+    rows: list[dict[str, Any]], leave_out: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """The rows less the columns that are empty in every row (no ticker, no topic), and less
+    ``leave_out``: a table shows what the data has."""
+    keep = [
+        k
+        for k in (rows[0] if rows else {})
+        if k not in leave_out and any(r[k] not in (None, "") for r in rows)
+    ]
     return [{k: r[k] for k in keep} for r in rows]
 
 
@@ -420,6 +427,19 @@ def current_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     but its period is not the latest."""
     horizon = dates.horizon()
     return [p for p in points if p["period"] <= horizon]
+
+
+def with_empty_periods(points: list[dict[str, Any]], period: str) -> list[dict[str, Any]]:
+    """``points`` with every period between the first and the last: a period with no texts is
+    there with volume 0 (and no index or share), as a count of texts needs."""
+    if not points:
+        return []
+    by_start = {p["period"]: p for p in points}
+    return [
+        by_start.get(start)
+        or {"period": start, "sentiment": None, "share_negative": None, "volume": 0}
+        for start in dates.calendar_periods(period, points[0]["period"], points[-1]["period"])
+    ]
 
 
 def period_starts(points: list[dict[str, Any]]) -> list[str]:

@@ -99,7 +99,8 @@ def wall_view(
         trends.without_empty_columns(
             trends.texts_in_period(
                 db, dataset, period="day", start=day, stories=stories, limit=WALL_STORIES
-            )
+            ),
+            leave_out=("id",),  # a row id says nothing across a room
         )
         if day
         else []
