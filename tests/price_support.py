@@ -37,7 +37,11 @@ class LexiconScorer:
             words = re.findall(r"[a-z]+", text.lower())
             balance = sum(w in POSITIVE for w in words) - sum(w in NEGATIVE for w in words)
             rows.append(
-                [0.8, 0.1, 0.1] if balance < 0 else [0.1, 0.1, 0.8] if balance > 0 else [0.1, 0.8, 0.1]
+                [0.8, 0.1, 0.1]
+                if balance < 0
+                else [0.1, 0.1, 0.8]
+                if balance > 0
+                else [0.1, 0.8, 0.1]
             )
         probabilities = np.array(rows, dtype=np.float32)
         return Scores(

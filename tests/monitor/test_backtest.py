@@ -81,7 +81,11 @@ def test_a_volume_spike_counts_empty_periods_and_copies_once(news_copy, tmp_path
     texts = iter(sorted({r["text"] for r in headline_slice()}))
     weeks = dates.calendar_periods("week", "2020-01-06", "2020-03-30")  # 13 Mondays
     counts = [10, 10, 10, 10, 0, 10, 10, 10, 10, 10, 10, 10, 40]
-    rows = [{"date": w, "text": next(texts)} for w, n in zip(weeks, counts) for _ in range(n)]
+    rows = [
+        {"date": w, "text": next(texts)}
+        for w, n in zip(weeks, counts, strict=True)
+        for _ in range(n)
+    ]
     rows += [{"date": weeks[7], "text": "Drug maker cuts its outlook, shares fall"}] * 30
     path = write_csv(tmp_path / "surge.csv", rows)
     with open_db(news_copy) as db:
@@ -125,7 +129,9 @@ def test_the_cli_backtests_new_settings_and_saved_rules_alike(wire_db):
 def test_a_backtest_before_scoring_says_to_score(news_copy, tmp_path):
     path = write_csv(tmp_path / "later.csv", headline_slice()[:20])
     with open_db(news_copy) as db:
-        ingest.insert_upload(db, read_upload(path), "later", ingest.ColumnMapping("text", date="date"))
+        ingest.insert_upload(
+            db, read_upload(path), "later", ingest.ColumnMapping("text", date="date")
+        )
     result = run_cli(news_copy, "alerts", "backtest", "later", "--threshold", "0.5")
     assert result.exit_code == 1
     assert "Nothing to backtest: no rows of later are scored yet." in result.output
@@ -248,8 +254,12 @@ def test_lead_lag_finds_the_lag_at_which_sentiment_leads():
 
     weeks = dates.calendar_periods("week", "2019-01-07", "2020-12-28")
     index = np.random.default_rng(3).normal(size=len(weeks))
-    points = [{"period": w, "sentiment": float(s), "volume": 5} for w, s in zip(weeks, index)]
-    returns = {dates.shift_period("week", w, 2): 0.1 * float(s) for w, s in zip(weeks, index)}
+    points = [
+        {"period": w, "sentiment": float(s), "volume": 5} for w, s in zip(weeks, index, strict=True)
+    ]
+    returns = {
+        dates.shift_period("week", w, 2): 0.1 * float(s) for w, s in zip(weeks, index, strict=True)
+    }
     rows = {row["lag"]: row for row in market.lead_lag(points, returns, "week")}
     assert rows[2]["corr"] == pytest.approx(1.0)
     assert all(abs(rows[k]["corr"]) < 0.35 for k in rows if k != 2)
