@@ -251,6 +251,9 @@ def trend_figure(
     *,
     period: str | None = None,
     wall: bool = False,
+    preview: Sequence[str] = (),
+    prices: Sequence[dict[str, Any]] = (),
+    prices_label: str = "close",
 ) -> go.Figure:
     """The sentiment index per period with its rolling mean, and the volume as bars beneath;
     range buttons (3 months to all) zoom into years of data, as does dragging.
@@ -264,6 +267,9 @@ def trend_figure(
     :param period: day, week or month: the lines break where periods have no texts (without it,
         they join the points there are)
     :param wall: for a screen across a room: large type, no buttons
+    :param preview: period starts a rule being previewed would have fired on (hollow marks)
+    :param prices: ``[{"period", "close"}]`` drawn on a third axis, right, labelled
+        ``prices_label``
     """
     x = [p["period"] for p in points]
     smooth = _rolling_mean(points, rolling)
@@ -306,6 +312,29 @@ def trend_figure(
             customdata=[p["share_negative"] for p in marked],
             hovertemplate="alert %{x}: %{customdata:.0%} negative<extra></extra>",
         )
+    if preview:
+        by_period = {p["period"]: p for p in points}
+        marked = [by_period[a] for a in preview if a in by_period]
+        fig.add_scatter(
+            x=[p["period"] for p in marked],
+            y=[p["sentiment"] for p in marked],
+            name="would fire",
+            mode="markers",
+            marker=dict(symbol="triangle-down-open", size=15, color="#FF7F0E", line_width=2),
+            customdata=[[p["share_negative"], p["volume"]] for p in marked],
+            hovertemplate="would fire %{x}: %{customdata[0]:.0%} negative of "
+            "%{customdata[1]}<extra></extra>",
+        )
+    if prices:
+        fig.add_scatter(
+            x=[p["period"] for p in prices],
+            y=[p["close"] for p in prices],
+            name=prices_label,
+            yaxis="y3",
+            mode="lines",
+            line=dict(color="#54A24B", width=1.5, dash="dot"),
+            hovertemplate="%{x}: close %{y:,.2f}<extra></extra>",
+        )
     buttons = [
         dict(count=3, label="3m", step="month", stepmode="backward"),
         dict(count=1, label="1y", step="year", stepmode="backward"),
@@ -332,6 +361,47 @@ def trend_figure(
             rangeselector=None if wall else dict(buttons=buttons),
         ),
         legend=dict(orientation="h", x=1, xanchor="right", y=1.12 if wall else 1.16),
+    )
+    if prices:
+        fig.update_layout(
+            yaxis3=dict(
+                title=prices_label,
+                overlaying="y",
+                side="right",
+                anchor="free",
+                autoshift=True,
+                showgrid=False,
+            )
+        )
+    return fig
+
+
+def lead_lag_figure(rows: list[dict[str, Any]], title: str) -> go.Figure:
+    """The correlation of the sentiment index of period t with the return of period t + lag,
+    per lag, with its 95% interval: bars right of 0 are sentiment leading prices."""
+    shown = [r for r in rows if r["corr"] is not None]
+    fig = go.Figure()
+    fig.add_bar(
+        x=[r["lag"] for r in shown],
+        y=[r["corr"] for r in shown],
+        marker_color=["#4C78A8" if r["low"] > 0 or r["high"] < 0 else "#BAB0AC" for r in shown],
+        error_y=dict(
+            type="data",
+            symmetric=False,
+            array=[r["high"] - r["corr"] for r in shown],
+            arrayminus=[r["corr"] - r["low"] for r in shown],
+        ),
+        customdata=[[r["low"], r["high"], r["n"]] for r in shown],
+        hovertemplate="lag %{x}: r %{y:+.2f} [%{customdata[0]:+.2f}, %{customdata[1]:+.2f}], "
+        "%{customdata[2]} pairs<extra></extra>",
+    )
+    fig.update_layout(
+        title=title,
+        height=300,
+        margin=dict(l=10, r=10, t=50, b=10),
+        xaxis=dict(title="lag (periods): < 0 prices lead, > 0 sentiment leads", dtick=1),
+        yaxis=dict(title="correlation", range=[-1, 1], zeroline=True),
+        showlegend=False,
     )
     return fig
 

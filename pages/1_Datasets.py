@@ -3,7 +3,7 @@
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import ingest, splits, suggestions, uploads
+from devmode.data import ingest, prices, splits, suggestions, uploads
 from devmode.errors import DevmodeError
 from devmode.labels import corrections, labelling, review, review_jobs
 from devmode.ui import datasets_view, forms
@@ -27,6 +27,14 @@ tab_upload, tab_stored = st.tabs(["Upload", "Stored datasets"])
 # ----------------------------------------------------------------------------------------------
 with tab_upload, ui.page_db() as db:
     uploaded = st.file_uploader("File", type=uploads.UPLOAD_EXTENSIONS, key="datasets_file")
+    holds = st.radio(
+        "The file holds",
+        ["Texts", "Prices"],
+        horizontal=True,
+        key="datasets_kind",
+        help="Prices: a date and closing prices, long (date, ticker, close) or wide (a column "
+        "per ticker). The Monitor sets them beside sentiment; alerts are backtested against them.",
+    )
     with st.expander("Reading options"):
         c1, c2 = st.columns(2)
         format_ = c1.selectbox(
@@ -47,46 +55,87 @@ with tab_upload, ui.page_db() as db:
             st.success(upload.describe())
             st.markdown("**Preview** (first rows)")
             st.dataframe(sample[:20], hide_index=True)
-            suggested = suggestions.suggest_mapping(upload.columns, sample)
-            with st.form("datasets_save_form"):
-                name = st.text_input(
-                    "Dataset name",
-                    ingest.suggest_name(uploaded.name),
-                    key="datasets_name",
-                    help="Letters, digits and underscores; it becomes a table name.",
-                )
-                st.markdown("**Column roles** (suggested from names and values)")
-                roles = datasets_view.column_roles(
-                    ingest.ROLES, upload.columns, suggested.to_dict(), "datasets"
-                )
-                st.markdown("**Split** (drawn within each label)")
-                split = forms.settings_form(splits.SplitSpec, "datasets_split", columns=4)
-                save = st.form_submit_button("Save dataset", type="primary")
-            if save:
-                progress = st.progress(0.0, text="Storing rows…")
-                try:
-                    dataset = ingest.insert_upload(
-                        db,
-                        upload,
-                        name,
-                        ingest.ColumnMapping(**roles),
-                        splits.SplitSpec(**split),
-                        on_progress=lambda n, f: progress.progress(f, text=f"{n:,} rows stored"),
+            if holds == "Prices":
+                with st.form("datasets_prices_form"):
+                    name = st.text_input(
+                        "Prices dataset name",
+                        ingest.suggest_name(uploaded.name),
+                        key="datasets_prices_name",
                     )
-                except DevmodeError as e:
-                    progress.empty()
-                    st.error(str(e))
-                else:
-                    progress.progress(1.0, text=f"{dataset.row_count:,} rows stored")
-                    st.session_state["datasets_selected"] = dataset.name
-                    st.success(
-                        f"Saved dataset **{dataset.name}** ({dataset.row_count:,} rows). "
-                        "Open the *Stored datasets* tab to see its labels and split."
+                    detect = [None, *upload.columns]
+                    c = st.columns(3)
+                    chosen = {
+                        role: c[i].selectbox(
+                            f"{role.capitalize()} column",
+                            detect,
+                            key=f"datasets_prices_{role}",
+                            format_func=lambda col: "detect" if col is None else col,
+                        )
+                        for i, role in enumerate(("date", "ticker", "price"))
+                    }
+                    save_prices = st.form_submit_button("Save prices", type="primary")
+                if save_prices:
+                    with ui.errors_shown():
+                        stored = prices.store_prices(
+                            db,
+                            upload,
+                            name,
+                            date_column=chosen["date"],
+                            ticker_column=chosen["ticker"],
+                            price_column=chosen["price"],
+                        )
+                        st.success(f"Saved prices dataset {stored.describe()}.")
+                        for note in stored.notes:
+                            st.caption(f"Note: {note}.")
+            else:
+                suggested = suggestions.suggest_mapping(upload.columns, sample)
+                with st.form("datasets_save_form"):
+                    name = st.text_input(
+                        "Dataset name",
+                        ingest.suggest_name(uploaded.name),
+                        key="datasets_name",
+                        help="Letters, digits and underscores; it becomes a table name.",
                     )
+                    st.markdown("**Column roles** (suggested from names and values)")
+                    roles = datasets_view.column_roles(
+                        ingest.ROLES, upload.columns, suggested.to_dict(), "datasets"
+                    )
+                    st.markdown("**Split** (drawn within each label)")
+                    split = forms.settings_form(splits.SplitSpec, "datasets_split", columns=4)
+                    save = st.form_submit_button("Save dataset", type="primary")
+                if save:
+                    progress = st.progress(0.0, text="Storing rows…")
+                    try:
+                        dataset = ingest.insert_upload(
+                            db,
+                            upload,
+                            name,
+                            ingest.ColumnMapping(**roles),
+                            splits.SplitSpec(**split),
+                            on_progress=lambda n, f: progress.progress(
+                                f, text=f"{n:,} rows stored"
+                            ),
+                        )
+                    except DevmodeError as e:
+                        progress.empty()
+                        st.error(str(e))
+                    else:
+                        progress.progress(1.0, text=f"{dataset.row_count:,} rows stored")
+                        st.session_state["datasets_selected"] = dataset.name
+                        st.success(
+                            f"Saved dataset **{dataset.name}** ({dataset.row_count:,} rows). "
+                            "Open the *Stored datasets* tab to see its labels and split."
+                        )
 
 # ----------------------------------------------------------------------------------------------
 with tab_stored, ui.page_db() as db:
     names = ingest.dataset_names(db)
+    for price_set in prices.list_price_sets(db):
+        c = st.columns([6, 1])
+        c[0].caption(f"Prices · {price_set.describe()} · from {price_set.source}")
+        if c[1].button("Delete", key=f"datasets_prices_delete_{price_set.id}"):
+            prices.drop_price_set(db, price_set.name)
+            st.rerun()
     if not names:
         st.info("No datasets yet. Upload a file in the *Upload* tab.")
     else:

@@ -4,13 +4,15 @@ and folders that bring new text by themselves, a watcher, and alerts that reach 
 import streamlit as st
 
 from devmode import charts, environment, ui
-from devmode.data import ingest, sources
+from devmode.data import ingest, prices, sources
 from devmode.errors import DevmodeError
 from devmode.models import registry
 from devmode.monitor import (
     alerts,
+    backtest,
     delivery,
     health,
+    market,
     monitoring,
     reasons,
     score_jobs,
@@ -262,12 +264,25 @@ with ui.page_db() as db:
             key="monitor_topic",
             format_func=lambda t: "all topics" if t is None else t,
         )
-    stories = st.toggle(
+    c2 = st.columns([3, 2])
+    stories = c2[0].toggle(
         "Count stories, not copies",
         value=True,
         key="monitor_stories",
         help="The same story syndicated across sources or re-posted is counted once.",
     )
+    price_names = [p.name for p in prices.list_price_sets(db)]
+    overlay_with = None
+    if price_names:
+        ui.keep_choice_valid("monitor_prices", [None, *price_names])
+        overlay_with = c2[1].selectbox(
+            "Overlay prices",
+            [None, *price_names],
+            key="monitor_prices",
+            format_func=lambda n: "none" if n is None else n,
+            help="A prices dataset on a second axis: the ticker's closes, or the index for "
+            "all texts; the lead/lag of sentiment and returns beneath.",
+        )
     points = trends.sentiment_trend(
         db, dataset, period=period, ticker=ticker, topic=topic, stories=stories
     )
@@ -283,6 +298,11 @@ if not points:
     st.info(f"{why_empty} Press *Score new rows* to score what is new.")
     st.stop()
 
+overlay = None
+if overlay_with:
+    with ui.page_db() as db, ui.errors_shown(warn="No price overlay"):
+        overlay = market.overlay(db, overlay_with, ticker, period, points)
+
 scope = trends.describe_scope(dataset, ticker, topic, period)
 st.plotly_chart(
     charts.trend_figure(
@@ -290,9 +310,23 @@ st.plotly_chart(
         f"Sentiment: {scope}",
         alerts=alerts.marked_periods(events, period, ticker, topic),
         period=period,
+        prices=overlay["series"] if overlay else (),
+        prices_label=overlay["label"] if overlay else "close",
     ),
     key="monitor_trend",
 )
+if overlay:
+    st.plotly_chart(
+        charts.lead_lag_figure(
+            overlay["lead_lag"], f"Sentiment against {overlay['label']}: lead and lag"
+        ),
+        key="monitor_lead_lag",
+    )
+    st.caption(
+        "Each bar: the correlation of a period's sentiment index with the price return "
+        "*lag* periods later, with its 95% interval; blue bars are the ones whose interval "
+        "leaves 0."
+    )
 if health_points:
     st.plotly_chart(
         charts.health_figure(health_points, f"Model health: {dataset} · all texts · per {period}"),
@@ -380,11 +414,48 @@ with st.expander("Alert rules"):
                 "topic": lambda t: "all" if t is None else t,
             },
         )
-        if st.form_submit_button("Add rule"):
+        st.caption("Preview: the periods this rule would have fired on, and what prices did")
+        check = forms.settings_form(
+            backtest.PriceCheck,
+            "monitor_preview",
+            columns=3,
+            options={"prices": [None, *price_names]},
+            format_funcs={"prices": lambda n: "none" if n is None else n},
+        )
+        c = st.columns([1, 1, 4])
+        previewed = c[0].form_submit_button("Preview")
+        added = c[1].form_submit_button("Add rule", type="primary")
+        if previewed:
+            st.session_state.pop("monitor_preview_shown", None)
+            with ui.errors_shown(), ui.page_db() as db:
+                st.session_state["monitor_preview_shown"] = backtest.preview(
+                    db,
+                    dataset,
+                    alerts.RuleSettings(**rule_settings),
+                    backtest.PriceCheck(**check),
+                )
+        if added:
             with ui.errors_shown():
                 with ui.page_db() as db:
                     alerts.add_alert_rule(db, dataset, alerts.RuleSettings(**rule_settings))
+                st.session_state.pop("monitor_preview_shown", None)
                 st.rerun()
+    shown = st.session_state.get("monitor_preview_shown")
+    if shown:
+        for line in shown.lines:
+            st.markdown(line)
+        st.plotly_chart(
+            charts.health_figure(shown.points, shown.title)
+            if shown.health
+            else charts.trend_figure(
+                shown.points,
+                shown.title,
+                preview=shown.fired,
+                period=shown.result["rule"]["period"],
+            ),
+            key="monitor_preview_chart",
+        )
+        st.dataframe(shown.rows, hide_index=True, key="monitor_preview_fires")
 
 if rules:
     with st.expander("Deliver alerts: webhook or e-mail"):

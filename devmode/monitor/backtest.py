@@ -112,6 +112,40 @@ def backtest(
     return result
 
 
+@dataclass(frozen=True)
+class Preview:
+    """A backtest as the Monitor's rule form shows it: the result, the rule's trend to draw
+    (``health`` when it watches the model), the summary and a row per fire."""
+
+    result: dict[str, Any]
+    points: list[dict[str, Any]]
+    health: bool
+    title: str
+    lines: list[str]
+    rows: list[dict[str, Any]]
+
+    @property
+    def fired(self) -> list[str]:
+        return fired_periods(self.result)
+
+
+def preview(
+    db: Database, dataset_name: str, settings: alerts.RuleSettings, check: PriceCheck | None = None
+) -> Preview:
+    """``backtest`` with what a page draws of it."""
+    result = backtest(db, dataset_name, settings, check)
+    points = alerts.rule_points(db, dataset_name, settings)
+    s = settings
+    return Preview(
+        result=result,
+        points=[p for p in points if s.kind == "model_health" or p["volume"]],
+        health=s.kind == "model_health",
+        title="Preview: " + trends.describe_scope(dataset_name, s.ticker, s.topic, s.period),
+        lines=summary_lines(result),
+        rows=fire_rows(result),
+    )
+
+
 def backtest_rule(db: Database, rule_id: int, check: PriceCheck | None = None) -> dict[str, Any]:
     """``backtest`` of a saved rule, on its own dataset."""
     rule = alerts.get_rule(db, rule_id)
@@ -165,6 +199,25 @@ def _stories(
 def fired_periods(result: dict[str, Any]) -> list[str]:
     """The periods a chart marks."""
     return [f["period"] for f in result["fires"]]
+
+
+def fire_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A table row per fire: the period, what the rule measured, its top story and, with
+    prices, the forward return."""
+    kind = result["rule"]["kind"]
+    rows = []
+    for fire in result["fires"]:
+        row = {
+            "period": fire["period"],
+            "figure": alerts.event_figure(fire, kind),
+            "value": round(fire["value"], 3),
+            "top story": fire["stories"][0]["text"] if fire["stories"] else "",
+        }
+        if "hit_rate" in result:
+            ret = fire["forward_return"]
+            row["forward return"] = "-" if ret is None else f"{ret:+.1%}"
+        rows.append(row)
+    return rows
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:

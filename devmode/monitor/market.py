@@ -148,10 +148,15 @@ def _share_fallen(returns: list[float], fall: float) -> float | None:
     return sum(r <= fall for r in returns) / len(returns) if returns else None
 
 
-def overlay_series(
-    db: Database, name: str, ticker: str | None, period: str
-) -> list[dict[str, Any]]:
-    """The closes a sentiment chart overlays: ``[{"period", "close"}]`` of the ticker's
-    series, or of the index for all texts."""
+def overlay(
+    db: Database, name: str, ticker: str | None, period: str, points: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the Monitor draws with a sentiment trend: ``series`` (``[{"period", "close"}]``
+    of the ticker's closes, or the index's for all texts), its ``label``, and ``lead_lag``."""
     series = prices.series_ticker(prices.get_price_set(db, name), ticker)
-    return [{"period": p, "close": c} for p, c in period_closes(db, name, series, period).items()]
+    closes = period_closes(db, name, series, period)
+    return {
+        "series": [{"period": p, "close": c} for p, c in closes.items()],
+        "label": f"{series or 'index'} close ({name})",
+        "lead_lag": lead_lag(points, period_returns(closes, period), period),
+    }

@@ -119,3 +119,27 @@ def test_prices_share_the_datasets_names(db_path, tmp_path):
     assert again.exit_code == 1 and "A prices dataset 'P' already exists" in again.output
     text = run_cli(db_path, "ingest", path, "--name", "p2", "--prices", "--text-column", "x")
     assert text.exit_code == 2 and "A prices file has no --text-column" in text.output
+
+
+def test_the_datasets_page_stores_a_prices_file(db_path, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("DEVMODE_DB", db_path)
+    path = plotly_stocks(tmp_path / "stocks.csv")
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Datasets.py"), default_timeout=60).run()
+    at.radio(key="datasets_kind").set_value("Prices")
+    at.file_uploader(key="datasets_file").set_value(
+        ("stocks.csv", Path(path).read_bytes(), "text/csv")
+    )
+    at.run()
+    at.text_input(key="datasets_prices_name").set_value("weekly")
+    at.button(key="FormSubmitter:datasets_prices_form-Save prices").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Saved prices dataset weekly: 6 series" in at.success[-1].value
+    assert any("Prices · weekly: 6 series" in c.value for c in at.caption)
+    with open_db(db_path) as db:
+        assert prices.get_price_set(db, "weekly").row_count == 630

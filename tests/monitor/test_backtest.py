@@ -275,3 +275,56 @@ def test_empty_periods_are_filled_for_counting():
     assert [(p["period"], p["volume"]) for p in filled] == [
         ("2020-01-06", 4), ("2020-01-13", 0), ("2020-01-20", 0), ("2020-01-27", 4),
     ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# The Monitor page
+
+
+def test_the_monitor_overlays_prices_and_previews_a_rule_before_saving_it(
+    fires_and_prices, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    db_path, settings, weeks = fires_and_prices
+    monkeypatch.setenv("DEVMODE_DB", db_path)
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Monitor.py"), default_timeout=60).run()
+    at.selectbox(key="monitor_dataset").set_value("wire").run()
+    at.selectbox(key="monitor_ticker").set_value("ABBV").run()
+    at.selectbox(key="monitor_prices").set_value("closes").run()
+    assert not at.exception and not at.error
+    charts = {c.proto.spec and json.loads(c.proto.spec)["layout"]["title"]["text"]: c
+              for c in at.get("plotly_chart")}  # fmt: skip
+    trend = json.loads(charts["Sentiment: wire · ABBV · per week"].proto.spec)
+    overlay = next(t for t in trend["data"] if t.get("yaxis") == "y3")
+    assert overlay["name"] == "ABBV close (closes)" and len(overlay["x"]) > 100
+    lead_lag = json.loads(charts["Sentiment against ABBV close (closes): lead and lag"].proto.spec)
+    assert lead_lag["data"][0]["x"] == list(range(-5, 6))
+
+    for name, value in (("kind", "spike"), ("ticker", "ABBV")):
+        at.selectbox(key=f"monitor_rule_{name}").set_value(value)
+    for name, value in (("threshold", 1.0), ("window", 4), ("min_volume", 3)):
+        at.number_input(key=f"monitor_rule_{name}").set_value(value)
+    at.selectbox(key="monitor_preview_prices").set_value("closes")
+    at.button(key="FormSubmitter:monitor_rule_form-Preview").click().run()
+    assert not at.exception and not at.error
+    with open_db(db_path) as db:
+        assert db["devmode_alert_rules"].count == 0  # a preview stores nothing
+    spec = next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("Preview: ")
+    )
+    marked = next(t for t in spec["data"] if t.get("name") == "would fire")
+    assert sorted(marked["x"]) == sorted(weeks)
+    shown = " ".join(m.value for m in at.markdown)
+    assert f"Fired {len(weeks)} times" in shown and "hit rate 100%" in shown
+    table = next(d.value for d in at.dataframe if "forward return" in d.value.columns)
+    assert list(table["forward return"]) == ["-5.0%"] * len(weeks)
+    at.button(key="FormSubmitter:monitor_rule_form-Add rule").click().run()
+    assert not at.exception
+    with open_db(db_path) as db:
+        raised = sorted(e["period_start"] for e in alerts.alert_events(db, "wire"))
+    assert raised == sorted(weeks)
