@@ -268,15 +268,13 @@ def trend_figure(
         they join the points there are)
     :param wall: for a screen across a room: large type, no buttons
     :param preview: period starts a rule being previewed would have fired on (hollow marks)
-    :param prices: ``[{"period", "close"}]`` drawn on a third axis, right, labelled
-        ``prices_label``
+    :param prices: ``[{"period", "close"}]`` on a third axis, labelled ``prices_label``
     """
-    x = [p["period"] for p in points]
     smooth = _rolling_mean(points, rolling)
     lines_x, index_y, smooth_y, hover = _with_gaps(points, smooth, period)
     fig = go.Figure()
     fig.add_bar(
-        x=x,
+        x=[p["period"] for p in points],
         y=[p["volume"] for p in points],
         name="texts",
         yaxis="y2",
@@ -300,31 +298,22 @@ def trend_figure(
         mode="lines",
         line=dict(color="#E45756", width=2.5),
     )
-    if alerts:
+    for periods, name, symbol, colour in (
+        (alerts, "alert", "triangle-down", "#D62728"),
+        (preview, "would fire", "triangle-down-open", "#FF7F0E"),  # a rule being previewed
+    ):
         by_period = {p["period"]: p for p in points}
-        marked = [by_period[a] for a in alerts if a in by_period]
-        fig.add_scatter(
-            x=[p["period"] for p in marked],
-            y=[p["sentiment"] for p in marked],
-            name="alert",
-            mode="markers",
-            marker=dict(symbol="triangle-down", size=13, color="#D62728"),
-            customdata=[p["share_negative"] for p in marked],
-            hovertemplate="alert %{x}: %{customdata:.0%} negative<extra></extra>",
-        )
-    if preview:
-        by_period = {p["period"]: p for p in points}
-        marked = [by_period[a] for a in preview if a in by_period]
-        fig.add_scatter(
-            x=[p["period"] for p in marked],
-            y=[p["sentiment"] for p in marked],
-            name="would fire",
-            mode="markers",
-            marker=dict(symbol="triangle-down-open", size=15, color="#FF7F0E", line_width=2),
-            customdata=[[p["share_negative"], p["volume"]] for p in marked],
-            hovertemplate="would fire %{x}: %{customdata[0]:.0%} negative of "
-            "%{customdata[1]}<extra></extra>",
-        )
+        marked = [by_period[a] for a in periods if a in by_period]
+        if marked:
+            fig.add_scatter(
+                x=[p["period"] for p in marked],
+                y=[p["sentiment"] for p in marked],
+                name=name,
+                mode="markers",
+                marker=dict(symbol=symbol, size=13, color=colour, line_width=2),
+                customdata=[p["share_negative"] for p in marked],
+                hovertemplate=f"{name} %{{x}}: %{{customdata:.0%}} negative<extra></extra>",
+            )
     if prices:
         fig.add_scatter(
             x=[p["period"] for p in prices],
@@ -335,12 +324,9 @@ def trend_figure(
             line=dict(color="#54A24B", width=1.5, dash="dot"),
             hovertemplate="%{x}: close %{y:,.2f}<extra></extra>",
         )
-    buttons = [
-        dict(count=3, label="3m", step="month", stepmode="backward"),
-        dict(count=1, label="1y", step="year", stepmode="backward"),
-        dict(count=5, label="5y", step="year", stepmode="backward"),
-        dict(step="all", label="all"),
-    ]
+    spans = ((3, "3m", "month"), (1, "1y", "year"), (5, "5y", "year"))
+    buttons = [dict(count=n, label=t, step=u, stepmode="backward") for n, t, u in spans]
+    buttons.append(dict(step="all", label="all"))
     fig.update_layout(
         title=dict(text=title, y=0.98),
         height=600 if wall else 440,
@@ -362,17 +348,9 @@ def trend_figure(
         ),
         legend=dict(orientation="h", x=1, xanchor="right", y=1.12 if wall else 1.16),
     )
-    if prices:
-        fig.update_layout(
-            yaxis3=dict(
-                title=prices_label,
-                overlaying="y",
-                side="right",
-                anchor="free",
-                autoshift=True,
-                showgrid=False,
-            )
-        )
+    if prices:  # a third axis, right, shifted clear of the texts' axis
+        right = dict(overlaying="y", side="right", anchor="free", autoshift=True, showgrid=False)
+        fig.update_layout(yaxis3=dict(title=prices_label, **right))
     return fig
 
 
@@ -391,9 +369,7 @@ def lead_lag_figure(rows: list[dict[str, Any]], title: str) -> go.Figure:
             array=[r["high"] - r["corr"] for r in shown],
             arrayminus=[r["corr"] - r["low"] for r in shown],
         ),
-        customdata=[[r["low"], r["high"], r["n"]] for r in shown],
-        hovertemplate="lag %{x}: r %{y:+.2f} [%{customdata[0]:+.2f}, %{customdata[1]:+.2f}], "
-        "%{customdata[2]} pairs<extra></extra>",
+        hovertext=[f"{r['n']} pairs, 95% [{r['low']:+.2f}, {r['high']:+.2f}]" for r in shown],
     )
     fig.update_layout(
         title=title,

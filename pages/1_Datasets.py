@@ -62,17 +62,14 @@ with tab_upload, ui.page_db() as db:
                         ingest.suggest_name(uploaded.name),
                         key="datasets_prices_name",
                     )
-                    detect = [None, *upload.columns]
-                    c = st.columns(3)
-                    chosen = {
-                        role: c[i].selectbox(
-                            f"{role.capitalize()} column",
-                            detect,
-                            key=f"datasets_prices_{role}",
-                            format_func=lambda col: "detect" if col is None else col,
-                        )
-                        for i, role in enumerate(("date", "ticker", "price"))
-                    }
+                    chosen = datasets_view.column_roles(
+                        prices.PRICE_ROLES,
+                        upload.columns,
+                        {},
+                        "datasets_prices",
+                        required=(),
+                        unset="detect",
+                    )
                     save_prices = st.form_submit_button("Save prices", type="primary")
                 if save_prices:
                     with ui.errors_shown():

@@ -271,7 +271,7 @@ with ui.page_db() as db:
         key="monitor_stories",
         help="The same story syndicated across sources or re-posted is counted once.",
     )
-    price_names = [p.name for p in prices.list_price_sets(db)]
+    price_names = prices.price_set_names(db)
     overlay_with = None
     if price_names:
         ui.keep_choice_valid("monitor_prices", [None, *price_names])

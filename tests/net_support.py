@@ -22,6 +22,7 @@ class Route:
     statuses: list[int] = field(default_factory=list)  # POST: answered in turn, then 200
     location: str | None = None  # a redirect: answer ``status`` (30x) with this Location
     trickle_s: float = 0.0  # send the headers, then the body a byte every this many seconds
+    reply: bytes | None = None  # POST: answer with this body (``content_type``), not "ok"
 
 
 class LocalServer:
@@ -84,11 +85,14 @@ class LocalServer:
             return
         if body is not None:
             record["answered"] = route.statuses.pop(0) if route.statuses else 200
+            answer = b"ok" if route.reply is None else route.reply
             try:
                 handler.send_response(record["answered"])
-                handler.send_header("Content-Length", "2")
+                if route.reply is not None:
+                    handler.send_header("Content-Type", route.content_type)
+                handler.send_header("Content-Length", str(len(answer)))
                 handler.end_headers()
-                handler.wfile.write(b"ok")
+                handler.wfile.write(answer)
             except OSError:  # the client gave up (a timeout test)
                 record["answered"] = 599
             return
@@ -163,3 +167,15 @@ def atom(items: list[dict], title: str = "Local Atom") -> bytes:
         f"<title>{escape(title)}</title><id>urn:test</id><updated>2020-05-22T00:00:00Z</updated>"
         f"{entries}</feed>"
     ).encode()
+
+
+def chat_reply(text: str, *, delay: float = 0.0) -> Route:
+    """An OpenAI-compatible chat endpoint's answer (POST .../chat/completions, streamed as
+    server-sent events) that says ``text``, after ``delay`` seconds."""
+    chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "fixed"}
+    events = [
+        {**chunk, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]},
+        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return Route(reply=body.encode(), content_type="text/event-stream", delay=delay)

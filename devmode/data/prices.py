@@ -45,6 +45,8 @@ PRICE_NAMES = (
     "index",
     "level",
 )
+# The columns a prices file's shape names (each found from names and values unless given).
+PRICE_ROLES = ("date", "ticker", "price")
 # Cells that mean "no price that day" in files people export.
 MISSING = {"", "na", "n/a", "nan", "null", "none", "-", ".", "#n/a"}
 # A wide file's price columns are series: bounded, so a stray matrix does not become 10,000.
@@ -384,6 +386,11 @@ def _refuse_taken(db: Database, name: str) -> None:
 def list_price_sets(db: Database) -> list[PriceSet]:
     """Every prices dataset, newest first."""
     return [PriceSet.from_row(r) for r in db[SETS_TABLE].rows_where(order_by="id desc")]
+
+
+def price_set_names(db: Database) -> list[str]:
+    """The prices datasets' names, newest first."""
+    return [p.name for p in list_price_sets(db)]
 
 
 def find_price_set(db: Database, name: str) -> PriceSet | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from devmode import addresses
 from devmode.data import ingest
 from devmode.db import utc_now
 from devmode.errors import DevmodeError
@@ -32,10 +33,19 @@ WINDOW_KINDS = ("spike", "volume_spike")
 MIN_SPIKE_WINDOW = 3
 # The smallest spread a spike is measured against: flat history is not infinitely calm.
 MIN_SPREAD = 0.02
+# The rule form's section for the brief's settings.
+BRIEF = "Brief with each alert"
+EMBEDDED_BRIEF = "embedded"
+# A brief holds the alert back at most this long, however it is set.
+MAX_BRIEF_TIMEOUT_S = 120.0
 
 
 class InvalidAlertRule(DevmodeError):
     """A rule that cannot work; the message says which setting and what would."""
+
+
+# Settings stored as NULL by rules made before briefs existed: they take their defaults.
+BRIEF_DEFAULTS = ("brief_api_key_env", "brief_timeout")
 
 
 class AlertNotFound(DevmodeError):
@@ -88,6 +98,35 @@ class RuleSettings(Settings):
         "Count each story once: copies syndicated across feeds or re-posted are not counted again.",
         label="Count stories",
     )
+    brief: str | None = setting(
+        None,
+        "Send a brief with each alert: 2-4 bullet points on its top stories, each citing them, "
+        "written by 'embedded' (the embedded SmolLM2) or an OpenAI-compatible endpoint's URL "
+        "(e.g. http://127.0.0.1:8000/v1), and checked before it goes out (default: none).",
+        label="Brief by",
+        section=BRIEF,
+    )
+    brief_model: str | None = setting(
+        None,
+        "The model the brief's endpoint serves (a URL needs it).",
+        label="Model",
+        section=BRIEF,
+    )
+    brief_api_key_env: str = setting(
+        "OPENAI_API_KEY",
+        "The environment variable holding the brief endpoint's API key (the key is never stored).",
+        label="API key variable",
+        section=BRIEF,
+    )
+    brief_timeout: float = setting(
+        10.0,
+        "Seconds the brief may take; past them the alert goes out with its stories alone.",
+        above=0,
+        maximum=MAX_BRIEF_TIMEOUT_S,
+        unit="s",
+        label="Brief timeout",
+        section=BRIEF,
+    )
 
     def check_together(self) -> None:
         if self.kind in ("share_negative", "model_health") and not self.threshold < 1:
@@ -102,12 +141,47 @@ class RuleSettings(Settings):
                 "dataset's texts; found a ticker, topic or stories setting. Drop it (health is "
                 "not kept per ticker or topic)."
             )
+        if self.brief:
+            self._check_brief()
         if self.kind in WINDOW_KINDS and self.window < MIN_SPIKE_WINDOW:
             raise InvalidAlertRule(
                 f"A {self.kind} rule needs a threshold above 0 (standard deviations, e.g. 2) and a "
                 f"window of at least {MIN_SPIKE_WINDOW} periods; found threshold "
                 f"{self.threshold}, window {self.window}."
             )
+
+    def _check_brief(self) -> None:
+        if self.kind == "model_health":
+            raise InvalidAlertRule(
+                "A model_health alert is about the model, not about stories, so it has no "
+                "brief. Drop --brief, or brief a rule on the texts (share_negative, spike, "
+                "volume_spike)."
+            )
+        if self.brief == EMBEDDED_BRIEF:
+            return
+        try:
+            addresses.check_address(self.brief, what="brief endpoint")
+        except addresses.InvalidAddress as e:
+            raise InvalidAlertRule(
+                f"{e} Expected 'embedded' or an OpenAI-compatible endpoint such as "
+                "http://127.0.0.1:8000/v1."
+            ) from None
+        if not (self.brief_model or "").strip():
+            raise InvalidAlertRule(
+                f"A brief from {addresses.mask(self.brief)} needs the model it serves: add "
+                "--brief-model NAME (e.g. smollm2 for python -m devmode serve)."
+            )
+
+    def describe_brief(self) -> str:
+        """'a brief by the embedded model', or by smollm2 at http://127.0.0.1:8000/…"""
+        if not self.brief:
+            return ""
+        by = (
+            "the embedded model"
+            if self.brief == EMBEDDED_BRIEF
+            else f"{self.brief_model} at {addresses.mask(self.brief)}"
+        )
+        return f"a brief by {by}"
 
 
 class Delivery:
@@ -134,7 +208,8 @@ class AlertRule:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> AlertRule:
-        settings = RuleSettings.from_stored({**row, "stories": bool(row.get("stories"))})
+        stored = {k: v for k, v in row.items() if v is not None or k not in BRIEF_DEFAULTS}
+        settings = RuleSettings.from_stored({**stored, "stories": bool(row.get("stories"))})
         return cls(row["id"], row["dataset_id"], settings, row["created_at"])
 
     def label(self) -> str:

@@ -36,7 +36,7 @@ from devmode import __version__, addresses
 from devmode.data import ingest
 from devmode.db import stamp, utc_now
 from devmode.errors import DevmodeError, in_words
-from devmode.monitor import alerts, reasons, trends
+from devmode.monitor import alerts, briefs, reasons, trends
 from devmode.monitor.alerts import Delivery
 from devmode.specs import Settings, setting
 
@@ -294,6 +294,8 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
             ),
         )
     )
+    brief = briefs.stored_brief(event)
+    written = brief.get("status") == briefs.WRITTEN
     scope = "".join(f" · {x}" for x in (s.ticker, s.topic) if x)
     share = alerts.event_figure(event, s.kind)
     if event["usual"] is not None and s.kind == "volume_spike":
@@ -315,13 +317,15 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
         f"{dataset}{scope} · {s.period} of {event['period_start']}",
         f"{share} {band}".strip() + ".",
         f"Rule {rule.id}: {rule.describe()}.",
+        *(["Brief (checked against the stories):"] if written else []),
+        *(briefs.Bullet(b["text"], tuple(b["stories"])).line() for b in brief.get("bullets", [])),
         "Stories that drove it:"
         if stories
         else "The period's texts are on the Monitor (Texts behind a point)."
         if s.kind == "model_health"
         else "No stored stories for this period.",
         *(
-            f"• {story['text']} ({story['date']}, {story['sentiment']:+.2f})"
+            f"• [{story['id']}] {story['text']} ({story['date']}, {story['sentiment']:+.2f})"
             + (f" (top words: {', '.join(story['top_words'])})" if story["top_words"] else "")
             + (f" {story['link']}" if story.get("link") else "")
             for story in stories
@@ -348,6 +352,7 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
             }
             for story in stories
         ],
+        "brief": brief.get("bullets") if written else None,
         "text": "\n".join(lines),
     }
     return AlertMessage(subject, lines, stories, data)
@@ -452,15 +457,24 @@ class DeliveryResult:
 
 
 def deliver_due(
-    db: Database, *, now: dt.datetime | None = None, timeout: float = DELIVERY_TIMEOUT_S
+    db: Database,
+    *,
+    now: dt.datetime | None = None,
+    timeout: float = DELIVERY_TIMEOUT_S,
+    brief_writer: briefs.Writer | None = None,
 ) -> list[DeliveryResult]:
     """Send every delivery that is due; a failure waits ``RETRY_BASE_S x 4**(attempts-1)`` and
-    is tried again, up to ``MAX_ATTEMPTS`` times in all."""
+    is tried again, up to ``MAX_ATTEMPTS`` times in all. An alert whose rule asks for a brief
+    gets it written and checked first, once (``briefs.write_brief``); it goes out either way.
+
+    :param brief_writer: what writes briefs (default: the rule's chat backend)
+    """
     now = now or dt.datetime.now(dt.UTC)
     results = []
     for delivery in _claim_due(db, now):
         channel = Channel(**db["devmode_alert_channels"].get(delivery["channel_id"]))
         try:
+            briefs.write_brief(db, delivery["event_id"], writer=brief_writer)
             message = build_message(db, delivery["event_id"])
             if channel.kind == "webhook":
                 send_webhook(

@@ -9,7 +9,8 @@ The types follow promptfoo's names where promptfoo has the same check (``contain
 turns it around), so a promptfoo file's assertions read unchanged. devmode adds what only it
 knows: ``stopped-by`` (which limit ended the reply: end, max_tokens, stop_sequence, banned_word,
 timeout, context_overflow, api_error, and with ``which`` the very stop sequence or banned word),
-``completion-tokens`` (at most N) and ``first-token`` (milliseconds to the first token).
+``completion-tokens`` (at most N), ``first-token`` (milliseconds to the first token) and
+``alert-brief`` (the check an alert's brief passes, against the stories its prompt lists).
 
 A regular expression runs with a time limit (the ``regex`` library's timeout), so one that
 backtracks catastrophically fails its cell instead of hanging the suite; a JSON schema is
@@ -65,6 +66,11 @@ TYPES: dict[str, tuple[str, str]] = {
         f"`threshold` (default {SIMILARITY_THRESHOLD}).",
     ),
     "llm-rubric": ("text", "A grading model (an endpoint) judges the reply by this rubric."),
+    "alert-brief": (
+        "none",
+        "The reply is an alert brief that passes the check every brief passes before it is "
+        "sent, against the stories and period its prompt lists (devmode/monitor/briefs.py).",
+    ),
 }
 
 
@@ -251,6 +257,10 @@ def _evaluate(a: Assertion, reply, similarity, grader) -> tuple[bool, str]:
         threshold = SIMILARITY_THRESHOLD if a.threshold is None else a.threshold
         best = max(similarity(text, _texts(a.value)))
         return best >= threshold, f"similarity {best:.2f} (at least {threshold:.2f})"
+    if kind == "alert-brief":
+        from devmode.monitor import briefs
+
+        return briefs.check_reply(text, reply.get("prompt") or "")
     if kind == "llm-rubric":
         if grader is None:
             return False, "no grading endpoint set for the suite (grader: base_url, model)"

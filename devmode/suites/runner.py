@@ -147,7 +147,7 @@ def ask(
         return {**row, "outcome": store.ERROR, "checks": []}
     try:
         results = [
-            {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
+            {"assertion": a.to_dict(), **vars(checks.evaluate(a, {**reply, "prompt": cell.text}))}
             for a in suite.assertions_for(cell)
         ]
     except GraderFailed as e:  # the reply came, but could not be judged: asked again on resume

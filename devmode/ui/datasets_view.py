@@ -16,20 +16,26 @@ from devmode.ui import Handoff
 
 
 def column_roles(
-    roles: tuple[str, ...], columns: list[str], current: dict[str, str | None], prefix: str
+    roles: tuple[str, ...],
+    columns: list[str],
+    current: dict[str, str | None],
+    prefix: str,
+    *,
+    required: tuple[str, ...] = ("text",),
+    unset: str = "— none —",
 ) -> dict[str, str | None]:
     """A select per role (text, label, date, ticker), starting at ``current``; every role but
-    the text may be none. Returns ``{role: column or None}``."""
+    the ``required`` may be left ``unset`` (None). Returns ``{role: column or None}``."""
     chosen = {}
     for container, role in zip(st.columns(len(roles)), roles, strict=True):
-        choices = ([None] if role != "text" else []) + list(columns)
+        choices = ([None] if role not in required else []) + list(columns)
         index = choices.index(current.get(role)) if current.get(role) in choices else 0
         chosen[role] = container.selectbox(
             role.capitalize(),
             choices,
             index=index,
             key=f"{prefix}_{role}",
-            format_func=lambda c: "— none —" if c is None else c,
+            format_func=lambda c: unset if c is None else c,
         )
     return chosen
 

@@ -59,7 +59,7 @@ def test_webhook_gets_the_rule_the_band_and_the_stories_once(news_db, rule, rece
         assert slack["text"].startswith("*devmode alert: news, week of 2020-05-18: 67% negative")
         assert "67% negative of 3 texts against the rule's line of 40%" in slack["text"]
         assert f"Rule {rule.id}: share negative above 40%" in slack["text"]
-        assert "• down bad (2020-05-18, -0.70)" in slack["text"]
+        assert "• [1] down bad (2020-05-18, -0.70)" in slack["text"]
         assert structured["alert"]["period_start"] == "2020-05-18"
         assert structured["rule"]["id"] == rule.id and structured["rule"]["threshold"] == 0.4
         assert [s["text"] for s in structured["stories"]] == ["down bad", "down awful", "up good"]
