@@ -44,8 +44,8 @@ MIN_SHARED_WORDS = 2
 WRITTEN, REFUSED, FAILED = "written", "refused", "failed"
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+(.*\S)\s*$")
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
-_STORY_LINE = re.compile(r"^\[(\d+)\] (\d{4}-\d{2}-\d{2})(?: \(([^)]*)\))?: (.*)$")
-_PERIOD_LINE = re.compile(r"^Period: (\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})\s*$", re.M)
+_STORY_LINE = re.compile(r"^- (.*) \[(\d+)\]$")
+_PERIOD_LINE = re.compile(r"^Stories of (\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})\b", re.M)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _TICKER = re.compile(r"(\$?)\b([A-Z]{1,5})\b")
@@ -83,10 +83,9 @@ def brief_suite() -> dict[str, Any]:
 
 
 def story_line(story: dict[str, Any]) -> str:
-    """'[12] 2020-03-09 (AAPL): the text', as the prompt lists a story (one line)."""
-    ticker = f" ({story['ticker']})" if story.get("ticker") else ""
-    text = " ".join(str(story["text"]).split())
-    return f"[{story['id']}] {story['date']}{ticker}: {text}"
+    """'- the text [12]', as the prompt lists a story (one line): the id where a bullet should
+    cite it. Dates and tickers stay out: a small model copies them, and not always right."""
+    return f"- {' '.join(str(story['text']).split())} [{story['id']}]"
 
 
 def brief_messages(alert: str, start: str, end: str, stories: list[dict[str, Any]]) -> list[dict]:
@@ -108,19 +107,14 @@ def brief_messages(alert: str, start: str, end: str, stories: list[dict[str, Any
 
 
 def stories_in_prompt(prompt: str) -> tuple[dict[int, dict[str, Any]], str | None, str | None]:
-    """The stories a brief's prompt lists, and its period: what ``story_line`` and the
-    prompt's 'Period:' line wrote."""
+    """The stories a brief's prompt lists (all of them from its period, so without dates),
+    and the period: what ``story_line`` and the prompt's first line ('Stories of 2020-03-09 to 2020-03-15') wrote."""
     stories = {}
     for line in prompt.splitlines():
         match = _STORY_LINE.match(line.strip())
         if match:
-            story_id, date, ticker, text = match.groups()
-            stories[int(story_id)] = {
-                "id": int(story_id),
-                "date": date,
-                "ticker": ticker,
-                "text": text,
-            }
+            text, story_id = match.groups()
+            stories[int(story_id)] = {"id": int(story_id), "date": None, "text": text}
     period = _PERIOD_LINE.search(prompt)
     return stories, *(period.groups() if period else (None, None))
 
@@ -207,7 +201,7 @@ def _bullet_problem(
         story = stories.get(story_id)
         if story is None:
             return f"cites story {story_id}, which does not exist"
-        if start and end and not start <= story["date"] <= end:
+        if start and end and story.get("date") and not start <= story["date"] <= end:
             return (
                 f"cites story {story_id} of {story['date']}, outside the alert's period "
                 f"({start} to {end})"
@@ -224,7 +218,7 @@ def _bullet_problem(
     for cash, name in _TICKER.findall(bullet.text):
         if (cash or name in tickers) and name not in found_tickers:
             return f"names {cash}{name}, found in none of its stories"
-    days = [part for s in cited for part in s["date"].split("-")]  # '2020', '03', '09'
+    days = [part for s in cited if s.get("date") for part in s["date"].split("-")]  # 2020, 03
     found_numbers = numbers_in(source) | set(days) | {d.lstrip("0") for d in days}
     for number in sorted(numbers_in(bullet.text)):
         if number not in found_numbers:
@@ -232,12 +226,22 @@ def _bullet_problem(
     return None
 
 
-def check_reply(text: str, prompt: str) -> tuple[bool, str]:
+def without_cut_line(text: str, *, cut: bool) -> str:
+    """The reply less its last line when the token limit cut that line short (it does not end
+    with a citation): a bullet the model never finished is left out, not refused."""
+    lines = text.rstrip().split("\n")
+    if cut and len(lines) > 1 and not lines[-1].rstrip().endswith("]"):
+        lines = lines[:-1]
+    return "\n".join(lines)
+
+
+def check_reply(text: str, prompt: str, *, cut: bool = False) -> tuple[bool, str]:
     """The ``alert-brief`` assertion: the reply checked against the stories and period its
-    prompt lists."""
+    prompt lists, as a brief is (``cut``: the token limit ended it, see ``without_cut_line``)."""
     stories, start, end = stories_in_prompt(prompt)
     if not stories:
-        return False, "the prompt lists no stories ([id] date: text lines) to check against"
+        return False, "the prompt lists no stories ('- text [12]' lines) to check against"
+    text = without_cut_line(text, cut=cut)
     verdict = check_brief(text, stories, start, end)
     return verdict.ok, verdict.reason
 
@@ -306,10 +310,11 @@ def _write(db: Database, event: dict[str, Any], rule: alerts.AlertRule, writer: 
         return {"brief_status": FAILED, "brief_note": _masked(why, s)}
     if not reply.text.strip():
         return {"brief_status": FAILED, "brief_note": "the backend answered nothing"}
+    text = without_cut_line(reply.text, cut=reply.stopped_by == "max_tokens")
     shown = {int(x["id"]): x for x in stories}
-    cited = {i for b in parse_bullets(reply.text) for i in b.stories} - set(shown)
+    cited = {i for b in parse_bullets(text) for i in b.stories} - set(shown)
     verdict = check_brief(
-        reply.text,
+        text,
         {**_stories_by_id(db, dataset, cited), **shown},
         start,
         end,

@@ -260,7 +260,8 @@ def _evaluate(a: Assertion, reply, similarity, grader) -> tuple[bool, str]:
     if kind == "alert-brief":
         from devmode.monitor import briefs
 
-        return briefs.check_reply(text, reply.get("prompt") or "")
+        cut = reply.get("stopped_by") == "max_tokens"
+        return briefs.check_reply(text, reply.get("prompt") or "", cut=cut)
     if kind == "llm-rubric":
         if grader is None:
             return False, "no grading endpoint set for the suite (grader: base_url, model)"

@@ -92,11 +92,16 @@ def test_the_brief_prompt_is_a_suite_whose_assertion_is_the_check():
         "ACME · week", "2024-03-04", "2024-03-10", list(STORIES.values())
     )
     assert messages[0]["content"] == suite.settings.system_prompt
-    assert briefs.stories_in_prompt(messages[1]["content"]) == (
-        {i: {**s, "text": s["text"]} for i, s in STORIES.items()},
-        "2024-03-04",
-        "2024-03-10",
-    )
+    stories, start, end = briefs.stories_in_prompt(messages[1]["content"])
+    assert (start, end) == ("2024-03-04", "2024-03-10")
+    assert {i: s["text"] for i, s in stories.items()} == {i: s["text"] for i, s in STORIES.items()}
+
+
+def test_a_bullet_cut_short_by_the_token_limit_is_left_out_not_refused():
+    cut = f"{GOOD}\n- Acme shares fell"
+    assert briefs.without_cut_line(cut, cut=True) == GOOD
+    assert briefs.without_cut_line(cut, cut=False) == cut  # the model ended it: checked as is
+    assert briefs.without_cut_line(GOOD, cut=True) == GOOD  # it ended with a citation
 
 
 # ----------------------------------------------------------------------------------------------
