@@ -61,6 +61,20 @@ def headline_slice(tickers=("AAPL", "ABBV"), since="2018-01-01") -> list[dict]:
     ]
 
 
+def store_headlines(db_path, folder: Path, name: str = "wire") -> list[dict]:
+    """``headline_slice()`` stored as dataset ``name`` (text, date, ticker), not scored."""
+    from devmode.data import ingest
+    from devmode.data.readers import read_upload
+    from devmode.db import open_db
+
+    rows = headline_slice()
+    path = write_csv(folder / f"{name}.csv", rows)
+    mapping = ingest.ColumnMapping("text", date="date", ticker="ticker")
+    with open_db(db_path) as db:
+        ingest.insert_upload(db, read_upload(path), name, mapping)
+    return rows
+
+
 def weekdays(first: str, last: str) -> list[str]:
     day, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
     out = []

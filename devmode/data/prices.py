@@ -401,7 +401,7 @@ def find_price_set(db: Database, name: str) -> PriceSet | None:
 def get_price_set(db: Database, name: str) -> PriceSet:
     found = find_price_set(db, name)
     if found is None:
-        names = [p.name for p in list_price_sets(db)]
+        names = price_set_names(db)
         raise NoSuchPrices(
             f"No prices dataset called {name!r}. "
             + (f"Prices datasets are: {', '.join(names)}." if names else "There are none yet.")

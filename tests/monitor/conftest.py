@@ -2,12 +2,11 @@
 
 import pytest
 
-from devmode.data import ingest
-from devmode.data.readers import read_upload
 from devmode.db import open_db
 from devmode.monitor.monitoring import score_dataset
-from tests.conftest import copy_database, write_csv
-from tests.price_support import LexiconScorer, headline_slice
+from tests.conftest import copy_database
+from tests.net_support import LocalServer, Route
+from tests.price_support import LexiconScorer, store_headlines
 
 
 @pytest.fixture(scope="session")
@@ -16,14 +15,8 @@ def scored_wire_db(trained_news_db, tmp_path_factory):
     2018 (about 800, dated, with tickers), scored by a word list."""
     folder = tmp_path_factory.mktemp("wire")
     path = copy_database(trained_news_db, folder)
-    csv_path = write_csv(folder / "wire.csv", headline_slice())
+    store_headlines(path, folder)
     with open_db(path) as db:
-        ingest.insert_upload(
-            db,
-            read_upload(csv_path),
-            "wire",
-            ingest.ColumnMapping("text", date="date", ticker="ticker"),
-        )
         score_dataset(db, "wire", scorer=LexiconScorer())
     return path
 
@@ -31,3 +24,12 @@ def scored_wire_db(trained_news_db, tmp_path_factory):
 @pytest.fixture
 def wire_db(scored_wire_db, tmp_path):
     return copy_database(scored_wire_db, tmp_path / "copy")
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server with a webhook receiver at /hook."""
+    s = LocalServer()
+    s.routes["/hook"] = Route()
+    yield s
+    s.close()

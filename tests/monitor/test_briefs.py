@@ -10,7 +10,7 @@ from devmode.db import open_db
 from devmode.monitor import alerts, briefs, delivery, trends
 from devmode.suites.files import read_suite
 from tests.conftest import run_cli
-from tests.net_support import LocalServer, Route, chat_reply
+from tests.net_support import chat_reply
 
 STORIES = {
     101: {"id": 101, "date": "2024-03-05", "ticker": "ACME",
@@ -108,14 +108,6 @@ def test_a_bullet_cut_short_by_the_token_limit_is_left_out_not_refused():
 # Written by an endpoint, delivered with the alert
 
 RULE = {"kind": "spike", "threshold": 1.0, "window": 4, "min_volume": 3, "ticker": "ABBV"}
-
-
-@pytest.fixture
-def server():
-    s = LocalServer()
-    s.routes["/hook"] = Route()
-    yield s
-    s.close()
 
 
 def briefed_rule(db, server, **brief):

@@ -6,8 +6,6 @@ so the journey does not hang on what the 135M model writes; the tiny test model 
 
 import random
 
-from devmode.data import ingest
-from devmode.data.readers import read_upload
 from devmode.db import open_db
 from devmode.monitor import alerts, backtest
 from tests.browser_support import (
@@ -21,10 +19,10 @@ from tests.browser_support import (
     type_into,
     visible_text,
 )
-from tests.conftest import scored_rows, wait_for, write_csv
+from tests.conftest import scored_rows, wait_for
 from tests.journey_support import texts_by_polarity
 from tests.net_support import LocalServer, Route, chat_reply, rss
-from tests.price_support import closes_after, headline_slice, long_price_file, week_of
+from tests.price_support import closes_after, long_price_file, store_headlines, week_of
 
 SPIKE = {"kind": "spike", "threshold": 1.0, "window": 4, "min_volume": 3}
 
@@ -36,15 +34,7 @@ def wait_for_text(page, text: str, timeout: float = 120_000) -> None:
 def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_alert(
     browser, news_copy, tmp_path
 ):
-    rows = headline_slice()
-    path = write_csv(tmp_path / "wire.csv", rows)
-    with open_db(news_copy) as db:
-        ingest.insert_upload(
-            db,
-            read_upload(path),
-            "wire",
-            ingest.ColumnMapping("text", date="date", ticker="ticker"),
-        )
+    rows = store_headlines(news_copy, tmp_path)  # not scored yet: the journey scores them
     _, stress = texts_by_polarity(news_copy)
     weeks = sorted({week_of(r["date"]) for r in rows})
     falling = set(random.Random(5).sample(weeks, len(weeks) // 6))
@@ -76,17 +66,13 @@ def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_ale
             with open_db(news_copy) as db:
                 expected = backtest.backtest(db, "wire", alerts.RuleSettings(**SPIKE))["fires"]
             assert expected, "the spike rule fires nowhere in the history"
-            expand(page, "Alert rules")
-            choose(page, "Kind", "spike")
-            type_into(page, "Threshold", "1", role="spinbutton")
-            type_into(page, "Window (spikes)", "4", role="spinbutton")
-            type_into(page, "Minimum texts", "3", role="spinbutton")
+            fill_spike_rule(page)
             click(page, "Preview")
             wait_for_text(page, f"Fired {len(expected)} time")
             assert "Rule (not saved): share negative 1 standard deviations" in visible_text(page)
             page.get_by_text(f"Fired {len(expected)} time").first.scroll_into_view_if_needed()
             page.wait_for_timeout(1000)  # plotly draws a chart once it is in view
-            marks = preview_marks(page)
+            marks = traces(page, "Preview: ")["would fire"]["x"]
             assert sorted(marks) == sorted(f["period"] for f in expected)
             with open_db(news_copy) as db:
                 assert db["devmode_alert_rules"].count == 0
@@ -105,17 +91,13 @@ def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_ale
             choose(page, "Dataset", "wire")
             choose(page, "Overlay prices", "closes")
             wait_for_text(page, "Sentiment against index close (closes): lead and lag")
-            assert (
-                "index close (closes)" in visible_text(page)
-                or page.get_by_text("index close (closes)").count()
-            )
+            page.get_by_text("Sentiment against index").first.scroll_into_view_if_needed()
+            page.wait_for_timeout(1000)
+            overlay = traces(page, "Sentiment: wire")["index close (closes)"]
+            assert overlay["yaxis"] == "y3" and len(overlay["x"]) > 100
 
             # 4. save the rule with a brief, delivered to a local webhook
-            expand(page, "Alert rules")
-            choose(page, "Kind", "spike")
-            type_into(page, "Threshold", "1", role="spinbutton")
-            type_into(page, "Window (spikes)", "4", role="spinbutton")
-            type_into(page, "Minimum texts", "3", role="spinbutton")
+            fill_spike_rule(page)
             expand(page, "Brief with each alert")
             type_into(page, "Brief by", server.url("/v1"))
             type_into(page, "Model", "fixed")
@@ -157,20 +139,30 @@ def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_ale
         server.close()
 
 
-def preview_marks(page) -> list[str]:
-    """The periods the Preview chart marks 'would fire' (read from plotly's own data)."""
-    return page.evaluate(
-        """() => {
+def fill_spike_rule(page) -> None:
+    """The rule form: a weekly spike of 1 standard deviation over 4 weeks, 3 texts at least."""
+    expand(page, "Alert rules")
+    choose(page, "Kind", "spike")
+    type_into(page, "Threshold", "1", role="spinbutton")
+    type_into(page, "Window (spikes)", "4", role="spinbutton")
+    type_into(page, "Minimum texts", "3", role="spinbutton")
+
+
+def traces(page, title: str) -> dict[str, dict]:
+    """{name: {x, yaxis}} of the traces of the chart whose title holds ``title``, read from
+    plotly's own data (plotly draws a chart once it has been in view)."""
+    found = page.evaluate(
+        """(title) => {
             for (const plot of document.querySelectorAll('.js-plotly-plot')) {
-                const layout = plot._fullLayout || plot.layout || {};
-                const title = (layout.title && (layout.title.text || layout.title)) || '';
-                if (!String(title).includes('Preview: ')) continue;  // Streamlit bolds it
-                const trace = plot.data.find(t => t.name === 'would fire');
-                return trace ? trace.x : [];
+                const layout = plot._fullLayout || {};
+                if (!String((layout.title || {}).text || '').includes(title)) continue;
+                return plot.data.map(t => ({name: t.name, x: t.x, yaxis: t.yaxis || 'y'}));
             }
-            return null;
-        }"""
+            return [];
+        }""",
+        title,
     )
+    return {t["name"]: t for t in found}
 
 
 def feed_items(texts: list[str], monday: str) -> list[dict]:

@@ -16,7 +16,7 @@ from devmode.models import registry
 from devmode.monitor import alerts, delivery, watcher
 from tests import conftest
 from tests.conftest import FakeScorer, scored_rows, wait_for, write_csv
-from tests.net_support import LocalServer, Route, rss
+from tests.net_support import Route, rss
 
 UTC = dt.UTC
 
@@ -31,14 +31,6 @@ def headlines(words: list[str], day: int, start: int = 0) -> list[dict]:
         }
         for i, word in enumerate(words)
     ]
-
-
-@pytest.fixture
-def server():
-    s = LocalServer()
-    s.routes["/hook"] = Route()
-    yield s
-    s.close()
 
 
 def make_due(db):
