@@ -392,6 +392,8 @@ with st.expander("Alert rules"):
     for rule in rules:
         c = st.columns([6, 1])
         c[0].markdown(f"Rule {rule.id}: {rule.describe()}")
+        if rule.settings.brief:
+            c[0].caption(f"With {rule.settings.describe_brief()}.")
         if c[1].button("Delete", key=f"monitor_delete_rule_{rule.id}"):
             with ui.page_db() as db:
                 alerts.delete_alert_rule(db, rule.id)

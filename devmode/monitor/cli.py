@@ -188,6 +188,8 @@ def alerts_list(ctx, dataset, include_acknowledged):
             f"{e['id']:>4}  {e['period']} of {e['period_start']}: "
             f"{alerts.event_figure(e, e['kind'])}; rule: {e['rule']}{done}"
         )
+        if e.get("brief_status"):
+            click.echo(f"      brief {e['brief_status']}: {e['brief_note']}")
 
 
 @alerts_group.command("ack")
@@ -211,7 +213,8 @@ def alerts_rules(ctx, dataset):
     if not rules:
         click.echo(f"No rules on {dataset}. Add one: python -m devmode alerts add {dataset} ...")
     for rule in rules:
-        click.echo(f"{rule.id:>4}  {rule.describe()}")
+        brief = f", with {rule.settings.describe_brief()}" if rule.settings.brief else ""
+        click.echo(f"{rule.id:>4}  {rule.describe()}{brief}")
         for channel in (c for c in channels if c.rule_id == rule.id):
             click.echo(f"      -> channel {channel.id}: {channel.describe()}")
 

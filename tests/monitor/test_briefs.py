@@ -183,6 +183,8 @@ def test_without_a_good_brief_the_alert_still_goes_with_its_stories(
     body = next(b for b in server.posts("/hook") if b["alert"]["id"] == first["id"])
     assert body["brief"] is None and body["stories"]
     assert note in caplog.text and "sk-secret-brief-key" not in caplog.text + stored["note"]
+    listed = run_cli(wire_db, "alerts", "list", "wire").output
+    assert f"brief {status}: " in listed and "sk-secret-brief-key" not in listed
 
 
 def test_the_cli_takes_brief_options_and_refuses_bad_ones(wire_db):
@@ -194,6 +196,8 @@ def test_the_cli_takes_brief_options_and_refuses_bad_ones(wire_db):
         (rule,) = alerts.list_alert_rules(db, "wire")
     assert rule.settings.brief_timeout == 5.0 and rule.settings.brief_model == "smollm2"
     assert rule.settings.describe_brief() == "a brief by smollm2 at http://127.0.0.1:8000/v1"
+    listed = run_cli(wire_db, "alerts", "rules", "wire").output
+    assert "with a brief by smollm2 at http://127.0.0.1:8000/v1" in listed
     for args, message in (
         (["--brief", "ftp://x"], "A brief endpoint is an http:// or https:// address"),
         (["--brief", "http://127.0.0.1:8000/v1"], "needs the model it serves: add --brief-model"),
