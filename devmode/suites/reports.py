@@ -31,7 +31,7 @@ from pydantic import (
 from sqlite_utils import Database
 
 from devmode.errors import DevmodeError
-from devmode.suites import store
+from devmode.suites import noise, store
 from devmode.suites.runner import pass_rate, summarise
 from devmode.suites.suite import Suite
 
@@ -83,7 +83,7 @@ def build_report(suite: Suite, rows: list[dict[str, Any]], run=None) -> dict[str
                 "case_id": cell.case.id,
                 "variant": cell.variant.name,
                 "prompt": cell.text,
-                "pass_rate": rate,
+                **noise.cell_stats(*_passes(replies)),
                 "passed": rate is not None and rate >= suite.min_pass_rate,
                 "replies": [_reply(r) for r in replies],
             }
@@ -108,6 +108,12 @@ def _reply(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in keys}
 
 
+def _passes(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """(replies that passed, replies judged): errors are neither."""
+    judged = [r for r in rows if r["outcome"] != store.ERROR]
+    return sum(r["outcome"] == store.PASS for r in judged), len(judged)
+
+
 def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     mine = [r for r in rows if r["variant"] == name and r["outcome"] != store.ERROR]
 
@@ -115,10 +121,11 @@ def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in mine if r.get(key) is not None]
         return statistics.median(values) if values else None
 
+    stats = noise.cell_stats(*_passes(mine))
     return {
         "variant": name,
         "replies": len(mine),
-        "pass_rate": (sum(r["outcome"] == store.PASS for r in mine) / len(mine)) if mine else None,
+        **{k: stats[k] for k in ("passes", "pass_rate", "interval")},
         "median_total_s": median("total_s"),
         "median_first_token_s": median("first_token_s"),
         "median_completion_tokens": median("completion_tokens"),
@@ -211,19 +218,29 @@ class _BaselineReport(_Lenient):
 
 
 def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What changed from report ``before`` to ``after``: cells that went from pass to fail
-    (regressions) and back (fixes), cells new or gone, and per variant the pass rate, the
-    median latency and completion tokens before and after."""
+    """What changed from report ``before`` to ``after``: every cell compared (its passes
+    before and after, ``p_value``, ``p_adjusted``, ``regressed``: see ``noise.compare_cells``,
+    at the after suite's ``significance``), the regressions among them, the flaky cells apart,
+    cells whose verdict went from fail to pass (fixes), cells new or gone, and per variant the
+    pass rate, the median latency and completion tokens before and after."""
     old = {c["cell"]: c for c in before["cells"]}
     new = {c["cell"]: c for c in after["cells"]}
     both = [key for key in new if key in old]
     old_variants = {v["variant"]: v for v in before["variants"]}
+    level = (after.get("spec") or {}).get("significance", noise.DEFAULT_SIGNIFICANCE)
+    cells = noise.compare_cells(
+        {k: _counts(old[k]) for k in both}, {k: _counts(new[k]) for k in both}, significance=level
+    )
+    regressed = {c["cell"] for c in cells if c["regressed"]}
     return {
         "before": {"suite": before["suite"], "run": before.get("run")},
         "after": {"suite": after["suite"], "run": after.get("run")},
+        "significance": level,
+        "cells": cells,
         "regressions": [
-            _change(old[k], new[k]) for k in both if old[k]["passed"] and not new[k]["passed"]
+            {**_change(old[c["cell"]], new[c["cell"]]), **c} for c in cells if c["regressed"]
         ],
+        "flaky": [k for k in both if new[k].get("flaky") and k not in regressed],
         "fixes": [
             _change(old[k], new[k]) for k in both if not old[k]["passed"] and new[k]["passed"]
         ],
@@ -241,6 +258,16 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             for v in after["variants"]
         ],
     }
+
+
+def _counts(cell: dict[str, Any]) -> tuple[int, int]:
+    """(passes, repeats) of a report's cell; a baseline from before repeats were counted is
+    read from its replies, or from its verdict."""
+    if "passes" in cell and "repeats" in cell:
+        return cell["passes"], cell["repeats"]
+    if cell.get("replies"):
+        return _passes(cell["replies"])
+    return int(bool(cell["passed"])), 1
 
 
 def _change(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -313,6 +340,8 @@ def diff_text(diff: dict[str, Any]) -> str:
         f"{regressions} regression{'s' * (regressions != 1)} (pass → fail), "
         f"{fixes} fix{'es' * (fixes != 1)} (fail → pass)"
     )
+    if diff.get("flaky"):
+        text += f"; {len(diff['flaky'])} flaky (passed and failed within the run)"
     if diff["new_cells"] or diff["gone_cells"]:
         text += f"; {len(diff['new_cells'])} cells new, {len(diff['gone_cells'])} gone"
     return text + "."
@@ -354,6 +383,7 @@ def grid(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def verdict(cell: dict[str, Any]) -> str:
+    """'pass', 'fail 1/3', 'pass 4/5 flaky', 'error' or 'not run'."""
     replies = cell["replies"]
     if not replies:
         return "not run"
@@ -363,7 +393,7 @@ def verdict(cell: dict[str, Any]) -> str:
     if len(replies) == 1:
         return word
     passed = sum(r["outcome"] == store.PASS for r in replies)
-    return f"{word} {passed}/{len(replies)}"
+    return f"{word} {passed}/{len(replies)}" + (" flaky" if cell.get("flaky") else "")
 
 
 def as_html(report: dict[str, Any], diff: dict[str, Any] | None = None) -> str:

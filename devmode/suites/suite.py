@@ -24,6 +24,7 @@ from devmode.chat.limits import BackendSpec, ChatLimits, ChatSettings
 from devmode.errors import DevmodeError
 from devmode.specs import Settings, setting
 from devmode.suites.assertions import Assertion
+from devmode.suites.noise import DEFAULT_SIGNIFICANCE
 
 # {name} or promptfoo's {{ name }}: a variable filled from a case.
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}|\{([A-Za-z_]\w*)\}")
@@ -37,6 +38,7 @@ SUITE_FIELDS = (
     "backend",
     "repeat",
     "min_pass_rate",
+    "significance",
     "grader",
     "prompts",
     "cases",
@@ -71,6 +73,19 @@ class RunOptions(Settings):
         label="Pass rate a cell needs",
         step=0.05,
     )
+    significance: float = setting(
+        DEFAULT_SIGNIFICANCE,
+        "Comparing two runs, a cell has regressed when its pass rate fell at this level "
+        "(Fisher's exact test, one-sided, Benjamini-Hochberg over the cells compared).",
+        above=0,
+        below=1,
+        label="Significance of a regression",
+        step=0.01,
+    )
+
+
+# A suite file's keys that are RunOptions.
+RUN_FIELDS = ("repeat", "min_pass_rate", "significance")
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class Suite:
     settings: ChatSettings = field(default_factory=ChatSettings)  # system prompt, pinned, budget
     repeat: int = 1
     min_pass_rate: float = 1.0  # a cell passes when this share of its repeats pass
+    significance: float = DEFAULT_SIGNIFICANCE  # the level at which a cell has regressed
     grader: Grader | None = None
 
     def cells(self) -> Iterator[Cell]:
@@ -173,6 +189,8 @@ class Suite:
         out["backend"] = self.settings.backend.to_dict()
         out["repeat"] = self.repeat
         out["min_pass_rate"] = self.min_pass_rate
+        if self.significance != DEFAULT_SIGNIFICANCE:
+            out["significance"] = self.significance
         if self.grader:
             out["grader"] = dict(vars(self.grader))
         out["prompts"] = [
@@ -322,12 +340,10 @@ class _Reader:
         cases = self.cases(self.listed(values, "cases"))
         variants = self.variants(self.listed(values, "variants"), settings)
         try:
-            options = RunOptions.from_dict(
-                {k: values[k] for k in ("repeat", "min_pass_rate") if k in values}
-            )
+            options = RunOptions.from_dict({k: values[k] for k in RUN_FIELDS if k in values})
         except InvalidSuite as e:
             raise self.fail(
-                str(e).rstrip("."), "repeat" if "repeat" in str(e) else "min_pass_rate"
+                str(e).rstrip("."), next((k for k in RUN_FIELDS if k in str(e)), "repeat")
             ) from None
         grader = values.get("grader")
         if grader is not None:
@@ -346,6 +362,7 @@ class _Reader:
             settings=settings,
             repeat=options.repeat,
             min_pass_rate=float(options.min_pass_rate),
+            significance=float(options.significance),
             grader=grader,
         )
         list(suite.cells())  # a variable with no value is refused now, not mid-run
