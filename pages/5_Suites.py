@@ -143,6 +143,9 @@ with right:
             "which": st.column_config.TextColumn(
                 "which", help="stopped-by: the stop sequence or banned word."
             ),
+            "model": st.column_config.TextColumn(
+                "model", help="classifier: a run id, active-sentiment, active-topic or base."
+            ),
         },
     ).to_dict("records")
     c = st.columns(3)

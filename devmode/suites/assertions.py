@@ -32,6 +32,8 @@ REGEX_SECONDS = 1.0
 # promptfoo's default for ``similar``.
 SIMILARITY_THRESHOLD = 0.75
 NEGATION = "not-"
+# promptfoo's classifier names its model as a provider: devmode:REF.
+DEVMODE_PROVIDER = "devmode:"
 # promptfoo's finish reasons, as devmode's limits: "stop" is the model's own end or a stop sequence.
 FINISH_REASONS = {"stop": ("end", "stop_sequence"), "length": ("max_tokens",)}
 
@@ -66,6 +68,11 @@ TYPES: dict[str, tuple[str, str]] = {
         f"`threshold` (default {SIMILARITY_THRESHOLD}).",
     ),
     "llm-rubric": ("text", "A grading model (an endpoint) judges the reply by this rubric."),
+    "classifier": (
+        "label",
+        "One of devmode's classifiers (`model`: a run id, active-sentiment, active-topic or "
+        "base) reads the reply as `value`; with `threshold`, P(value) is at least it.",
+    ),
     "alert-brief": (
         "none",
         "The reply is an alert brief that passes the check every brief passes before it is "
@@ -85,6 +92,7 @@ class Assertion:
     threshold: float | None = None
     which: str | None = None  # stopped-by: the stop sequence or banned word
     negate: bool = False  # written "not-contains" and so on
+    model: str | None = None  # classifier: a model reference (3, active-sentiment, base)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "") -> Assertion:
@@ -97,10 +105,11 @@ class Assertion:
                 f"found {values!r}{at}."
             )
         unknown = set(values) - {"type", "value", "threshold", "which", "weight", "metric"}
+        unknown -= {"model", "provider"}
         if unknown:
             raise InvalidAssertion(
-                f"An assertion has type, value, threshold and which; found {sorted(unknown)}{at}. "
-                "Remove them."
+                f"An assertion has type, value, threshold, which and (a classifier) model; found "
+                f"{sorted(unknown)}{at}. Remove them."
             )
         kind = str(values["type"]).strip()
         negate = kind.startswith(NEGATION)
@@ -117,6 +126,7 @@ class Assertion:
             None if threshold is None else _number(threshold, kind, at),
             values.get("which"),
             negate,
+            _classifier_model(values, at) if base == "classifier" else None,
         )
         assertion.check(at)
         return assertion
@@ -133,6 +143,8 @@ class Assertion:
             out["threshold"] = self.threshold
         if self.which is not None:
             out["which"] = self.which
+        if self.model is not None:
+            out["model"] = self.model
         return out
 
     def check(self, at: str = "") -> None:
@@ -167,6 +179,16 @@ class Assertion:
             raise InvalidAssertion(
                 f"stopped-by needs one of {', '.join(STOP_REASONS)}; found {value!r}{at}."
             )
+        if kind == "label":
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidAssertion(
+                    f"{self.name} needs a value: the class to read the reply as, e.g. negative{at}."
+                )
+            if self.threshold is not None and not 0 < self.threshold <= 1:
+                raise InvalidAssertion(
+                    f"{self.name}'s threshold is a probability above 0 and at most 1; found "
+                    f"{self.threshold:g}{at}."
+                )
         if kind == "finish" and value not in FINISH_REASONS:
             raise InvalidAssertion(f"finish-reason needs stop or length; found {value!r}{at}.")
         if kind == "number":
@@ -185,6 +207,8 @@ class Outcome:
 
 # How a cell's reply reaches a check: the text and Reply's figures (``Reply.to_dict()``).
 Similarity = Callable[[str, Sequence[str]], list[float]]
+# (model reference, text) -> {label: probability}
+Classify = Callable[[str, str], dict[str, float]]
 Grader = Callable[[str, str], tuple[bool, str]]
 
 
@@ -194,16 +218,18 @@ def evaluate(
     *,
     similarity: Similarity | None = None,
     grader: Grader | None = None,
+    classify: Classify | None = None,
 ) -> Outcome:
     """Whether ``reply`` (a ``Reply.to_dict()``: text, stopped_by, which, completion_tokens,
-    first_token_s, total_s) passes ``assertion``, and why, in a few words."""
-    passed, reason = _evaluate(assertion, reply, similarity, grader)
+    first_token_s, total_s; and the ``prompt``) passes ``assertion``, and why, in a few
+    words."""
+    passed, reason = _evaluate(assertion, reply, similarity, grader, classify)
     if assertion.negate:
         return Outcome(not passed, f"not: {reason}")
     return Outcome(passed, reason)
 
 
-def _evaluate(a: Assertion, reply, similarity, grader) -> tuple[bool, str]:
+def _evaluate(a: Assertion, reply, similarity, grader, classify=None) -> tuple[bool, str]:
     text = reply.get("text") or ""
     kind = a.type
     if kind in ("contains", "icontains", "contains-all", "icontains-all"):
@@ -257,6 +283,10 @@ def _evaluate(a: Assertion, reply, similarity, grader) -> tuple[bool, str]:
         threshold = SIMILARITY_THRESHOLD if a.threshold is None else a.threshold
         best = max(similarity(text, _texts(a.value)))
         return best >= threshold, f"similarity {best:.2f} (at least {threshold:.2f})"
+    if kind == "classifier":
+        if classify is None:
+            return False, "no classifier to read the reply with"
+        return _classified(a, classify(a.model, text))
     if kind == "alert-brief":
         from devmode.monitor import briefs
 
@@ -267,6 +297,39 @@ def _evaluate(a: Assertion, reply, similarity, grader) -> tuple[bool, str]:
             return False, "no grading endpoint set for the suite (grader: base_url, model)"
         return grader(text, str(a.value))
     raise InvalidAssertion(f"Unknown assertion type {kind!r}.")  # from_dict refuses these
+
+
+def _classified(a: Assertion, probabilities: dict[str, float]) -> tuple[bool, str]:
+    top = max(probabilities, key=probabilities.get)
+    p = probabilities.get(a.value, 0.0)
+    if a.threshold is None:
+        return top == a.value, f"{a.model} reads {top} (P({a.value}) {p:.2f})"
+    return p >= a.threshold, f"{a.model}: P({a.value}) {p:.2f} (at least {a.threshold:g})"
+
+
+def _classifier_model(values: Mapping[str, Any], at: str) -> str:
+    """A classifier's model: devmode's ``model: REF``, or promptfoo's ``provider: devmode:REF``
+    (any other provider is refused by name)."""
+    model, provider = values.get("model"), values.get("provider")
+    if provider is not None:
+        text = str(provider)
+        if not text.startswith(DEVMODE_PROVIDER):
+            raise InvalidAssertion(
+                f"A classifier's provider is devmode:REF (one of devmode's classifiers); found "
+                f"{text!r}{at}, which devmode does not run. Use e.g. "
+                "provider: devmode:active-sentiment."
+            )
+        model = text[len(DEVMODE_PROVIDER) :]
+    if not model:
+        raise InvalidAssertion(
+            f"A classifier needs model: a run id, active-sentiment, active-topic or base{at}."
+        )
+    from devmode.models.references import InvalidReference, parse_reference
+
+    try:
+        return str(parse_reference(str(model)))
+    except InvalidReference as e:
+        raise InvalidAssertion(f"{e}{at}") from None
 
 
 def _regex(text: str, patterns: list[str]) -> tuple[bool, str]:

@@ -62,6 +62,7 @@ def run_command(ctx, suite, as_json, baseline):
         with open_db(db_path) as db:
             found = _load(db, suite)
             before = reports.load_baseline(db, baseline) if baseline else None
+            runner.check_classifiers(db, found)
             run = store.create_run(db, found)
     except DevmodeError as e:
         raise CannotRun(str(e)) from e

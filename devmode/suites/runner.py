@@ -25,7 +25,7 @@ from devmode.db import open_db
 from devmode.errors import DevmodeError
 from devmode.suites import store
 from devmode.suites.assertions import evaluate
-from devmode.suites.suite import Cell, Grader, Suite
+from devmode.suites.suite import Cell, Grader, InvalidSuite, Suite
 
 GRADER_PROMPT = (
     "You grade a reply against a rubric. Answer PASS or FAIL on the first line, then one short "
@@ -33,9 +33,34 @@ GRADER_PROMPT = (
 )
 
 
+def check_classifiers(db, suite: Suite) -> None:
+    """Refuse, before any reply is asked for, a classifier assertion whose model cannot be used
+    (a deleted run, no active model) or does not have the class it names."""
+    from devmode.models import references
+
+    asked = {
+        (a.model, a.value): a
+        for cell in suite.cells()
+        for a in suite.assertions_for(cell)
+        if a.type == "classifier"
+    }
+    for assertion in asked.values():
+        try:
+            chosen = references.resolve(db, assertion.model)
+        except DevmodeError as e:
+            raise InvalidSuite(f"The classifier assertion on {assertion.model}: {e}") from None
+        if assertion.value not in chosen.labels:
+            raise InvalidSuite(
+                f"The classifier assertion asks {chosen.title} for {assertion.value!r}, a class "
+                f"it does not have; its classes are {', '.join(chosen.labels)}. Name one of "
+                "those, or another model."
+            )
+
+
 def start_run(db_path: str | Path, suite: Suite) -> store.SuiteRun:
     """Store ``suite`` and a run of it, and start the run in a worker process."""
     with open_db(db_path) as db:
+        check_classifiers(db, suite)
         run = store.create_run(db, suite)
     jobs.start(db_path, store.KIND, run.id)
     with open_db(db_path) as db:
@@ -77,7 +102,7 @@ def execute_run(
         suite = run.as_suite()
         should_stop = jobs.CancelPoll(db, store.KIND, run_id)
         backend_for = _cached(backends or _default_backends(db_path))
-        checks = _Checks(suite)
+        checks = _Checks(suite, db_path)
         done = store.done_keys(db, run_id)
         count = len(done)
         for cell in suite.cells():
@@ -194,12 +219,26 @@ class GraderFailed(DevmodeError):
 class _Checks:
     """Evaluates assertions, with the sentence encoder and grader loaded once, when needed."""
 
-    def __init__(self, suite: Suite):
-        self.suite = suite
+    def __init__(self, suite: Suite, db_path: str | Path | None = None):
+        self.suite, self.db_path = suite, db_path
         self._vectors = None
+        self._models = None
 
     def evaluate(self, assertion, reply: dict[str, Any]):
-        return evaluate(assertion, reply, similarity=self.similarity, grader=self.grade)
+        return evaluate(
+            assertion, reply, similarity=self.similarity, grader=self.grade, classify=self.classify
+        )
+
+    def classify(self, reference: str, text: str) -> dict[str, float]:
+        """P(class) for each of the model's classes, the model loaded once per run."""
+        from devmode.models import references
+
+        if self._models is None:
+            self._models = references.ModelCache()
+        with open_db(self.db_path) as db:
+            chosen = references.resolve(db, reference)
+        scores = self._models.scorer(chosen).score([text or " "])
+        return dict(zip(scores.label_names, map(float, scores.probabilities[0]), strict=True))
 
     def similarity(self, text: str, expected: list[str]) -> list[float]:
         if self._vectors is None:

@@ -36,7 +36,7 @@ VARIANT_COLUMNS = (
 )
 # The variant columns that are limits (read by ``variant_cells``); the others pick the backend.
 VARIANT_LIMITS = ("max_tokens", "temperature", "stop", "banned", "budget_tokens")
-CHECK_COLUMNS = ("prompt", "type", "value", "threshold", "which")
+CHECK_COLUMNS = ("prompt", "type", "value", "threshold", "which", "model")
 NUMBER_COLUMNS = {"max_tokens", "temperature", "budget_tokens", "threshold"}
 LIST_TYPES = {"contains-any", "icontains-any", "contains-all", "icontains-all"}
 CHECK_TYPES = [*TYPES, *(f"not-{t}" for t in TYPES)]
@@ -105,6 +105,7 @@ def _check_row(prompt: str, assertion) -> dict[str, Any]:
         "value": "" if value is None else str(value),
         "threshold": assertion.threshold,
         "which": assertion.which or "",
+        "model": assertion.model or "",
     }
 
 
@@ -201,6 +202,8 @@ def _check(row: dict[str, Any]) -> dict[str, Any]:
         check["threshold"] = row["threshold"]
     if _text(row.get("which"), strip=False):
         check["which"] = _text(row["which"], strip=False).replace("\\n", "\n")
+    if _text(row.get("model")):
+        check["model"] = _text(row["model"])
     return check
 
 
