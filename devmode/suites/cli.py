@@ -94,6 +94,39 @@ def run_command(ctx, suite, as_json, baseline):
         sys.exit(FAILED_CHECKS)
 
 
+@bench.command("rescore")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option(
+    "--suite",
+    "suite_file",
+    help="Check with this suite file's assertions (default: the run's suite as saved now).",
+)
+@json_option("Print the new run's report as JSON (for scripts).")
+@click.pass_context
+def rescore_command(ctx, run_id, suite_file, as_json):
+    """Check the replies RUN stored again with the current assertions, without asking any chat
+    model; stored as a new run marked rescored. Exits 1 when a check fails."""
+    db_path = clitools.db_path(ctx)
+    try:
+        with open_db(db_path) as db:
+            suite = _load(db, suite_file) if suite_file else None
+        run = runner.rescore(db_path, run_id, suite)
+    except DevmodeError as e:
+        raise CannotRun(str(e)) from e
+    with open_db(db_path) as db:
+        report = reports.run_report(db, run.id)
+    click.echo(f"Run {run.id}: run {run_id}'s replies rescored, no model asked.", err=True)
+    if as_json:
+        click.echo(reports.as_json({**report, "rescored_from": run_id}))
+    else:
+        _print_report(report)
+    problems = reports.failing(report)
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        sys.exit(FAILED_CHECKS)
+
+
 def _print_report(report, diff=None) -> None:
     summary = report["summary"]
     click.echo(

@@ -181,6 +181,44 @@ def ask(
     return {**row, "outcome": outcome, "checks": results}
 
 
+def rescore(db_path: str | Path, run_id: int, suite: Suite | None = None) -> store.SuiteRun:
+    """A new run, marked rescored (``summary["rescored_from"]``), of the replies run
+    ``run_id`` stored, checked by ``suite``'s assertions: by default the run's suite as it is
+    saved now. No chat model is asked; a classifier assertion still runs its classifier.
+    Replies that errored stay errors; cells the suite no longer has are left out. The new run
+    is stored whole, or not at all."""
+    with open_db(db_path) as db:
+        source = store.get_run(db, run_id)
+        if suite is None:
+            suite = store.find_suite(db, source.suite) or source.as_suite()
+        check_classifiers(db, suite)
+        stored = store.results(db, run_id)
+    cells = {cell.key: cell for cell in suite.cells()}
+    checks = _Checks(suite, db_path)
+    rows = []
+    for row in stored:
+        cell = cells.get(row["cell"])
+        if cell is None or row["repeat"] >= suite.repeat:
+            continue
+        if row["outcome"] == store.ERROR:
+            rows.append({k: v for k, v in row.items() if k not in ("id", "run_id", "created_at")})
+            continue
+        results = [
+            {"assertion": a.to_dict(), **vars(checks.evaluate(a, row))}
+            for a in suite.assertions_for(cell)
+        ]
+        outcome = store.PASS if all(r["passed"] for r in results) else store.FAIL
+        kept = {k: v for k, v in row.items() if k not in ("id", "run_id", "created_at")}
+        rows.append({**kept, "outcome": outcome, "checks": results})
+    with open_db(db_path) as db, db.atomic():
+        run = store.create_run(db, suite)
+        for row in rows:
+            store.add_result(db, run.id, row)
+        summary = {**summarise(suite, rows), "rescored_from": run_id}
+        jobs.set_status(db, store.KIND, run.id, jobs.COMPLETED, summary=json.dumps(summary))
+        return store.get_run(db, run.id)
+
+
 def summarise(suite: Suite, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Cells (each passes when ``min_pass_rate`` of its repeats pass), replies and errors."""
     by_cell: dict[str, list[dict[str, Any]]] = {}

@@ -79,6 +79,11 @@ class SuiteRun(jobs.JobRecord):
     def as_suite(self) -> Suite:
         return Suite.from_dict(self.spec)
 
+    @property
+    def rescored_from(self) -> int | None:
+        """The run whose stored replies this run checked again (``bench rescore``), or None."""
+        return (self.summary or {}).get("rescored_from")
+
     def label(self) -> str:
         """'run 4 of bond-basics (completed, 22 of 24 passed)'."""
         text = f"run {self.id} of {self.suite} ({self.status}"
@@ -102,6 +107,12 @@ def save_suite(db: Database, suite: Suite) -> int:
             .insert({"name": suite.name, "spec": spec, "created_at": now, "updated_at": now})
             .last_pk
         )
+
+
+def find_suite(db: Database, name: str) -> Suite | None:
+    """The suite saved under ``name``, as it is now, or None."""
+    found = list(db[SUITES].rows_where("name = ?", [name], select="spec"))
+    return Suite.from_dict(json.loads(found[0]["spec"])) if found else None
 
 
 def get_suite(db: Database, name: str) -> Suite:

@@ -18,7 +18,7 @@ from devmode.cli import cli
 from devmode.db import open_db
 from devmode.suites import reports, runner, store
 from devmode.suites.files import parse_suite
-from tests.conftest import wait_for
+from tests.conftest import run_cli, wait_for
 
 
 class EchoChat(http.server.BaseHTTPRequestHandler):
@@ -547,3 +547,43 @@ def test_an_unreachable_grader_is_an_error_not_a_failure(db_path, echo):
     outcomes = [r["outcome"] for c in report["cells"] for r in c["replies"]]
     assert outcomes == ["error", "error"] and run.status == jobs.FAILED
     assert "the grader did not answer" in reports.failing(report)[0]
+
+
+def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
+    db_path, echo, tmp_path
+):
+    echo.fail_after = 6  # the last 2 replies never come
+    first = run_now(db_path, echo_suite(echo))
+    assert first.status == "failed"
+    asked = len(echo.requests)
+    # the same suite, now also asking that a reply never says "yields"
+    changed = echo_suite(echo).to_dict()
+    changed["assert"].append({"type": "not-icontains", "value": "yields"})
+    path = tmp_path / "stricter.yaml"
+    path.write_text(json.dumps(changed))
+    out = run_cli(db_path, "bench", "rescore", first.id, "--suite", path, "--json")
+    assert len(echo.requests) == asked  # no reply asked for again
+    assert out.exit_code == 1  # the new check fails the yields prompt
+    report, _ = json.JSONDecoder().raw_decode(out.output[out.output.index("{") :])
+    assert report["rescored_from"] == first.id and report["run"] != first.id
+    with open_db(db_path) as db:
+        before = {(r["cell"], r["repeat"]): r for r in store.results(db, first.id)}
+        after = {(r["cell"], r["repeat"]): r for r in store.results(db, report["run"])}
+        rescored = store.get_run(db, report["run"])
+    assert rescored.rescored_from == first.id and rescored.status == "completed"
+    assert set(after) == set(before)
+    for key, row in after.items():
+        assert row["text"] == before[key]["text"]
+        if before[key]["outcome"] == "error":
+            assert row["outcome"] == "error"  # errored replies stay errored
+        elif key[0].startswith("yields"):
+            new = [
+                c
+                for c in row["checks"]
+                if c["assertion"] == {"type": "not-icontains", "value": "yields"}
+            ]
+            assert row["outcome"] == "fail" and new[0]["passed"] is False
+        else:
+            assert row["outcome"] == before[key]["outcome"]
+    missing = run_cli(db_path, "bench", "rescore", 999)
+    assert missing.exit_code == 2 and "No suite run with id 999" in missing.output
