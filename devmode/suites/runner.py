@@ -152,7 +152,9 @@ def ask(
     }
     try:
         backend = backend_for(cell.variant.backend)
-        plan = suite.settings.plan(backend, [], cell.text, cell.variant.budget_tokens)
+        plan = suite.settings.plan(
+            backend, cell.case.turns, cell.text, cell.variant.budget_tokens
+        )  # a multi-turn case's earlier turns are history, fitted under the budget
         reply = respond(backend, plan, cell.variant.limits).to_dict()
     except ContextOverflow as e:
         reply = _no_reply("context_overflow", str(e))

@@ -84,6 +84,8 @@ class RunOptions(Settings):
     )
 
 
+# The roles of a case's earlier turns.
+TURN_ROLES = ("user", "assistant")
 # A suite file's keys that are RunOptions.
 RUN_FIELDS = ("repeat", "min_pass_rate", "significance")
 
@@ -100,6 +102,8 @@ class Case:
     id: str
     vars: Mapping[str, str]
     assertions: tuple[Assertion, ...] = ()
+    # earlier turns, (role, content) oldest first, before the prompt: planned as a chat's history
+    turns: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,13 @@ class Suite:
             {"id": p.id, "text": p.text, **_assert_list(p.assertions)} for p in self.prompts
         ]
         out["cases"] = [
-            {"id": c.id, "vars": dict(c.vars), **_assert_list(c.assertions)} for c in self.cases
+            {
+                "id": c.id,
+                "vars": dict(c.vars),
+                **({"turns": [{"role": r, "content": t} for r, t in c.turns]} if c.turns else {}),
+                **_assert_list(c.assertions),
+            }
+            for c in self.cases
         ]
         out["variants"] = []
         for v in self.variants:
@@ -394,17 +404,41 @@ class _Reader:
         cases = []
         for i, item in enumerate(items):
             item = self.mapping(item, "cases", i)
-            self.known(item, ("id", "vars", "assert"), "cases", i)
+            self.known(item, ("id", "vars", "assert", "turns"), "cases", i)
             found = self.mapping(item.get("vars") or {}, "cases", i, "vars")
             cases.append(
                 Case(
                     str(item.get("id") or f"c{i + 1}"),
                     {str(k): "" if v is None else str(v) for k, v in found.items()},
                     self.assertions(item.get("assert"), "cases", i, "assert"),
+                    self.turns(item.get("turns"), i),
                 )
             )
         self.unique([c.id for c in cases], "case id", "cases")
         return tuple(cases) or (Case("default", {}),)
+
+    def turns(self, items: Any, case: int) -> tuple[tuple[str, str], ...]:
+        """A case's earlier turns: ``[{role: user|assistant, content: ...}]``, none empty."""
+        if not isinstance(items or [], list):
+            raise self.fail("turns must be a list of {role, content}", "cases", case, "turns")
+        out = []
+        for j, item in enumerate(items or []):
+            where = ("cases", case, "turns", j)
+            turn = self.mapping(item, *where)
+            self.known(turn, ("role", "content"), *where)
+            role, content = turn.get("role"), turn.get("content")
+            if role not in TURN_ROLES:
+                raise self.fail(
+                    f"a turn's role is user or assistant; found {role!r}", *where, "role"
+                )
+            if not isinstance(content, str) or not content.strip():
+                raise self.fail(
+                    f"a {role} turn needs content: the message's text; found {content!r}",
+                    *where,
+                    "content",
+                )
+            out.append((role, content))
+        return tuple(out)
 
     def variants(self, items: list, settings: ChatSettings) -> tuple[Variant, ...]:
         variants = []

@@ -18,6 +18,8 @@ from devmode.cli import cli
 from devmode.db import open_db
 from devmode.suites import reports, runner, store
 from devmode.suites.files import parse_suite
+from devmode.suites.files import suite_yaml as yaml_of
+from devmode.suites.suite import InvalidSuite
 from tests.conftest import run_cli, wait_for
 
 
@@ -587,3 +589,48 @@ def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
             assert row["outcome"] == before[key]["outcome"]
     missing = run_cli(db_path, "bench", "rescore", 999)
     assert missing.exit_code == 2 and "No suite run with id 999" in missing.output
+
+
+def test_a_multi_turn_case_sends_its_turns_first_and_checks_the_last_reply(db_path, echo):
+    suite = suite_yaml(
+        f"""\
+            name: follow-up
+            limits: {{temperature: 0, max_tokens: 40}}
+            backend: {{kind: endpoint, base_url: "{echo.base_url}", model: echo}}
+            prompts: ["And the yield?"]
+            cases:
+              - id: bond
+                turns:
+                  - {{role: user, content: Tell me about the 10-year note.}}
+                  - {{role: assistant, content: It is a Treasury bond of ten years.}}
+                assert: [{{type: icontains, value: "and the yield"}}]
+            variants:
+              - {{name: roomy}}
+              - {{name: tight, budget_tokens: 35}}
+            """
+    )
+    assert suite.cases[0].turns[0] == ("user", "Tell me about the 10-year note.")
+    assert suite_yaml(yaml_of(suite)) == suite  # turns survive being written out
+    run = run_now(db_path, suite)
+    assert run.status == "completed"
+    roomy, tight = echo.requests[-2:]
+    assert [m["role"] for m in roomy["messages"]][-3:] == ["user", "assistant", "user"]
+    assert roomy["messages"][-3]["content"] == "Tell me about the 10-year note."
+    assert [m["role"] for m in tight["messages"]] == ["system", "user"]  # the old turn dropped
+    with open_db(db_path) as db:
+        rows = store.results(db, run.id)
+    assert [r["outcome"] for r in rows] == ["pass", "pass"]  # the last reply, not the turns
+
+
+@pytest.mark.parametrize(
+    "turns,phrase",
+    [
+        ("[{role: system, content: hi}]", "a turn's role is user or assistant; found 'system'"),
+        ("[{role: user, content: '  '}]", "a user turn needs content"),
+        ("[{role: user}]", "a user turn needs content"),
+        ("{role: user, content: hi}", "turns must be a list"),
+    ],
+)
+def test_a_bad_turn_is_refused_with_where_it_is(turns, phrase):
+    with pytest.raises(InvalidSuite, match=phrase):
+        suite_yaml(f"prompts: [hi]\ncases:\n  - turns: {turns}\n")
