@@ -36,6 +36,8 @@ with right:
     handed = handoff.take()
     if handed.get("notice"):
         st.toast(handed["notice"])
+    if handed.get("run"):
+        st.session_state["suite_shown_run"] = handed["run"]
     kept = handed.get("suite")
     if kept:
         st.session_state["suite_choice"] = kept
@@ -211,12 +213,29 @@ with right:
         with ui.page_db() as db:
             run = store.get_run(db, shown)
             report = reports.run_report(db, shown)
-        if run.is_resumable and st.button("Resume this run", key="suite_resume"):
+        c = st.columns(2)
+        if run.is_resumable and c[0].button("Resume this run", key="suite_resume"):
             with ui.errors_shown():
                 runner.resume_run(environment.db_path(), run.id)
                 st.rerun()
+        if not run.is_active and c[1].button(
+            "Rescore this run",
+            key="suite_rescore",
+            help="Check this run's stored replies again with the suite as it is above, without "
+            "asking any chat model; stored as a new run.",
+        ):
+            with ui.errors_shown():
+                rescored = runner.rescore(environment.db_path(), run.id, suite)
+                handoff.leave(
+                    suite=suite.name,
+                    run=rescored.id,
+                    notice=f"Run {rescored.id}: run {run.id}'s replies rescored, no model asked.",
+                )
+                st.rerun()
         grid = pd.DataFrame(reports.grid(report))
         st.dataframe(grid.style.map(suites_view.verdict_colour), hide_index=True, key="suite_grid")
+        with st.expander("Each cell: passes out of repeats, interval, pass^k, flaky"):
+            st.dataframe(reports.cell_rows(report), hide_index=True, key="suite_cells")
         failures = reports.failure_rows(report)
         if failures:
             st.markdown(f"**{len(failures)} replies failed or never came**, and why")
@@ -248,6 +267,8 @@ with right:
                 )
                 points = reports.pass_rates_over_runs(finished, db)
             st.markdown(reports.diff_text(diff))
+            if diff["flaky"]:
+                st.caption(reports.flaky_text(diff))
             if diff["regressions"] or diff["fixes"]:
                 st.dataframe(
                     pd.DataFrame(reports.change_rows(diff)), hide_index=True, key="suite_diff"

@@ -386,7 +386,8 @@ def test_the_suites_page_runs_a_suite_as_a_job_and_compares_two_runs(app_db):
     assert list(grid.columns) == ["prompt", "case", "embedded", "one sentence"]
     assert set(grid["embedded"]) <= {"pass", "fail"} and len(grid) == 2
     assert any(
-        "Run 1 → run 2: 0 regressions (pass → fail), 0 fixes" in m.value for m in at.markdown
+        "Run 1 → run 2: 0 regressions (a significant fall, at 0.05), 0 fixes" in m.value
+        for m in at.markdown
     )
     assert "Pass rate per variant" in at.get("plotly_chart")[-1].proto.spec
     with open_db(app_db) as db:

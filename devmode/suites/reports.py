@@ -323,21 +323,41 @@ def failure_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def cell_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row per cell: passes out of repeats, pass rate (pass@1) with its 95% interval,
+    pass^k and flaky: what tells a flaky cell from a failing one."""
+    return [
+        {
+            "cell": c["cell"],
+            "passes": f"{c['passes']}/{c['repeats']}",
+            "pass rate": _pct(c["pass_rate"]),
+            "95% interval": "—"
+            if c["interval"] is None
+            else f"{c['interval'][0]:.0%}–{c['interval'][1]:.0%}",
+            "pass^k": c["pass_all"],
+            "flaky": c["flaky"],
+            "passed": c["passed"],
+        }
+        for c in report["cells"]
+    ]
+
+
 def change_rows(diff: dict[str, Any]) -> list[dict[str, Any]]:
     """The regressions and fixes of a comparison as table rows."""
     return [
         {"change": change, **row}
-        for key, change in (("regressions", "pass → fail"), ("fixes", "fail → pass"))
+        for key, change in (("regressions", "fell significantly"), ("fixes", "fail → pass"))
         for row in diff[key]
     ]
 
 
 def diff_text(diff: dict[str, Any]) -> str:
-    """'Run 3 → run 4: 2 regressions (pass → fail), 1 fix (fail → pass).'"""
+    """'Run 3 → run 4: 2 regressions (a significant fall, at 0.05), 1 fix (fail → pass).'"""
     regressions, fixes = len(diff["regressions"]), len(diff["fixes"])
     text = (
         f"Run {diff['before']['run']} → run {diff['after']['run']}: "
-        f"{regressions} regression{'s' * (regressions != 1)} (pass → fail), "
+        f"{regressions} regression{'s' * (regressions != 1)} (a significant fall, at "
+        f"{diff.get('significance', noise.DEFAULT_SIGNIFICANCE):g}), "
         f"{fixes} fix{'es' * (fixes != 1)} (fail → pass)"
     )
     if diff.get("flaky"):
@@ -345,6 +365,11 @@ def diff_text(diff: dict[str, Any]) -> str:
     if diff["new_cells"] or diff["gone_cells"]:
         text += f"; {len(diff['new_cells'])} cells new, {len(diff['gone_cells'])} gone"
     return text + "."
+
+
+def flaky_text(diff: dict[str, Any]) -> str:
+    """'Flaky (passed and failed within the run, not regressions): p1/c1/plain, ...'."""
+    return "Flaky (passed and failed within the run, not regressions): " + ", ".join(diff["flaky"])
 
 
 def as_csv(report: dict[str, Any]) -> str:
@@ -440,7 +465,7 @@ def as_html(report: dict[str, Any], diff: dict[str, Any] | None = None) -> str:
         )
         fixes = "".join(f"<li>{e(r['cell'])}</li>" for r in diff["fixes"]) or "<li>none</li>"
         regressions = (
-            f"<h2>Against run {e(str(diff['before']['run']))}</h2><h3>Regressions (pass → fail)"
+            f"<h2>Against run {e(str(diff['before']['run']))}</h2><h3>Regressions (a significant fall)"
             f"</h3><ul>{items}</ul><h3>Fixes (fail → pass)</h3><ul>{fixes}</ul>"
         )
     return f"""<!doctype html><html><head><meta charset="utf-8">

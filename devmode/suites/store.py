@@ -85,10 +85,12 @@ class SuiteRun(jobs.JobRecord):
         return (self.summary or {}).get("rescored_from")
 
     def label(self) -> str:
-        """'run 4 of bond-basics (completed, 22 of 24 passed)'."""
+        """'run 4 of bond-basics (completed, 22 of 24 passed)', '... rescored from run 3'."""
         text = f"run {self.id} of {self.suite} ({self.status}"
         if self.summary:
             text += f", {self.summary['passed']} of {self.summary['cells']} cells passed"
+        if self.rescored_from:
+            text += f", rescored from run {self.rescored_from}"
         return text + ")"
 
 

@@ -128,8 +128,8 @@ def test_build_run_side_by_side_change_a_limit_and_see_the_regression(
         settle(page)
         assert_healthy(page)
         text = visible_text(page)
-        assert "Run 1 → run 2: 2 regressions (pass → fail), 0 fixes (fail → pass)." in text
-        diff = page.get_by_test_id("stDataFrame").filter(has_text="pass → fail").first
+        assert "Run 1 → run 2: 2 regressions (a significant fall, at 0.05), 0 fixes" in text
+        diff = page.get_by_test_id("stDataFrame").filter(has_text="fell significantly").first
         assert "p1/c1/embedded" in grid_text(diff) and "finish-reason" in grid_text(diff)
         page.screenshot(path=SCREENSHOTS / "03_regression.png", full_page=True)
 

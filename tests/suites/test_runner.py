@@ -247,7 +247,7 @@ def test_regressions_between_runs_and_the_cli_fails_a_ci_step(db_path, echo, tmp
             reports.run_report(db, 2), reports.compare(report, reports.run_report(db, 2))
         )
         csv_text = reports.as_csv(reports.run_report(db, 2))
-    assert "<script" not in html and "Regressions (pass → fail)" in html
+    assert "<script" not in html and "Regressions (a significant fall)" in html
     assert "yields/c1/first sentence" in html
     assert len(csv_text.strip().splitlines()) == 1 + 8
     # a suite that passes exits 0
