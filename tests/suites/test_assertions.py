@@ -108,3 +108,21 @@ def test_a_model_or_class_that_cannot_be_used_stops_the_run_before_it_starts(
     assert out.exit_code == 2 and message.split(";")[0] in out.output, out.output
     with open_db(news_copy) as db:
         assert db["devmode_suite_runs"].count == 0  # nothing stored half-way
+
+
+def test_promptfoos_classifier_is_read_when_its_provider_is_devmode():
+    from devmode.suites.files import parse_suite
+
+    suite = parse_suite(
+        "prompts: [hello]\nproviders: [embedded]\ntests:\n  - assert:\n"
+        "      - {type: classifier, provider: 'devmode:active-sentiment', value: negative,"
+        " threshold: 0.5}\n"
+    )
+    (check,) = suite.cases[0].assertions
+    assert (check.model, check.value, check.threshold) == ("active-sentiment", "negative", 0.5)
+    assert check.to_dict()["model"] == "active-sentiment"  # devmode's form when written out
+    with pytest.raises(InvalidSuite, match="provider is devmode:REF"):
+        parse_suite(
+            "prompts: [hello]\ntests:\n  - assert:\n"
+            "      - {type: classifier, provider: 'huggingface:text-classification:x', value: a}\n"
+        )
