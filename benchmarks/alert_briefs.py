@@ -182,6 +182,11 @@ def main() -> None:
             tickers = [r[0] for r in db.execute(
                 "select ticker from devmode_predictions group by 1 order by count(*) desc limit 12"
             )]  # fmt: skip
+            start = time.perf_counter()
+            briefs._backend(alerts.RuleSettings(brief="embedded"), str(db_path))  # loaded once
+            print(
+                f"the embedded model loaded in {time.perf_counter() - start:.1f} s (once per watcher)"
+            )
             rows = []
             for name, brief in backends:
                 events = []
