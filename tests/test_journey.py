@@ -1,6 +1,7 @@
 """A person's whole journey through the app in a real browser (chromium via Playwright):
 upload -> map -> fine-tune (reload mid-run) -> report -> promote -> score -> trend and alert ->
-chat limits. Screenshots of every step go to $TMPDIR/devmode-journey/."""
+chat limits. The live Monitor (a feed, the watcher, a webhook, the wall) is
+tests/monitor/test_journey.py. Screenshots of every step go to $TMPDIR/devmode-journey/."""
 
 import csv
 import json
@@ -20,8 +21,7 @@ from tests.browser_support import (
     type_into,
     visible_text,
 )
-from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice, scored_rows, wait_for
-from tests.journey_support import texts_by_polarity
+from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "devmode-journey"
 # The sidebar's titles, in the declared order (devmode.ui.PAGES)
@@ -247,109 +247,3 @@ def test_a_fresh_server_opened_at_a_page_shows_the_declared_navigation(browser, 
         assert page.url.endswith("/Monitor")
         assert page.title() == "Monitor · devmode"
         assert_healthy(page)
-
-
-def feed_items(texts: list[str], day: int, start: int) -> list[dict]:
-    import datetime as dt
-
-    return [
-        {
-            "title": text,
-            "link": f"http://example.com/story/{start + i}",
-            "guid": f"urn:story:{start + i}",
-            "published": dt.datetime(2020, 5, day, 9, i, tzinfo=dt.UTC),
-        }
-        for i, text in enumerate(texts)
-    ]
-
-
-def texts_metric(page) -> int:
-    found = re.search(r"Texts\s+([\d,]+)", visible_text(page))
-    return int(found.group(1).replace(",", "")) if found else 0
-
-
-def test_a_feed_is_watched_the_chart_moves_and_the_alert_reaches_the_webhook(browser, news_copy):
-    """The live Monitor in chromium: add a local feed, start watching, see new items arrive and
-    the chart move without touching anything, get the alert on a local webhook with the
-    stories behind it, and open the wall display. The tiny test model scores."""
-    from tests.net_support import LocalServer, Route, rss
-
-    calm_texts, stress_texts = texts_by_polarity(news_copy)
-    calm = feed_items(calm_texts, day=18, start=0)
-    stress = feed_items(stress_texts, day=26, start=10)
-    server = LocalServer()
-    server.routes["/markets.rss"] = Route(rss(calm))
-    server.routes["/hook"] = Route()
-    try:
-        with StreamlitApp(news_copy) as app:
-            page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            journey = Journey(page)
-            open_page(page, app.url("Monitor"))
-            expand(page, "Live sources: feeds and folders")
-            type_into(page, "Feed URL or folder", server.url("/markets.rss"))
-            type_into(page, "Into dataset", "wire")
-            type_into(page, "Poll every (seconds)", "5", role="spinbutton")
-            click(page, "Add source")
-            page.get_by_test_id("stDataFrame").first.wait_for()  # the sources table
-            with open_db(news_copy) as db:
-                assert db["devmode_sources"].count == 1
-            click(page, "Start watching")
-            wait_for_text(page, "Watching since")
-            journey.shot("live_watching")
-
-            # the watcher creates and scores "wire"
-            wait_for(
-                lambda: scored_rows(news_copy, "wire") == 3, timeout=180, what="the first poll"
-            )
-            open_page(page, app.url("Monitor"))
-            choose(page, "Dataset", "wire")
-            wait_for_text(page, "Sentiment: wire · per week")
-            wait_for_text(page, "Model health: wire · all texts · per week")  # plotly's title
-            assert texts_metric(page) == 3
-
-            expand(page, "Alert rules")
-            type_into(page, "Threshold", "0.3", role="spinbutton")
-            type_into(page, "Minimum texts", "2", role="spinbutton")
-            click(page, "Add rule")
-            expand(page, "Deliver alerts: webhook or e-mail")
-            type_into(page, "Webhook URL or e-mail address", server.url("/hook"))
-            choose(page, "Webhook body", "json")
-            click(page, "Deliver this rule's alerts")
-            wait_for_text(page, f"webhook {server.url('/hook')} (json)")
-            journey.shot("live_rule_and_webhook")
-
-            # new items arrive: nothing is touched from here on
-            server.routes["/markets.rss"] = Route(rss(calm + stress))
-            for _ in range(240):
-                if texts_metric(page) == 6:
-                    break
-                page.wait_for_timeout(500)
-            assert texts_metric(page) == 6, "the page did not redraw with the new items"
-            journey.shot("live_chart_moved")
-            wait_for_text(page, "Week of 2020-05-25")  # the alert, listed
-            for _ in range(120):
-                if server.posts("/hook"):
-                    break
-                page.wait_for_timeout(500)
-            (alert,) = server.posts("/hook")
-            assert alert["alert"]["period_start"] == "2020-05-25"
-            assert {s["link"] for s in alert["stories"]} == {
-                f"http://example.com/story/{i}" for i in (10, 11, 12)
-            }  # the week's stories, most negative first
-            assert_healthy(page)
-
-            open_page(page, app.url("Monitor") + "?kiosk=1&dataset=wire")
-            wait_for_text(page, "wire · per week")
-            wait_for_text(page, "Most negative stories")
-            widgets = page.locator(  # no widgets on the wall
-                "[data-testid=stButton], [data-testid=stSelectbox], [data-testid=stTextInput], "
-                "[data-testid=stNumberInput], [data-testid=stCheckbox], [data-testid=stToggle]"
-            )
-            assert widgets.count() == 0
-            assert not page.locator("[data-testid=stSidebar]").is_visible()
-            journey.shot("wall_display")
-            open_page(page, app.url("Monitor"))
-            expand(page, "Live sources: feeds and folders")
-            click(page, "Stop watching")
-    finally:
-        server.close()

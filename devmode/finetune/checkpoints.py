@@ -79,6 +79,14 @@ def atomic_save(value: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def atomic_write_text(text: str, path: Path) -> None:
+    """``text`` under a temporary name, then rename: a kill mid-write leaves the old file (a
+    plain write left an empty ``last.json`` that a resume could not read)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def checkpoint_position(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
     """Where a run's last checkpoint stands (epoch, step, best_epoch), without loading weights."""
     brief = Path(checkpoint_dir) / "last.json"
@@ -148,7 +156,7 @@ class Checkpoints:
             if not best_is_latest and best_weights is not None and not self.best.is_file():
                 atomic_save(best_weights, self.best)  # last.pt is about to stop holding them
             atomic_save(snapshot, self.last)
-            self.last.with_suffix(".json").write_text(json.dumps(brief))
+            atomic_write_text(json.dumps(brief), self.last.with_suffix(".json"))
             if best_is_latest:
                 self.best.unlink(missing_ok=True)  # last.pt holds the best weights now
             after()

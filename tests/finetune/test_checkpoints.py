@@ -107,3 +107,23 @@ def test_weights_of_another_model_are_refused(tiny_model_dir):
         load_trainable(model, {"head.weight": torch.zeros(3, 16), "adapter.lora_A": torch.zeros(1)})
     with pytest.raises(CheckpointMismatch, match="missing trainable weights"):
         load_trainable(model, {"head.weight": torch.zeros(3, 16)})
+
+
+def test_the_checkpoints_brief_is_never_seen_half_written(tmp_path, monkeypatch):
+    """last.json is written under a temporary name and renamed: a kill while it is written
+    (the test of a killed worker once caught it empty) leaves the previous one whole."""
+    from devmode.finetune import checkpoints
+
+    brief = tmp_path / "last.json"
+    checkpoints.atomic_write_text('{"epoch": 1, "step": 5, "best_epoch": 1}', brief)
+    seen = []
+    real_replace = checkpoints.os.replace
+
+    def replace(src, dst):  # what a reader sees just before the rename
+        seen.append(checkpoints.checkpoint_position(tmp_path))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoints.os, "replace", replace)
+    checkpoints.atomic_write_text('{"epoch": 2, "step": 10, "best_epoch": 2}', brief)
+    assert seen == [{"epoch": 1, "step": 5, "best_epoch": 1}]
+    assert checkpoints.checkpoint_position(tmp_path)["epoch"] == 2

@@ -1,7 +1,7 @@
 """An analyst tunes an alert in chromium: score dated headlines, preview a spike rule on their
 history, add prices and see them beside sentiment with the lead/lag chart, save the rule with a
-brief, publish a negative week through a local feed, and receive the alert with its brief on a
-local webhook. The brief's backend is a local endpoint that answers with a fixed, valid brief,
+brief, publish a negative week through a local feed (the chart moves by itself), receive the
+alert with its brief on a local webhook, and open the wall display. The brief's backend is a local endpoint that answers with a fixed, valid brief,
 so the journey does not hang on what the 135M model writes; the tiny test model scores."""
 
 import random
@@ -124,7 +124,15 @@ def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_ale
             click(page, "Start watching")
             wait_for_text(page, "Watching since")
 
-            # 6. the alert reaches the webhook with its brief
+            # 6. untouched, the chart moves to the new week; the alert reaches the webhook with
+            # its brief
+            for _ in range(240):
+                if "2020-06-22" in traces(page, "Sentiment: wire")["sentiment index"]["x"]:
+                    break
+                page.wait_for_timeout(500)
+            assert "2020-06-22" in traces(page, "Sentiment: wire")["sentiment index"]["x"], (
+                "the page did not redraw with the feed's week"
+            )
             wait_for(lambda: server.posts("/hook"), timeout=180, what="the alert's delivery")
             (alert,) = server.posts("/hook")
             assert alert["alert"]["period_start"] == "2020-06-22"
@@ -133,6 +141,18 @@ def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_ale
             asked = next(r for r in server.requests if r["path"] == "/v1/chat/completions")
             assert all(str(i) in asked["body"]["messages"][-1]["content"] for i in ids)
             assert_healthy(page)
+
+            # the wall display: the same trend, the open alerts, no widgets
+            open_page(page, app.url("Monitor") + "?kiosk=1&dataset=wire")
+            wait_for_text(page, "wire · per week")
+            wait_for_text(page, "Most negative stories")
+            widgets = page.locator(
+                "[data-testid=stButton], [data-testid=stSelectbox], [data-testid=stTextInput], "
+                "[data-testid=stNumberInput], [data-testid=stCheckbox], [data-testid=stToggle]"
+            )
+            assert widgets.count() == 0
+            assert not page.locator("[data-testid=stSidebar]").is_visible()
+            open_page(page, app.url("Monitor"))
             expand(page, "Live sources: feeds and folders")
             click(page, "Stop watching")
     finally:
