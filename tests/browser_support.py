@@ -193,6 +193,11 @@ def click(page, name: str, role: str = "button") -> None:
     settle(page)
 
 
+def wait_for_text(page, text: str, timeout: float = 120_000) -> None:
+    """Wait until ``text`` shows on the page (the first place it does)."""
+    page.get_by_text(text).first.wait_for(timeout=timeout)
+
+
 def visible_text(page) -> str:
     return page.locator("[data-testid=stMain]").inner_text()
 

@@ -20,6 +20,7 @@ from tests.browser_support import (
     settle,
     type_into,
     visible_text,
+    wait_for_text,
 )
 from tests.conftest import HEADLINES, PHRASEBANK_ALLAGREE, read_slice
 
@@ -67,10 +68,6 @@ def progress_of(page) -> tuple[int, int]:
     if not found:
         return 0, 0
     return tuple(int(x.replace(",", "")) for x in found.groups())
-
-
-def wait_for_text(page, text: str, timeout: float = 120_000) -> None:
-    page.get_by_text(text).first.wait_for(timeout=timeout)
 
 
 def test_a_person_goes_from_upload_to_alerts_to_chat_limits(browser, tmp_path):

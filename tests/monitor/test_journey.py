@@ -18,6 +18,7 @@ from tests.browser_support import (
     settle,
     type_into,
     visible_text,
+    wait_for_text,
 )
 from tests.conftest import scored_rows, wait_for
 from tests.journey_support import texts_by_polarity
@@ -25,10 +26,6 @@ from tests.net_support import LocalServer, Route, chat_reply, rss
 from tests.price_support import closes_after, long_price_file, store_headlines, week_of
 
 SPIKE = {"kind": "spike", "threshold": 1.0, "window": 4, "min_volume": 3}
-
-
-def wait_for_text(page, text: str, timeout: float = 120_000) -> None:
-    page.get_by_text(text).first.wait_for(timeout=timeout)
 
 
 def test_an_analyst_previews_a_rule_sets_prices_beside_it_and_gets_a_briefed_alert(
