@@ -162,6 +162,13 @@ def validate_name(db: Database, name: str) -> None:
             f"{name!r} starts with {name[: name.find('_') + 1]!r}, which is reserved for devmode's "
             "and SQLite's own tables. Pick a name that does not."
         )
+    if "devmode_price_sets" in db.table_names() and db["devmode_price_sets"].count_where(
+        "lower(name) = lower(?)", [name]
+    ):  # prices datasets share the datasets' names (data/prices.py)
+        raise DatasetExists(
+            f"A prices dataset {name!r} already exists, and names ignore case. Pick another "
+            f"name, or drop it first (python -m devmode datasets drop {name})."
+        )
     clash = next((t for t in db.table_names() if t.lower() == name.lower()), None)
     if clash:
         existing = _dataset_row(db, clash)

@@ -51,7 +51,9 @@ PRICE_ROLES = ("date", "ticker", "price")
 MISSING = {"", "na", "n/a", "nan", "null", "none", "-", ".", "#n/a"}
 # A wide file's price columns are series: bounded, so a stray matrix does not become 10,000.
 MAX_SERIES = 500
-_NUMBER = re.compile(r"^[-+]?\$?\s*[\d,]*\.?\d+(?:[eE][-+]?\d+)?$")
+# A number: digits with a decimal point, commas only between thousands (1,234.50), an optional
+# dollar sign. A decimal comma (101,25) is refused rather than read as 10125.
+_NUMBER = re.compile(r"^[-+]?\$?\s*(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?$")
 
 
 class InvalidPrices(DevmodeError):
@@ -221,8 +223,9 @@ def _number(value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value) if math.isfinite(value) else None
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
-        return float(value.strip().replace("$", "").replace(",", "").replace(" ", ""))
+    text = value.strip() if isinstance(value, str) else ""
+    if text and _NUMBER.match(text) and any(c.isdigit() for c in text):
+        return float(text.replace("$", "").replace(",", "").replace(" ", ""))
     return None
 
 
@@ -290,7 +293,8 @@ def _checked_close(value: Any, source: str, row_number: int, column: str) -> flo
     if close is None:
         raise InvalidPrices(
             f"{source}: row {row_number:,} has {value!r} in {column!r}, which is not a price. "
-            "Expected a number such as 101.25; leave a day without a price blank."
+            "Expected a number such as 101.25 (a decimal point; commas only between thousands, "
+            "as in 1,234.50); leave a day without a price blank."
         )
     if close <= 0:
         raise InvalidPrices(
@@ -344,8 +348,7 @@ def store_prices(
     tickers = sorted({t for t, _ in closes}, key=lambda t: (t != INDEX, t))
     days = sorted(d for _, d in closes)
     with db.atomic():
-        ingest.validate_name(db, name)
-        _refuse_taken(db, name)
+        ingest.validate_name(db, name)  # a text dataset's or a prices dataset's name
         set_id = (
             db[SETS_TABLE]
             .insert(
@@ -373,14 +376,6 @@ def store_prices(
             batch_size=5000,
         )
     return get_price_set(db, name)
-
-
-def _refuse_taken(db: Database, name: str) -> None:
-    if db[SETS_TABLE].count_where("lower(name) = lower(?)", [name]):
-        raise ingest.DatasetExists(
-            f"A prices dataset {name!r} already exists, and names ignore case. Pick another "
-            f"name, or drop it first (python -m devmode datasets drop {name})."
-        )
 
 
 def list_price_sets(db: Database) -> list[PriceSet]:

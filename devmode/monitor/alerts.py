@@ -172,6 +172,14 @@ class RuleSettings(Settings):
                 "--brief-model NAME (e.g. smollm2 for python -m devmode serve)."
             )
 
+    def shown(self) -> dict[str, Any]:
+        """The settings as a message or a JSON body carries them: the brief endpoint's address
+        masked (it may hold a token)."""
+        values = asdict(self)
+        if self.brief and self.brief != EMBEDDED_BRIEF:
+            values["brief"] = addresses.mask(self.brief)
+        return values
+
     def describe_brief(self) -> str:
         """'a brief by the embedded model', or by smollm2 at http://127.0.0.1:8000/…"""
         if not self.brief:

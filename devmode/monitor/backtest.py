@@ -71,10 +71,12 @@ def backtest(
 ) -> dict[str, Any]:
     """``{"rule", "periods", "fires", "per_year"}``, plus the price fields when ``check`` names
     a prices dataset (``market.price_fields``)."""
-    series = None
+    series = closes = None
     if check and check.prices:  # the prices first: a wrong series is named before any work
         price_set = prices.get_price_set(db, check.prices)
         series = prices.series_ticker(price_set, settings.ticker)
+        closes = market.period_closes(db, price_set.name, series, settings.period)
+        market.check_horizon(closes, settings.period, check.horizon, price_set.name)
     points = alerts.rule_points(db, dataset_name, settings)
     if not points:
         raise NothingToBacktest(_why_nothing(db, dataset_name, settings))
@@ -87,7 +89,7 @@ def backtest(
         for fire in alerts.rule_fires(settings, points)
     ]
     result: dict[str, Any] = {
-        "rule": {"dataset": dataset_name, "description": _describe(settings), **asdict(settings)},
+        "rule": {"dataset": dataset_name, "description": _describe(settings), **settings.shown()},
         "periods": len(points),
         "first_period": points[0]["period"],
         "last_period": points[-1]["period"],
@@ -95,8 +97,6 @@ def backtest(
         "per_year": dict(sorted(Counter(f["period"][:4] for f in fires).items())),
     }
     if check and check.prices:
-        closes = market.period_closes(db, price_set.name, series, settings.period)
-        market.check_horizon(closes, settings.period, check.horizon, price_set.name)
         result["prices"] = {**asdict(check), "prices": price_set.name, "series": series or "index"}
         result.update(
             market.price_fields(

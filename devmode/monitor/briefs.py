@@ -41,6 +41,10 @@ SUITE_FILE = Path(__file__).with_name("brief_suite.yaml")
 BRIEF_STORIES = 5
 MAX_BULLETS = 4
 MIN_SHARED_WORDS = 2
+# ... and at least this share of the bullet's own content words: two shared words do not make
+# a bullet about its story ("Agilent shares soar after the probe clears its chief" is not
+# "a sharp drop hits Agilent shares").
+MIN_SHARED_SHARE = 0.5
 WRITTEN, REFUSED, FAILED = "written", "refused", "failed"
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+(.*\S)\s*$")
 _CITATION = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
@@ -49,6 +53,7 @@ _PERIOD_LINE = re.compile(r"^Stories of (\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _TICKER = re.compile(r"(\$?)\b([A-Z]{1,5})\b")
+_LINK = re.compile(r"(?:https?://|www\.)\S+", re.I)
 
 
 @dataclass(frozen=True)
@@ -171,14 +176,17 @@ def check_brief(
     end: str | None,
     *,
     tickers: set[str] = frozenset(),
+    own_ticker: str | None = None,
 ) -> Verdict:
     """Whether the brief ``text`` may go out. ``stories``: every story a bullet may cite, by id
     ({id: {date, text, ticker}}); ``start``..``end``: the alert's period (both days included);
-    ``tickers``: names that read as tickers besides $CASHTAGS and the stories' own."""
+    ``tickers``: names that read as tickers besides $CASHTAGS and the stories' own;
+    ``own_ticker``: the alert's ticker, which any bullet may name."""
     bullets = parse_bullets(text)[:MAX_BULLETS]
     if not bullets:
         return Verdict(False, "the reply has no bullet points citing stories", ())
     known = {t for t in tickers} | {s["ticker"] for s in stories.values() if s.get("ticker")}
+    known.discard(own_ticker)
     for i, bullet in enumerate(bullets, 1):
         problem = _bullet_problem(bullet, stories, start, end, known)
         if problem:
@@ -208,13 +216,22 @@ def _bullet_problem(
             )
     cited = [stories[i] for i in bullet.stories]
     source = " ".join(s["text"] for s in cited)
-    shared = content_words(bullet.text) & content_words(source)
+    words = content_words(bullet.text)
+    shared = words & content_words(source)
     if len(shared) < MIN_SHARED_WORDS:
         return (
             f"shares {len(shared)} content word{'s' if len(shared) != 1 else ''} with the "
             f"stories it cites (at least {MIN_SHARED_WORDS} are needed)"
         )
-    found_tickers = {s.get("ticker") for s in cited} | set(_WORD.findall(source))
+    if len(shared) < MIN_SHARED_SHARE * len(words):
+        return (
+            f"shares {len(shared)} of its {len(words)} content words with the stories it cites "
+            f"(at least {MIN_SHARED_SHARE:.0%} are needed: the rest is not in them)"
+        )
+    for link in _LINK.findall(bullet.text):
+        if link not in source:
+            return f"names the link {link[:60]}, found in none of its stories"
+    found_tickers = {s.get("ticker") for s in cited} | {t for _, t in _TICKER.findall(source)}
     for cash, name in _TICKER.findall(bullet.text):
         if (cash or name in tickers) and name not in found_tickers:
             return f"names {cash}{name}, found in none of its stories"
@@ -315,10 +332,11 @@ def _write(db: Database, event: dict[str, Any], rule: alerts.AlertRule, writer: 
     cited = {i for b in parse_bullets(text) for i in b.stories} - set(shown)
     verdict = check_brief(
         text,
-        {**_stories_by_id(db, dataset, cited), **shown},
+        {**_stories_by_id(db, dataset, cited, s), **shown},
         start,
         end,
         tickers=set(trends.scored_tickers(db, dataset)),
+        own_ticker=s.ticker,
     )
     if not verdict.ok:
         return {"brief_status": REFUSED, "brief_note": verdict.reason}
@@ -333,18 +351,24 @@ def _last_day(period: str, start: str) -> str:
     return dates.shift_period("day", dates.period_end(period, start), -1)
 
 
-def _stories_by_id(db: Database, dataset: str, ids: set[int]) -> dict[int, dict[str, Any]]:
-    """Stories a brief cites beyond those it was shown: their date, text and ticker."""
+def _stories_by_id(
+    db: Database, dataset: str, ids: set[int], settings: alerts.RuleSettings
+) -> dict[int, dict[str, Any]]:
+    """Stories a brief cites beyond those it was shown, in the rule's scope (its ticker
+    column's value and topic): their date, text and ticker. One outside it does not exist for
+    the brief."""
     if not ids:
         return {}
     record = ingest.get_dataset(db, dataset)
     text = quote_identifier(record.mapping.text)
+    ticker = settings.ticker if record.mapping.ticker else None
     rows = db.execute(
         f"""select p.row_id, p.date, p.ticker, t.{text} from devmode_predictions p
             join {quote_identifier(dataset)} t on t.rowid = p.row_id
             where p.dataset_id = ? and p.task = 'sentiment' and p.date is not null
-              and p.row_id in (select value from json_each(?))""",
-        [record.id, json.dumps(sorted(ids))],
+              and p.row_id in (select value from json_each(?))
+              and (? is null or p.ticker = ?) and (? is null or p.topic = ?)""",
+        [record.id, json.dumps(sorted(ids)), ticker, ticker, settings.topic, settings.topic],
     )
     return {r[0]: {"id": r[0], "date": r[1], "ticker": r[2], "text": str(r[3])} for r in rows}
 

@@ -334,7 +334,7 @@ def build_message(db: Database, event_id: int) -> AlertMessage:
     data = {
         "source": f"devmode {__version__}",
         "dataset": dataset,
-        "rule": {"id": rule.id, "description": rule.describe(), **asdict(s)},
+        "rule": {"id": rule.id, "description": rule.describe(), **s.shown()},
         "alert": {
             "id": event["id"],
             "period": s.period,
@@ -473,6 +473,11 @@ def deliver_due(
     results = []
     for delivery in _claim_due(db, now):
         channel = Channel(**db["devmode_alert_channels"].get(delivery["channel_id"]))
+        # the claim is renewed before each send: a backlog of briefs ahead of it (seconds
+        # each) must not make it look abandoned to another watcher
+        db["devmode_alert_deliveries"].update(
+            delivery["id"], {"claimed_at": stamp(dt.datetime.now(dt.UTC))}
+        )
         try:
             briefs.write_brief(db, delivery["event_id"], writer=brief_writer)
             message = build_message(db, delivery["event_id"])

@@ -86,11 +86,26 @@ def test_one_close_column_without_a_ticker_is_the_index(db_path, tmp_path):
             [{"date": "2020-01-02", "close": "10"}, {"date": "2020-01-03", "close": "ten"}],
             "row 2 has 'ten' in 'close', which is not a price",
         ),
+        (
+            [{"date": "2020-01-02", "close": "101,25"}],
+            "row 1 has '101,25' in 'close', which is not a price. Expected a number such as "
+            "101.25 (a decimal point; commas only between thousands",
+        ),
         ([{"when": "soon", "what": "x"}], "No date column found among when, what"),
         ([{"date": "2020-01-02", "note": "x"}], "No column of prices found"),
         ([{"date": "2020-01-02", "close": ""}], "has no prices: every cell"),
     ],
-    ids=["clash", "zero", "negative", "date", "text", "no-date", "no-price", "blank"],
+    ids=[
+        "clash",
+        "zero",
+        "negative",
+        "date",
+        "text",
+        "decimal-comma",
+        "no-date",
+        "no-price",
+        "blank",
+    ],
 )
 def test_bad_price_files_are_refused_and_nothing_is_stored(db_path, tmp_path, rows, message):
     path = write_csv(tmp_path / "bad.csv", rows)
@@ -119,6 +134,9 @@ def test_prices_share_the_datasets_names(db_path, tmp_path):
     assert again.exit_code == 1 and "A prices dataset 'P' already exists" in again.output
     text = run_cli(db_path, "ingest", path, "--name", "p2", "--prices", "--text-column", "x")
     assert text.exit_code == 2 and "A prices file has no --text-column" in text.output
+    texts = write_csv(tmp_path / "t.csv", [{"text": "hello there", "date": "2020-01-02"}])
+    clash = run_cli(db_path, "ingest", texts, "--name", "P", "--no-label")
+    assert clash.exit_code == 1 and "A prices dataset 'P' already exists" in clash.output
 
 
 def test_the_datasets_page_stores_a_prices_file(db_path, tmp_path, monkeypatch):

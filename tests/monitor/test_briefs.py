@@ -52,15 +52,32 @@ def test_a_brief_backed_by_its_stories_passes():
         ("- Acme shares fell 9% and $XYZ followed on the outlook [102]",
          "names $XYZ, found in none of its stories"),
         ("- Acme shares fell after the lower outlook", "bullet 3 ('Acme shares fell after the lower outlook') cites no story"),
+        ("- Acme shares soar to a record as a takeover bid from Initech lifts the outlook [102]",
+         "content words with the stories it cites (at least 50% are needed"),
+        ("- Acme shares fall 9%, see https://evil.example/x [102]",
+         "names the link https://evil.example/x, found in none of its stories"),
         ("Acme had a bad week.", "the reply has no bullet points citing stories"),
         ("", "the reply has no bullet points citing stories"),
     ],
     ids=["outside-period", "no-such-id", "invented-number", "unrelated", "other-ticker",
-         "cashtag", "uncited", "prose", "empty"],
+         "cashtag", "uncited", "reversed", "link", "prose", "empty"],
 )  # fmt: skip
 def test_planted_bad_briefs_are_refused_with_the_reason(brief, reason):
     verdict = check(f"{GOOD}\n{brief}" if brief.startswith(("- ", "1.")) else brief)
     assert not verdict.ok and reason in verdict.reason
+
+
+def test_a_one_letter_ticker_in_its_story_and_the_alerts_own_ticker_may_be_named():
+    story = {3: {"id": 3, "date": "2024-03-05", "ticker": None,
+                 "text": "A sharp drop hits Agilent shares after weak guidance"}}  # fmt: skip
+    assert check("- A sharp drop hits Agilent shares [3]", story, tickers={"A", "AAPL"}).ok
+    apple = {4: {"id": 4, "date": "2024-03-05", "ticker": None,
+                 "text": "Apple cuts its iPhone orders after weak demand"}}  # fmt: skip
+    bullet = "- AAPL: Apple cuts iPhone orders after weak demand [4]"
+    assert not check(bullet, apple, tickers={"AAPL"}).ok  # a watchlist ticker, not in the text
+    verdict = briefs.check_brief(bullet, apple, "2024-03-04", "2024-03-10", tickers={"AAPL"},
+                                 own_ticker="AAPL")  # fmt: skip
+    assert verdict.ok, verdict.reason
 
 
 def test_only_the_first_four_bullets_are_kept():
@@ -142,6 +159,7 @@ def test_a_checked_brief_travels_with_the_alert(wire_db, server):
         message = delivery.build_message(db, first["id"])
     assert stored["status"] == "written" and len(stored["bullets"]) == 2
     bodies = {b["alert"]["id"]: b for b in server.posts("/hook")}
+    assert all(b["rule"]["brief"] == server.url("/v1") for b in bodies.values())  # masked form
     body = bodies[first["id"]]
     assert body["brief"] == stored["bullets"]
     assert "Brief (checked against the stories):" in message.text()
