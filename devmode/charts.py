@@ -298,11 +298,11 @@ def trend_figure(
         mode="lines",
         line=dict(color="#E45756", width=2.5),
     )
+    by_period = {p["period"]: p for p in points}
     for periods, name, symbol, colour in (
         (alerts, "alert", "triangle-down", "#D62728"),
         (preview, "would fire", "triangle-down-open", "#FF7F0E"),  # a rule being previewed
     ):
-        by_period = {p["period"]: p for p in points}
         marked = [by_period[a] for a in periods if a in by_period]
         if marked:
             fig.add_scatter(

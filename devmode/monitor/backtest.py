@@ -71,6 +71,18 @@ def backtest(
 ) -> dict[str, Any]:
     """``{"rule", "periods", "fires", "per_year"}``, plus the price fields when ``check`` names
     a prices dataset (``market.price_fields``)."""
+    return _backtest(db, dataset_name, settings, check, stories=stories)[0]
+
+
+def _backtest(
+    db: Database,
+    dataset_name: str,
+    settings: alerts.RuleSettings,
+    check: PriceCheck | None = None,
+    *,
+    stories: int = STORIES_PER_FIRE,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(``backtest``'s result, the rule's trend it read)."""
     series = closes = None
     if check and check.prices:  # the prices first: a wrong series is named before any work
         price_set = prices.get_price_set(db, check.prices)
@@ -109,7 +121,7 @@ def backtest(
                 min_volume=settings.min_volume,
             )
         )
-    return result
+    return result, points
 
 
 @dataclass(frozen=True)
@@ -133,8 +145,7 @@ def preview(
     db: Database, dataset_name: str, settings: alerts.RuleSettings, check: PriceCheck | None = None
 ) -> Preview:
     """``backtest`` with what a page draws of it."""
-    result = backtest(db, dataset_name, settings, check)
-    points = alerts.rule_points(db, dataset_name, settings)
+    result, points = _backtest(db, dataset_name, settings, check)  # the trend read once
     s = settings
     return Preview(
         result=result,
