@@ -32,7 +32,7 @@ from sqlite_utils import Database
 
 from devmode.errors import DevmodeError
 from devmode.suites import noise, store
-from devmode.suites.runner import pass_rate, summarise
+from devmode.suites.runner import pass_counts, pass_rate, summarise
 from devmode.suites.suite import Suite
 
 FORMAT = "devmode-suite-report"
@@ -83,7 +83,7 @@ def build_report(suite: Suite, rows: list[dict[str, Any]], run=None) -> dict[str
                 "case_id": cell.case.id,
                 "variant": cell.variant.name,
                 "prompt": cell.text,
-                **noise.cell_stats(*_passes(replies)),
+                **noise.cell_stats(*pass_counts(replies)),
                 "passed": rate is not None and rate >= suite.min_pass_rate,
                 "replies": [_reply(r) for r in replies],
             }
@@ -108,12 +108,6 @@ def _reply(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k) for k in keys}
 
 
-def _passes(rows: list[dict[str, Any]]) -> tuple[int, int]:
-    """(replies that passed, replies judged): errors are neither."""
-    judged = [r for r in rows if r["outcome"] != store.ERROR]
-    return sum(r["outcome"] == store.PASS for r in judged), len(judged)
-
-
 def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     mine = [r for r in rows if r["variant"] == name and r["outcome"] != store.ERROR]
 
@@ -121,7 +115,7 @@ def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in mine if r.get(key) is not None]
         return statistics.median(values) if values else None
 
-    stats = noise.cell_stats(*_passes(mine))
+    stats = noise.cell_stats(*pass_counts(mine))
     return {
         "variant": name,
         "replies": len(mine),
@@ -266,7 +260,7 @@ def _counts(cell: dict[str, Any]) -> tuple[int, int]:
     if "passes" in cell and "repeats" in cell:
         return cell["passes"], cell["repeats"]
     if cell.get("replies"):
-        return _passes(cell["replies"])
+        return pass_counts(cell["replies"])
     return int(bool(cell["passed"])), 1
 
 

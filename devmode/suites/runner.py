@@ -245,10 +245,16 @@ def summarise(suite: Suite, rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def pass_counts(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """(replies that passed, replies judged): errors are neither."""
+    judged = [r for r in rows if r["outcome"] != store.ERROR]
+    return sum(r["outcome"] == store.PASS for r in judged), len(judged)
+
+
 def pass_rate(rows: list[dict[str, Any]]) -> float | None:
     """The share of a cell's replies that passed (errors left out; None when all errored)."""
-    judged = [r for r in rows if r["outcome"] != store.ERROR]
-    return sum(r["outcome"] == store.PASS for r in judged) / len(judged) if judged else None
+    passes, judged = pass_counts(rows)
+    return passes / judged if judged else None
 
 
 class GraderFailed(DevmodeError):
