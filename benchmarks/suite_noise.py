@@ -14,7 +14,9 @@ embedded SmolLM2-135M-Instruct (the model loaded once). The first run is the bas
 Goals (issue 32): at most 1 of 20 unchanged reruns flags a regression; all 5 degraded runs do.
 Expected before measuring: 0-1 of 20 (BH at 0.05 over 20 cells keeps the chance of any false
 flag per comparison near 5%, less where cells pass always or never); 5 of 5 degraded (every
-cell falls to 0 passes). Also timed: rescoring the first run's stored replies (no model).
+cell falls to 0 passes). Also timed: rescoring stored replies (no model), run by run, for the
+baseline and the first reruns until 1,000 replies (goal: <= 5 s for 1,000; expected 1-2 s, most
+of it the per-run work of reading the suite and writing a new run).
 """
 
 from __future__ import annotations
@@ -30,17 +32,69 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu  # noqa: E402
 
+# (id, prompt, any of these words passes): words a one-sentence answer holds, none of them
+# among a reply's first three tokens, so max tokens 3 is a real degradation.
 PROMPTS = [
-    ("risk", "Name one risk of holding a corporate bond, in one sentence.", "risk"),
-    ("rate", "What happens to bond prices when interest rates rise? One sentence.", "price"),
-    ("stock", "What is a stock? Answer in one sentence.", "company"),
-    ("dividend", "What is a dividend? Answer in one sentence.", "share"),
-    ("inflation", "What is inflation? Answer in one sentence.", "price"),
-    ("etf", "What is an ETF? Answer in one sentence.", "fund"),
-    ("bank", "What does a central bank do? One sentence.", "rate"),
-    ("yield", "What is a bond's yield? One sentence.", "return"),
-    ("diversify", "Why diversify a portfolio? One sentence.", "risk"),
-    ("earnings", "What are a company's earnings? One sentence.", "profit"),
+    (
+        "risk",
+        "Name one risk of holding a corporate bond, in one sentence.",
+        [
+            "default",
+            "interest",
+            "inflation",
+            "liquidity",
+            "issuer",
+            "rate",
+            "debt",
+            "loss",
+            "market",
+        ],
+    ),
+    (
+        "rate",
+        "What happens to bond prices when interest rates rise? One sentence.",
+        ["price", "value"],
+    ),
+    (
+        "stock",
+        "What is a stock? Answer in one sentence.",
+        ["company", "companies", "ownership", "corporation"],
+    ),
+    (
+        "dividend",
+        "What is a dividend? Answer in one sentence.",
+        ["share", "profit", "earning", "payment", "paid"],
+    ),
+    (
+        "inflation",
+        "What is inflation? Answer in one sentence.",
+        ["price", "cost", "increase", "rise", "rising", "goods"],
+    ),
+    (
+        "etf",
+        "What is an ETF? Answer in one sentence.",
+        ["index", "stock", "invest", "basket", "securities"],
+    ),
+    (
+        "bank",
+        "What does a central bank do? One sentence.",
+        ["monetary", "interest", "money", "econom", "inflation"],
+    ),
+    (
+        "yield",
+        "What is a bond's yield? One sentence.",
+        ["interest", "return", "income", "rate", "price"],
+    ),
+    (
+        "diversify",
+        "Why diversify a portfolio? One sentence.",
+        ["risk", "loss", "spread", "volatil"],
+    ),
+    (
+        "earnings",
+        "What are a company's earnings? One sentence.",
+        ["profit", "income", "revenue", "expense"],
+    ),
 ]
 
 
@@ -48,10 +102,10 @@ def noise_suite(n_prompts: int, max_tokens: int | None = None):
     from devmode.suites.suite import Suite
 
     prompts = [
-        {"id": pid, "text": text, "assert": [{"type": "icontains", "value": word}]}
-        for pid, text, word in PROMPTS[:n_prompts]
+        {"id": pid, "text": text, "assert": [{"type": "icontains-any", "value": words}]}
+        for pid, text, words in PROMPTS[:n_prompts]
     ]
-    variants = [{"name": "short", "max_tokens": 32}, {"name": "long", "max_tokens": 48}]
+    variants = [{"name": "short", "max_tokens": 24}, {"name": "long", "max_tokens": 40}]
     if max_tokens is not None:
         variants = [{**v, "max_tokens": max_tokens} for v in variants]
     return Suite.from_dict(
@@ -104,8 +158,10 @@ def main() -> None:
             f"{flaky} of {len(first['cells'])} cells flaky"
         )
         false_flags = []
+        reruns = []
         for i in range(args.reruns):
-            diff = reports.compare(first, run(noise_suite(args.prompts)))
+            reruns.append(run(noise_suite(args.prompts)))
+            diff = reports.compare(first, reruns[-1])
             false_flags.append(len(diff["regressions"]))
             print(f"  rerun {i + 1}: {len(diff['regressions'])} cells flagged, "
                   f"{len(diff['flaky'])} flaky", flush=True)  # fmt: skip
@@ -114,17 +170,22 @@ def main() -> None:
             diff = reports.compare(first, run(noise_suite(args.prompts, max_tokens=3)))
             caught.append(len(diff["regressions"]))
             print(f"  degraded {i + 1}: {len(diff['regressions'])} cells flagged", flush=True)
-        start = time.perf_counter()
-        rescored = runner.rescore(db_path, first["run"])
-        rescore_s = time.perf_counter() - start
+        rescore_s, rescored_replies = 0.0, 0
+        for report in [first, *reruns]:
+            if rescored_replies >= 1000:
+                break
+            start = time.perf_counter()
+            runner.rescore(db_path, report["run"])
+            rescore_s += time.perf_counter() - start
+            rescored_replies += report["summary"]["replies"]
         print(f"\n{'comparison':<36} {'flagged':>8} {'of':>4} {'goal':>12}")
         print(f"{'unchanged reruns':<36} {sum(n > 0 for n in false_flags):>8} "
               f"{len(false_flags):>4} {'<= 1 of 20':>12}")  # fmt: skip
         print(f"{'max tokens 3':<36} {sum(n > 0 for n in caught):>8} {len(caught):>4} "
               f"{'all':>12}")  # fmt: skip
         print(
-            f"rescore of {first['summary']['replies']} stored replies (no model): "
-            f"{rescore_s:.2f} s (run {rescored.id})"
+            f"rescore of {rescored_replies} stored replies (no model), run by run: "
+            f"{rescore_s:.2f} s ({1000 * rescore_s / max(rescored_replies, 1):.2f} ms a reply)"
         )
 
 

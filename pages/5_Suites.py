@@ -96,14 +96,17 @@ with right:
     names_used = tables.variables(prompt_rows)
     if names_used:
         st.markdown(f"**Cases**: a row per case, a column per variable ({', '.join(names_used)})")
+        case_columns = [tables.CASE_ID, *names_used]
         case_rows = st.data_editor(
-            pd.DataFrame(tables.filled(start["cases"], names_used), columns=names_used),
+            pd.DataFrame(tables.filled(start["cases"], case_columns), columns=case_columns),
             num_rows="dynamic",
             key=f"suite_cases_{version}_{'_'.join(names_used)}",
             hide_index=True,
         ).to_dict("records")
     else:
         case_rows = []
+    if start.get("case_extras"):
+        st.caption(tables.extras_text(start["case_extras"]))
     st.markdown("**Variants**: the limits and backend of each column")
     variant_rows = st.data_editor(
         pd.DataFrame(tables.filled(start["variants"], tables.VARIANT_COLUMNS)),
@@ -153,6 +156,7 @@ with right:
     c = st.columns(3)
     repeat = forms.setting_input(RUN_OPTIONS.spec("repeat"), "suite_repeat", c[0])
     min_rate = forms.setting_input(RUN_OPTIONS.spec("min_pass_rate"), "suite_min_pass_rate", c[1])
+    significance = forms.setting_input(RUN_OPTIONS.spec("significance"), "suite_significance", c[2])
     suite = None
     if settings:
         with ui.errors_shown(warn="As it stands, this suite cannot run"):
@@ -165,6 +169,8 @@ with right:
                 settings,
                 repeat=repeat,
                 min_pass_rate=min_rate,
+                significance=significance,
+                case_extras=start.get("case_extras"),
             )
     c = st.columns(3)
     if c[0].button("Run suite", type="primary", key="suite_run", disabled=suite is None):
@@ -172,6 +178,7 @@ with right:
             started = runner.start_run(environment.db_path(), suite)
             handoff.leave(
                 suite=suite.name,
+                run=started.id,
                 notice=f"Started run {started.id} of {suite.name}: {suite.size} replies.",
             )
             st.rerun()
@@ -257,10 +264,13 @@ with right:
             st.subheader("Compare runs")
             ids = list(store.run_labels(finished))
             c = st.columns(2)
+            # keyed by the newest run: a run that finishes brings the two newest back
             before = c[0].selectbox(
-                "Before", ids, index=1, format_func=labels.get, key="suite_before"
+                "Before", ids, index=1, format_func=labels.get, key=f"suite_before_{ids[0]}"
             )
-            after = c[1].selectbox("After", ids, index=0, format_func=labels.get, key="suite_after")
+            after = c[1].selectbox(
+                "After", ids, index=0, format_func=labels.get, key=f"suite_after_{ids[0]}"
+            )
             with ui.page_db() as db:
                 diff = reports.compare(
                     reports.run_report(db, before), reports.run_report(db, after)

@@ -119,6 +119,11 @@ class Assertion:
                 f"Unknown assertion type {kind!r}{at}. Expected one of {', '.join(TYPES)} "
                 f"(or not- in front of one)."
             )
+        if base != "classifier" and values.get("model") is not None:
+            raise InvalidAssertion(
+                f"model names the classifier of a classifier assertion; found it on {kind}{at}. "
+                "Remove it, or make the type classifier."
+            )
         threshold = values.get("threshold")
         assertion = cls(
             base,
@@ -311,6 +316,11 @@ def _classifier_model(values: Mapping[str, Any], at: str) -> str:
     """A classifier's model: devmode's ``model: REF``, or promptfoo's ``provider: devmode:REF``
     (any other provider is refused by name)."""
     model, provider = values.get("model"), values.get("provider")
+    if model is not None and provider is not None:
+        raise InvalidAssertion(
+            f"A classifier has model: REF or promptfoo's provider: devmode:REF, not both; found "
+            f"model {model!r} and provider {provider!r}{at}. Keep one."
+        )
     if provider is not None:
         text = str(provider)
         if not text.startswith(DEVMODE_PROVIDER):

@@ -140,13 +140,17 @@ def _print_report(report, diff=None) -> None:
     for row in rows:
         click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
     for line in report["variants"]:
-        rate = "-" if line["pass_rate"] is None else f"{line['pass_rate']:.0%}"
-        click.echo(f"  {line['variant']}: pass rate {rate}, {line['replies']} replies")
-    if diff:
+        interval = line["interval"]
+        within = f" [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else ""
         click.echo(
-            f"Against run {diff['before']['run']}: {len(diff['regressions'])} regressions, "
-            f"{len(diff['fixes'])} fixes"
+            f"  {line['variant']}: pass rate {_pct(line['pass_rate'])}{within}, "
+            f"{line['passes']} of {line['repeats']} replies passed"
         )
+    flaky = [c["cell"] for c in report["cells"] if c.get("flaky")]
+    if flaky:
+        click.echo(f"Flaky (passed and failed within the run): {', '.join(flaky)}")
+    if diff:
+        click.echo(reports.diff_text(diff))
 
 
 @bench.command("import")
@@ -205,10 +209,15 @@ def compare_command(ctx, before, after, as_json):
     if as_json:
         click.echo(reports.as_json(diff))
         return
-    for key, title in (("regressions", "pass -> fail"), ("fixes", "fail -> pass")):
-        click.echo(f"{title}: {len(diff[key])}")
-        for change in diff[key]:
-            click.echo(f"  {change['cell']}  {change['why']}")
+    click.echo(reports.diff_text(diff))
+    for change in diff["regressions"]:
+        click.echo(
+            f"  regressed {change['cell']}: {reports.fall_text(change)}, now {change['why']}"
+        )
+    for change in diff["fixes"]:
+        click.echo(f"  fixed {change['cell']}")
+    if diff["flaky"]:
+        click.echo(reports.flaky_text(diff))
     for line in diff["variants"]:
         click.echo(
             f"  {line['variant']}: pass rate {_pct(line['pass_rate_before'])} -> "

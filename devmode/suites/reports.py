@@ -22,11 +22,13 @@ from typing import Any
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 from sqlite_utils import Database
 
@@ -115,11 +117,10 @@ def _variant_line(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in mine if r.get(key) is not None]
         return statistics.median(values) if values else None
 
-    stats = noise.cell_stats(*pass_counts(mine))
     return {
         "variant": name,
         "replies": len(mine),
-        **{k: stats[k] for k in ("passes", "pass_rate", "interval")},
+        **noise.cell_stats(*pass_counts(mine)),
         "median_total_s": median("total_s"),
         "median_first_token_s": median("first_token_s"),
         "median_completion_tokens": median("completion_tokens"),
@@ -193,6 +194,16 @@ class _BaselineCell(_Lenient):
     cell: StrictStr
     passed: StrictBool
     pass_rate: Rate
+    passes: StrictInt | None = Field(default=None, ge=0)
+    repeats: StrictInt | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _passes_within_repeats(self) -> _BaselineCell:
+        if (self.passes is None) != (self.repeats is None):
+            raise ValueError("passes and repeats come together")
+        if self.passes is not None and self.passes > self.repeats:
+            raise ValueError(f"passes ({self.passes}) above repeats ({self.repeats})")
+        return self
 
 
 class _BaselineVariant(_Lenient):
@@ -238,6 +249,8 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         "fixes": [
             _change(old[k], new[k]) for k in both if not old[k]["passed"] and new[k]["passed"]
         ],
+        # cells every reply of which errored on one side: nothing to compare them on
+        "unjudged": [k for k in both if not (_counts(old[k])[1] and _counts(new[k])[1])],
         "new_cells": [k for k in new if k not in old],
         "gone_cells": [k for k in old if k not in new],
         "variants": [
@@ -290,10 +303,20 @@ def failing(report: dict[str, Any], diff: dict[str, Any] | None = None) -> list[
     lines = [f"FAIL {c['cell']}: {_why(c)}" for c in report["cells"] if not c["passed"]]
     if diff:
         lines += [
-            f"REGRESSION {r['cell']}: passed in the baseline, now {r['why']}"
-            for r in diff["regressions"]
+            f"REGRESSION {r['cell']}: {fall_text(r)}, now {r['why']}" for r in diff["regressions"]
         ]
     return lines
+
+
+def fall_text(row: dict[str, Any]) -> str:
+    """'pass rate 80% -> 0% (p 0.024, adjusted 0.048)', or 'passed, then failed (one repeat
+    each: nothing to test)'."""
+    if row.get("p_adjusted") is None:
+        return "passed, then failed (one repeat each: nothing to test)"
+    return (
+        f"pass rate {_pct(row['pass_rate_before'])} -> {_pct(row['pass_rate_after'])} "
+        f"(p {row['p_value']:.3g}, adjusted {row['p_adjusted']:.3g})"
+    )
 
 
 def failure_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -356,6 +379,8 @@ def diff_text(diff: dict[str, Any]) -> str:
     )
     if diff.get("flaky"):
         text += f"; {len(diff['flaky'])} flaky (passed and failed within the run)"
+    if diff.get("unjudged"):
+        text += f"; {len(diff['unjudged'])} not compared (every reply errored on one side)"
     if diff["new_cells"] or diff["gone_cells"]:
         text += f"; {len(diff['new_cells'])} cells new, {len(diff['gone_cells'])} gone"
     return text + "."
@@ -411,8 +436,8 @@ def verdict(cell: dict[str, Any]) -> str:
     word = "pass" if cell["passed"] else "fail"
     if len(replies) == 1:
         return word
-    passed = sum(r["outcome"] == store.PASS for r in replies)
-    return f"{word} {passed}/{len(replies)}" + (" flaky" if cell.get("flaky") else "")
+    passes, repeats = _counts(cell)  # judged replies: an errored one is neither
+    return f"{word} {passes}/{repeats}" + (" flaky" if cell.get("flaky") else "")
 
 
 def as_html(report: dict[str, Any], diff: dict[str, Any] | None = None) -> str:

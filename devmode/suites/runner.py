@@ -172,15 +172,23 @@ def ask(
     }
     if reply["stopped_by"] == "api_error" and not reply.get("text"):
         return {**row, "outcome": store.ERROR, "checks": []}
+    return {**row, **judged(suite, cell, {**reply, "prompt": cell.text}, checks)}
+
+
+def judged(suite: Suite, cell: Cell, reply: dict[str, Any], checks: _Checks) -> dict[str, Any]:
+    """``outcome`` and ``checks`` of a reply by the cell's assertions; an error (asked again
+    on resume) when a grader could not judge it."""
     try:
         results = [
-            {"assertion": a.to_dict(), **vars(checks.evaluate(a, {**reply, "prompt": cell.text}))}
+            {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
             for a in suite.assertions_for(cell)
         ]
-    except GraderFailed as e:  # the reply came, but could not be judged: asked again on resume
-        return {**row, "outcome": store.ERROR, "detail": str(e), "checks": []}
-    outcome = store.PASS if all(r["passed"] for r in results) else store.FAIL
-    return {**row, "outcome": outcome, "checks": results}
+    except GraderFailed as e:  # the reply came, but could not be judged
+        return {"outcome": store.ERROR, "detail": str(e), "checks": []}
+    return {
+        "outcome": store.PASS if all(r["passed"] for r in results) else store.FAIL,
+        "checks": results,
+    }
 
 
 def rescore(db_path: str | Path, run_id: int, suite: Suite | None = None) -> store.SuiteRun:
@@ -191,8 +199,15 @@ def rescore(db_path: str | Path, run_id: int, suite: Suite | None = None) -> sto
     is stored whole, or not at all."""
     with open_db(db_path) as db:
         source = store.get_run(db, run_id)
-        if suite is None:
-            suite = store.find_suite(db, source.suite) or source.as_suite()
+        if source.is_active:
+            raise InvalidSuite(
+                f"Run {run_id} is still {source.status} ({source.progress_text()}); rescore it "
+                "once it has finished, or cancel it first."
+            )
+        # the run's own prompts, cases, variants and limits; the checks of the suite given
+        suite = source.as_suite().checked_by(
+            suite or store.find_suite(db, source.suite) or source.as_suite()
+        )
         check_classifiers(db, suite)
         stored = store.results(db, run_id)
     cells = {cell.key: cell for cell in suite.cells()}
@@ -202,18 +217,13 @@ def rescore(db_path: str | Path, run_id: int, suite: Suite | None = None) -> sto
         cell = cells.get(row["cell"])
         if cell is None or row["repeat"] >= suite.repeat:
             continue
-        if row["outcome"] == store.ERROR:
-            rows.append({k: v for k, v in row.items() if k not in ("id", "run_id", "created_at")})
-            continue
-        results = [
-            {"assertion": a.to_dict(), **vars(checks.evaluate(a, row))}
-            for a in suite.assertions_for(cell)
-        ]
-        outcome = store.PASS if all(r["passed"] for r in results) else store.FAIL
         kept = {k: v for k, v in row.items() if k not in ("id", "run_id", "created_at")}
-        rows.append({**kept, "outcome": outcome, "checks": results})
+        if row["outcome"] == store.ERROR:
+            rows.append(kept)
+            continue
+        rows.append({**kept, **judged(suite, cell, row, checks)})
     with open_db(db_path) as db, db.atomic():
-        run = store.create_run(db, suite)
+        run = store.create_run(db, suite, save=False)
         for row in rows:
             store.add_result(db, run.id, row)
         summary = {**summarise(suite, rows), "rescored_from": run_id}
@@ -280,9 +290,11 @@ class _Checks:
         from devmode.models import references
 
         if self._models is None:
-            self._models = references.ModelCache()
-        with open_db(self.db_path) as db:
-            chosen = references.resolve(db, reference)
+            self._models, self._chosen = references.ModelCache(), {}
+        if reference not in self._chosen:  # resolved once a run, as the model is loaded once
+            with open_db(self.db_path) as db:
+                self._chosen[reference] = references.resolve(db, reference)
+        chosen = self._chosen[reference]
         scores = self._models.scorer(chosen).score([text or " "])
         return dict(zip(scores.label_names, map(float, scores.probabilities[0]), strict=True))
 

@@ -223,6 +223,36 @@ class Suite:
         out.update(_assert_list(self.assertions))
         return out
 
+    def checked_by(self, other: Suite) -> Suite:
+        """This suite's prompts, cases and variants (those ``other`` has too, by id and name),
+        with ``other``'s assertions, pass rate, significance and grader: what a rescore of a
+        run of this suite by ``other`` checked. Its settings stay the ones the replies came
+        from."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        kept = {"name": mine["name"]}
+        kept.update({k: v for k, v in mine.items() if k not in (*_CHECKS, "name")})
+        kept.update({k: theirs[k] for k in _CHECKS if k in theirs})
+        for part, key in (("prompts", "id"), ("cases", "id")):
+            checks = {item[key]: item.get("assert") for item in theirs[part]}
+            kept[part] = [
+                {**{k: v for k, v in item.items() if k != "assert"}, "assert": checks[item[key]]}
+                for item in mine[part]
+                if item[key] in checks
+            ]
+            for item in kept[part]:
+                if not item["assert"]:
+                    del item["assert"]
+        names = {v["name"] for v in theirs["variants"]}
+        kept["variants"] = [v for v in mine["variants"] if v["name"] in names]
+        if not (kept["prompts"] and kept["cases"] and kept["variants"]):
+            raise InvalidSuite(
+                f"Suite {other.name!r} shares no cell with the run of {self.name!r}: it has "
+                f"{len(kept['prompts'])} of its prompts, {len(kept['cases'])} of its cases and "
+                f"{len(kept['variants'])} of its variants (matched by id and name). Rescore with "
+                "the run's own suite, or one with the same ids."
+            )
+        return Suite.from_dict(kept)
+
 
 def fill(text: str, values: Mapping[str, Any], where: str) -> str:
     """``text`` with each ``{name}`` (or ``{{ name }}``) replaced by ``values[name]``."""
@@ -244,6 +274,10 @@ def _fill_known(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, list):
         return [_fill_known(v, values) for v in value]
     return value
+
+
+# what a rescore takes from the suite that checks the stored replies (``Suite.checked_by``)
+_CHECKS = ("assert", "min_pass_rate", "significance", "grader")
 
 
 def _assert_list(assertions: Sequence[Assertion]) -> dict[str, Any]:

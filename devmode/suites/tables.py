@@ -20,6 +20,7 @@ from devmode.chat.limit_bench import variant_cells
 from devmode.chat.limits import LIST_SEPARATOR, ChatSettings, cell_from_list
 from devmode.errors import DevmodeError
 from devmode.suites.assertions import TYPES
+from devmode.suites.noise import DEFAULT_SIGNIFICANCE
 from devmode.suites.suite import VARIABLE, InvalidSuite, Suite
 
 EVERY_PROMPT = "every prompt"
@@ -37,6 +38,8 @@ VARIANT_COLUMNS = (
 # The variant columns that are limits (read by ``variant_cells``); the others pick the backend.
 VARIANT_LIMITS = ("max_tokens", "temperature", "stop", "banned", "budget_tokens")
 CHECK_COLUMNS = ("prompt", "type", "value", "threshold", "which", "model")
+# the cases' table: an id column, then a column per variable (a variable cannot hold a space)
+CASE_ID = "case id"
 NUMBER_COLUMNS = {"max_tokens", "temperature", "budget_tokens", "threshold"}
 LIST_TYPES = {"contains-any", "icontains-any", "contains-all", "icontains-all"}
 CHECK_TYPES = [*TYPES, *(f"not-{t}" for t in TYPES)]
@@ -84,13 +87,40 @@ def suite_tables(suite: Suite) -> dict[str, Any]:
     return {
         "name": suite.name,
         "prompts": prompts,
-        "cases": [{k: case.vars.get(k, "") for k in names} for case in suite.cases if case.vars],
+        "cases": [
+            {CASE_ID: case.id, **{k: case.vars.get(k, "") for k in names}}
+            for case in suite.cases
+            if case.vars
+        ],
+        # what the tables cannot show, kept by case id: earlier turns, a case's own assertions
+        "case_extras": {
+            case.id: {k: v for k, v in case_dict.items() if k in ("turns", "assert")}
+            for case, case_dict in zip(suite.cases, suite.to_dict()["cases"], strict=True)
+            if case.turns or case.assertions
+        },
         "variants": variants,
         "checks": checks,
         "repeat": suite.repeat,
         "min_pass_rate": suite.min_pass_rate,
+        "significance": suite.significance,
         "max_tokens": defaults.max_tokens,
     }
+
+
+def extras_text(extras: dict[str, dict[str, Any]]) -> str:
+    """'Case bond holds 2 earlier turns: kept as they are; edit them in the suite's YAML.'"""
+    parts = []
+    for case_id, extra in extras.items():
+        held = []
+        if extra.get("turns"):
+            held.append(f"{len(extra['turns'])} earlier turns")
+        if extra.get("assert"):
+            held.append(f"{len(extra['assert'])} assertions of its own")
+        parts.append(f"case {case_id} holds {' and '.join(held)}")
+    return (
+        "; ".join(parts).capitalize() + ": kept as they are; edit them in the suite's YAML and "
+        "import it again."
+    )
 
 
 def _check_row(prompt: str, assertion) -> dict[str, Any]:
@@ -119,10 +149,13 @@ def suite_from_tables(
     *,
     repeat: int = 1,
     min_pass_rate: float = 1.0,
+    significance: float = DEFAULT_SIGNIFICANCE,
+    case_extras: dict[str, dict[str, Any]] | None = None,
 ) -> Suite:
     """A suite from the page's widgets (rows as dicts; blank rows skipped). The settings give
     the system prompt, pinned context, budget, the limits blank cells take, and the backend
-    of a variant whose backend cell is blank."""
+    of a variant whose backend cell is blank. ``case_extras``: each case id's earlier turns
+    and own assertions, as ``suite_tables`` kept them."""
     if not name.strip():
         raise InvalidSuite("Give the suite a name: runs are kept under it.")
     prompts = [r for r in prompts if _text(r.get("text"))]
@@ -135,14 +168,12 @@ def suite_from_tables(
         "backend": settings.backend.to_dict(),
         "repeat": int(repeat),
         "min_pass_rate": float(min_pass_rate),
+        "significance": float(significance),
         "prompts": [
             {"id": _text(row.get("id")) or f"p{i + 1}", "text": _text(row["text"], strip=False)}
             for i, row in enumerate(prompts)
         ],
-        "cases": [
-            {"id": f"c{i + 1}", "vars": {k: _text(v) for k, v in row.items()}}
-            for i, row in enumerate(r for r in cases if _filled(r))
-        ],
+        "cases": _cases(cases, case_extras or {}),
         "variants": [_variant(row, i) for i, row in enumerate(r for r in variants if _filled(r))],
     }
     ids = {p["id"] for p in values["prompts"]}
@@ -160,6 +191,23 @@ def suite_from_tables(
                 f"{EVERY_PROMPT} or one of the prompts' ids ({', '.join(sorted(ids))})."
             )
     return Suite.from_dict(values)
+
+
+def _cases(
+    rows: Sequence[dict[str, Any]], extras: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The cases' rows (an id, a value per variable) with the turns and assertions kept for
+    their ids; without rows (the prompts use no variable), the cases that hold only those."""
+    cases = [
+        {
+            "id": _text(row.get(CASE_ID)) or f"c{i + 1}",
+            "vars": {k: _text(v) for k, v in row.items() if k != CASE_ID},
+        }
+        for i, row in enumerate(r for r in rows if _filled(r))
+    ]
+    if not cases:
+        cases = [{"id": case_id, "vars": {}} for case_id in extras]
+    return [{**case, **extras.get(case["id"], {})} for case in cases]
 
 
 def _variant(row: dict[str, Any], i: int) -> dict[str, Any]:
@@ -220,7 +268,7 @@ def _filled(row: dict[str, Any]) -> bool:
 
 def form_values(tables: dict[str, Any]) -> dict[str, Any]:
     """The suite's name and run options, as the page's plain widgets hold them."""
-    return {k: tables[k] for k in ("name", "repeat", "min_pass_rate")}
+    return {k: tables[k] for k in ("name", "repeat", "min_pass_rate", "significance")}
 
 
 def starter_tables() -> dict[str, Any]:
@@ -244,6 +292,8 @@ def starter_tables() -> dict[str, Any]:
             {"prompt": EVERY_PROMPT, "type": "not-icontains", "value": "guarantee"},
             {"prompt": EVERY_PROMPT, "type": "finish-reason", "value": "stop"},
         ],
+        "case_extras": {},
         "repeat": 1,
         "min_pass_rate": 1.0,
+        "significance": DEFAULT_SIGNIFICANCE,
     }

@@ -81,6 +81,10 @@ def test_a_reply_is_read_by_the_active_model_as_the_playground_reads_it(news_cop
         ({"type": "classifier", "model": "active-sentiment", "value": "negative", "threshold": 1.5},
          "threshold is a probability above 0 and at most 1"),
         ({"type": "classifier", "model": "newest", "value": "negative"}, "newest"),
+        ({"type": "classifier", "model": "base", "provider": "devmode:3", "value": "negative"},
+         "not both; found model 'base' and provider 'devmode:3'"),
+        ({"type": "icontains", "model": "base", "value": "negative"},
+         "model names the classifier of a classifier assertion; found it on icontains"),
     ],
 )  # fmt: skip
 def test_a_classifier_assertion_that_cannot_work_is_refused_when_read(values, message):

@@ -278,3 +278,27 @@ def test_the_suite_size_bound_counts_bytes_not_characters():
     text = "prompts: [hi]\n# " + "€" * 2_000_000 + "\n"  # 2 M characters, 6 MB of UTF-8
     with pytest.raises(InvalidSuite, match="a suite file may be at most 5 MB"):
         parse_suite(text, source="wide.yaml")
+
+
+def yaml_blocks(path) -> list[str]:
+    """The ```yaml blocks of a markdown file."""
+    import re
+
+    return re.findall(r"```ya?ml\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+def test_every_suite_the_docs_show_reads():
+    from tests.conftest import ROOT
+
+    shown = [
+        (path.name, block)
+        for path in (ROOT / "README.md", ROOT / "docs" / "suites.md")
+        for block in yaml_blocks(path)
+        if "prompts:" in block
+    ]
+    assert len(shown) >= 3
+    for name, block in shown:
+        try:
+            parse_suite(block, source=name)
+        except InvalidSuite as e:
+            raise AssertionError(f"a suite in {name} does not read: {e}\n{block}") from None

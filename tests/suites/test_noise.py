@@ -73,7 +73,8 @@ def report(cells: dict[str, list[str]], significance=0.05) -> dict:
                 **noise.cell_stats(passes, len(outcomes)),
                 "passed": passes / len(outcomes) >= 0.6,
                 "replies": [
-                    {"outcome": o, "checks": [], "repeat": i} for i, o in enumerate(outcomes)
+                    {"outcome": o, "checks": [], "repeat": i, "detail": "timed out"}
+                    for i, o in enumerate(outcomes)
                 ],
             }
         )
@@ -121,3 +122,17 @@ def test_a_significance_outside_zero_and_one_is_refused(value):
     with pytest.raises(InvalidSuite, match="significance must be above 0 and below 1"):
         Suite.from_dict({"prompts": ["hi"], "significance": value})
     assert Suite.from_dict({"prompts": ["hi"], "significance": 0.01}).significance == 0.01
+
+
+def test_the_messages_give_the_fall_and_the_grid_counts_judged_replies_only():
+    before = report({"a": ["pass"] * 5, "b": ["pass"] * 5, "gone": ["pass"] * 5})
+    after = report({"a": ["fail"] * 5, "b": ["fail"] * 5, "gone": ["error"] * 5})
+    after["cells"][2].update(noise.cell_stats(0, 0), passed=False)  # every reply errored
+    diff = reports.compare(before, after)
+    assert diff["unjudged"] == ["gone"] and "1 not compared" in reports.diff_text(diff)
+    line = next(x for x in reports.failing(after, diff) if x.startswith("REGRESSION a"))
+    assert "pass rate 100% -> 0% (p 0.00397, adjusted 0.00397)" in line
+    # one errored reply of five: the grid says what the statistics say, 3 of 4 judged
+    cell = report({"c": ["pass", "pass", "fail", "pass", "error"]})["cells"][0]
+    cell.update(noise.cell_stats(3, 4))
+    assert reports.verdict(cell) == "pass 3/4 flaky"

@@ -226,8 +226,10 @@ def test_regressions_between_runs_and_the_cli_fails_a_ci_step(db_path, echo, tmp
         cli, ["--db", str(fresh), "bench", "run", str(suite_file), "--baseline", str(baseline)]
     )
     assert second.exit_code == 1
-    assert "REGRESSION yields/c1/first sentence: passed in the baseline, now" in second.stderr
-    assert "2 regressions, 2 fixes" in second.stdout
+    assert (
+        "REGRESSION yields/c1/first sentence: passed, then failed (one repeat each" in second.stderr
+    )
+    assert "2 regressions (a significant fall, at 0.05), 2 fixes (fail → pass)" in second.stdout
     # in the first database: compare two stored runs
     third = runner_.invoke(cli, ["--db", str(db_path), "bench", "run", str(suite_file)])
     assert third.exit_code == 1
@@ -488,6 +490,14 @@ SUITE_CASES = [
         "cells[0].pass_rate: field required",
     ),
     (
+        "baseline with more passes than repeats",
+        _baseline(
+            '{"format": "devmode-suite-report", "suite": "s", "variants": [], "cells": [{"cell":'
+            ' "a", "passed": true, "pass_rate": 1.2, "passes": 6, "repeats": 5}]}'
+        ),
+        "passes (6) above repeats (5)",
+    ),
+    (
         "a folder as the suite",
         lambda folder, echo: [str(folder)],
         "is a folder; expected a YAML suite file",
@@ -561,6 +571,7 @@ def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
     # the same suite, now also asking that a reply never says "yields"
     changed = echo_suite(echo).to_dict()
     changed["assert"].append({"type": "not-icontains", "value": "yields"})
+    changed["limits"]["max_tokens"] = 3  # a setting of the file, not of the stored replies
     path = tmp_path / "stricter.yaml"
     path.write_text(json.dumps(changed))
     out = run_cli(db_path, "bench", "rescore", first.id, "--suite", path, "--json")
@@ -573,6 +584,11 @@ def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
         after = {(r["cell"], r["repeat"]): r for r in store.results(db, report["run"])}
         rescored = store.get_run(db, report["run"])
     assert rescored.rescored_from == first.id and rescored.status == "completed"
+    # the new run says how the replies were made (max tokens 40), and the saved suite is kept
+    assert rescored.as_suite().settings.limits.max_tokens == 40
+    assert [a.to_dict() for a in rescored.as_suite().assertions] == changed["assert"]
+    with open_db(db_path) as db:
+        assert store.find_suite(db, "echo-suite") == echo_suite(echo)
     assert set(after) == set(before)
     for key, row in after.items():
         assert row["text"] == before[key]["text"]
@@ -591,6 +607,21 @@ def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
     assert missing.exit_code == 2 and "No suite run with id 999" in missing.output
 
 
+def test_a_rescore_that_cannot_be_made_exits_2_and_stores_nothing(db_path, echo, tmp_path):
+    done = run_now(db_path, echo_suite(echo))
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\nprompts: [{id: elsewhere, text: hi}]\n")
+    with open_db(db_path) as db:
+        queued = store.create_run(db, echo_suite(echo))
+        runs = len(store.list_runs(db))
+    out = run_cli(db_path, "bench", "rescore", done.id, "--suite", other)
+    assert out.exit_code == 2 and "shares no cell with the run of 'echo-suite'" in out.output
+    out = run_cli(db_path, "bench", "rescore", queued.id)
+    assert out.exit_code == 2 and f"Run {queued.id} is still queued" in out.output
+    with open_db(db_path) as db:
+        assert len(store.list_runs(db)) == runs
+
+
 def test_a_multi_turn_case_sends_its_turns_first_and_checks_the_last_reply(db_path, echo):
     suite = suite_yaml(
         f"""\
@@ -603,7 +634,9 @@ def test_a_multi_turn_case_sends_its_turns_first_and_checks_the_last_reply(db_pa
                 turns:
                   - {{role: user, content: Tell me about the 10-year note.}}
                   - {{role: assistant, content: It is a Treasury bond of ten years.}}
-                assert: [{{type: icontains, value: "and the yield"}}]
+                assert:
+                  - {{type: icontains, value: "and the yield"}}
+                  - {{type: not-icontains, value: "10-year"}}
             variants:
               - {{name: roomy}}
               - {{name: tight, budget_tokens: 35}}
