@@ -231,7 +231,6 @@ def test_fine_tune_page_estimates_with_k_folds_and_compares_two_evaluations(
 # Chat sandbox
 
 CHAT_PAGE = str(ROOT / "pages" / "4_Chat_sandbox.py")
-SUITES_PAGE = str(ROOT / "pages" / "5_Suites.py")
 
 
 def send(at, text):
@@ -359,41 +358,6 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     at.run()
     at.button(key="train_import").click().run()
     assert "hostile.zip has an entry that would land outside its folder" in at.error[0].value
-
-
-def test_the_suites_page_runs_a_suite_as_a_job_and_compares_two_runs(app_db):
-    from devmode.suites import store
-    from tests.conftest import wait_for
-
-    def finished(count):
-        with open_db(app_db) as db:
-            done = [r for r in store.list_runs(db) if r.summary is not None]
-        return len(done) >= count
-
-    at = AppTest.from_file(SUITES_PAGE, default_timeout=180).run()
-    assert "cannot run: Give the suite a name" in at.warning[0].value
-    at.text_input(key="suite_name").set_value("starter").run()
-    assert not at.warning
-    at.button(key="suite_run").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    wait_for(lambda: finished(1), timeout=300, what="the first suite run")
-    at.button(key="suite_run").click().run()  # the same suite again: a second run
-    wait_for(lambda: finished(2), timeout=300, what="the second suite run")
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
-    assert at.selectbox(key="suite_choice").value == "starter"
-    grid = next(d.value for d in at.dataframe if list(d.value.columns)[:2] == ["prompt", "case"])
-    assert list(grid.columns) == ["prompt", "case", "embedded", "one sentence"]
-    assert set(grid["embedded"]) <= {"pass", "fail"} and len(grid) == 2
-    assert any(
-        "Run 1 → run 2: 0 regressions (a significant fall, at 0.05), 0 fixes" in m.value
-        for m in at.markdown
-    )
-    assert "Pass rate per variant" in at.get("plotly_chart")[-1].proto.spec
-    with open_db(app_db) as db:
-        runs_ = store.list_runs(db, "starter")
-    assert [r.status for r in runs_] == ["completed", "completed"]
-    assert runs_[0].summary == runs_[1].summary  # greedy: the same replies, the same verdicts
 
 
 def test_the_chat_sandbox_links_to_the_suites_page_where_its_tab_was(app_db):

@@ -47,7 +47,7 @@ def open_cell(page, grid, row: int, column: int) -> None:
 def leave_cell(page) -> None:
     settle(page)
     page.keyboard.press("Escape")
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(400)  # the grid redraws; an edit that did not take is made again
     settle(page)
 
 
@@ -170,6 +170,7 @@ def test_sampled_suite_noise_regression_and_rescore(browser, chat_server, tmp_pa
             assert reports.verdict(cell) in shown
         if diff["flaky"]:
             assert reports.flaky_text(diff) in text
+        assert "Pass rate per variant, run by run" in text  # the chart over the runs
         page.screenshot(path=SCREENSHOTS / "02_rerun.png", full_page=True)
 
         # -- max tokens cut to 3, on the left and in the served variant's cell: run again -------
