@@ -360,6 +360,18 @@ def test_fine_tune_page_imports_an_archive_and_shows_it(news_db, tmp_path, monke
     assert "hostile.zip has an entry that would land outside its folder" in at.error[0].value
 
 
+def test_the_suites_page_holds_case_ids_and_the_significance(app_db):
+    """The suite on the page (its run and comparison: tests/suites/test_journey.py)."""
+    at = AppTest.from_file(str(ROOT / "pages" / "5_Suites.py"), default_timeout=60).run()
+    assert not at.exception and "cannot run: Give the suite a name" in at.warning[0].value
+    cases = next(d.value for d in at.dataframe if "company" in d.value.columns)
+    assert list(cases.columns) == ["case id", "company"]
+    assert at.number_input(key="suite_significance").value == 0.05
+    at.text_input(key="suite_name").set_value("starter")
+    at.number_input(key="suite_significance").set_value(0.01).run()
+    assert not at.warning and not at.exception
+
+
 def test_the_chat_sandbox_links_to_the_suites_page_where_its_tab_was(app_db):
     at = AppTest.from_file(CHAT_PAGE, default_timeout=60).run()
     assert not at.exception

@@ -193,7 +193,7 @@ Rate = StrictFloat | StrictInt | None
 class _BaselineCell(_Lenient):
     cell: StrictStr
     passed: StrictBool
-    pass_rate: Rate
+    pass_rate: Rate = Field(ge=0, le=1)
     passes: StrictInt | None = Field(default=None, ge=0)
     repeats: StrictInt | None = Field(default=None, ge=0)
 
@@ -237,6 +237,8 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         {k: _counts(old[k]) for k in both}, {k: _counts(new[k]) for k in both}, significance=level
     )
     regressed = {c["cell"] for c in cells if c["regressed"]}
+    # cells every reply of which errored on one side: nothing to compare them on
+    unjudged = [k for k in both if not (_counts(old[k])[1] and _counts(new[k])[1])]
     return {
         "before": {"suite": before["suite"], "run": before.get("run")},
         "after": {"suite": after["suite"], "run": after.get("run")},
@@ -247,10 +249,11 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         ],
         "flaky": [k for k in both if new[k].get("flaky") and k not in regressed],
         "fixes": [
-            _change(old[k], new[k]) for k in both if not old[k]["passed"] and new[k]["passed"]
+            _change(old[k], new[k])
+            for k in both
+            if not old[k]["passed"] and new[k]["passed"] and k not in unjudged
         ],
-        # cells every reply of which errored on one side: nothing to compare them on
-        "unjudged": [k for k in both if not (_counts(old[k])[1] and _counts(new[k])[1])],
+        "unjudged": unjudged,
         "new_cells": [k for k in new if k not in old],
         "gone_cells": [k for k in old if k not in new],
         "variants": [
@@ -270,7 +273,7 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 def _counts(cell: dict[str, Any]) -> tuple[int, int]:
     """(passes, repeats) of a report's cell; a baseline from before repeats were counted is
     read from its replies, or from its verdict."""
-    if "passes" in cell and "repeats" in cell:
+    if cell.get("passes") is not None and cell.get("repeats") is not None:
         return cell["passes"], cell["repeats"]
     if cell.get("replies"):
         return pass_counts(cell["replies"])

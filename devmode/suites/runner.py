@@ -176,8 +176,8 @@ def ask(
 
 
 def judged(suite: Suite, cell: Cell, reply: dict[str, Any], checks: _Checks) -> dict[str, Any]:
-    """``outcome`` and ``checks`` of a reply by the cell's assertions; an error (asked again
-    on resume) when a grader could not judge it."""
+    """``outcome`` and ``checks`` of a reply by the cell's assertions; an error when a grader
+    could not judge it (a run asks again on resume; a rescore checks it again)."""
     try:
         results = [
             {"assertion": a.to_dict(), **vars(checks.evaluate(a, reply))}
@@ -198,6 +198,7 @@ def rescore(db_path: str | Path, run_id: int, suite: Suite | None = None) -> sto
     Replies that errored stay errors; cells the suite no longer has are left out. The new run
     is stored whole, or not at all."""
     with open_db(db_path) as db:
+        jobs.reconcile(db, store.KIND)  # a run whose worker is gone is not running any more
         source = store.get_run(db, run_id)
         if source.is_active:
             raise InvalidSuite(
@@ -218,16 +219,27 @@ def rescore(db_path: str | Path, run_id: int, suite: Suite | None = None) -> sto
         if cell is None or row["repeat"] >= suite.repeat:
             continue
         kept = {k: v for k, v in row.items() if k not in ("id", "run_id", "created_at")}
-        if row["outcome"] == store.ERROR:
-            rows.append(kept)
+        if row["outcome"] == store.ERROR and not row.get("text"):
+            rows.append(kept)  # no reply came: nothing to check
             continue
+        if row["outcome"] == store.ERROR:  # a grader could not judge it: it may now
+            kept["detail"] = None
         rows.append({**kept, **judged(suite, cell, row, checks)})
     with open_db(db_path) as db, db.atomic():
-        run = store.create_run(db, suite, save=False)
+        run = store.create_run(db, suite, suite_id=source.suite_id)
         for row in rows:
             store.add_result(db, run.id, row)
         summary = {**summarise(suite, rows), "rescored_from": run_id}
-        jobs.set_status(db, store.KIND, run.id, jobs.COMPLETED, summary=json.dumps(summary))
+        unjudged = sum(1 for r in rows if r["outcome"] == store.ERROR and r.get("text"))
+        error = (
+            f"{unjudged} replies could not be judged (a grader did not answer); rescore run "
+            f"{run_id} again to check them."
+            if unjudged
+            else None
+        )
+        jobs.set_status(
+            db, store.KIND, run.id, jobs.COMPLETED, summary=json.dumps(summary), error=error
+        )
         return store.get_run(db, run.id)
 
 

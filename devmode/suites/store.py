@@ -132,12 +132,11 @@ def suite_names(db: Database) -> list[str]:
     return [row["name"] for row in db[SUITES].rows_where(select="name", order_by="name")]
 
 
-def create_run(db: Database, suite: Suite, save: bool = True) -> SuiteRun:
-    """A queued run of ``suite`` (stored first, under its name), with the suite as it is now.
-    ``save=False`` (a rescore) leaves a suite already saved under that name as it is."""
+def create_run(db: Database, suite: Suite, suite_id: int | None = None) -> SuiteRun:
+    """A queued run of ``suite`` (stored first, under its name), with the suite as it is now;
+    or, given ``suite_id`` (a rescore: the run's own suite), under that one, saving nothing."""
     with db.atomic():
-        found = None if save else list(db[SUITES].rows_where("name = ?", [suite.name]))
-        suite_id = found[0]["id"] if found else save_suite(db, suite)
+        suite_id = suite_id if suite_id is not None else save_suite(db, suite)
         now = utc_now()
         run_id = (
             db[KIND.table]

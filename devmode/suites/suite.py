@@ -229,6 +229,14 @@ class Suite:
         run of this suite by ``other`` checked. Its settings stay the ones the replies came
         from."""
         mine, theirs = self.to_dict(), other.to_dict()
+        texts = {p["id"]: p["text"] for p in theirs["prompts"]}
+        for prompt in mine["prompts"]:
+            if texts.get(prompt["id"], prompt["text"]) != prompt["text"]:
+                raise InvalidSuite(
+                    f"Prompt {prompt['id']} of {other.name!r} reads {texts[prompt['id']]!r}; the "
+                    f"run's replies answer {prompt['text']!r}. Rescore with the run's prompts (the "
+                    "same ids and texts), or run the suite again."
+                )
         kept = {"name": mine["name"]}
         kept.update({k: v for k, v in mine.items() if k not in (*_CHECKS, "name")})
         kept.update({k: theirs[k] for k in _CHECKS if k in theirs})

@@ -92,12 +92,7 @@ def suite_tables(suite: Suite) -> dict[str, Any]:
             for case in suite.cases
             if case.vars
         ],
-        # what the tables cannot show, kept by case id: earlier turns, a case's own assertions
-        "case_extras": {
-            case.id: {k: v for k, v in case_dict.items() if k in ("turns", "assert")}
-            for case, case_dict in zip(suite.cases, suite.to_dict()["cases"], strict=True)
-            if case.turns or case.assertions
-        },
+        "case_extras": case_extras(suite, names),
         "variants": variants,
         "checks": checks,
         "repeat": suite.repeat,
@@ -107,20 +102,41 @@ def suite_tables(suite: Suite) -> dict[str, Any]:
     }
 
 
+def case_extras(suite: Suite, shown: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What the tables cannot show, kept by case id: earlier turns, a case's own assertions,
+    and values of variables no prompt uses (an assertion may)."""
+    extras = {}
+    for case, values in zip(suite.cases, suite.to_dict()["cases"], strict=True):
+        extra = {k: v for k, v in values.items() if k in ("turns", "assert")}
+        hidden = {k: v for k, v in case.vars.items() if k not in shown}
+        if hidden:
+            extra["vars"] = hidden
+        if extra:
+            extras[case.id] = extra
+    return extras
+
+
 def extras_text(extras: dict[str, dict[str, Any]]) -> str:
     """'Case bond holds 2 earlier turns: kept as they are; edit them in the suite's YAML.'"""
     parts = []
     for case_id, extra in extras.items():
         held = []
         if extra.get("turns"):
-            held.append(f"{len(extra['turns'])} earlier turns")
+            held.append(_count(len(extra["turns"]), "earlier turn"))
         if extra.get("assert"):
-            held.append(f"{len(extra['assert'])} assertions of its own")
+            held.append(_count(len(extra["assert"]), "assertion") + " of its own")
+        if extra.get("vars"):
+            held.append(f"values for {', '.join(extra['vars'])}")
         parts.append(f"case {case_id} holds {' and '.join(held)}")
+    text = "; ".join(parts)
     return (
-        "; ".join(parts).capitalize() + ": kept as they are; edit them in the suite's YAML and "
-        "import it again."
+        text[:1].upper() + text[1:] + ": kept as they are while the case keeps its id; edit them "
+        "in the suite's YAML and import it again."
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def _check_row(prompt: str, assertion) -> dict[str, Any]:
@@ -198,16 +214,32 @@ def _cases(
 ) -> list[dict[str, Any]]:
     """The cases' rows (an id, a value per variable) with the turns and assertions kept for
     their ids; without rows (the prompts use no variable), the cases that hold only those."""
+    filled = [r for r in rows if _filled(r)]
+    typed = {_text(r.get(CASE_ID)) for r in filled} - {""}
+    fresh = (f"c{i}" for i in range(1, len(filled) + len(typed) + 2) if f"c{i}" not in typed)
     cases = [
         {
-            "id": _text(row.get(CASE_ID)) or f"c{i + 1}",
+            "id": _text(row.get(CASE_ID)) or next(fresh),  # a new row: an id no row has
             "vars": {k: _text(v) for k, v in row.items() if k != CASE_ID},
         }
-        for i, row in enumerate(r for r in rows if _filled(r))
+        for row in filled
     ]
     if not cases:
         cases = [{"id": case_id, "vars": {}} for case_id in extras]
-    return [{**case, **extras.get(case["id"], {})} for case in cases]
+    lost = [case_id for case_id in extras if case_id not in {c["id"] for c in cases}]
+    if lost:
+        raise InvalidSuite(
+            f"{extras_text({k: extras[k] for k in lost}).split(':')[0]}, but no row of the "
+            "cases' table has that id now. Give a row that id again, or edit the suite's YAML."
+        )
+    return [
+        {
+            **case,
+            **extras.get(case["id"], {}),
+            "vars": {**extras.get(case["id"], {}).get("vars", {}), **case["vars"]},
+        }
+        for case in cases
+    ]
 
 
 def _variant(row: dict[str, Any], i: int) -> dict[str, Any]:

@@ -203,6 +203,10 @@ def test_sampled_suite_noise_regression_and_rescore(browser, chat_server, tmp_pa
             rescored = store.get_run(db, 4)
             before, after = store.results(db, 1), store.results(db, 4)
         assert rescored.rescored_from == 1
+        # the replies' own settings (max tokens 20), not the page's 3; the saved suite as it was
+        assert rescored.as_suite().settings.limits.max_tokens == 20
+        with open_db(db_path) as db:
+            assert store.find_suite(db, "company-profiles").settings.limits.max_tokens == 3
         run_shown = page.get_by_role("combobox", name="Run", exact=True).input_value()
         assert (
             run_shown.startswith("run 4 of company-profiles") and "rescored from run 1" in run_shown

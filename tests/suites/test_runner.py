@@ -493,7 +493,7 @@ SUITE_CASES = [
         "baseline with more passes than repeats",
         _baseline(
             '{"format": "devmode-suite-report", "suite": "s", "variants": [], "cells": [{"cell":'
-            ' "a", "passed": true, "pass_rate": 1.2, "passes": 6, "repeats": 5}]}'
+            ' "a", "passed": true, "pass_rate": 1.0, "passes": 6, "repeats": 5}]}'
         ),
         "passes (6) above repeats (5)",
     ),
@@ -572,6 +572,7 @@ def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
     changed = echo_suite(echo).to_dict()
     changed["assert"].append({"type": "not-icontains", "value": "yields"})
     changed["limits"]["max_tokens"] = 3  # a setting of the file, not of the stored replies
+    changed["min_pass_rate"], changed["significance"] = 0.5, 0.01  # the checking suite's
     path = tmp_path / "stricter.yaml"
     path.write_text(json.dumps(changed))
     out = run_cli(db_path, "bench", "rescore", first.id, "--suite", path, "--json")
@@ -586,6 +587,7 @@ def test_rescore_checks_stored_replies_again_without_asking_and_keeps_errors(
     assert rescored.rescored_from == first.id and rescored.status == "completed"
     # the new run says how the replies were made (max tokens 40), and the saved suite is kept
     assert rescored.as_suite().settings.limits.max_tokens == 40
+    assert (rescored.as_suite().min_pass_rate, rescored.as_suite().significance) == (0.5, 0.01)
     assert [a.to_dict() for a in rescored.as_suite().assertions] == changed["assert"]
     with open_db(db_path) as db:
         assert store.find_suite(db, "echo-suite") == echo_suite(echo)
@@ -611,11 +613,17 @@ def test_a_rescore_that_cannot_be_made_exits_2_and_stores_nothing(db_path, echo,
     done = run_now(db_path, echo_suite(echo))
     other = tmp_path / "other.yaml"
     other.write_text("name: other\nprompts: [{id: elsewhere, text: hi}]\n")
+    moved = tmp_path / "moved.yaml"  # the same ids, another text: not what the replies answer
+    changed = echo_suite(echo).to_dict()
+    changed["prompts"][0]["text"] = "What moves {ticker} today?"
+    moved.write_text(json.dumps(changed))
     with open_db(db_path) as db:
         queued = store.create_run(db, echo_suite(echo))
         runs = len(store.list_runs(db))
     out = run_cli(db_path, "bench", "rescore", done.id, "--suite", other)
     assert out.exit_code == 2 and "shares no cell with the run of 'echo-suite'" in out.output
+    out = run_cli(db_path, "bench", "rescore", done.id, "--suite", moved)
+    assert out.exit_code == 2 and "the run's replies answer 'What moves {ticker}" in out.output
     out = run_cli(db_path, "bench", "rescore", queued.id)
     assert out.exit_code == 2 and f"Run {queued.id} is still queued" in out.output
     with open_db(db_path) as db:

@@ -3,8 +3,11 @@ tables cannot show (case ids, earlier turns, a case's own assertions, the signif
 
 import textwrap
 
+import pytest
+
 from devmode.suites import tables
 from devmode.suites.files import parse_suite
+from devmode.suites.suite import InvalidSuite
 
 MULTI_TURN = textwrap.dedent(
     """\
@@ -55,9 +58,35 @@ def test_case_ids_turns_and_significance_survive_the_tables():
     assert back.cases == suite.cases  # turns and the case's own assertion kept by its id
     assert back.significance == 0.01 and back.repeat == 5 and back.min_pass_rate == 0.6
     assert tables.extras_text(start["case_extras"]) == (
-        "Case after-bonds holds 2 earlier turns and 1 assertions of its own: kept as they are; "
-        "edit them in the suite's YAML and import it again."
+        "Case after-bonds holds 2 earlier turns and 1 assertion of its own: kept as they are "
+        "while the case keeps its id; edit them in the suite's YAML and import it again."
     )
+
+
+def test_a_renamed_case_is_refused_rather_than_losing_its_turns_and_new_rows_get_free_ids():
+    suite = parse_suite(MULTI_TURN)
+    start = tables.suite_tables(suite)
+    renamed = {**start, "cases": [{**start["cases"][0], tables.CASE_ID: "other"}]}
+    with pytest.raises(InvalidSuite, match="Case after-bonds holds 2 earlier turns and 1 "
+                       "assertion of its own, but no row of the cases' table has that id now"):  # fmt: skip
+        rebuilt(suite, renamed)
+    added = {**start, "cases": [*start["cases"], {tables.CASE_ID: "", "ticker": "SHY"}]}
+    added["cases"][1] = {tables.CASE_ID: "c1", "ticker": "IEF"}
+    assert [c.id for c in rebuilt(suite, added).cases] == ["after-bonds", "c1", "c2"]
+
+
+def test_values_only_an_assertion_uses_are_kept():
+    suite = parse_suite(
+        textwrap.dedent(
+            """\
+            prompts: ["Name {ticker}'s issuer."]
+            cases: [{vars: {ticker: TLT, expected: Treasury}}]
+            assert: [{type: icontains, value: "{expected}"}]
+            """
+        )
+    )
+    back = rebuilt(suite)
+    assert back.cases[0].vars == {"ticker": "TLT", "expected": "Treasury"}
 
 
 def test_cases_without_variables_keep_their_turns():
