@@ -233,12 +233,12 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     both = [key for key in new if key in old]
     old_variants = {v["variant"]: v for v in before["variants"]}
     level = (after.get("spec") or {}).get("significance", noise.DEFAULT_SIGNIFICANCE)
-    cells = noise.compare_cells(
-        {k: _counts(old[k]) for k in both}, {k: _counts(new[k]) for k in both}, significance=level
-    )
+    counts_before = {k: _counts(old[k]) for k in both}
+    counts_after = {k: _counts(new[k]) for k in both}
+    cells = noise.compare_cells(counts_before, counts_after, significance=level)
     regressed = {c["cell"] for c in cells if c["regressed"]}
     # cells every reply of which errored on one side: nothing to compare them on
-    unjudged = [k for k in both if not (_counts(old[k])[1] and _counts(new[k])[1])]
+    unjudged = [k for k in both if not (counts_before[k][1] and counts_after[k][1])]
     return {
         "before": {"suite": before["suite"], "run": before.get("run")},
         "after": {"suite": after["suite"], "run": after.get("run")},

@@ -291,6 +291,7 @@ class _Checks:
         self.suite, self.db_path = suite, db_path
         self._vectors = None
         self._models = None
+        self._chosen: dict[str, Any] = {}  # each classifier reference, resolved once a run
 
     def evaluate(self, assertion, reply: dict[str, Any]):
         return evaluate(
@@ -302,8 +303,8 @@ class _Checks:
         from devmode.models import references
 
         if self._models is None:
-            self._models, self._chosen = references.ModelCache(), {}
-        if reference not in self._chosen:  # resolved once a run, as the model is loaded once
+            self._models = references.ModelCache()
+        if reference not in self._chosen:
             with open_db(self.db_path) as db:
                 self._chosen[reference] = references.resolve(db, reference)
         chosen = self._chosen[reference]

@@ -240,16 +240,14 @@ class Suite:
         kept = {"name": mine["name"]}
         kept.update({k: v for k, v in mine.items() if k not in (*_CHECKS, "name")})
         kept.update({k: theirs[k] for k in _CHECKS if k in theirs})
-        for part, key in (("prompts", "id"), ("cases", "id")):
-            checks = {item[key]: item.get("assert") for item in theirs[part]}
+        for part in ("prompts", "cases"):  # each by id, with the other suite's assertions
+            checks = {item["id"]: item.get("assert") for item in theirs[part]}
             kept[part] = [
-                {**{k: v for k, v in item.items() if k != "assert"}, "assert": checks[item[key]]}
+                {k: v for k, v in item.items() if k != "assert"}
+                | ({"assert": checks[item["id"]]} if checks[item["id"]] else {})
                 for item in mine[part]
-                if item[key] in checks
+                if item["id"] in checks
             ]
-            for item in kept[part]:
-                if not item["assert"]:
-                    del item["assert"]
         names = {v["name"] for v in theirs["variants"]}
         kept["variants"] = [v for v in mine["variants"] if v["name"] in names]
         if not (kept["prompts"] and kept["cases"] and kept["variants"]):

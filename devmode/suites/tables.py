@@ -12,6 +12,7 @@ limit cells are read by the limit bench's own reader (``limit_bench.variant_cell
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -118,6 +119,14 @@ def case_extras(suite: Suite, shown: Sequence[str]) -> dict[str, dict[str, Any]]
 
 def extras_text(extras: dict[str, dict[str, Any]]) -> str:
     """'Case bond holds 2 earlier turns: kept as they are; edit them in the suite's YAML.'"""
+    return (
+        _held(extras) + ": kept as they are while the case keeps its id; edit them in the "
+        "suite's YAML and import it again."
+    )
+
+
+def _held(extras: dict[str, dict[str, Any]]) -> str:
+    """'Case bond holds 2 earlier turns; case c2 holds values for expected'."""
     parts = []
     for case_id, extra in extras.items():
         held = []
@@ -129,10 +138,7 @@ def extras_text(extras: dict[str, dict[str, Any]]) -> str:
             held.append(f"values for {', '.join(extra['vars'])}")
         parts.append(f"case {case_id} holds {' and '.join(held)}")
     text = "; ".join(parts)
-    return (
-        text[:1].upper() + text[1:] + ": kept as they are while the case keeps its id; edit them "
-        "in the suite's YAML and import it again."
-    )
+    return text[:1].upper() + text[1:]
 
 
 def _count(n: int, noun: str) -> str:
@@ -215,8 +221,8 @@ def _cases(
     """The cases' rows (an id, a value per variable) with the turns and assertions kept for
     their ids; without rows (the prompts use no variable), the cases that hold only those."""
     filled = [r for r in rows if _filled(r)]
-    typed = {_text(r.get(CASE_ID)) for r in filled} - {""}
-    fresh = (f"c{i}" for i in range(1, len(filled) + len(typed) + 2) if f"c{i}" not in typed)
+    typed = {_text(r.get(CASE_ID)) for r in filled}
+    fresh = (f"c{i}" for i in itertools.count(1) if f"c{i}" not in typed)
     cases = [
         {
             "id": _text(row.get(CASE_ID)) or next(fresh),  # a new row: an id no row has
@@ -226,20 +232,17 @@ def _cases(
     ]
     if not cases:
         cases = [{"id": case_id, "vars": {}} for case_id in extras]
-    lost = [case_id for case_id in extras if case_id not in {c["id"] for c in cases}]
+    lost = {k: v for k, v in extras.items() if k not in {c["id"] for c in cases}}
     if lost:
         raise InvalidSuite(
-            f"{extras_text({k: extras[k] for k in lost}).split(':')[0]}, but no row of the "
-            "cases' table has that id now. Give a row that id again, or edit the suite's YAML."
+            f"{_held(lost)}, but no row of the cases' table has that id now. Give a row that "
+            "id again, or edit the suite's YAML."
         )
-    return [
-        {
-            **case,
-            **extras.get(case["id"], {}),
-            "vars": {**extras.get(case["id"], {}).get("vars", {}), **case["vars"]},
-        }
-        for case in cases
-    ]
+    out = []
+    for case in cases:
+        extra = extras.get(case["id"], {})
+        out.append({**case, **extra, "vars": {**extra.get("vars", {}), **case["vars"]}})
+    return out
 
 
 def _variant(row: dict[str, Any], i: int) -> dict[str, Any]:
