@@ -9,15 +9,20 @@ SmolLM2-135M-Instruct on this machine, in its own process (so each peak memory i
 
 - ``generate fp32``: what a user would write: ``model.generate(..., streamer=TextIteratorStreamer)``
   in a thread, timing the first streamed text and the rest;
-- ``devmode fp32 / bf16 / int8``: ``EmbeddedBackend`` (the lean decoder) at each precision,
-  through ``replies.respond`` exactly as the sandbox streams a reply;
+- ``devmode fp32 / bf16 / int8 / int4``: ``EmbeddedBackend`` (the lean decoder) at each
+  precision, through ``replies.respond`` exactly as the sandbox streams a reply, with the
+  attention path picked by timing at load;
+- ``devmode auto``: what the sandbox runs: the weight format and the attention path both
+  picked by timing at load (the table's last column says which);
 - ``devmode int8 before``: the same, with ``decoder.py`` as it was at ``--baseline`` (a git
   revision; by default c2be12d, the decoder when issue 17 asked for 100 tokens/s).
 
-Then the old and new int8 decoders side by side in one process, taking turns (so that both see
-the same machine: two runs in separate processes differ by up to 10% here), and the check that
-speed changed nothing: greedy tokens on the benchmark's prompts (the chat prompt and 8
-PhraseBank questions, 64 tokens each) must be the same, bit for bit.
+Then the old int8 decoder and today's ``auto`` side by side in one process, taking turns (so
+that both see the same machine: two runs in separate processes differ by up to 10% here, and
+by more on a noisy one), and how many greedy answers on the benchmark's prompts (the chat
+prompt and 8 PhraseBank questions, 64 tokens each) are the same. Another weight format rounds
+differently, so answers may differ: the quality gate is the agreement with float32 (at least
+0.95), not identity.
 
 Time to first token includes the prompt's forward pass; tokens/s counts the tokens after the
 first over the time after the first (the decoding rate). "Agrees" is the share of next-token
@@ -41,10 +46,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PHRASEBANK = ROOT.parent / "shared" / "data" / "financial_phrasebank" / "sentences_allagree.csv"
-VARIANTS = ["generate fp32", "devmode fp32", "devmode bf16", "devmode int8", "devmode int8 before"]
+VARIANTS = [
+    "generate fp32",
+    "devmode fp32",
+    "devmode bf16",
+    "devmode int8",
+    "devmode int4",
+    "devmode auto",
+    "devmode int8 before",
+]
 BASELINE = "c2be12d"  # decoder.py when issue 17 was filed
 DOCUMENT = (
     "Bond yields rose on Tuesday as investors weighed the central bank's outlook for inflation, "
@@ -101,7 +116,7 @@ def time_greedy(decoder, prompt: list[int], new_tokens: int) -> tuple[float, flo
 
 
 def side_by_side(folder: Path, revision: str, repeat: int, new_tokens: int) -> dict:
-    """The int8 decoder at ``revision`` and now, taking turns; and their greedy tokens."""
+    """The int8 decoder at ``revision`` and today's ``auto``, taking turns; their greedy tokens."""
     from transformers import AutoTokenizer
 
     from devmode.chat.decoder import LlamaDecoder
@@ -110,7 +125,7 @@ def side_by_side(folder: Path, revision: str, repeat: int, new_tokens: int) -> d
     prompt = chat_ids(tokenizer, MESSAGES)
     decoders = {
         "before": baseline_decoder_module(revision).LlamaDecoder.from_pretrained(folder, "int8"),
-        "after": LlamaDecoder.from_pretrained(folder, "int8"),
+        "after": LlamaDecoder.from_pretrained(folder, "auto", attention="auto"),
     }
     timings = {name: [] for name in decoders}
     for _ in range(repeat + 1):  # the first round is a warm-up
@@ -121,6 +136,7 @@ def side_by_side(folder: Path, revision: str, repeat: int, new_tokens: int) -> d
     return {
         "revision": revision,
         "rounds": repeat,
+        "after_engine": decoders["after"].describe(),
         **{
             name: {
                 "first_token_s": statistics.median(t[0] for t in runs[1:]),
@@ -212,12 +228,19 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int, baseli
             firsts.append(first)
             rates.append((new_tokens - 1) / (total - first))
         memory = {"rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
-        agrees = 1.0
+        agrees, engine = 1.0, "transformers fp32"
     else:
         precision = variant.split()[1]
         before = variant.endswith("before")
-        load = baseline_decoder_module(baseline).LlamaDecoder if before else LlamaDecoder
-        backend = EmbeddedBackend(load.from_pretrained(folder, precision), tokenizer)
+        if before:
+            old = baseline_decoder_module(baseline).LlamaDecoder
+            decoder = old.from_pretrained(folder, precision)
+            engine = f"int8 weights, the decoder of {baseline}"
+            decoder.describe = lambda timings=False: engine  # what EmbeddedBackend reports
+        else:
+            decoder = LlamaDecoder.from_pretrained(folder, precision, attention="auto")
+            engine = decoder.describe(timings=True)
+        backend = EmbeddedBackend(decoder, tokenizer)
         plan = context.ContextPlan.from_messages(MESSAGES)
         limits = limits.ChatLimits(max_tokens=new_tokens, temperature=0)
         for _ in range(repeat + 1):
@@ -235,6 +258,7 @@ def run_variant(variant: str, folder: Path, repeat: int, new_tokens: int, baseli
         "agrees": agrees,
         **memory,
         "threads": torch.get_num_threads(),
+        "engine": engine,
     }
 
 
@@ -297,6 +321,7 @@ def main() -> None:
         pair = worker("side by side") if args.baseline != "none" else None
     base = results[0]
     print()
+    print(f"CPU: {cpu()}")
     print(
         f"SmolLM2-135M-Instruct, {base['prompt_tokens']} prompt tokens, {args.new_tokens} new, "
         f"greedy, {base['threads']} threads, median of {args.repeat}"
@@ -311,11 +336,15 @@ def main() -> None:
             f"{r['tokens_per_s'] / base['tokens_per_s']:>8.1f}x {r['agrees']:>15.3f} "
             f"{r['rss_mb']:>5.0f} MB {r['peak_rss_mb']:>6.0f} MB"
         )
+    print()
+    for r in results:  # what each variant ran, and what was timed to pick it
+        print(f"{r['variant']:<15} {r['engine']}")
     if pair:
         print()
         print(
-            f"int8 before ({pair['revision']}) and after, taking turns in one process, "
-            f"median of {pair['rounds']}; greedy tokens straight off the decoder"
+            f"int8 before ({pair['revision']}) and auto after ({pair['after_engine']}), taking "
+            f"turns in one process, median of {pair['rounds']}; greedy tokens straight off the "
+            "decoder"
         )
         print(f"{'decoder':<15} {'first token':>12} {'tokens/s':>9}")
         for name in ("before", "after"):
@@ -329,7 +358,7 @@ def main() -> None:
         )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"variants": results, "side_by_side": pair}, indent=2)
+            json.dumps({"cpu": cpu(), "variants": results, "side_by_side": pair}, indent=2)
         )
 
 

@@ -77,6 +77,7 @@ class EmbeddedBackend:
         self.decoder = decoder
         self.tokenizer = tokenizer
         self.name = f"embedded model ({decoder.precision})"
+        self.engine = decoder.describe()  # the kernels, in each reply's report
         eos = tokenizer.eos_token_id
         self.stop_ids = frozenset(x for x in (eos, *decoder.eos_ids) if x is not None)
         self._busy = threading.Lock()
@@ -84,7 +85,8 @@ class EmbeddedBackend:
     @classmethod
     def load(cls, cache_dir: str | Path | None = None, precision: str = "auto") -> EmbeddedBackend:
         """Load the embedded model; ``precision`` is one of ``decoder.PRECISIONS`` ("auto":
-        int8 weights on a CPU with native bf16, bf16 on a GPU, else float32)."""
+        the fastest format measured here, see ``LlamaDecoder.from_weights``); the attention
+        path is always picked by timing."""
         import torch
         from transformers import AutoTokenizer, PreTrainedTokenizerFast
         from transformers.utils import logging as hf_logging
@@ -94,7 +96,9 @@ class EmbeddedBackend:
         converted = Path(cache_dir) / EMBEDDED_CHAT_MODEL if cache_dir else None
         if converted and (converted / "config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(converted)
-            return cls(LlamaDecoder.from_pretrained(converted, precision, device), tokenizer)
+            return cls(
+                LlamaDecoder.from_pretrained(converted, precision, device, "auto"), tokenizer
+            )
         gguf = embedded_gguf_file()
         # AutoTokenizer would read the whole file once more for a config it only uses to pick
         # this class (4 s against 0.3 s; benchmarks/chat_load.py checks they agree)
@@ -102,7 +106,7 @@ class EmbeddedBackend:
         config, weights = read_llama(gguf)  # de-quantized to float32
         if converted is not None:  # kept as a plain safetensors folder: later loads take a second
             save_whole(converted, config, SafetensorsWeights(weights), tokenizer)
-        return cls(LlamaDecoder.from_weights(config, weights, precision, device), tokenizer)
+        return cls(LlamaDecoder.from_weights(config, weights, precision, device, "auto"), tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

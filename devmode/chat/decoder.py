@@ -1,7 +1,7 @@
 """A lean decoder for the embedded chat model: Llama's arithmetic (SmolLM2 is a Llama) written
 out in plain tensor operations, with a preallocated key/value cache.
 
-    decoder = LlamaDecoder.from_pretrained(folder, dtype=torch.bfloat16)
+    decoder = LlamaDecoder.from_pretrained(folder, "auto", attention="auto")
     for token in decoder.generate(prompt_ids, 64, Sampling(temperature=0.7, seed=1)):
         ...                                  # token ids as they come; the caller decodes them
 
@@ -10,15 +10,17 @@ calls, cache objects, logits processors, a streamer thread): 17 tokens/s for Smo
 2 CPU cores. Here a layer is about fifteen tensor operations, with q/k/v and gate/up each one
 matrix product, and the loop runs in the caller's thread. What is left is reading the weights:
 every new token reads all of them from memory (a matrix-vector product per layer), so
-bytes per token decide the speed. Hence ``int8_weights``: each matrix is stored as int8 with
-one scale per row (half the bytes of bf16) and multiplied by torch's weight-only int8 kernel.
-The embedded model's weights are 4-bit values de-quantized (its GGUF file is Q4_1), so eight
-bits per weight lose far less than the file already did. A prompt goes through as one
+bytes per token decide the speed. Hence the quantized formats of ``kernels.py``: int4 in the
+GGUF file's own groups of 32 (a quarter of bf16's bytes, and no rounding beyond bf16 scales on top of
+the file's), int8 rows with one scale each (half), each through torch's weight-only kernel.
+``precision="auto"`` times them at load and keeps the fastest this CPU runs; the same flags
+gave twice the speed on one machine as on another. A prompt goes through as one
 matrix-matrix product per layer, where bf16 is faster: the int8 rows are expanded for it.
-A new token takes its own one-row path (``_step``) and attends over the whole preallocated
-cache (``attend_cached``). Speed-ups here must not change a bit of the output: bf16 logits tie
-often, so any other rounding changes greedy answers. ``benchmarks/chat_speed.py`` runs this
-decoder against an older revision, taking turns, and compares their greedy tokens.
+A new token takes its own one-row path (``_step``) and attends over the cache, by two products
+over the whole preallocated cache (``attend_cached``) or by SDPA over what is written
+(``attend_sdpa``), whichever is clearly faster here. A format or path rounds differently from
+another, so greedy answers may change with it: ``benchmarks/chat_speed.py`` reports each
+one's next-token agreement with transformers in float32 (at least 0.95 is the gate).
 
 Same operations in the same order as ``transformers``' LlamaForCausalLM (RMSNorm in float32,
 rotary embeddings computed in float32, grouped-query attention through SDPA, SiLU MLP, the output
@@ -29,6 +31,7 @@ Sampling follows ``generate()``'s order: temperature, then top-k, then top-p.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +39,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from devmode.chat.kernels import (
+    WEIGHT_FORMATS,
+    Int4Weight,
+    Matrix,
+    four_bit_exact,
+    linear,
+    pick_weights,
+)
 from devmode.chat.limits import CHAT_PRECISIONS
-from devmode.environment import cpu_has_native_bf16
+from devmode.environment import release_freed_memory
 from devmode.errors import DevmodeError
 
 
@@ -53,27 +64,6 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
     seed: int | None = None
-
-
-@dataclass(frozen=True)
-class Int8Weight:
-    """A matrix kept as int8 rows with one scale per row (symmetric, weight-only)."""
-
-    values: torch.Tensor  # int8, (out, in)
-    scales: torch.Tensor  # (out,), in the activations' dtype
-
-    @classmethod
-    def quantize(cls, weight: torch.Tensor, dtype: torch.dtype) -> Int8Weight:
-        w = weight.float()
-        scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127
-        values = (w / scales[:, None]).round().clamp(-127, 127).to(torch.int8)
-        return cls(values, scales.to(dtype))
-
-    def dense(self) -> torch.Tensor:
-        return self.values.to(self.scales.dtype) * self.scales[:, None]
-
-
-Matrix = torch.Tensor | Int8Weight
 
 
 @dataclass(frozen=True)
@@ -95,32 +85,6 @@ class Cache:
         )
 
 
-def linear(x: torch.Tensor, weight: Matrix) -> torch.Tensor:
-    """``x @ weight.T``: int8 weights through torch's weight-only kernel for a single row of
-    shape (1, in) (a new token, and a prompt's last position before the output head), expanded
-    to dense otherwise (a prompt's rows, where a dense product is faster)."""
-    if not isinstance(weight, Int8Weight):
-        return F.linear(x, weight)
-    if x.dim() == 2 and x.shape[0] == 1:
-        return torch._weight_int8pack_mm(x, weight.values, weight.scales)
-    return F.linear(x, weight.dense())
-
-
-def int8_kernel_works(dtype: torch.dtype) -> bool:
-    """Whether torch's (private) weight-only int8 kernel exists here and agrees with a dense
-    product on a random matrix; if not, the decoder keeps dense weights."""
-    if dtype != torch.bfloat16 or not hasattr(torch, "_weight_int8pack_mm"):
-        return False
-    try:
-        weight = Int8Weight.quantize(torch.randn(64, 32), dtype)
-        x = torch.randn(1, 32, dtype=dtype)
-        fast = torch._weight_int8pack_mm(x, weight.values, weight.scales).float()
-        dense = F.linear(x.float(), weight.dense().float())
-        return bool(torch.allclose(fast, dense, rtol=0.05, atol=0.05))
-    except RuntimeError:
-        return False
-
-
 @dataclass(frozen=True)
 class _Layer:
     qkv: Matrix  # q, k and v projections stacked: one matrix product
@@ -131,31 +95,42 @@ class _Layer:
     mlp_norm: torch.Tensor
 
 
-# How the weights are held: "int8" (int8 matrices, bf16 activations), "bf16" or "fp32".
+# How the weights are held: "int4" or "int8" (quantized matrices, bf16 activations), "bf16" or
+# "fp32"; "auto" picks one at load time (``kernels.pick_weights``).
 PRECISIONS = CHAT_PRECISIONS
-
-
-def preferred_precision(device: torch.device) -> str:
-    """int8 weights on a CPU with native bf16 (the int8 kernel is fast with bf16 activations
-    only), bf16 on a GPU, float32 elsewhere (emulated bf16 is slower than float32)."""
-    if device.type == "cuda":
-        return "bf16"
-    if cpu_has_native_bf16():
-        return "int8" if int8_kernel_works(torch.bfloat16) else "bf16"
-    return "fp32"
 
 
 class LlamaDecoder:
     """The weights of a Llama-style causal LM, and a forward pass over a key/value cache.
 
-    :param precision: "int8", "bf16" or "fp32" (see ``PRECISIONS``; "auto" is resolved by
-        ``from_pretrained``)
+    :param precision: "int4", "int8", "bf16" or "fp32" (see ``PRECISIONS``; "auto" is
+        resolved by ``from_weights``)
+    :param head: the output layer's format; by default the precision's, but int8 under int4
+        layers (the embedded file's output layer is 8-bit: as 4-bit, greedy agreement with
+        float32 fell from 0.967 to 0.863)
+    :param attention: how a new token attends over the cache: "products" or "sdpa"
+        (``ATTENTION_PATHS``; "auto" is resolved by ``from_weights``)
     """
 
-    def __init__(self, config, weights: dict[str, torch.Tensor], precision: str, device):
+    def __init__(
+        self,
+        config,
+        weights: dict[str, torch.Tensor],
+        precision: str,
+        device,
+        head: str | None = None,
+        attention: str = "products",
+    ):
         if precision not in PRECISIONS[1:]:
             raise ValueError(f"precision must be one of {PRECISIONS[1:]}; found {precision!r}")
+        if attention not in ATTENTION_PATHS:
+            raise ValueError(
+                f"attention must be one of {tuple(ATTENTION_PATHS)}; found {attention!r}"
+            )
         self.precision = precision
+        self.attention = attention
+        self._attend = ATTENTION_PATHS[attention]
+        self.picked: dict[str, dict[str, float]] = {}  # what from_weights timed to pick
         dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.dtype, self.device = dtype, torch.device(device)
         self.heads = config.num_attention_heads
@@ -169,15 +144,17 @@ class LlamaDecoder:
         def weight(name: str) -> torch.Tensor:
             return weights[name].to(device=self.device, dtype=dtype)
 
-        def matrix(*names: str) -> Matrix:
+        def matrix(*names: str, fmt: str = precision) -> Matrix:
             stacked = torch.cat([weights[name] for name in names]).to(self.device)
-            if precision == "int8":
-                return Int8Weight.quantize(stacked, dtype)
-            return stacked.to(dtype)
+            if fmt == "int4" and not Int4Weight.fits(stacked):
+                fmt = "int8"
+            return WEIGHT_FORMATS[fmt](stacked, dtype)
 
         self.embed = weight("model.embed_tokens.weight")  # a lookup table: kept dense
         tied = getattr(config, "tie_word_embeddings", False) or "lm_head.weight" not in weights
-        self.lm_head = matrix("model.embed_tokens.weight" if tied else "lm_head.weight")
+        # int4 layers keep an int8 output layer unless told: the embedded file's is 8-bit
+        head = head or ("int8" if precision == "int4" else precision)
+        self.lm_head = matrix("model.embed_tokens.weight" if tied else "lm_head.weight", fmt=head)
         self.norm = weight("model.norm.weight")
         self.layers = []
         for i in range(config.num_hidden_layers):
@@ -198,10 +175,10 @@ class LlamaDecoder:
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, precision: str = "fp32", device="cpu"
+        cls, folder: str | Path, precision: str = "fp32", device="cpu", attention: str = "products"
     ) -> LlamaDecoder:
         """Load a Hugging Face folder of a Llama-style model (safetensors, one file or shards);
-        ``precision="auto"`` picks what is fastest here (``preferred_precision``)."""
+        ``precision="auto"`` and ``attention="auto"`` pick what is fastest here (``from_weights``)."""
         from safetensors.torch import load_file
         from transformers import AutoConfig
 
@@ -214,18 +191,73 @@ class LlamaDecoder:
         weights: dict[str, torch.Tensor] = {}
         for file in files:
             weights.update(load_file(file))
-        return cls.from_weights(config, weights, precision, device)
+        return cls.from_weights(config, weights, precision, device, attention)
 
     @classmethod
     def from_weights(
-        cls, config, weights: dict[str, torch.Tensor], precision: str = "fp32", device="cpu"
+        cls,
+        config,
+        weights: dict[str, torch.Tensor],
+        precision: str = "fp32",
+        device="cpu",
+        attention: str = "products",
     ) -> LlamaDecoder:
         """A decoder from a config and weights by transformers' names: those ``gguf_weights``
-        reads, or a loaded ``LlamaForCausalLM``'s ``state_dict()`` (no files needed)."""
+        reads, or a loaded ``LlamaForCausalLM``'s ``state_dict()`` (no files needed).
+
+        ``precision="auto"`` times the output layer's product in each weight format this CPU
+        runs natively (``kernels.pick_weights``; int4 only where the weights are 4-bit already),
+        ``attention="auto"`` times both attention paths (``pick_attention``); the fastest are
+        kept, and what was measured is in ``picked`` (``describe(timings=True)``)."""
         _check_supported(config)
+        picked = {}
         if precision == "auto":
-            precision = preferred_precision(torch.device(device))
-        return cls(config, weights, precision, device)
+            layer = weights["model.layers.0.mlp.down_proj.weight"]
+            head = weights.get("lm_head.weight", weights["model.embed_tokens.weight"])
+            four_bit = four_bit_exact(layer)
+            precision, picked["weights"] = pick_weights(*head.shape, torch.device(device), four_bit)
+            release_freed_memory()  # the timed matrices: 275 MB kept resident otherwise
+        decoder = cls(
+            config, weights, precision, device, attention=attention.replace("auto", "products")
+        )
+        if attention == "auto":
+            attention, picked["attention"] = decoder.pick_attention()
+            decoder.attention, decoder._attend = attention, ATTENTION_PATHS[attention]
+        decoder.picked = {k: v for k, v in picked.items() if v}
+        return decoder
+
+    def pick_attention(self, length: int = 256, rounds: int = 3) -> tuple[str, dict[str, float]]:
+        """How a new token attends here, and each path's milliseconds for one layer over a
+        cache of ``length`` positions (the best of ``rounds`` rounds of 10). "products" unless
+        SDPA takes at most 3/4 of its time: the two round differently, and a near tie decided
+        by the noise of the moment would make the same prompt answer differently after a
+        restart (on AMD EPYC, 2026-12-07, they were within 5% of each other in a reply)."""
+        cache = self.new_cache(min(length, self.max_positions))
+        cache.keys.normal_(), cache.values.normal_()
+        queries = torch.randn(cache.weights.shape[:2] + (self.head_dim,), dtype=self.dtype)
+        timings = {}
+        with torch.inference_mode():
+            for name, attend in ATTENTION_PATHS.items():
+                attend(queries, cache, 0, cache.keys.shape[2], 0.125)  # sets the kernel up
+                best = float("inf")
+                for _ in range(rounds):
+                    start = time.perf_counter()
+                    for _ in range(10):
+                        attend(queries, cache, 0, cache.keys.shape[2], 0.125)
+                    best = min(best, (time.perf_counter() - start) / 10)
+                timings[name] = best * 1000
+        return "sdpa" if timings["sdpa"] <= 0.75 * timings["products"] else "products", timings
+
+    def describe(self, timings: bool = False) -> str:
+        """What this decoder runs: 'int4 weights, sdpa attention (picked by timing)'; with
+        ``timings``, the milliseconds each candidate took when it was picked."""
+        text = f"{self.precision} weights, {self.attention} attention"
+        if self.picked and not timings:
+            return text + " (picked by timing)"
+        for what, measured in self.picked.items():
+            times = ", ".join(f"{k} {v:.3g} ms" for k, v in measured.items())
+            text += f"; {what}: {times}"
+        return text
 
     # ------------------------------------------------------------------------------------------
     # The forward pass
@@ -305,7 +337,7 @@ class LlamaDecoder:
             cache.keys[i, :, position] = qk[self.heads :]
             cache.values[i, :, position] = qkv[:, qk_size:].view(self.kv_heads, self.head_dim)
             queries = qk[: self.heads].view(self.kv_heads, -1, self.head_dim)
-            attended = attend_cached(queries, cache, i, position + 1, self.head_dim**-0.5)
+            attended = self._attend(queries, cache, i, position + 1, self.head_dim**-0.5)
             x = x + linear(attended, layer.out)
             gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
             x = x + linear(F.silu(gate) * up, layer.down)
@@ -399,6 +431,20 @@ def attend_cached(
     # softmax in float32, rounded to the model's dtype as it is copied into the weights
     weights[..., :length].copy_((scores * scale).float().softmax(-1))
     return torch.bmm(weights, values).view(1, -1)
+
+
+def attend_sdpa(
+    queries: torch.Tensor, cache: Cache, layer: int, length: int, scale: float
+) -> torch.Tensor:
+    """``attend_cached``'s result through torch's SDPA kernel over the first ``length`` positions:
+    each kv head is a batch row, its query heads the queries (one token: no mask needed)."""
+    keys = cache.keys[layer, :, :length]
+    values = cache.values[layer, :, :length]
+    return F.scaled_dot_product_attention(queries, keys, values, scale=scale).view(1, -1)
+
+
+# How a new token attends over the cache, by name.
+ATTENTION_PATHS = {"products": attend_cached, "sdpa": attend_sdpa}
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:

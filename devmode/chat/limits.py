@@ -24,7 +24,7 @@ BANNED_ACTIONS = ("block", "mask")
 BACKEND_KINDS = ("embedded", "endpoint")
 # How the embedded chat model holds its weights: auto | int8 (int8 matrices, bf16 activations)
 # | bf16 | fp32. See decoder.py.
-CHAT_PRECISIONS = ("auto", "int8", "bf16", "fp32")
+CHAT_PRECISIONS = ("auto", "int4", "int8", "bf16", "fp32")
 DEFAULT_SYSTEM_PROMPT = "You are a concise assistant for financial analysts."
 # The OpenAI API's limit on stop sequences, kept for every backend.
 MAX_STOP_SEQUENCES = 4
@@ -182,8 +182,8 @@ class BackendSpec(Settings):
     )
     precision: str = setting(
         "auto",
-        "How the embedded model holds its weights. auto: int8 on a CPU with native bf16 "
-        "(fastest), bf16 on a GPU, else fp32.",
+        "How the embedded model holds its weights. auto: the fastest of int4, int8, bf16 and "
+        "fp32 on this CPU, timed at load (int4 and int8 need native bf16); bf16 on a GPU.",
         choices=CHAT_PRECISIONS,
         label="Weights of the embedded model",
     )

@@ -180,6 +180,7 @@ class Reply:
     total_s: float
     masked: tuple[str, ...] = ()
     which: str | None = None  # the stop sequence or banned word, when one ended it
+    engine: str | None = None  # how the embedded model ran: weights and attention picked
 
     @property
     def failed(self) -> bool:
@@ -273,6 +274,7 @@ class ReplyStream:
             time.perf_counter() - start,
             tuple(dict.fromkeys(watcher.masked)),
             watcher.which,
+            getattr(self.backend, "engine", None),
         )
 
 
@@ -305,4 +307,6 @@ def describe_reply(reply: Reply) -> str:
     parts.append(f"total {reply.total_s:.2f} s")
     if reply.tokens_per_s:
         parts.append(f"{reply.tokens_per_s:.1f} tokens/s")
+    if reply.engine:
+        parts.append(reply.engine)
     return " · ".join(parts)

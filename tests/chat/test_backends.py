@@ -42,6 +42,9 @@ def test_the_embedded_model_stops_at_max_tokens_and_reports_figures(embedded):
     assert "".join(streamed) == reply.text and len(reply.text.split()) >= 4
     assert 0 < reply.first_token_s < reply.total_s and reply.tokens_per_s > 0
     assert "stopped: max tokens (12)" in replies.describe_reply(reply)
+    # the report names the kernels the model runs on: picked by timing at load
+    assert reply.engine == embedded.engine and embedded.engine in replies.describe_reply(reply)
+    assert embedded.engine.startswith(f"{embedded.decoder.precision} weights, ")
 
 
 def test_without_a_cache_folder_the_model_loads_from_memory_and_writes_nothing(

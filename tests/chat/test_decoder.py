@@ -3,16 +3,18 @@
 import pytest
 import torch
 
+from devmode.chat import kernels
 from devmode.chat.decoder import (
+    PRECISIONS,
     Cache,
-    Int8Weight,
     LlamaDecoder,
     Sampling,
     UnsupportedModel,
     attend_cached,
-    int8_kernel_works,
+    attend_sdpa,
     sampling_logits,
 )
+from devmode.chat.kernels import Int4Weight
 
 
 def save_llama(path, seed: int = 0, **config):
@@ -122,16 +124,9 @@ def test_other_architectures_are_refused(tmp_path):
         LlamaDecoder.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_lower_precisions_stay_close_to_float32(tiny_llama, precision):
-    """bf16 and int8 weights change the logits a little, not the model: for the prompt (dense
-    products) and for a new token (the int8 kernel), the likeliest tokens are the same."""
-    if precision == "int8" and not int8_kernel_works(torch.bfloat16):
-        pytest.skip("no weight-only int8 kernel on this CPU")
-    path, _ = tiny_llama
-    exact = LlamaDecoder.from_pretrained(path, "fp32")
-    lower = LlamaDecoder.from_pretrained(path, precision)
-    assert lower.precision == precision
+def assert_same_likeliest_tokens(exact: LlamaDecoder, lower: LlamaDecoder) -> None:
+    """For a prompt (dense products) and for a new token (the one-row kernels), ``lower``'s
+    logits are within 5% of ``exact``'s and rank the same three tokens first."""
     ids = torch.tensor([[5, 17, 3, 88, 41, 9, 60]])
     exact_cache, lower_cache = exact.new_cache(8), lower.new_cache(8)
     with torch.inference_mode():
@@ -143,12 +138,17 @@ def test_lower_precisions_stay_close_to_float32(tiny_llama, precision):
         assert (a - b).abs().max() < 0.05 * a.abs().max()
 
 
-def test_int8_rows_round_trip_within_half_a_step():
-    weight = torch.randn(16, 40)
-    quantized = Int8Weight.quantize(weight, torch.float32)
-    step = weight.abs().amax(1, keepdim=True) / 127
-    assert quantized.values.dtype == torch.int8
-    assert ((quantized.dense() - weight).abs() <= step / 2 + 1e-6).all()
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_lower_precisions_stay_close_to_float32(tiny_llama, precision):
+    """bf16 and int8 weights change the logits a little, not the model: for the prompt (dense
+    products) and for a new token (the int8 kernel), the likeliest tokens are the same."""
+    if precision == "int8" and not kernels.kernel_works("int8"):
+        pytest.skip("no weight-only int8 kernel on this CPU")
+    path, _ = tiny_llama
+    exact = LlamaDecoder.from_pretrained(path, "fp32")
+    lower = LlamaDecoder.from_pretrained(path, precision)
+    assert lower.precision == precision
+    assert_same_likeliest_tokens(exact, lower)
 
 
 def test_weights_taken_from_a_loaded_model_are_the_same_model(tiny_llama):
@@ -199,3 +199,72 @@ def test_the_room_left_in_the_cache_does_not_change_a_bit_of_the_logits(tmp_path
                 logits.append(decoder.forward(token, position, cache))
         runs.append(torch.stack(logits))
     assert torch.equal(runs[0], runs[1])
+
+
+@pytest.fixture(scope="module")
+def four_bit_llama():
+    """A random Llama whose matrices hold 4-bit values in groups of 32, as the embedded GGUF
+    file's do: its config and weights by transformers' names."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(2)
+    config = LlamaConfig(
+        num_hidden_layers=2,
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    weights = dict(LlamaForCausalLM(config).eval().state_dict())
+    for name, weight in weights.items():
+        if weight.dim() == 2 and "embed" not in name:
+            values, scales, offsets = kernels._four_bit(weight)
+            back = (values.view(*weight.shape[:1], -1, 32) - 8) * scales[..., None] + offsets[
+                ..., None
+            ]
+            weights[name] = back.reshape(weight.shape)
+    return config, weights
+
+
+@pytest.mark.skipif(not kernels.kernel_works("int4"), reason="no int4 kernel on this CPU")
+def test_int4_weights_stay_close_to_float32(four_bit_llama):
+    config, weights = four_bit_llama
+    exact = LlamaDecoder.from_weights(config, weights, "fp32")
+    lower = LlamaDecoder.from_weights(config, weights, "int4")
+    assert isinstance(lower.layers[0].gate_up, Int4Weight)
+    assert not isinstance(lower.lm_head, Int4Weight)  # the output layer stays int8
+    assert_same_likeliest_tokens(exact, lower)
+
+
+def test_auto_picks_the_weights_and_attention_by_timing_and_says_which(four_bit_llama):
+    config, weights = four_bit_llama
+    decoder = LlamaDecoder.from_weights(config, weights, "auto", attention="auto")
+    assert decoder.precision in PRECISIONS[1:] and decoder.attention in ("products", "sdpa")
+    assert set(decoder.picked["attention"]) == {"products", "sdpa"}
+    candidates = kernels.candidate_formats(torch.device("cpu"), four_bit=True)
+    assert decoder.precision in candidates
+    if len(candidates) > 1:  # one candidate (no native bf16): nothing to time
+        assert set(decoder.picked["weights"]) == set(candidates)
+    line = decoder.describe()
+    assert line == f"{decoder.precision} weights, {decoder.attention} attention (picked by timing)"
+    assert "attention: products" in decoder.describe(timings=True)
+    explicit = LlamaDecoder.from_weights(config, weights, "fp32", attention="sdpa")
+    assert explicit.describe() == "fp32 weights, sdpa attention" and explicit.picked == {}
+    with pytest.raises(ValueError, match="attention must be one of"):
+        LlamaDecoder.from_weights(config, weights, "fp32", attention="flash")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_sdpa_attention_computes_what_the_two_products_compute(dtype):
+    torch.manual_seed(4)
+    cache = Cache.allocate(1, 3, 3, 120, 64, dtype=dtype, device="cpu")
+    cache.keys.normal_(), cache.values.normal_()
+    queries = torch.randn(3, 3, 64).to(dtype)
+    for length in (1, 37, 120):
+        expected = attend_cached(queries, cache, 0, length, 0.125).float()
+        found = attend_sdpa(queries, cache, 0, length, 0.125).float()
+        tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
+        torch.testing.assert_close(found, expected, rtol=tolerance, atol=tolerance)
