@@ -8,8 +8,9 @@ OpenAI-compatible endpoint (through the ``openai`` SDK). Both stream ``chat.Stre
 The GGUF file is de-quantized to float32 on the first load (``gguf_weights``, about 10 s with
 the tokenizer); with a ``cache_dir`` the converted folder is kept there and later loads read it
 directly. Replies come from
-``decoder.LlamaDecoder`` (int8 weights on a CPU with native bf16): about 100 tokens/s on 2 cores
-against 24 for transformers' ``generate()``; ``benchmarks/chat_speed.py`` measures both.
+``decoder.LlamaDecoder``, with the weight format and attention path timed at load (int4 or int8
+weights on a CPU with native bf16): 41-111 tokens/s on 2 cores by CPU, against 14-25 for
+transformers' ``generate()``; ``benchmarks/chat_speed.py`` measures both.
 An API key is read from the environment (or given by the caller from Streamlit secrets) and kept
 only in memory: it is never stored, logged or exported.
 """
@@ -83,10 +84,12 @@ class EmbeddedBackend:
         self._busy = threading.Lock()
 
     @classmethod
-    def load(cls, cache_dir: str | Path | None = None, precision: str = "auto") -> EmbeddedBackend:
+    def load(
+        cls, cache_dir: str | Path | None = None, precision: str = "auto", attention: str = "auto"
+    ) -> EmbeddedBackend:
         """Load the embedded model; ``precision`` is one of ``decoder.PRECISIONS`` ("auto":
-        the fastest format measured here, see ``LlamaDecoder.from_weights``); the attention
-        path is always picked by timing."""
+        the fastest format measured here, see ``LlamaDecoder.from_weights``); ``attention``
+        is "auto" (timed too), "products" or "sdpa"."""
         import torch
         from transformers import AutoTokenizer, PreTrainedTokenizerFast
         from transformers.utils import logging as hf_logging
@@ -97,7 +100,7 @@ class EmbeddedBackend:
         if converted and (converted / "config.json").is_file():
             tokenizer = AutoTokenizer.from_pretrained(converted)
             return cls(
-                LlamaDecoder.from_pretrained(converted, precision, device, "auto"), tokenizer
+                LlamaDecoder.from_pretrained(converted, precision, device, attention), tokenizer
             )
         gguf = embedded_gguf_file()
         # AutoTokenizer would read the whole file once more for a config it only uses to pick
@@ -106,7 +109,9 @@ class EmbeddedBackend:
         config, weights = read_llama(gguf)  # de-quantized to float32
         if converted is not None:  # kept as a plain safetensors folder: later loads take a second
             save_whole(converted, config, SafetensorsWeights(weights), tokenizer)
-        return cls(LlamaDecoder.from_weights(config, weights, precision, device, "auto"), tokenizer)
+        return cls(
+            LlamaDecoder.from_weights(config, weights, precision, device, attention), tokenizer
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -11,8 +11,9 @@ calls, cache objects, logits processors, a streamer thread): 17 tokens/s for Smo
 matrix product, and the loop runs in the caller's thread. What is left is reading the weights:
 every new token reads all of them from memory (a matrix-vector product per layer), so
 bytes per token decide the speed. Hence the quantized formats of ``kernels.py``: int4 in the
-GGUF file's own groups of 32 (a quarter of bf16's bytes, and no rounding beyond bf16 scales on top of
-the file's), int8 rows with one scale each (half), each through torch's weight-only kernel.
+GGUF file's own groups of 32 (about 5 bits a weight with each group's bf16 scale and offset:
+0.31 of bf16's bytes; the file's weights, up to the rounding of those scales), int8 rows with
+one scale each (half), each through torch's weight-only kernel.
 ``precision="auto"`` times them at load and keeps the fastest this CPU runs; the same flags
 gave twice the speed on one machine as on another. A prompt goes through as one
 matrix-matrix product per layer, where bf16 is faster: the int8 rows are expanded for it.
@@ -41,9 +42,9 @@ import torch.nn.functional as F
 
 from devmode.chat.kernels import (
     WEIGHT_FORMATS,
-    Int4Weight,
     Matrix,
     four_bit_exact,
+    kernel_works,
     linear,
     pick_weights,
 )
@@ -123,6 +124,14 @@ class LlamaDecoder:
     ):
         if precision not in PRECISIONS[1:]:
             raise ValueError(f"precision must be one of {PRECISIONS[1:]}; found {precision!r}")
+        if precision in ("int4", "int8") and not (
+            torch.device(device).type == "cpu" and kernel_works(precision) and kernel_works("int8")
+        ):
+            raise UnsupportedModel(
+                f"{precision} weights need torch's weight-only {precision} and int8 kernels "
+                "(bf16 activations, on the CPU), and they do not work here. Choose auto, which "
+                "picks what runs on this machine, or bf16 or fp32."
+            )
         if attention not in ATTENTION_PATHS:
             raise ValueError(
                 f"attention must be one of {tuple(ATTENTION_PATHS)}; found {attention!r}"
@@ -146,8 +155,8 @@ class LlamaDecoder:
 
         def matrix(*names: str, fmt: str = precision) -> Matrix:
             stacked = torch.cat([weights[name] for name in names]).to(self.device)
-            if fmt == "int4" and not Int4Weight.fits(stacked):
-                fmt = "int8"
+            if fmt == "int4" and not four_bit_exact(stacked):
+                fmt = "int8"  # 4-bit values only where the weights are 4-bit already: no loss
             return WEIGHT_FORMATS[fmt](stacked, dtype)
 
         self.embed = weight("model.embed_tokens.weight")  # a lookup table: kept dense
@@ -214,7 +223,7 @@ class LlamaDecoder:
         if precision == "auto":
             layer = weights["model.layers.0.mlp.down_proj.weight"]
             head = weights.get("lm_head.weight", weights["model.embed_tokens.weight"])
-            four_bit = four_bit_exact(layer)
+            four_bit = four_bit_exact(layer)  # and each matrix is checked as it is made
             precision, picked["weights"] = pick_weights(*head.shape, torch.device(device), four_bit)
             release_freed_memory()  # the timed matrices: 275 MB kept resident otherwise
         decoder = cls(
@@ -227,33 +236,42 @@ class LlamaDecoder:
         return decoder
 
     def pick_attention(self, length: int = 256, rounds: int = 3) -> tuple[str, dict[str, float]]:
-        """How a new token attends here, and each path's milliseconds for one layer over a
-        cache of ``length`` positions (the best of ``rounds`` rounds of 10). "products" unless
+        """How a new token attends here, and each path's milliseconds for one layer when
+        ``length`` positions of a cache twice as long are written ("products" run over all of
+        it, SDPA over what is written); the best of ``rounds`` rounds of 10. "products" unless
         SDPA takes at most 3/4 of its time: the two round differently, and a near tie decided
         by the noise of the moment would make the same prompt answer differently after a
-        restart (on AMD EPYC, 2026-12-07, they were within 5% of each other in a reply)."""
-        cache = self.new_cache(min(length, self.max_positions))
+        restart (on AMD EPYC, 2026-12-07, they were within 5% of each other in a reply). Off
+        the CPU, "products", untimed."""
+        if self.device.type != "cpu":
+            return "products", {}
+        length = min(length, self.max_positions // 2)
+        cache = self.new_cache(2 * length)  # a reply's cache: the prompt, and room for the reply
         cache.keys.normal_(), cache.values.normal_()
         queries = torch.randn(cache.weights.shape[:2] + (self.head_dim,), dtype=self.dtype)
         timings = {}
         with torch.inference_mode():
             for name, attend in ATTENTION_PATHS.items():
-                attend(queries, cache, 0, cache.keys.shape[2], 0.125)  # sets the kernel up
+                attend(queries, cache, 0, length, 0.125)  # sets the kernel up
                 best = float("inf")
                 for _ in range(rounds):
                     start = time.perf_counter()
                     for _ in range(10):
-                        attend(queries, cache, 0, cache.keys.shape[2], 0.125)
+                        attend(queries, cache, 0, length, 0.125)
                     best = min(best, (time.perf_counter() - start) / 10)
                 timings[name] = best * 1000
         return "sdpa" if timings["sdpa"] <= 0.75 * timings["products"] else "products", timings
 
     def describe(self, timings: bool = False) -> str:
-        """What this decoder runs: 'int4 weights, sdpa attention (picked by timing)'; with
-        ``timings``, the milliseconds each candidate took when it was picked."""
+        """What this decoder runs: 'int4 weights, sdpa attention (picked by timing)', or
+        '(attention picked by timing)' when the weights were asked for; with ``timings``, the
+        milliseconds each candidate took when it was picked (the weights: one row times the
+        output layer's shape in each format, a stand-in for a format's speed per byte)."""
         text = f"{self.precision} weights, {self.attention} attention"
-        if self.picked and not timings:
-            return text + " (picked by timing)"
+        if not timings:
+            if "weights" in self.picked:
+                return text + " (picked by timing)"
+            return text + (" (attention picked by timing)" if self.picked else "")
         for what, measured in self.picked.items():
             times = ", ".join(f"{k} {v:.3g} ms" for k, v in measured.items())
             text += f"; {what}: {times}"

@@ -17,7 +17,7 @@ Which is fastest is not a property of the flags alone: on 2026-12-07 an AMD EPYC
 flags that gave 99-111 tokens/s a week before gave 47 (the products read memory at half the
 speed). So ``pick_weights`` times one single-row product of the model's largest matrix (the
 output layer, larger than the caches) in each format this CPU runs natively, and keeps the
-fastest; within 10% of it, the one with the fewest bytes.
+fastest; within 25% of it, the one with the fewest bytes.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _four_bit(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
     """Values 0-15 (int32, ``weight``'s shape), and per group the scale and the offset of value
     8 (each (out, in / GROUP), float32): the group's minimum and maximum map to 0 and 15."""
     out, width = weight.shape
-    groups = weight.float().view(out, width // Int4Weight.GROUP, Int4Weight.GROUP)
+    groups = weight.float().reshape(out, width // Int4Weight.GROUP, Int4Weight.GROUP)
     low, high = groups.amin(-1), groups.amax(-1)
     scales = ((high - low) / 15).clamp(min=1e-12)
     values = ((groups - low[..., None]) / scales[..., None]).round().clamp(0, 15)
@@ -161,8 +161,9 @@ def candidate_formats(device: torch.device, four_bit: bool) -> list[str]:
         return ["bf16"]
     if not cpu_has_native_bf16():
         return ["fp32"]
-    found = [f for f in ("int4", "int8") if (f != "int4" or four_bit) and kernel_works(f)]
-    return [*found, "bf16", "fp32"]
+    if not kernel_works("int8"):  # int4 layers keep an int8 output layer
+        return ["bf16", "fp32"]
+    return [*(["int4"] if four_bit and kernel_works("int4") else []), "int8", "bf16", "fp32"]
 
 
 def time_row_product(matrix: Matrix, width: int, dtype: torch.dtype, repeats: int = 5) -> float:
@@ -198,8 +199,10 @@ def pick_weights(
 ) -> tuple[str, dict[str, float]]:
     """The weight format for this CPU and the milliseconds each candidate took for one row times
     a ``rows`` x ``width`` matrix (the model's output layer: the largest it has, larger
-    than the caches, so the time is the memory's as a token's products are). The fastest wins;
-    a format with fewer bytes within 10% of it wins over it. One candidate: no measurement."""
+    than the caches, so the time is the memory's as a token's products are: a stand-in for
+    each format's speed per byte). The fastest wins; a format with fewer bytes within 25% of
+    it wins over it, so that a near tie does not flip from one start to the next (greedy
+    answers would change with it). One candidate: no measurement."""
     candidates = candidate_formats(device, four_bit)
     if len(candidates) == 1:
         return candidates[0], {}
@@ -208,4 +211,4 @@ def pick_weights(
         dtype = torch.float32 if fmt == "fp32" else torch.bfloat16
         timings[fmt] = time_row_product(filled_matrix(fmt, rows, width), width, dtype) * 1000
     fastest = min(timings.values())
-    return next(f for f in candidates if timings[f] <= 1.1 * fastest), timings
+    return next(f for f in candidates if timings[f] <= 1.25 * fastest), timings

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 BANNED_ACTIONS = ("block", "mask")
 BACKEND_KINDS = ("embedded", "endpoint")
-# How the embedded chat model holds its weights: auto | int8 (int8 matrices, bf16 activations)
-# | bf16 | fp32. See decoder.py.
+# How the embedded chat model holds its weights: auto | int4 (4-bit groups) | int8 (int8 rows;
+# both with bf16 activations) | bf16 | fp32. See kernels.py.
 CHAT_PRECISIONS = ("auto", "int4", "int8", "bf16", "fp32")
 DEFAULT_SYSTEM_PROMPT = "You are a concise assistant for financial analysts."
 # The OpenAI API's limit on stop sequences, kept for every backend.
@@ -182,8 +182,9 @@ class BackendSpec(Settings):
     )
     precision: str = setting(
         "auto",
-        "How the embedded model holds its weights. auto: the fastest of int4, int8, bf16 and "
-        "fp32 on this CPU, timed at load (int4 and int8 need native bf16); bf16 on a GPU.",
+        "How the embedded model holds its weights. auto: the fastest here, timed at load: int4 "
+        "(for weights that are 4-bit already, as the embedded model's are), int8, bf16 and fp32 "
+        "on a CPU with native bf16; fp32 elsewhere, untimed; bf16 on a GPU.",
         choices=CHAT_PRECISIONS,
         label="Weights of the embedded model",
     )

@@ -53,7 +53,8 @@ def test_without_a_cache_folder_the_model_loads_from_memory_and_writes_nothing(
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # temp files would land here
-    uncached = backends.EmbeddedBackend.load(None, embedded.decoder.precision)
+    decoder = embedded.decoder  # the same kernels: another pick would round differently
+    uncached = backends.EmbeddedBackend.load(None, decoder.precision, decoder.attention)
     limits = ChatLimits(max_tokens=8, temperature=0)
     assert (
         replies.respond(uncached, plan_for(uncached, "What is a bond?"), limits).text

@@ -232,10 +232,13 @@ def four_bit_llama():
 @pytest.mark.skipif(not kernels.kernel_works("int4"), reason="no int4 kernel on this CPU")
 def test_int4_weights_stay_close_to_float32(four_bit_llama):
     config, weights = four_bit_llama
+    weights = {**weights, "model.layers.1.mlp.down_proj.weight": torch.randn(64, 128) * 0.02}
     exact = LlamaDecoder.from_weights(config, weights, "fp32")
     lower = LlamaDecoder.from_weights(config, weights, "int4")
     assert isinstance(lower.layers[0].gate_up, Int4Weight)
     assert not isinstance(lower.lm_head, Int4Weight)  # the output layer stays int8
+    # a matrix that is not 4-bit already is not rounded to 4 bits: it stays int8
+    assert isinstance(lower.layers[1].down, kernels.Int8Weight)
     assert_same_likeliest_tokens(exact, lower)
 
 
@@ -253,6 +256,8 @@ def test_auto_picks_the_weights_and_attention_by_timing_and_says_which(four_bit_
     assert "attention: products" in decoder.describe(timings=True)
     explicit = LlamaDecoder.from_weights(config, weights, "fp32", attention="sdpa")
     assert explicit.describe() == "fp32 weights, sdpa attention" and explicit.picked == {}
+    attention_only = LlamaDecoder.from_weights(config, weights, "fp32", attention="auto")
+    assert attention_only.describe().endswith("attention (attention picked by timing)")
     with pytest.raises(ValueError, match="attention must be one of"):
         LlamaDecoder.from_weights(config, weights, "fp32", attention="flash")
 
@@ -268,3 +273,15 @@ def test_sdpa_attention_computes_what_the_two_products_compute(dtype):
         found = attend_sdpa(queries, cache, 0, length, 0.125).float()
         tolerance = 2e-2 if dtype == torch.bfloat16 else 1e-5
         torch.testing.assert_close(found, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_quantized_weights_are_refused_with_a_way_out_where_their_kernels_fail(
+    four_bit_llama, monkeypatch
+):
+    from devmode.chat import decoder
+
+    config, weights = four_bit_llama
+    monkeypatch.setattr(decoder, "kernel_works", lambda fmt, dtype=None: False)
+    for precision in ("int4", "int8"):
+        with pytest.raises(UnsupportedModel, match=f"{precision} weights need .* Choose auto"):
+            LlamaDecoder.from_weights(config, weights, precision)
