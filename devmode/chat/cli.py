@@ -246,6 +246,8 @@ def serve_command(ctx, host, port, precision, api_key_env):
         + f", and the classifiers at {root}/predict ({root}/info lists them). Ctrl-C stops.",
         err=True,
     )
+    if hasattr(backend, "decoder"):  # the kernels picked at load, and what was timed
+        click.echo(f"The model runs {backend.decoder.describe(timings=True)}.", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -123,4 +123,5 @@ def test_serve_answers_the_openai_sdk(db_path, tmp_path):
         server.terminate()
         log = server.communicate(timeout=30)[1]
     assert f"at http://127.0.0.1:{port}/v1 (API key required)" in log
+    assert "The model runs " in log and " weights, " in log  # the kernels picked at load
     assert "k-123" not in log and "POST /v1/chat/completions" in log
