@@ -170,7 +170,8 @@ def test_sampled_suite_noise_regression_and_rescore(browser, chat_server, tmp_pa
             assert reports.verdict(cell) in shown
         if diff["flaky"]:
             assert reports.flaky_text(diff) in text
-        assert "Pass rate per variant, run by run" in text  # the chart over the runs
+        # the chart over the runs (Plotly draws its title after the rest of the page)
+        page.get_by_text("Pass rate per variant, run by run").first.wait_for(timeout=60_000)
         page.screenshot(path=SCREENSHOTS / "02_rerun.png", full_page=True)
 
         # -- max tokens cut to 3, on the left and in the served variant's cell: run again -------
