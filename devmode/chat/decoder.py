@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from devmode.chat.kernels import (
     WEIGHT_FORMATS,
+    Int4Weight,
     Matrix,
     four_bit_exact,
     kernel_works,
@@ -155,8 +156,8 @@ class LlamaDecoder:
 
         def matrix(*names: str, fmt: str = precision) -> Matrix:
             stacked = torch.cat([weights[name] for name in names]).to(self.device)
-            if fmt == "int4" and not four_bit_exact(stacked):
-                fmt = "int8"  # 4-bit values only where the weights are 4-bit already: no loss
+            if fmt == "int4":  # 4-bit values only where the weights are 4-bit already: no loss
+                return Int4Weight.quantize(stacked, dtype, exact=True) or matrix(*names, fmt="int8")
             return WEIGHT_FORMATS[fmt](stacked, dtype)
 
         self.embed = weight("model.embed_tokens.weight")  # a lookup table: kept dense

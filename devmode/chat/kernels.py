@@ -70,8 +70,16 @@ class Int4Weight:
     rows: Int8Weight | None  # for a prompt's products (None in a matrix made for timing)
 
     @classmethod
-    def quantize(cls, weight: torch.Tensor, dtype: torch.dtype) -> Int4Weight:
+    def quantize(
+        cls, weight: torch.Tensor, dtype: torch.dtype, *, exact: bool = False
+    ) -> Int4Weight | None:
+        """``weight`` as int4; with ``exact``, None unless it is 4-bit already
+        (``four_bit_exact``), found in the same pass over the matrix."""
+        if exact and not cls.fits(weight):
+            return None
         values, scales, offsets = _four_bit(weight)
+        if exact and not _reproduces(weight, values, scales, offsets):
+            return None
         scales_offsets = torch.stack((scales.t(), offsets.t()), dim=-1).contiguous().to(dtype)
         packed = torch._convert_weight_to_int4pack_for_cpu(values, 1)
         return cls(packed, scales_offsets, Int8Weight.quantize(weight, dtype))
@@ -106,7 +114,10 @@ def four_bit_exact(weight: torch.Tensor, tolerance: float = 1e-3) -> bool:
     group's step. Then int4 weights lose only the rounding of the scales to bf16."""
     if not Int4Weight.fits(weight):
         return False
-    values, scales, offsets = _four_bit(weight)
+    return _reproduces(weight, *_four_bit(weight), tolerance)
+
+
+def _reproduces(weight, values, scales, offsets, tolerance: float = 1e-3) -> bool:
     out, width = weight.shape
     back = (values.view(out, -1, Int4Weight.GROUP) - 8) * scales[..., None] + offsets[..., None]
     error = (back.view(out, width) - weight.float()).abs().view(out, -1, Int4Weight.GROUP)

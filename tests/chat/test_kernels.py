@@ -32,6 +32,11 @@ def test_four_bit_weights_are_recognised_and_others_are_not():
     assert not four_bit_exact(torch.randn(32, 128))  # a trained model's float weights
     assert not four_bit_exact(four_bit_matrix() + torch.randn(32, 128) * 1e-3)
     assert not four_bit_exact(torch.randn(32, 40))  # rows that are not whole groups
+    # the decoder asks once, as it quantizes: None where the weights are not 4-bit already
+    assert Int4Weight.quantize(torch.randn(32, 128), torch.bfloat16, exact=True) is None
+    assert Int4Weight.quantize(torch.randn(32, 40), torch.bfloat16, exact=True) is None
+    if kernels.kernel_works("int4"):
+        assert Int4Weight.quantize(four_bit_matrix(), torch.bfloat16, exact=True) is not None
 
 
 @pytest.mark.skipif(not kernels.kernel_works("int4"), reason="no int4 kernel on this CPU")
