@@ -107,9 +107,6 @@ class LlamaDecoder:
 
     :param precision: "int4", "int8", "bf16" or "fp32" (see ``PRECISIONS``; "auto" is
         resolved by ``from_weights``)
-    :param head: the output layer's format; by default the precision's, but int8 under int4
-        layers (the embedded file's output layer is 8-bit: as 4-bit, greedy agreement with
-        float32 fell from 0.967 to 0.863)
     :param attention: how a new token attends over the cache: "products" or "sdpa"
         (``ATTENTION_PATHS``; "auto" is resolved by ``from_weights``)
     """
@@ -120,7 +117,6 @@ class LlamaDecoder:
         weights: dict[str, torch.Tensor],
         precision: str,
         device,
-        head: str | None = None,
         attention: str = "products",
     ):
         if precision not in PRECISIONS[1:]:
@@ -138,8 +134,7 @@ class LlamaDecoder:
                 f"attention must be one of {tuple(ATTENTION_PATHS)}; found {attention!r}"
             )
         self.precision = precision
-        self.attention = attention
-        self._attend = ATTENTION_PATHS[attention]
+        self.attention = attention  # a key of ATTENTION_PATHS
         self.picked: dict[str, dict[str, float]] = {}  # what from_weights timed to pick
         dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.dtype, self.device = dtype, torch.device(device)
@@ -162,8 +157,9 @@ class LlamaDecoder:
 
         self.embed = weight("model.embed_tokens.weight")  # a lookup table: kept dense
         tied = getattr(config, "tie_word_embeddings", False) or "lm_head.weight" not in weights
-        # int4 layers keep an int8 output layer unless told: the embedded file's is 8-bit
-        head = head or ("int8" if precision == "int4" else precision)
+        # int4 layers keep an int8 output layer: the embedded file's is 8-bit (as 4-bit, greedy
+        # agreement with float32 fell from 0.967 to 0.863)
+        head = "int8" if precision == "int4" else precision
         self.lm_head = matrix("model.embed_tokens.weight" if tied else "lm_head.weight", fmt=head)
         self.norm = weight("model.norm.weight")
         self.layers = []
@@ -231,8 +227,7 @@ class LlamaDecoder:
             config, weights, precision, device, attention=attention.replace("auto", "products")
         )
         if attention == "auto":
-            attention, picked["attention"] = decoder.pick_attention()
-            decoder.attention, decoder._attend = attention, ATTENTION_PATHS[attention]
+            decoder.attention, picked["attention"] = decoder.pick_attention()
         decoder.picked = {k: v for k, v in picked.items() if v}
         return decoder
 
@@ -350,13 +345,14 @@ class LlamaDecoder:
         x = F.embedding(token, self.embed)  # (1, hidden)
         cos, sin = self._rotary(position, 1)
         qk_size = (self.heads + self.kv_heads) * self.head_dim
+        attend = ATTENTION_PATHS[self.attention]
         for i, layer in enumerate(self.layers):
             qkv = linear(self._rms_norm(x, layer.attention_norm), layer.qkv)
             qk = _rotate(qkv[:, :qk_size].view(-1, self.head_dim), cos, sin)  # one row a head
             cache.keys[i, :, position] = qk[self.heads :]
             cache.values[i, :, position] = qkv[:, qk_size:].view(self.kv_heads, self.head_dim)
             queries = qk[: self.heads].view(self.kv_heads, -1, self.head_dim)
-            attended = self._attend(queries, cache, i, position + 1, self.head_dim**-0.5)
+            attended = attend(queries, cache, i, position + 1, self.head_dim**-0.5)
             x = x + linear(attended, layer.out)
             gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
             x = x + linear(F.silu(gate) * up, layer.down)

@@ -23,6 +23,7 @@ fastest; within 25% of it, the one with the fewest bytes.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -118,10 +119,16 @@ def four_bit_exact(weight: torch.Tensor, tolerance: float = 1e-3) -> bool:
     return _reproduces(weight, *_four_bit(weight), tolerance)
 
 
+def four_bit_dense(values, scales, offsets) -> torch.Tensor:
+    """The float32 matrix ``_four_bit``'s values, scales and offsets stand for."""
+    out, width = values.shape
+    groups = values.view(out, -1, Int4Weight.GROUP) - 8
+    return (groups * scales[..., None] + offsets[..., None]).view(out, width)
+
+
 def _reproduces(weight, values, scales, offsets, tolerance: float = 1e-3) -> bool:
-    out, width = weight.shape
-    back = (values.view(out, -1, Int4Weight.GROUP) - 8) * scales[..., None] + offsets[..., None]
-    error = (back.view(out, width) - weight.float()).abs().view(out, -1, Int4Weight.GROUP)
+    error = (four_bit_dense(values, scales, offsets) - weight.float()).abs()
+    error = error.view(*scales.shape, Int4Weight.GROUP)
     return bool((error.amax(-1) <= tolerance * scales).all())
 
 
@@ -147,9 +154,11 @@ def linear(x: torch.Tensor, weight: Matrix) -> torch.Tensor:
     return F.linear(x, weight.dense())
 
 
+@functools.cache
 def kernel_works(fmt: str, dtype: torch.dtype = torch.bfloat16) -> bool:
     """Whether torch's (private) weight-only kernel for ``fmt`` exists here and agrees with a
-    dense product on a random matrix; bf16 and fp32 always work."""
+    dense product on a random matrix; bf16 and fp32 always work. Asked once a process: every
+    decoder asks when it is made, and the pick asks again."""
     if fmt in ("bf16", "fp32"):
         return True
     if dtype != torch.bfloat16:

@@ -17,12 +17,17 @@ from devmode.chat.decoder import (
 from devmode.chat.kernels import Int4Weight
 
 
-def save_llama(path, seed: int = 0, **config):
-    """A random Llama saved as a Hugging Face folder; returns the model."""
+def random_llama(seed: int = 0, **config):
+    """A random 2-layer LlamaForCausalLM, in eval mode."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, **config)).eval()
+    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, **config)).eval()
+
+
+def save_llama(path, seed: int = 0, **config):
+    """A random Llama saved as a Hugging Face folder; returns the model."""
+    model = random_llama(seed, **config)
     model.save_pretrained(path)
     return model
 
@@ -205,11 +210,8 @@ def test_the_room_left_in_the_cache_does_not_change_a_bit_of_the_logits(tmp_path
 def four_bit_llama():
     """A random Llama whose matrices hold 4-bit values in groups of 32, as the embedded GGUF
     file's do: its config and weights by transformers' names."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(2)
-    config = LlamaConfig(
-        num_hidden_layers=2,
+    model = random_llama(
+        2,
         vocab_size=96,
         hidden_size=64,
         intermediate_size=128,
@@ -218,15 +220,11 @@ def four_bit_llama():
         max_position_embeddings=64,
         tie_word_embeddings=True,
     )
-    weights = dict(LlamaForCausalLM(config).eval().state_dict())
+    weights = dict(model.state_dict())
     for name, weight in weights.items():
         if weight.dim() == 2 and "embed" not in name:
-            values, scales, offsets = kernels._four_bit(weight)
-            back = (values.view(*weight.shape[:1], -1, 32) - 8) * scales[..., None] + offsets[
-                ..., None
-            ]
-            weights[name] = back.reshape(weight.shape)
-    return config, weights
+            weights[name] = kernels.four_bit_dense(*kernels._four_bit(weight))
+    return model.config, weights
 
 
 @pytest.mark.skipif(not kernels.kernel_works("int4"), reason="no int4 kernel on this CPU")
