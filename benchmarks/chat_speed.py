@@ -3,6 +3,7 @@
     $ .venv/bin/python benchmarks/chat_speed.py                 # all variants, 3 repeats each
     $ .venv/bin/python benchmarks/chat_speed.py --repeat 5 --new-tokens 128
     $ .venv/bin/python benchmarks/chat_speed.py --variants "devmode int8" --baseline c2be12d
+    $ .venv/bin/python benchmarks/chat_speed.py --emulate avx2   # another CPU kind's kernels
 
 Every variant answers the same chat prompt (about 200 tokens with the template) greedily with
 SmolLM2-135M-Instruct on this machine, in its own process (so each peak memory is its own):
@@ -21,9 +22,14 @@ Then the old int8 decoder, today's int8 (products attention, as before) and toda
 side by side in one process, taking turns (so that all see the same machine: two runs in
 separate processes differ by up to 10% here, and by more on a noisy one), and how many greedy
 answers on the benchmark's prompts (the chat prompt and 8 PhraseBank questions, 64 tokens
-each) are the same: old and new int8 should match (a change that rounds differently shows up
-here); ``auto`` may pick another format, which rounds differently. The quality gate is each
-devmode variant's agreement with float32: at least 0.95 (``GATE``), or the run exits 1.
+each) are the same: a change that rounds differently shows up here (since 2026-12-08 the
+decoder's activations are float32 on the CPU, so today's int8 no longer matches c2be12d's bit
+for bit); ``auto`` may pick another format, which rounds differently again. The quality gate
+is each devmode variant's agreement with float32: at least 0.95 (``GATE``), or the run exits 1.
+
+``--emulate avx2`` runs the timed processes with torch and the libraries under it held to an
+AVX2-only CPU's kernels (``machine.EMULATIONS``): the kernels are that kind's, the memory and
+clock this machine's, and the CPU line says so.
 
 Time to first token includes the prompt's forward pass; tokens/s counts the tokens after the
 first over the time after the first (the decoding rate). "Agrees" is the share of next-token
@@ -39,6 +45,7 @@ import argparse
 import csv
 import gc
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -47,7 +54,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu
+from machine import EMULATIONS, cpu_line, emulate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -288,7 +295,13 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a worker: run this variant, print JSON
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="Also write the figures to this file.")
+    parser.add_argument(
+        "--emulate",
+        choices=sorted(EMULATIONS),
+        help="Hold torch to another CPU kind's kernels in the timed processes (machine.py).",
+    )
     args = parser.parse_args()
+    emulate(args.emulate)
     if args.one == "side by side":
         figures = side_by_side(Path(args.folder), args.baseline, args.repeat, args.new_tokens)
         print("RESULT " + json.dumps(figures))
@@ -309,8 +322,10 @@ def main() -> None:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", variant, "--folder", str(folder),
                  "--repeat", str(args.repeat), "--new-tokens", str(args.new_tokens),
-                 "--baseline", args.baseline],
+                 "--baseline", args.baseline,
+                 *(["--emulate", args.emulate] if args.emulate else [])],
                 capture_output=True, text=True, check=True,
+                env={**os.environ, **EMULATIONS.get(args.emulate, {})},
             )  # fmt: skip
             line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
             return json.loads(line[len("RESULT ") :])
@@ -326,7 +341,7 @@ def main() -> None:
         pair = worker("side by side") if args.baseline != "none" else None
     base = results[0]
     print()
-    print(f"CPU: {cpu()}")
+    print(f"CPU: {cpu_line(args.emulate)}")
     print(
         f"SmolLM2-135M-Instruct, {base['prompt_tokens']} prompt tokens, {args.new_tokens} new, "
         f"greedy, {base['threads']} threads, median of {args.repeat}"
@@ -361,7 +376,9 @@ def main() -> None:
             )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"cpu": cpu(), "variants": results, "side_by_side": pair}, indent=2)
+            json.dumps(
+                {"cpu": cpu_line(args.emulate), "variants": results, "side_by_side": pair}, indent=2
+            )
         )
     below = [r["variant"] for r in results if r["agrees"] < GATE]
     print()

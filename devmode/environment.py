@@ -88,9 +88,44 @@ def cpu_description() -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); elsewhere bf16
-    is emulated and slower than float32."""
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", cpu_description()))
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX) and torch may use
+    it: not where torch is held to its AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``) or oneDNN
+    is off in torch, as ``benchmarks/chat_speed.py --emulate avx2`` sets both (oneDNN's bf16
+    products follow the CPU's flags, not that variable: with it alone, this answers no where
+    oneDNN would still run them natively, the cautious side). Elsewhere bf16 is emulated and
+    slower than float32."""
+    if not re.search(r"\b(avx512_bf16|amx_bf16)\b", cpu_description()):
+        return False
+    import torch
+
+    return "AVX512" in torch.backends.cpu.get_cpu_capability() and torch.backends.mkldnn.enabled
+
+
+def last_level_cache_bytes(
+    cpus: set[int] | None = None,
+    folder: Path = Path("/sys/devices/system/cpu"),
+    default: int = 32 << 20,
+) -> int:
+    """The last-level cache of the CPUs this process may run on (``cpus``, by default its
+    affinity) as Linux reports it under ``folder``: the highest level's size, added up over the
+    distinct caches of that level those CPUs sit on (an AMD EPYC has one L3 per group of
+    cores); ``default`` where nothing can be read."""
+    cpus = os.sched_getaffinity(0) if cpus is None else cpus
+    caches: dict[tuple[int, str], int] = {}  # (level, the CPUs sharing it): bytes
+    for cpu in cpus:
+        for index in (folder / f"cpu{cpu}" / "cache").glob("index*"):
+            try:
+                level = int((index / "level").read_text())
+                shared = (index / "shared_cpu_list").read_text().strip()
+                text = (index / "size").read_text().strip().upper()
+                size = int(text.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(text[-1], 0)
+            except (OSError, ValueError, IndexError):
+                continue
+            caches[level, shared] = size
+    if not caches:
+        return default
+    top = max(level for level, _ in caches)
+    return sum(size for (level, _), size in caches.items() if level == top)
 
 
 def release_freed_memory() -> None:

@@ -15,13 +15,19 @@ GGUF file's own groups of 32 (about 5 bits a weight with each group's bf16 scale
 0.31 of bf16's bytes; the file's weights, up to the rounding of those scales), int8 rows with
 one scale each (half), each through torch's weight-only kernel.
 ``precision="auto"`` times them at load and keeps the fastest this CPU runs; the same flags
-gave twice the speed on one machine as on another. A prompt goes through as one
-matrix-matrix product per layer, where bf16 is faster: the int8 rows are expanded for it.
-A new token takes its own one-row path (``_step``) and attends over the cache, by two products
-over the whole preallocated cache (``attend_cached``) or by SDPA over what is written
-(``attend_sdpa``), whichever is clearly faster here. A format or path rounds differently from
-another, so greedy answers may change with it: ``benchmarks/chat_speed.py`` reports each
-one's next-token agreement with transformers in float32 (at least 0.95 is the gate).
+gave twice the speed on one machine as on another. The output layer, the largest matrix, is
+shortlisted: every logit through a 4-bit copy, then the 64 highest recomputed from int8
+(``kernels.ShortlistWeight``). On the CPU the activations and the cache are float32, whatever
+the weights: the kernels get a bf16 copy of the row, and the rest (norms, rotary embeddings,
+attention) runs without conversions, where bf16 costs a conversion per operation, and
+attention products in bf16 took 8 times float32's time with torch's AVX2 kernels. A prompt goes
+through as one matrix-matrix product per layer, in bf16 where the CPU multiplies bf16
+natively and in float32 elsewhere: the quantized rows are expanded for it. A new token takes
+its own one-row path (``_step``) and attends over the cache, by two products (``attend_cached``)
+or by SDPA (``attend_sdpa``), whichever is clearly faster here. A format or path rounds
+differently from another, so greedy answers may change with it: ``benchmarks/chat_speed.py``
+reports each one's next-token agreement with transformers in float32 (at least 0.95 is the
+gate).
 
 Same operations in the same order as ``transformers``' LlamaForCausalLM (RMSNorm in float32,
 rotary embeddings computed in float32, grouped-query attention through SDPA, SiLU MLP, the output
@@ -45,12 +51,13 @@ from devmode.chat.kernels import (
     Int4Weight,
     Matrix,
     four_bit_exact,
+    head_format,
     kernel_works,
     linear,
     pick_weights,
 )
 from devmode.chat.limits import CHAT_PRECISIONS
-from devmode.environment import release_freed_memory
+from devmode.environment import cpu_has_native_bf16, release_freed_memory
 from devmode.errors import DevmodeError
 
 
@@ -97,8 +104,8 @@ class _Layer:
     mlp_norm: torch.Tensor
 
 
-# How the weights are held: "int4" or "int8" (quantized matrices, bf16 activations), "bf16" or
-# "fp32"; "auto" picks one at load time (``kernels.pick_weights``).
+# How the weights are held: "int4" or "int8" (quantized matrices; their kernels take a bf16 copy
+# of each row), "bf16" or "fp32"; "auto" picks one at load time (``kernels.pick_weights``).
 PRECISIONS = CHAT_PRECISIONS
 
 
@@ -136,8 +143,15 @@ class LlamaDecoder:
         self.precision = precision
         self.attention = attention  # a key of ATTENTION_PATHS
         self.picked: dict[str, dict[str, float]] = {}  # what from_weights timed to pick
+        # the weights' dtype (the quantized kernels take bf16 activations); on the CPU the
+        # activations and the cache are float32 (see the module's docstring), on a GPU bf16
         dtype = torch.float32 if precision == "fp32" else torch.bfloat16
-        self.dtype, self.device = dtype, torch.device(device)
+        self.device = torch.device(device)
+        self.dtype = torch.float32 if self.device.type == "cpu" else dtype
+        # a prompt's rows: bf16 products where the CPU runs them natively, else float32
+        self.rows_dtype = (
+            dtype if self.device.type != "cpu" or cpu_has_native_bf16() else torch.float32
+        )
         self.heads = config.num_attention_heads
         self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
@@ -146,8 +160,8 @@ class LlamaDecoder:
         eos = getattr(config, "eos_token_id", None)
         self.eos_ids = tuple(eos if isinstance(eos, list) else [] if eos is None else [eos])
 
-        def weight(name: str) -> torch.Tensor:
-            return weights[name].to(device=self.device, dtype=dtype)
+        def norm_weight(name: str) -> torch.Tensor:  # twice over: see _rms_norm
+            return torch.cat((weights[name], weights[name])).to(self.device, self.dtype)
 
         def matrix(*names: str, fmt: str = precision) -> Matrix:
             stacked = torch.cat([weights[name] for name in names]).to(self.device)
@@ -155,13 +169,15 @@ class LlamaDecoder:
                 return Int4Weight.quantize(stacked, dtype, exact=True) or matrix(*names, fmt="int8")
             return WEIGHT_FORMATS[fmt](stacked, dtype)
 
-        self.embed = weight("model.embed_tokens.weight")  # a lookup table: kept dense
+        # a lookup table: kept dense, in the weights' dtype
+        self.embed = weights["model.embed_tokens.weight"].to(device=self.device, dtype=dtype)
         tied = getattr(config, "tie_word_embeddings", False) or "lm_head.weight" not in weights
-        # int4 layers keep an int8 output layer: the embedded file's is 8-bit (as 4-bit, greedy
-        # agreement with float32 fell from 0.967 to 0.863)
-        head = "int8" if precision == "int4" else precision
-        self.lm_head = matrix("model.embed_tokens.weight" if tied else "lm_head.weight", fmt=head)
-        self.norm = weight("model.norm.weight")
+        head = "model.embed_tokens.weight" if tied else "lm_head.weight"
+        fmt = precision
+        if self.device.type == "cpu":
+            fmt = head_format(precision, tuple(weights[head].shape))
+        self.lm_head = matrix(head, fmt=fmt)
+        self.norm = norm_weight("model.norm.weight")
         self.layers = []
         for i in range(config.num_hidden_layers):
             p = f"model.layers.{i}."
@@ -171,8 +187,8 @@ class LlamaDecoder:
                     out=matrix(p + "self_attn.o_proj.weight"),
                     gate_up=matrix(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
                     down=matrix(p + "mlp.down_proj.weight"),
-                    attention_norm=weight(p + "input_layernorm.weight"),
-                    mlp_norm=weight(p + "post_attention_layernorm.weight"),
+                    attention_norm=norm_weight(p + "input_layernorm.weight"),
+                    mlp_norm=norm_weight(p + "post_attention_layernorm.weight"),
                 )
             )
         theta = _rope_theta(config)
@@ -211,21 +227,27 @@ class LlamaDecoder:
         """A decoder from a config and weights by transformers' names: those ``gguf_weights``
         reads, or a loaded ``LlamaForCausalLM``'s ``state_dict()`` (no files needed).
 
-        ``precision="auto"`` times the output layer's product in each weight format this CPU
-        runs natively (``kernels.pick_weights``; int4 only where the weights are 4-bit already),
+        ``precision="auto"`` estimates a token's products in each weight format whose kernels
+        work here (``kernels.pick_weights``; int4 only where the weights are 4-bit already),
         ``attention="auto"`` times both attention paths (``pick_attention``); the fastest are
         kept, and what was measured is in ``picked`` (``describe(timings=True)``)."""
         _check_supported(config)
         picked = {}
         if precision == "auto":
             layer = weights["model.layers.0.mlp.down_proj.weight"]
-            head = weights.get("lm_head.weight", weights["model.embed_tokens.weight"])
             four_bit = four_bit_exact(layer)  # and each matrix is checked as it is made
-            precision, picked["weights"] = pick_weights(*head.shape, torch.device(device), four_bit)
-            release_freed_memory()  # the timed matrices: 275 MB kept resident otherwise
+            precision, picked["weights"] = pick_weights(
+                _layer_shapes(weights),
+                config.num_hidden_layers,
+                tuple(weights.get("lm_head.weight", weights["model.embed_tokens.weight"]).shape),
+                torch.device(device),
+                four_bit,
+            )
         decoder = cls(
             config, weights, precision, device, attention=attention.replace("auto", "products")
         )
+        # the timed matrices and what quantizing left: 275 MB kept resident otherwise
+        release_freed_memory()
         if attention == "auto":
             decoder.attention, picked["attention"] = decoder.pick_attention()
         decoder.picked = {k: v for k, v in picked.items() if v}
@@ -261,8 +283,8 @@ class LlamaDecoder:
     def describe(self, timings: bool = False) -> str:
         """What this decoder runs: 'int4 weights, sdpa attention (picked by timing)', or
         '(attention picked by timing)' when the weights were asked for; with ``timings``, the
-        milliseconds each candidate took when it was picked (the weights: one row times the
-        output layer's shape in each format, a stand-in for a format's speed per byte)."""
+        milliseconds each candidate took when it was picked (the weights: a token's products
+        in each format, estimated from timings of its matrices' shapes read from memory)."""
         text = f"{self.precision} weights, {self.attention} attention"
         if not timings:
             if "weights" in self.picked:
@@ -277,9 +299,16 @@ class LlamaDecoder:
     # The forward pass
 
     def _rms_norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Llama's RMSNorm of ``x`` with a norm's ``weight`` held twice over (``norm_weight``)."""
+        n = x.shape[-1]
+        if x.dtype == torch.float32:
+            # LayerNorm of [x, -x]: its mean is 0 and its variance mean(x²), so its first half
+            # is RMSNorm(x), in one fused kernel; F.rms_norm's CPU path is six operations (10
+            # against 17 µs for a row of 576; 0.44 of a 10.9 ms token, AMD EPYC, 2026-12-08)
+            return F.layer_norm(torch.cat((x, -x), -1), (2 * n,), weight, eps=self.eps)[..., :n]
         # in float32, as LlamaRMSNorm does, then back to the model's dtype
-        x32 = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
-        return weight * x32.to(self.dtype)
+        x32 = F.rms_norm(x.float(), (n,), eps=self.eps)
+        return weight[:n] * x32.to(self.dtype)
 
     def _rotary(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of the positions' angles, with the first half of sin negated (see
@@ -313,12 +342,12 @@ class LlamaDecoder:
             return self._step(ids.view(1), start, cache)
         if start:
             raise ValueError("after the prompt, tokens go in one at a time")
-        x = F.embedding(ids, self.embed)
+        x = F.embedding(ids, self.embed).to(self.dtype)
         cos, sin = self._rotary(0, n)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        heads = self.heads + self.kv_heads
+        heads, rows = self.heads + self.kv_heads, self.rows_dtype
         for i, layer in enumerate(self.layers):
-            qkv = linear(self._rms_norm(x, layer.attention_norm), layer.qkv)
+            qkv = linear(self._rms_norm(x, layer.attention_norm), layer.qkv, rows)
             # queries and keys rotated together: one set of operations for both
             qk = qkv[..., : q_size + kv_size].reshape(1, n, heads, self.head_dim).transpose(1, 2)
             qk = _rotate(qk, cos, sin)
@@ -333,29 +362,32 @@ class LlamaDecoder:
                 scale=self.head_dim**-0.5,
                 enable_gqa=self.kv_heads != self.heads,
             )
-            x = x + linear(attended.transpose(1, 2).reshape(1, n, q_size), layer.out)
-            gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
-            x = x + linear(F.silu(gate) * up, layer.down)
+            x = x + linear(attended.transpose(1, 2).reshape(1, n, q_size), layer.out, rows)
+            gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up, rows).chunk(
+                2, dim=-1
+            )
+            x = x + linear(F.silu(gate) * up, layer.down, rows)
         last = self._rms_norm(x[:, -1], self.norm)  # only the last position is read
         return linear(last, self.lm_head)[0].float()
 
     def _step(self, token: torch.Tensor, position: int, cache: Cache) -> torch.Tensor:
         """``forward`` for one new token: the same operations on one row, without the reshapes
         a prompt's many rows need (each costs a little, and a token goes through ~30 layers)."""
-        x = F.embedding(token, self.embed)  # (1, hidden)
+        x = F.embedding(token, self.embed).to(self.dtype)  # (1, hidden)
         cos, sin = self._rotary(position, 1)
         qk_size = (self.heads + self.kv_heads) * self.head_dim
         attend = ATTENTION_PATHS[self.attention]
         for i, layer in enumerate(self.layers):
             qkv = linear(self._rms_norm(x, layer.attention_norm), layer.qkv)
-            qk = _rotate(qkv[:, :qk_size].view(-1, self.head_dim), cos, sin)  # one row a head
+            qk = qkv[:, :qk_size].to(self.dtype).view(-1, self.head_dim)
+            qk = _rotate(qk, cos, sin)  # one row a head
             cache.keys[i, :, position] = qk[self.heads :]
             cache.values[i, :, position] = qkv[:, qk_size:].view(self.kv_heads, self.head_dim)
             queries = qk[: self.heads].view(self.kv_heads, -1, self.head_dim)
             attended = attend(queries, cache, i, position + 1, self.head_dim**-0.5)
-            x = x + linear(attended, layer.out)
+            x = x + linear(attended, layer.out).to(self.dtype)
             gate, up = linear(self._rms_norm(x, layer.mlp_norm), layer.gate_up).chunk(2, dim=-1)
-            x = x + linear(F.silu(gate) * up, layer.down)
+            x = x + linear(F.silu(gate) * up, layer.down).to(self.dtype)
         return linear(self._rms_norm(x, self.norm), self.lm_head)[0].float()
 
     # ------------------------------------------------------------------------------------------
@@ -436,12 +468,15 @@ def attend_cached(
     kernel once per reply instead of once per token (~0.3 ms each time), and each layer's keys
     are one contiguous block. Keys, values and weights past ``length`` are zero, so the first
     ``length`` scores and the weighted sum are bit for bit those of products over the first
-    ``length`` positions alone (``tests/chat/test_decoder.py`` checks it). float32 goes through
-    another kernel, where the zeros change the last bit; it reads the first ``length`` only.
+    ``length`` positions alone (``tests/chat/test_decoder.py`` checks it). float32 (the CPU's
+    cache) goes through another kernel, where the zeros change the last bit; it reads the first
+    ``length`` only, and the weights need no buffer.
     """
     keys, values, weights = cache.keys[layer], cache.values[layer], cache.weights
-    if keys.dtype != torch.bfloat16:  # float32 products over the zeros differ in the last bit
-        keys, values, weights = keys[:, :length], values[:, :length], weights[..., :length]
+    if keys.dtype == torch.float32:  # products over the zeros would differ in the last bit
+        keys, values = keys[:, :length], values[:, :length]
+        scores = torch.bmm(queries, keys.transpose(1, 2)).mul_(scale)
+        return torch.bmm(scores.softmax(-1), values).view(1, -1)
     scores = torch.bmm(queries, keys.transpose(1, 2))[..., :length]
     # softmax in float32, rounded to the model's dtype as it is copied into the weights
     weights[..., :length].copy_((scores * scale).float().softmax(-1))
@@ -467,6 +502,22 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     halves are swapped by ``roll`` and the minus sign sits in ``signed_sin`` = [-sin, sin]:
     the same products bit for bit (negation is exact), two operations fewer."""
     return x * cos + x.roll(x.shape[-1] // 2, -1) * signed_sin
+
+
+def _layer_shapes(weights: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+    """The shapes of layer 0's matrices as the decoder stacks them: q/k/v, out, gate/up, down."""
+    p = "model.layers.0."
+
+    def stacked(*names: str) -> tuple[int, int]:
+        shapes = [weights[p + name].shape for name in names]
+        return sum(shape[0] for shape in shapes), shapes[0][1]
+
+    return [
+        stacked(*(f"self_attn.{x}_proj.weight" for x in "qkv")),
+        stacked("self_attn.o_proj.weight"),
+        stacked("mlp.gate_proj.weight", "mlp.up_proj.weight"),
+        stacked("mlp.down_proj.weight"),
+    ]
 
 
 def _rope_theta(config) -> float:

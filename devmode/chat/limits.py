@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 BANNED_ACTIONS = ("block", "mask")
 BACKEND_KINDS = ("embedded", "endpoint")
 # How the embedded chat model holds its weights: auto | int4 (4-bit groups) | int8 (int8 rows;
-# both with bf16 activations) | bf16 | fp32. See kernels.py.
+# both through kernels that take a bf16 copy of each row) | bf16 | fp32. See kernels.py.
 CHAT_PRECISIONS = ("auto", "int4", "int8", "bf16", "fp32")
 DEFAULT_SYSTEM_PROMPT = "You are a concise assistant for financial analysts."
 # The OpenAI API's limit on stop sequences, kept for every backend.

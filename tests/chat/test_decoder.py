@@ -156,6 +156,50 @@ def test_lower_precisions_stay_close_to_float32(tiny_llama, precision):
     assert_same_likeliest_tokens(exact, lower)
 
 
+def test_on_the_cpu_activations_and_cache_are_float32_whatever_the_weights(tiny_llama):
+    path, _ = tiny_llama
+    for precision in ("fp32", "bf16", *(["int8"] if kernels.kernel_works("int8") else [])):
+        decoder = LlamaDecoder.from_pretrained(path, precision)
+        assert decoder.dtype == torch.float32 and decoder.new_cache(4).keys.dtype == torch.float32
+
+
+def test_where_bf16_is_emulated_a_prompt_runs_in_float32(tiny_llama, monkeypatch):
+    """torch's AVX2 bf16 products took six times float32's for a prompt's rows: there the
+    quantized matrices are expanded to float32 for them, and the answers stay the model's."""
+    from devmode.chat import decoder as module
+
+    path, _ = tiny_llama
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: False)
+    exact = LlamaDecoder.from_pretrained(path, "fp32")
+    for precision in ("bf16", *(["int8"] if kernels.kernel_works("int8") else [])):
+        lower = LlamaDecoder.from_pretrained(path, precision)
+        assert lower.rows_dtype == torch.float32
+        assert_same_likeliest_tokens(exact, lower)
+    monkeypatch.setattr(module, "cpu_has_native_bf16", lambda: True)
+    assert LlamaDecoder.from_pretrained(path, "bf16").rows_dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])
+def test_rms_norm_through_layer_norm_is_llamas_rms_norm(tiny_llama, scale):
+    """LayerNorm of [x, -x] (mean 0, variance mean(x²)) is RMSNorm(x) in its first half: the
+    same to float32's rounding, eps included (it decides at the small scale)."""
+    path, _ = tiny_llama
+    decoder = LlamaDecoder.from_pretrained(path)
+    torch.manual_seed(5)
+    weight = torch.randn(48)
+    for shape in ((1, 48), (1, 9, 48)):
+        x = torch.randn(shape) * scale
+        expected = torch.nn.functional.rms_norm(x.double(), (48,), weight.double(), decoder.eps)
+        found = decoder._rms_norm(x, torch.cat((weight, weight)))
+        assert found.shape == x.shape
+        torch.testing.assert_close(found.double(), expected, rtol=1e-5, atol=1e-6)
+    # bf16 activations (a GPU's): RMSNorm in float32 as LlamaRMSNorm does, then the weight
+    decoder.dtype = torch.bfloat16
+    found = decoder._rms_norm(x.bfloat16(), torch.cat((weight, weight)).bfloat16())
+    assert found.dtype == torch.bfloat16
+    torch.testing.assert_close(found.double(), expected, rtol=2e-2, atol=2e-2 * scale)
+
+
 def test_weights_taken_from_a_loaded_model_are_the_same_model(tiny_llama):
     path, reference = tiny_llama
     from_files = LlamaDecoder.from_pretrained(path)
@@ -234,7 +278,8 @@ def test_int4_weights_stay_close_to_float32(four_bit_llama):
     exact = LlamaDecoder.from_weights(config, weights, "fp32")
     lower = LlamaDecoder.from_weights(config, weights, "int4")
     assert isinstance(lower.layers[0].gate_up, Int4Weight)
-    assert not isinstance(lower.lm_head, Int4Weight)  # the output layer stays int8
+    # the output layer: int8, shortlisted by a 4-bit copy
+    assert isinstance(lower.lm_head, kernels.ShortlistWeight)
     # a matrix that is not 4-bit already is not rounded to 4 bits: it stays int8
     assert isinstance(lower.layers[1].down, kernels.Int8Weight)
     assert_same_likeliest_tokens(exact, lower)
