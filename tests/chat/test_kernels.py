@@ -142,19 +142,25 @@ def test_a_shape_int4_does_not_take_is_timed_as_the_int8_the_decoder_keeps(monke
 
 
 def test_candidates_are_what_runs_here(monkeypatch):
-    """The quantized kernels take bf16 activations, converted from the decoder's float32 for
-    one row: they are candidates whether or not bf16 products are native."""
+    """The quantized kernels take a bf16 copy of the decoder's float32 row: they are candidates
+    whether or not bf16 products are native; bf16 weights only where they are."""
     cpu = torch.device("cpu")
     assert kernels.candidate_formats(torch.device("cuda"), four_bit=True) == ["bf16"]
     monkeypatch.setattr(kernels, "kernel_works", lambda fmt, dtype=None: True)
+    monkeypatch.setattr(kernels, "cpu_has_native_bf16", lambda: True)
     assert kernels.candidate_formats(cpu, four_bit=True) == ["int4", "int8", "bf16", "fp32"]
     # int4 only for weights that are 4-bit already: elsewhere it would lose precision
     assert kernels.candidate_formats(cpu, four_bit=False) == ["int8", "bf16", "fp32"]
+    monkeypatch.setattr(kernels, "cpu_has_native_bf16", lambda: False)
+    assert kernels.candidate_formats(cpu, four_bit=True) == ["int4", "int8", "fp32"]
+    monkeypatch.setattr(kernels, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(kernels, "kernel_works", lambda fmt, dtype=None: fmt != "int4")
     assert kernels.candidate_formats(cpu, four_bit=True) == ["int8", "bf16", "fp32"]
-    # int4 layers keep an int8 output layer: without the int8 kernel, neither
+    # int4 keeps int8 matrices: without the int8 kernel, neither
     monkeypatch.setattr(kernels, "kernel_works", lambda fmt, dtype=None: fmt != "int8")
     assert kernels.candidate_formats(cpu, four_bit=True) == ["bf16", "fp32"]
+    monkeypatch.setattr(kernels, "cpu_has_native_bf16", lambda: False)
+    assert kernels.candidate_formats(cpu, four_bit=True) == ["fp32"]
 
 
 def test_quantized_layers_keep_a_shortlisted_output_layer_where_it_fits(monkeypatch):
