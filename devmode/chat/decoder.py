@@ -22,7 +22,7 @@ the weights: the kernels get a bf16 copy of the row, and the rest (norms, rotary
 attention) runs without conversions, where bf16 costs a conversion per operation, and
 attention products in bf16 took 8 times float32's time with torch's AVX2 kernels. A prompt goes
 through as one matrix-matrix product per layer, in bf16 where the CPU multiplies bf16
-natively and in float32 elsewhere: the quantized rows are expanded for it. A new token takes
+natively and in float32 elsewhere: the quantized rows are converted to it. A new token takes
 its own one-row path (``_step``) and attends over the cache, by two products (``attend_cached``)
 or by SDPA (``attend_sdpa``), whichever is clearly faster here. A format or path rounds
 differently from another, so greedy answers may change with it: ``benchmarks/chat_speed.py``
@@ -92,6 +92,16 @@ class Cache:
             torch.zeros(shape, dtype=dtype, device=device),
             torch.zeros((kv_heads, groups, length), dtype=dtype, device=device),
         )
+
+
+# A layer's matrices as the decoder holds them, each from transformers' weights stacked (one
+# product instead of several), by the suffix of their names after "model.layers.N."
+LAYER_MATRICES = {
+    "qkv": tuple(f"self_attn.{x}_proj.weight" for x in "qkv"),
+    "out": ("self_attn.o_proj.weight",),
+    "gate_up": ("mlp.gate_proj.weight", "mlp.up_proj.weight"),
+    "down": ("mlp.down_proj.weight",),
+}
 
 
 @dataclass(frozen=True)
@@ -183,10 +193,10 @@ class LlamaDecoder:
             p = f"model.layers.{i}."
             self.layers.append(
                 _Layer(
-                    qkv=matrix(*(p + f"self_attn.{x}_proj.weight" for x in "qkv")),
-                    out=matrix(p + "self_attn.o_proj.weight"),
-                    gate_up=matrix(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
-                    down=matrix(p + "mlp.down_proj.weight"),
+                    **{
+                        field: matrix(*(p + name for name in names))
+                        for field, names in LAYER_MATRICES.items()
+                    },
                     attention_norm=norm_weight(p + "input_layernorm.weight"),
                     mlp_norm=norm_weight(p + "post_attention_layernorm.weight"),
                 )
@@ -505,19 +515,12 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
 
 
 def _layer_shapes(weights: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
-    """The shapes of layer 0's matrices as the decoder stacks them: q/k/v, out, gate/up, down."""
-    p = "model.layers.0."
-
-    def stacked(*names: str) -> tuple[int, int]:
-        shapes = [weights[p + name].shape for name in names]
-        return sum(shape[0] for shape in shapes), shapes[0][1]
-
-    return [
-        stacked(*(f"self_attn.{x}_proj.weight" for x in "qkv")),
-        stacked("self_attn.o_proj.weight"),
-        stacked("mlp.gate_proj.weight", "mlp.up_proj.weight"),
-        stacked("mlp.down_proj.weight"),
-    ]
+    """The shapes of layer 0's matrices as the decoder stacks them (``LAYER_MATRICES``)."""
+    shapes = []
+    for names in LAYER_MATRICES.values():
+        stacked = [weights["model.layers.0." + name].shape for name in names]
+        shapes.append((sum(shape[0] for shape in stacked), stacked[0][1]))
+    return shapes
 
 
 def _rope_theta(config) -> float:

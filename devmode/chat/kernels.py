@@ -111,9 +111,6 @@ class Int4Weight:
         """The activations' dtype the kernel takes."""
         return self.scales_offsets.dtype
 
-    def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return self.rows.dense(dtype)
-
     def row_product(self, x: torch.Tensor) -> torch.Tensor:
         """One row (1, in) through the kernel, in its dtype (bf16: ``x`` is converted)."""
         x = x.to(self.dtype)
@@ -190,9 +187,6 @@ class ShortlistWeight:
     @property
     def dtype(self) -> torch.dtype:
         return self.scan.dtype
-
-    def dense(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        return self.scan.rows.dense(dtype)
 
     def rows_product(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return self.scan.rows_product(x, dtype)
@@ -300,12 +294,10 @@ def filled_matrix(fmt: str, rows: int, width: int) -> Matrix:
 
 
 def matrix_bytes(matrix: Matrix) -> int:
-    """The bytes a single-row product reads from ``matrix``."""
+    """The bytes a single-row product reads from ``matrix`` (a shortlist's: its 4-bit copy; the
+    rows it recomputes are a few dozen)."""
     if isinstance(matrix, ShortlistWeight):
-        return (
-            matrix_bytes(matrix.scan)
-            + matrix_bytes(matrix.scan.rows) // matrix.scan.rows.values.shape[0] * matrix.SHORTLIST
-        )
+        return matrix_bytes(matrix.scan)
     if isinstance(matrix, Int8Weight):
         parts = (matrix.values, matrix.scales)
     elif isinstance(matrix, Int4Weight):
